@@ -1,0 +1,4 @@
+export * from './plugin';
+export * from './errors';
+export * from './templates';
+export * from './duration';

@@ -1,0 +1,69 @@
+/**
+ * The contract every target plugin implements. Plugins are leaves: they import this folder and their
+ * own driver, nothing from src/. The broker generates account names and passwords; a plugin only
+ * applies them. Every verb takes a request object so the contract can grow without breaking callers.
+ */
+import type { ZodType } from 'zod';
+
+/** Plugin-specific settings of a role, validated by the plugin's `roleSchema`. */
+export type RoleSettings = Record<string, unknown>;
+
+export interface CreateUserRequest {
+  username: string;
+  password: string;
+  /** When the credential must stop working; targets that can enforce it should (second line of defence). */
+  expiresAt: Date;
+  role: RoleSettings;
+}
+
+export interface CreateUserResponse {
+  /** What the workload receives: username/password plus where to connect, when the plugin knows it. */
+  credentials: Record<string, string | number>;
+}
+
+export interface RenewUserRequest {
+  username: string;
+  expiresAt: Date;
+  role: RoleSettings;
+}
+
+export interface RevokeUserRequest {
+  username: string;
+  role: RoleSettings;
+}
+
+export interface VerifyRequest {
+  username: string;
+  password: string;
+}
+
+export interface CredentialPlugin {
+  /** Longest account name the target accepts; the broker generates names that fit. */
+  readonly maxUsernameLength: number;
+  /**
+   * Creates the account. Undoes its own partial work before it throws, so a failed create leaves
+   * nothing behind on the target.
+   */
+  createUser(req: CreateUserRequest): Promise<CreateUserResponse>;
+  /** Moves the account's expiry on the target where the target can enforce one. */
+  renewUser(req: RenewUserRequest): Promise<void>;
+  /**
+   * Removes the account. Idempotent (already gone is success) and best-effort: it strips as much
+   * access as it can (no new logins, open sessions ended) even when a later step fails.
+   */
+  revokeUser(req: RevokeUserRequest): Promise<void>;
+  /** Logs in with the credential; true when the target accepts it. */
+  verifyLogin(req: VerifyRequest): Promise<boolean>;
+  /** Throws when the target cannot be reached. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface PluginFactory<C = unknown, R extends RoleSettings = RoleSettings> {
+  readonly name: string;
+  /** Schema of the connection block in the config file (without `plugin`). */
+  readonly connectionSchema: ZodType<C>;
+  /** Schema of the plugin-specific keys of a role (the shared keys are the broker's). */
+  readonly roleSchema: ZodType<R>;
+  create(connectionName: string, config: C): CredentialPlugin;
+}

@@ -1,0 +1,7 @@
+/** Every plugin the broker knows, keyed by the `plugin` value of a connection in the config file. */
+import type { PluginFactory } from './contract';
+import { postgresPlugin } from './postgres/postgres.plugin';
+
+export const PLUGINS: Readonly<Record<string, PluginFactory<any, any>>> = {
+  [postgresPlugin.name]: postgresPlugin,
+};

@@ -1,0 +1,186 @@
+import { Client, DatabaseError, Pool, PoolClient, escapeIdentifier, escapeLiteral } from 'pg';
+import {
+  AccountNotFoundError,
+  CreateUserRequest,
+  CreateUserResponse,
+  CredentialPlugin,
+  PluginError,
+  PluginFactory,
+  RenewUserRequest,
+  RevokeUserRequest,
+  VerifyRequest,
+  renderTemplate,
+} from '../contract';
+import {
+  PostgresConnectionConfig,
+  PostgresRoleSettings,
+  postgresConnectionSchema,
+  postgresRoleSchema,
+} from './postgres.config';
+import { scramSha256Verifier } from './scram';
+
+/** SQLSTATE classes and codes after which trying again can help. */
+const RETRYABLE_SQLSTATE = /^(08|53|57|58)|^(40001|40P01|55P03|55006)$/;
+const AUTH_FAILED = new Set(['28P01', '28000']);
+const UNDEFINED_OBJECT = '42704';
+
+export class PostgresPlugin implements CredentialPlugin {
+  readonly maxUsernameLength = 63;
+  private readonly pool: Pool;
+  private readonly target: { host: string; port: number; database: string };
+
+  constructor(
+    private readonly name: string,
+    private readonly config: PostgresConnectionConfig,
+  ) {
+    const url = new URL(config.url);
+    this.target = {
+      host: decodeURIComponent(url.hostname) || '127.0.0.1',
+      port: Number(url.port || 5432),
+      database: decodeURIComponent(url.pathname.slice(1)) || 'postgres',
+    };
+    this.pool = new Pool({
+      connectionString: config.url,
+      max: config.pool_size,
+      connectionTimeoutMillis: config.connect_timeout * 1000,
+      statement_timeout: config.statement_timeout * 1000,
+      application_name: `tessera:${name}`,
+    });
+    // An idle client losing its connection must not crash the process; the next checkout reconnects.
+    this.pool.on('error', () => undefined);
+  }
+
+  async createUser(req: CreateUserRequest): Promise<CreateUserResponse> {
+    const role = req.role as PostgresRoleSettings;
+    const verifier = await scramSha256Verifier(req.password, this.config.scram_iterations);
+    const values = {
+      name: escapeIdentifier(req.username),
+      password: escapeLiteral(verifier),
+      expiration: escapeLiteral(req.expiresAt.toISOString()),
+    };
+    await this.run('create', async (client) => {
+      if (role.creation_statements?.length) {
+        // DDL is transactional in PostgreSQL: a failing statement undoes the ones before it.
+        await client.query('BEGIN');
+        try {
+          for (const statement of role.creation_statements) await client.query(renderTemplate(statement, values));
+          await client.query('COMMIT');
+        } catch (err) {
+          await client.query('ROLLBACK').catch(() => undefined);
+          throw err;
+        }
+        return;
+      }
+      const inRole = role.member_of.length ? ` IN ROLE ${role.member_of.map((r) => escapeIdentifier(r)).join(', ')}` : '';
+      await client.query(
+        `CREATE ROLE ${values.name} WITH LOGIN PASSWORD ${values.password} VALID UNTIL ${values.expiration}${inRole}`,
+      );
+    });
+    return {
+      credentials: {
+        username: req.username,
+        password: req.password,
+        host: this.target.host,
+        port: this.target.port,
+        database: this.target.database,
+      },
+    };
+  }
+
+  async renewUser(req: RenewUserRequest): Promise<void> {
+    await this.run('renew', async (client) => {
+      try {
+        await client.query(
+          `ALTER ROLE ${escapeIdentifier(req.username)} VALID UNTIL ${escapeLiteral(req.expiresAt.toISOString())}`,
+        );
+      } catch (err) {
+        if (err instanceof DatabaseError && err.code === UNDEFINED_OBJECT) throw new AccountNotFoundError(req.username);
+        throw err;
+      }
+    });
+  }
+
+  async revokeUser(req: RevokeUserRequest): Promise<void> {
+    const role = req.role as PostgresRoleSettings;
+    const name = escapeIdentifier(req.username);
+    await this.run('revoke', async (client) => {
+      // First stop new logins, then end open sessions, so nothing slips in between the two.
+      try {
+        await client.query(`ALTER ROLE ${name} NOLOGIN VALID UNTIL '-infinity'`);
+      } catch (err) {
+        if (err instanceof DatabaseError && err.code === UNDEFINED_OBJECT) return; // already gone
+        throw err;
+      }
+      await client.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1', [req.username]);
+      for (const statement of role.revocation_statements ?? []) {
+        await client.query(renderTemplate(statement, { name }));
+      }
+      // Objects or privileges the role holds in this database would block DROP ROLE.
+      await client.query(`REASSIGN OWNED BY ${name} TO CURRENT_USER; DROP OWNED BY ${name}; DROP ROLE IF EXISTS ${name}`);
+    });
+  }
+
+  async verifyLogin(req: VerifyRequest): Promise<boolean> {
+    const client = new Client({
+      ...this.target,
+      user: req.username,
+      password: req.password,
+      connectionTimeoutMillis: this.config.connect_timeout * 1000,
+    });
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+      await client.query('SELECT 1');
+      return true;
+    } catch (err) {
+      if (err instanceof DatabaseError && AUTH_FAILED.has(err.code ?? '')) return false;
+      throw this.translate('verify', err);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  async ping(): Promise<void> {
+    await this.run('ping', (client) => client.query('SELECT 1'));
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+
+  private async run<T>(step: string, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+    let client: PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw this.translate(step, err);
+    }
+    let broken = false;
+    try {
+      return await fn(client);
+    } catch (err) {
+      broken = !(err instanceof DatabaseError) || RETRYABLE_SQLSTATE.test(err.code ?? '');
+      throw this.translate(step, err);
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  /** Plugin errors carry the SQLSTATE and the server's message, never a statement or a value. */
+  private translate(step: string, err: unknown): PluginError {
+    if (err instanceof PluginError) return err;
+    if (err instanceof DatabaseError) {
+      const retryable = RETRYABLE_SQLSTATE.test(err.code ?? '');
+      return new PluginError(`postgres ${this.name}: ${step} failed: ${err.code} ${err.message}`, retryable);
+    }
+    const code = (err as NodeJS.ErrnoException)?.code ?? 'error';
+    return new PluginError(`postgres ${this.name}: ${step} failed: cannot reach the server (${code})`, true);
+  }
+}
+
+export const postgresPlugin: PluginFactory<PostgresConnectionConfig, PostgresRoleSettings> = {
+  name: 'postgres',
+  connectionSchema: postgresConnectionSchema,
+  roleSchema: postgresRoleSchema,
+  create: (connectionName, config) => new PostgresPlugin(connectionName, config),
+};

@@ -1,0 +1,80 @@
+import { DynamicModule, Global, Module, Provider } from '@nestjs/common';
+import { APP_GUARD } from '@nestjs/core';
+import { ScheduleModule } from '@nestjs/schedule';
+import { TerminusModule } from '@nestjs/terminus';
+import { LoggerModule } from 'nestjs-pino';
+import { randomUUID } from 'node:crypto';
+import { AuditLog } from './audit/audit.log';
+import { ConfigModule } from './config/config.module';
+import { TesseraConfig } from './config/config.loader';
+import { HealthController } from './health/health.controller';
+import { AuthGuard } from './http/auth.guard';
+import { MetricsController, OperatorController, WhoamiController } from './http/misc.controller';
+import { TokenVerifier } from './identity/token-verifier';
+import { JobProducer } from './jobs/job.producer';
+import { JobWorkers } from './jobs/job-workers';
+import { Reconciler } from './jobs/reconciler';
+import { RedisConnections } from './jobs/redis';
+import { LeaseController } from './leases/lease.controller';
+import { LeaseJobs } from './leases/lease.jobs';
+import { LeaseRepository } from './leases/lease.repository';
+import { LeaseRevoker } from './leases/lease-revoker';
+import { LeaseService } from './leases/lease.service';
+import { Metrics } from './metrics/metrics';
+import { PluginRegistry } from './plugins/plugin-registry';
+import { RoleSettingsResolver } from './plugins/role-settings';
+import { PolicyService } from './policy/policy.service';
+import { storageProviders } from './storage/storage.providers';
+
+export interface Roles {
+  /** Serve the HTTP API. */
+  http: boolean;
+  /** Run the job processors and the reconciler. */
+  worker: boolean;
+}
+
+/** I/O and shared services used by every feature. */
+@Global()
+@Module({
+  providers: [...storageProviders, Metrics, AuditLog, PluginRegistry, RoleSettingsResolver, RedisConnections, JobProducer],
+  exports: [...storageProviders, Metrics, AuditLog, PluginRegistry, RoleSettingsResolver, RedisConnections, JobProducer],
+})
+class CoreModule {}
+
+@Module({
+  providers: [LeaseRepository, LeaseRevoker, LeaseService, PolicyService, LeaseJobs],
+  exports: [LeaseRepository, LeaseRevoker, LeaseService, PolicyService, LeaseJobs],
+})
+class LeasesModule {}
+
+/** One set of providers, two entrypoints: `tessera server` (HTTP, and by default the worker) and `tessera worker`. */
+@Module({})
+export class AppModule {
+  static forRoot(config: TesseraConfig, roles: Roles): DynamicModule {
+    const http: Provider[] = roles.http ? [TokenVerifier, { provide: APP_GUARD, useClass: AuthGuard }] : [];
+    const worker: Provider[] = roles.worker ? [JobWorkers, Reconciler] : [];
+    return {
+      module: AppModule,
+      imports: [
+        ConfigModule.forRoot(config),
+        LoggerModule.forRoot({
+          pinoHttp: {
+            level: config.log.level,
+            genReqId: (req) => (req as { id?: string }).id ?? randomUUID(),
+            // Never log credentials: request and response bodies are not logged at all, and headers
+            // that carry tokens or signatures are removed.
+            redact: { paths: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-tessera-signature"]'], remove: true },
+            serializers: { req: (req) => ({ id: req.id, method: req.method, url: req.url }), res: (res) => ({ statusCode: res.statusCode }) },
+            autoLogging: roles.http,
+          },
+        }),
+        CoreModule,
+        LeasesModule,
+        ...(roles.http ? [TerminusModule] : []),
+        ...(roles.worker ? [ScheduleModule.forRoot()] : []),
+      ],
+      controllers: roles.http ? [LeaseController, WhoamiController, OperatorController, MetricsController, HealthController] : [],
+      providers: [...http, ...worker],
+    };
+  }
+}

@@ -1,0 +1,64 @@
+import 'reflect-metadata';
+import { INestApplicationContext } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { NestExpressApplication } from '@nestjs/platform-express';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import express, { NextFunction, Request, Response } from 'express';
+import { Logger } from 'nestjs-pino';
+import { randomUUID } from 'node:crypto';
+import { AppModule } from './app.module';
+import { TesseraConfig } from './config/config.loader';
+import { ErrorFilter, errorBody, toHttpError } from './http/error.filter';
+import { migrate } from './storage/migrator';
+
+export interface ServerOptions {
+  /** Also run the job processors and reconciler in this process (the default for `tessera server`). */
+  worker: boolean;
+  /** Apply pending migrations first (the default). */
+  migrate?: boolean;
+}
+
+export async function createServer(config: TesseraConfig, options: ServerOptions): Promise<NestExpressApplication> {
+  if (options.migrate !== false) await migrate(config.storage.postgres_url);
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, { http: true, worker: options.worker }), {
+    bodyParser: false,
+    bufferLogs: true,
+    abortOnError: false,
+  });
+  app.useLogger(app.get(Logger));
+  app.disable('x-powered-by');
+  app.set('query parser', 'simple');
+  app.use((req: Request & { id?: string }, res: Response, next: NextFunction) => {
+    req.id = randomUUID();
+    res.setHeader('X-Request-Id', req.id);
+    next();
+  });
+  // Raw body kept for signed webhooks (the signature is over the exact bytes received).
+  app.use(express.json({ limit: config.server.body_limit, verify: (req, _res, buf) => ((req as { rawBody?: Buffer }).rawBody = buf) }));
+  // Body-parser errors happen before Nest's router; give them the same error shape.
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const mapped = toHttpError(err);
+    res.status(mapped.status).json(errorBody(req, mapped.code, mapped.message));
+  });
+  app.useGlobalFilters(new ErrorFilter());
+  app.enableShutdownHooks();
+  const doc = SwaggerModule.createDocument(
+    app,
+    new DocumentBuilder().setTitle('Tessera').setDescription('Dynamic secrets broker').setVersion('1').addBearerAuth().build(),
+  );
+  SwaggerModule.setup('docs', app, doc, { jsonDocumentUrl: 'docs-json' });
+  await app.listen(config.server.port, config.server.host);
+  return app;
+}
+
+export async function createWorker(config: TesseraConfig): Promise<INestApplicationContext> {
+  await migrate(config.storage.postgres_url);
+  const app = await NestFactory.createApplicationContext(AppModule.forRoot(config, { http: false, worker: true }), {
+    bufferLogs: true,
+    abortOnError: false,
+  });
+  app.useLogger(app.get(Logger));
+  app.enableShutdownHooks();
+  await app.init();
+  return app;
+}

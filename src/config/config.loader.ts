@@ -1,0 +1,141 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { PLUGINS } from '../../plugins';
+import { RoleSettings } from '../../plugins/contract';
+import { RawConfig, configSchema } from './config.schema';
+
+export interface ConnectionConfig {
+  name: string;
+  plugin: string;
+  /** Parsed by the plugin's own connection schema. */
+  settings: unknown;
+}
+
+export interface RoleConfig {
+  name: string;
+  connection: string;
+  plugin: string;
+  defaultTtl: number;
+  maxTtl: number;
+  /** Parsed by the plugin's own role schema. */
+  settings: RoleSettings;
+}
+
+export type TesseraConfig = Omit<RawConfig, 'roles' | 'connections'> & {
+  /** Maps, not objects, so a hostile name such as "__proto__" or "constructor" finds nothing. */
+  roles: ReadonlyMap<string, RoleConfig>;
+  connections: ReadonlyMap<string, ConnectionConfig>;
+  source: string;
+};
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export const DEFAULT_CONFIG_PATH = 'config/tessera.yaml';
+
+export function resolveConfigPath(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  return flag || env.TESSERA_CONFIG || DEFAULT_CONFIG_PATH;
+}
+
+export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.env): TesseraConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`config: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`config: ${path} is not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+  }
+  return parseConfig(doc, env, path);
+}
+
+/** Validates a parsed document; every error names the key it is about. */
+export function parseConfig(doc: unknown, env: NodeJS.ProcessEnv = process.env, source = '<inline>'): TesseraConfig {
+  const substituted = substituteEnv(doc, env, []);
+  const result = configSchema.safeParse(substituted);
+  if (!result.success) throw new ConfigError(formatIssues(source, result.error.issues));
+  const raw = result.data;
+  const problems: string[] = [];
+
+  const connections = new Map<string, ConnectionConfig>();
+  for (const [name, block] of Object.entries(raw.connections)) {
+    const { plugin, ...rest } = block;
+    const factory = Object.hasOwn(PLUGINS, plugin) ? PLUGINS[plugin] : undefined;
+    if (!factory) {
+      problems.push(`connections.${name}.plugin: unknown plugin "${plugin}" (known: ${Object.keys(PLUGINS).join(', ')})`);
+      continue;
+    }
+    const parsed = factory.connectionSchema.safeParse(rest);
+    if (!parsed.success) problems.push(...issueLines(['connections', name], parsed.error.issues));
+    else connections.set(name, { name, plugin, settings: parsed.data });
+  }
+
+  const roles = new Map<string, RoleConfig>();
+  for (const [name, block] of Object.entries(raw.roles)) {
+    const { connection, default_ttl, max_ttl, ...rest } = block;
+    const conn = connections.get(connection);
+    if (!conn) {
+      if (!Object.hasOwn(raw.connections, connection)) problems.push(`roles.${name}.connection: unknown connection "${connection}"`);
+      continue;
+    }
+    if (default_ttl > max_ttl) problems.push(`roles.${name}.default_ttl: must not exceed max_ttl`);
+    const parsed = PLUGINS[conn.plugin].roleSchema.safeParse(rest);
+    if (!parsed.success) problems.push(...issueLines(['roles', name], parsed.error.issues));
+    else roles.set(name, { name, connection, plugin: conn.plugin, defaultTtl: default_ttl, maxTtl: max_ttl, settings: parsed.data });
+  }
+
+  raw.policies.forEach((policy, i) =>
+    policy.allow.forEach((rule, j) => {
+      for (const role of rule.creds ?? []) {
+        if (!Object.hasOwn(raw.roles, role)) problems.push(`policies.${i}.allow.${j}.creds: unknown role "${role}"`);
+      }
+      for (const secret of rule.static ?? []) {
+        if (!Object.hasOwn(raw.static_secrets, secret)) problems.push(`policies.${i}.allow.${j}.static: unknown static secret "${secret}"`);
+      }
+    }),
+  );
+  for (const [name, secret] of Object.entries(raw.static_secrets)) {
+    if (!Object.hasOwn(raw.connections, secret.connection)) problems.push(`static_secrets.${name}.connection: unknown connection "${secret.connection}"`);
+  }
+
+  if (problems.length) throw new ConfigError(`config ${source}:\n  ${problems.join('\n  ')}`);
+  return { ...raw, roles, connections, source };
+}
+
+/** Replaces ${VAR} in every string value; an unset variable is an error naming the key. */
+function substituteEnv(node: unknown, env: NodeJS.ProcessEnv, path: string[]): unknown {
+  if (typeof node === 'string') {
+    return node.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, variable: string) => {
+      const value = env[variable];
+      if (value === undefined) throw new ConfigError(`config: ${path.join('.')}: environment variable ${variable} is not set`);
+      return value;
+    });
+  }
+  if (Array.isArray(node)) return node.map((item, i) => substituteEnv(item, env, [...path, String(i)]));
+  if (node && typeof node === 'object') {
+    return Object.fromEntries(Object.entries(node).map(([k, v]) => [k, substituteEnv(v, env, [...path, k])]));
+  }
+  return node;
+}
+
+function issueLines(prefix: string[], issues: z.core.$ZodIssue[]): string[] {
+  return issues.map((issue) => {
+    const key = [...prefix, ...issue.path.map(String)].join('.') || '(top level)';
+    const message =
+      issue.code === 'unrecognized_keys' ? `unknown key(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}` : issue.message;
+    return `${key}: ${message}`;
+  });
+}
+
+function formatIssues(source: string, issues: z.core.$ZodIssue[]): string {
+  return `config ${source}:\n  ${issueLines([], issues).join('\n  ')}`;
+}

@@ -1,0 +1,148 @@
+/**
+ * The one schema of the config file (DESIGN §7). Everything that reads configuration reads the parsed
+ * result of this schema; nothing else reads process.env.
+ */
+import { z } from 'zod';
+import { parseDuration } from '../../plugins/contract';
+import { patternProblem } from '../policy/subject-pattern';
+
+export const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const name = z.string().regex(NAME, 'must be 1-64 letters, digits, "_", "." or "-", starting with a letter or digit');
+
+/** A duration in whole seconds ("90s", "15m", "1h", or integer seconds). */
+export const duration = (opts: { min?: number } = {}) =>
+  z.union([z.string(), z.number()]).transform((value, ctx) => {
+    const seconds = parseDuration(value);
+    if (seconds === undefined) {
+      ctx.addIssue({ code: 'custom', message: `invalid duration ${JSON.stringify(value)} (use e.g. "90s", "15m", "1h" or seconds)` });
+      return z.NEVER;
+    }
+    if (seconds < (opts.min ?? 1)) {
+      ctx.addIssue({ code: 'custom', message: `must be at least ${opts.min ?? 1}s` });
+      return z.NEVER;
+    }
+    return seconds;
+  });
+
+const masterKey = z.string().refine((v) => Buffer.from(v, 'base64').length === 32 && /^[A-Za-z0-9+/]+={0,2}$/.test(v), {
+  message: 'must be the base64 of exactly 32 bytes (generate one with: openssl rand -base64 32)',
+});
+
+const trustDomain = z.string().regex(/^[a-z0-9._-]{1,255}$/, 'must be a lowercase SPIFFE trust domain');
+
+const jwtSvidIssuer = z
+  .object({
+    name,
+    type: z.literal('jwt-svid'),
+    trust_domain: trustDomain,
+    jwks_file: z.string().min(1).optional(),
+    bundle_url: z.string().url().optional(),
+    /** JWT-SVIDs should name one audience; accept several only where a platform needs it. */
+    allow_multiple_audiences: z.boolean().default(false),
+  })
+  .strict()
+  .refine((i) => Boolean(i.jwks_file) !== Boolean(i.bundle_url), { message: 'give exactly one of jwks_file or bundle_url' });
+
+const oidcIssuer = z
+  .object({
+    name,
+    type: z.literal('oidc'),
+    issuer: z.string().url(),
+    jwks_file: z.string().min(1).optional(),
+    jwks_url: z.string().url().optional(),
+    /** Fetch keys through /.well-known/openid-configuration when neither jwks_file nor jwks_url is given. */
+    discovery: z.boolean().optional(),
+    allow_multiple_audiences: z.boolean().default(false),
+  })
+  .strict();
+
+export const issuerSchema = z.discriminatedUnion('type', [jwtSvidIssuer, oidcIssuer]);
+
+const allowRule = z
+  .object({
+    creds: z.array(name).optional(),
+    static: z.array(name).optional(),
+    max_ttl: duration().optional(),
+  })
+  .strict()
+  .refine((r) => r.creds?.length || r.static?.length, { message: 'an allow rule must list creds or static' });
+
+export const subjectPattern = z
+  .string()
+  .min(1)
+  .max(2048)
+  .superRefine((pattern, ctx) => {
+    const problem = patternProblem(pattern);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  });
+
+const policy = z
+  .object({
+    name,
+    subjects: z.array(subjectPattern).min(1),
+    claims: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).optional(),
+    allow: z.array(allowRule).min(1),
+  })
+  .strict();
+
+/** Shared keys of a role; the rest belongs to the connection's plugin and is checked by its schema. */
+export const roleBase = z.object({
+  connection: name,
+  default_ttl: duration(),
+  max_ttl: duration(),
+});
+
+export const configSchema = z
+  .object({
+    server: z
+      .object({
+        host: z.string().min(1).default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(8200),
+        body_limit: z.string().regex(/^\d+(b|kb|mb)$/).default('64kb'),
+        tls: z.object({ cert: z.string(), key: z.string(), client_ca: z.string() }).strict().optional(),
+      })
+      .strict(),
+    storage: z
+      .object({
+        postgres_url: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL'),
+        pool_size: z.number().int().min(2).max(200).default(20),
+      })
+      .strict(),
+    queue: z
+      .object({
+        redis_url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// URL'),
+        prefix: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/).default('tessera'),
+      })
+      .strict(),
+    encryption: z.object({ key: masterKey, previous_keys: z.array(masterKey).default([]) }).strict(),
+    identity: z
+      .object({
+        audience: z.string().min(1),
+        issuers: z.array(issuerSchema).min(1),
+        /** Tokens whose exp - iat (or exp - now) exceeds this are refused. */
+        max_token_lifetime: duration().default(86400),
+      })
+      .strict(),
+    operators: z.array(subjectPattern).default([]),
+    events: z.object({ hmac_key: z.string().min(16, 'must be at least 16 characters') }).strict().optional(),
+    policies: z.array(policy).default([]),
+    connections: z.record(name, z.object({ plugin: z.string().min(1) }).passthrough()),
+    roles: z.record(name, roleBase.passthrough()).default({}),
+    reconcile_every: duration().default(30),
+    /** A lease still `pending` this long after it was created was abandoned by a crash. */
+    pending_timeout: duration().default(60),
+    /** Attempts of one revocation job before the lease is marked revoke_failed. */
+    revoke_attempts: z.number().int().min(1).max(50).default(6),
+    limits: z
+      .object({
+        per_identity_rps: z.number().int().min(1).default(1000),
+        max_active_leases_per_role: z.number().int().min(1).default(10000),
+      })
+      .strict()
+      .default({ per_identity_rps: 1000, max_active_leases_per_role: 10000 }),
+    static_secrets: z.record(name, z.object({ connection: name }).passthrough()).default({}),
+    log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).strict().default({ level: 'info' }),
+  })
+  .strict();
+
+export type RawConfig = z.infer<typeof configSchema>;

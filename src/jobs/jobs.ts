@@ -1,0 +1,27 @@
+/**
+ * Queues, job names and payloads. Payloads carry ids, never secrets. Job ids are deterministic so that
+ * enqueuing the same work twice (two replicas ticking, a retry after a crash) is harmless.
+ */
+export enum QueueName {
+  Leases = 'leases',
+}
+
+export enum JobName {
+  /** Enforce a lease's expiry (delayed until expires_at) or finish its revocation. */
+  EnforceLease = 'enforce-lease',
+  /** Revoke every lease a bulk request moved to `revoking`. */
+  BulkRevoke = 'bulk-revoke',
+}
+
+export interface JobPayloads {
+  [JobName.EnforceLease]: { leaseId: string };
+  [JobName.BulkRevoke]: { requestId: string; leaseIds: string[] };
+}
+
+export const jobIds = {
+  /** The lease's one delayed expiry job; renew moves it. */
+  expiry: (leaseId: string) => `expiry-${leaseId}`,
+  /** Revoke now (operator revoke that could not finish inline, reconciler catch-up). */
+  revokeNow: (leaseId: string) => `revoke-${leaseId}`,
+  bulk: (requestId: string) => `bulk-${requestId}`,
+};

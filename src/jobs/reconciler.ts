@@ -1,0 +1,62 @@
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { SchedulerRegistry } from '@nestjs/schedule';
+import { CONFIG } from '../config/config.module';
+import { TesseraConfig } from '../config/config.loader';
+import { LeaseRepository } from '../leases/lease.repository';
+import { Metrics } from '../metrics/metrics';
+import { JobProducer } from './job.producer';
+
+const BATCH = 5000;
+/** An expiry job normally fires on time; the reconciler steps in only for leases this late. */
+const GRACE_SECONDS = 1;
+
+/**
+ * Sweeps PostgreSQL every `reconcile_every` and enqueues, with deterministic job ids, whatever Redis
+ * lost or a crash left behind: expired leases, revocations stuck or failed, abandoned pending leases.
+ * Every replica ticks; the job ids make the enqueues idempotent, so each piece of work runs once.
+ */
+@Injectable()
+export class Reconciler implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly log = new Logger(Reconciler.name);
+  private running = false;
+
+  constructor(
+    @Inject(CONFIG) private readonly config: TesseraConfig,
+    private readonly scheduler: SchedulerRegistry,
+    private readonly leases: LeaseRepository,
+    private readonly jobs: JobProducer,
+    private readonly metrics: Metrics,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    this.scheduler.addInterval('reconciler', setInterval(() => void this.tick(), this.config.reconcile_every * 1000));
+    // After a restart, recover at once rather than one interval later.
+    setImmediate(() => void this.tick());
+  }
+
+  onApplicationShutdown(): void {
+    if (this.scheduler.doesExist('interval', 'reconciler')) this.scheduler.deleteInterval('reconciler');
+  }
+
+  /** Returns how many leases it enqueued. */
+  async tick(): Promise<number> {
+    if (this.running) return 0;
+    this.running = true;
+    try {
+      const ids = await this.leases.findDue({
+        graceSeconds: GRACE_SECONDS,
+        staleSeconds: this.config.reconcile_every,
+        pendingTimeoutSeconds: this.config.pending_timeout,
+        limit: BATCH,
+      });
+      for (let i = 0; i < ids.length; i += 500) await this.jobs.revokeNow(ids.slice(i, i + 500));
+      this.metrics.revokeFailedLeases.set(await this.leases.countRevokeFailed());
+      return ids.length;
+    } catch (err) {
+      this.log.warn(`reconcile tick failed (next tick retries): ${(err as Error).message}`);
+      return 0;
+    } finally {
+      this.running = false;
+    }
+  }
+}

@@ -1,0 +1,31 @@
+import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
+import IORedis, { Redis, RedisOptions } from 'ioredis';
+import { CONFIG } from '../config/config.module';
+import { TesseraConfig } from '../config/config.loader';
+
+/** Creates (and at shutdown closes) the Redis connections of the queues and workers. */
+@Injectable()
+export class RedisConnections implements OnApplicationShutdown {
+  private readonly opened: Redis[] = [];
+
+  constructor(@Inject(CONFIG) private readonly config: TesseraConfig) {}
+
+  /**
+   * Producers fail fast while Redis is down (PostgreSQL holds the truth and the reconciler catches up);
+   * workers wait for Redis to come back, as BullMQ requires.
+   */
+  open(kind: 'producer' | 'worker'): Redis {
+    const options: RedisOptions =
+      kind === 'producer'
+        ? { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000 }
+        : { maxRetriesPerRequest: null, connectTimeout: 2000 };
+    const conn = new IORedis(this.config.queue.redis_url, { ...options, lazyConnect: false });
+    conn.on('error', () => undefined); // reconnects on its own; readiness reports the outage
+    this.opened.push(conn);
+    return conn;
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await Promise.all(this.opened.map((c) => c.quit().catch(() => c.disconnect())));
+  }
+}

@@ -1,0 +1,86 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { DelayedError, Job, UnrecoverableError } from 'bullmq';
+import { PluginError } from '../../plugins/contract';
+import { CONFIG } from '../config/config.module';
+import { TesseraConfig } from '../config/config.loader';
+import { JobName, JobPayloads } from '../jobs/jobs';
+import { LeaseRow } from './lease.model';
+import { LeaseRepository } from './lease.repository';
+import { LeaseRevoker, RevokeReason } from './lease-revoker';
+import { LeaseService } from './lease.service';
+
+/** Lease jobs. Handlers throw to retry and never swallow an error. */
+@Injectable()
+export class LeaseJobs {
+  constructor(
+    @Inject(CONFIG) private readonly config: TesseraConfig,
+    private readonly leases: LeaseRepository,
+    private readonly revoker: LeaseRevoker,
+    private readonly service: LeaseService,
+  ) {}
+
+  readonly handlers = {
+    [JobName.EnforceLease]: (job: Job<JobPayloads[JobName.EnforceLease]>, token?: string) => this.enforce(job, token),
+    [JobName.BulkRevoke]: (job: Job<JobPayloads[JobName.BulkRevoke]>) => this.bulk(job),
+  };
+
+  /**
+   * Brings one lease to where it must be: an expired lease is revoked, a `revoking` one finished, an
+   * abandoned `pending` one cleaned up. A lease renewed since the job was scheduled delays the job
+   * again instead, so renew never has to remove and re-add a job.
+   */
+  async enforce(job: Job<{ leaseId: string }>, token?: string): Promise<void> {
+    const lease = await this.leases.get(job.data.leaseId);
+    if (!lease) return;
+    let claimed: LeaseRow | undefined;
+    let reason: RevokeReason;
+    switch (lease.state) {
+      case 'active':
+        if (lease.expires_at.getTime() > Date.now()) return this.delayUntil(job, token, lease.expires_at.getTime());
+        claimed = await this.leases.claimExpired(lease.id);
+        if (!claimed) {
+          const now = await this.leases.get(lease.id); // renewed in between: wait for the new expiry
+          if (now?.state === 'active') return this.delayUntil(job, token, now.expires_at.getTime());
+          return;
+        }
+        reason = 'expired';
+        break;
+      case 'pending': {
+        const due = lease.created_at.getTime() + this.config.pending_timeout * 1000;
+        if (due > Date.now()) return this.delayUntil(job, token, due);
+        claimed = await this.leases.claimAbandoned(lease.id, this.config.pending_timeout);
+        if (!claimed) return;
+        reason = 'abandoned';
+        break;
+      }
+      case 'revoking':
+      case 'revoke_failed':
+        claimed = lease;
+        reason = !lease.activated_at ? 'abandoned' : lease.expires_at.getTime() <= lease.updated_at.getTime() ? 'expired' : 'revoked';
+        break;
+      default:
+        return; // revoked or failed: nothing left to do
+    }
+    try {
+      await this.revoker.revoke(claimed, reason, null);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      const permanent = err instanceof PluginError && !err.retryable;
+      if (permanent || job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) {
+        await this.revoker.giveUp(claimed, message);
+        throw new UnrecoverableError(message);
+      }
+      await this.leases.recordError(claimed.id, message);
+      throw err;
+    }
+  }
+
+  async bulk(job: Job<{ leaseIds: string[] }>): Promise<void> {
+    await this.service.revokeMany(job.data.leaseIds, 'bulk', null);
+  }
+
+  private async delayUntil(job: Job, token: string | undefined, timestamp: number): Promise<never> {
+    await job.moveToDelayed(timestamp, token);
+    throw new DelayedError();
+  }
+}

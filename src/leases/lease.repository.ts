@@ -1,0 +1,191 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { Database, Queryable } from '../storage/database';
+import { LeaseFilter, LeaseRow } from './lease.model';
+
+const COLUMNS =
+  'id, role, connection, plugin, account, owner, owner_issuer, run_id, state, created_at, updated_at, expires_at, max_expires_at, activated_at, revoked_at, last_error';
+
+/** States from which a lease can still be (or is being) revoked. */
+const REVOCABLE = `('active','revoking','revoke_failed')`;
+
+export interface NewLease {
+  id: string;
+  role: string;
+  connection: string;
+  plugin: string;
+  account: string;
+  owner: string;
+  ownerIssuer: string;
+  runId: string | null;
+  expiresAt: Date;
+  maxExpiresAt: Date;
+}
+
+/** All SQL about leases. Every state transition is conditional on the state it leaves. */
+@Injectable()
+export class LeaseRepository {
+  constructor(@Inject(Database) private readonly db: Database) {}
+
+  async insertPending(l: NewLease): Promise<void> {
+    await this.db.query(
+      `INSERT INTO leases (id, role, connection, plugin, account, owner, owner_issuer, run_id, state, expires_at, max_expires_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10)`,
+      [l.id, l.role, l.connection, l.plugin, l.account, l.owner, l.ownerIssuer, l.runId, l.expiresAt, l.maxExpiresAt],
+    );
+  }
+
+  async get(id: string, q: Queryable = this.db): Promise<LeaseRow | undefined> {
+    const { rows } = await q.query<LeaseRow>(`SELECT ${COLUMNS} FROM leases WHERE id = $1`, [id]);
+    return rows[0];
+  }
+
+  async lockForRenew(id: string, q: Queryable): Promise<LeaseRow | undefined> {
+    const { rows } = await q.query<LeaseRow>(`SELECT ${COLUMNS} FROM leases WHERE id = $1 FOR UPDATE`, [id]);
+    return rows[0];
+  }
+
+  async setExpiry(id: string, expiresAt: Date, q: Queryable): Promise<LeaseRow> {
+    const { rows } = await q.query<LeaseRow>(
+      `UPDATE leases SET expires_at = $2, updated_at = now() WHERE id = $1 RETURNING ${COLUMNS}`,
+      [id, expiresAt],
+    );
+    return rows[0];
+  }
+
+  async activate(id: string, q: Queryable): Promise<LeaseRow | undefined> {
+    const { rows } = await q.query<LeaseRow>(
+      `UPDATE leases SET state = 'active', activated_at = now(), updated_at = now()
+       WHERE id = $1 AND state = 'pending' RETURNING ${COLUMNS}`,
+      [id],
+    );
+    return rows[0];
+  }
+
+  /** pending → revoking, after a failed create (whatever the plugin left is removed next). */
+  async abandon(id: string, error: string): Promise<LeaseRow | undefined> {
+    const { rows } = await this.db.query<LeaseRow>(
+      `UPDATE leases SET state = 'revoking', last_error = $2, updated_at = now()
+       WHERE id = $1 AND state = 'pending' RETURNING ${COLUMNS}`,
+      [id, error],
+    );
+    return rows[0];
+  }
+
+  /** pending → revoking for a lease whose issuer crashed: older than the pending timeout. */
+  async claimAbandoned(id: string, pendingTimeoutSeconds: number): Promise<LeaseRow | undefined> {
+    const { rows } = await this.db.query<LeaseRow>(
+      `UPDATE leases SET state = 'revoking', last_error = 'abandoned while pending', updated_at = now()
+       WHERE id = $1 AND state = 'pending' AND created_at <= now() - make_interval(secs => $2) RETURNING ${COLUMNS}`,
+      [id, pendingTimeoutSeconds],
+    );
+    return rows[0];
+  }
+
+  /** active → revoking once expires_at has passed (a renew that moved it wins). */
+  async claimExpired(id: string): Promise<LeaseRow | undefined> {
+    const { rows } = await this.db.query<LeaseRow>(
+      `UPDATE leases SET state = 'revoking', updated_at = now()
+       WHERE id = $1 AND state = 'active' AND expires_at <= now() RETURNING ${COLUMNS}`,
+      [id],
+    );
+    return rows[0];
+  }
+
+  /** active/revoke_failed → revoking, for an explicit revoke. Returns the row as it now is. */
+  async claimForRevocation(id: string): Promise<LeaseRow | undefined> {
+    const { rows } = await this.db.query<LeaseRow>(
+      `UPDATE leases SET state = 'revoking', updated_at = now()
+       WHERE id = $1 AND state IN ${REVOCABLE} RETURNING ${COLUMNS}`,
+      [id],
+    );
+    return rows[0];
+  }
+
+  /** Moves every revocable lease matching the filter to revoking; returns their ids. */
+  async claimMatching(filter: LeaseFilter): Promise<string[]> {
+    const { where, values } = whereClause(filter);
+    const { rows } = await this.db.query<{ id: string }>(
+      `UPDATE leases SET state = 'revoking', updated_at = now()
+       WHERE state IN ${REVOCABLE} ${where ? `AND ${where}` : ''} RETURNING id`,
+      values,
+    );
+    return rows.map((r) => r.id);
+  }
+
+  /** revoking → revoked (or failed, for a lease that never went live). */
+  async finishRevocation(id: string, q: Queryable): Promise<LeaseRow | undefined> {
+    const { rows } = await q.query<LeaseRow>(
+      `UPDATE leases SET state = CASE WHEN activated_at IS NULL THEN 'failed' ELSE 'revoked' END,
+              revoked_at = now(), updated_at = now(), last_error = CASE WHEN activated_at IS NULL THEN last_error END
+       WHERE id = $1 AND state IN ('revoking','revoke_failed') RETURNING ${COLUMNS}`,
+      [id],
+    );
+    return rows[0];
+  }
+
+  async recordError(id: string, error: string): Promise<void> {
+    await this.db.query(`UPDATE leases SET last_error = $2 WHERE id = $1`, [id, error]);
+  }
+
+  async markRevokeFailed(id: string, error: string, q: Queryable): Promise<boolean> {
+    const { rowCount } = await q.query(
+      `UPDATE leases SET state = 'revoke_failed', last_error = $2, updated_at = now() WHERE id = $1 AND state = 'revoking'`,
+      [id, error],
+    );
+    return (rowCount ?? 0) > 0;
+  }
+
+  /** Keyset pagination, newest first. */
+  async list(filter: LeaseFilter, limit: number, after?: { createdAt: Date; id: string }): Promise<LeaseRow[]> {
+    const { where, values } = whereClause(filter);
+    const conditions = where ? [where] : [];
+    if (after) {
+      values.push(after.createdAt, after.id);
+      conditions.push(`(created_at, id) < ($${values.length - 1}, $${values.length})`);
+    }
+    values.push(limit);
+    const { rows } = await this.db.query<LeaseRow>(
+      `SELECT ${COLUMNS} FROM leases ${conditions.length ? `WHERE ${conditions.join(' AND ')}` : ''}
+       ORDER BY created_at DESC, id DESC LIMIT $${values.length}`,
+      values,
+    );
+    return rows;
+  }
+
+  /** Leases the reconciler must hand to the workers: expired, stuck revoking, failed, or abandoned. */
+  async findDue(opts: { graceSeconds: number; staleSeconds: number; pendingTimeoutSeconds: number; limit: number }): Promise<string[]> {
+    const { rows } = await this.db.query<{ id: string }>(
+      `(SELECT id FROM leases WHERE state = 'active' AND expires_at <= now() - make_interval(secs => $1) ORDER BY expires_at LIMIT $4)
+       UNION ALL
+       (SELECT id FROM leases WHERE state IN ('revoking','revoke_failed') AND updated_at <= now() - make_interval(secs => $2) LIMIT $4)
+       UNION ALL
+       (SELECT id FROM leases WHERE state = 'pending' AND created_at <= now() - make_interval(secs => $3) LIMIT $4)`,
+      [opts.graceSeconds, opts.staleSeconds, opts.pendingTimeoutSeconds, opts.limit],
+    );
+    return rows.map((r) => r.id);
+  }
+
+  async countRevokeFailed(): Promise<number> {
+    const { rows } = await this.db.query<{ n: string }>(
+      `SELECT count(*) AS n FROM leases WHERE state = 'revoke_failed'`,
+    );
+    return Number(rows[0].n);
+  }
+}
+
+function whereClause(filter: LeaseFilter): { where: string; values: unknown[] } {
+  const values: unknown[] = [];
+  const parts: string[] = [];
+  const add = (column: string, value: unknown) => {
+    if (value === undefined) return;
+    values.push(value);
+    parts.push(`${column} = $${values.length}`);
+  };
+  add('role', filter.role);
+  add('connection', filter.connection);
+  add('state', filter.state);
+  add('run_id', filter.runId);
+  add('owner', filter.owner);
+  add('owner_issuer', filter.ownerIssuer);
+  return { where: parts.join(' AND '), values };
+}

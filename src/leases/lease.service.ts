@@ -1,0 +1,287 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { PluginError } from '../../plugins/contract';
+import { AuditLog } from '../audit/audit.log';
+import { DomainError } from '../common/errors';
+import { CONFIG } from '../config/config.module';
+import { RoleConfig, TesseraConfig } from '../config/config.loader';
+import { Identity } from '../identity/identity';
+import { JobProducer } from '../jobs/job.producer';
+import { Metrics } from '../metrics/metrics';
+import { PluginRegistry } from '../plugins/plugin-registry';
+import { PolicyService } from '../policy/policy.service';
+import { Database } from '../storage/database';
+import { LeaseFilter, LeaseRow, LeaseState, LeaseView, leaseView } from './lease.model';
+import { LeaseRepository } from './lease.repository';
+import { LeaseRevoker, RevokeReason } from './lease-revoker';
+import { LEASE_ID, newAccountName, newLeaseId, newPassword } from './names';
+
+export interface IssuedLease {
+  lease_id: string;
+  role: string;
+  plugin: string;
+  credentials: Record<string, string | number>;
+  ttl_seconds: number;
+  expires_at: string;
+  max_expires_at: string;
+  renewable: boolean;
+}
+
+export interface LeasePage {
+  items: LeaseView[];
+  next_cursor: string | null;
+}
+
+const notFound = () => new DomainError('not_found', 'lease_not_found', 'no such lease');
+const INLINE_REVOKE_CONCURRENCY = 8;
+
+@Injectable()
+export class LeaseService {
+  private readonly log = new Logger(LeaseService.name);
+
+  constructor(
+    @Inject(CONFIG) private readonly config: TesseraConfig,
+    @Inject(Database) private readonly db: Database,
+    private readonly leases: LeaseRepository,
+    private readonly revoker: LeaseRevoker,
+    private readonly plugins: PluginRegistry,
+    private readonly policy: PolicyService,
+    private readonly audit: AuditLog,
+    private readonly jobs: JobProducer,
+    private readonly metrics: Metrics,
+  ) {}
+
+  /**
+   * Issues a credential. The lease row is written `pending` before the account exists, so a crash at
+   * any later point leaves a record the reconciler cleans up.
+   */
+  async issue(identity: Identity, roleName: string, input: { ttl?: number; runId?: string }): Promise<IssuedLease> {
+    const role = this.config.roles.get(roleName);
+    if (!role) throw new DomainError('not_found', 'role_not_found', `no role named ${JSON.stringify(roleName)}`);
+    const decision = this.policy.canIssue(identity, roleName);
+    if (!decision.allowed) {
+      await this.deny(identity, 'creds', roleName);
+      throw new DomainError('forbidden', 'policy_denied', `policy does not allow ${identity.subject} to lease ${roleName}`);
+    }
+    const cap = Math.min(role.maxTtl, decision.maxTtl ?? Infinity);
+    const ttl = Math.min(input.ttl ?? role.defaultTtl, cap);
+    const now = Date.now();
+    const expiresAt = new Date(now + ttl * 1000);
+    const maxExpiresAt = new Date(now + cap * 1000);
+    const id = newLeaseId();
+    const account = newAccountName(role.name, this.plugins.maxUsernameLength(role.connection));
+    const password = newPassword();
+
+    await this.leases.insertPending({
+      id,
+      role: role.name,
+      connection: role.connection,
+      plugin: role.plugin,
+      account,
+      owner: identity.subject,
+      ownerIssuer: identity.issuer,
+      runId: input.runId ?? null,
+      expiresAt,
+      maxExpiresAt,
+    });
+
+    let credentials: Record<string, string | number>;
+    try {
+      ({ credentials } = await this.plugins.call(role.connection, 'createUser', [password], (p) =>
+        p.createUser({ username: account, password, expiresAt, role: role.settings }),
+      ));
+    } catch (err) {
+      this.metrics.issueFailures.inc({ role: role.name });
+      await this.cleanUpFailedIssue(id, identity, err);
+      throw targetError(err, 'issue');
+    }
+
+    const activated = await this.db.tx(async (tx) => {
+      const row = await this.leases.activate(id, tx);
+      if (row) {
+        await this.audit.append(
+          {
+            type: 'lease.issued',
+            actor: identity.subject,
+            leaseId: id,
+            detail: { role: role.name, account, ttl_seconds: ttl, expires_at: expiresAt.toISOString(), policy: decision.policy, run_id: input.runId ?? null },
+          },
+          tx,
+        );
+      }
+      return row;
+    });
+    if (!activated) {
+      // The reconciler judged this issue abandoned (it took longer than pending_timeout) and is
+      // removing the account; the caller must not receive a credential that is being revoked.
+      throw new DomainError('unavailable', 'issue_timed_out', 'the target took too long; try again');
+    }
+    await this.jobs.tryScheduleExpiry(id, expiresAt);
+    this.metrics.leasesIssued.inc({ role: role.name });
+    return {
+      lease_id: id,
+      role: role.name,
+      plugin: role.plugin,
+      credentials,
+      ttl_seconds: ttl,
+      expires_at: expiresAt.toISOString(),
+      max_expires_at: maxExpiresAt.toISOString(),
+      renewable: expiresAt < maxExpiresAt,
+    };
+  }
+
+  async get(identity: Identity, id: string): Promise<LeaseView> {
+    return leaseView(await this.visible(identity, id));
+  }
+
+  async list(identity: Identity, query: { role?: string; state?: LeaseState; runId?: string; owner?: string; limit: number; cursor?: string }): Promise<LeasePage> {
+    const filter: LeaseFilter = { role: query.role, state: query.state, runId: query.runId, owner: query.owner };
+    if (!identity.operator) {
+      // A workload sees only its own leases, whatever it asks for.
+      if (query.owner !== undefined && query.owner !== identity.subject) return { items: [], next_cursor: null };
+      filter.owner = identity.subject;
+      filter.ownerIssuer = identity.issuer;
+    }
+    const rows = await this.leases.list(filter, query.limit + 1, query.cursor ? decodeCursor(query.cursor) : undefined);
+    const page = rows.slice(0, query.limit);
+    const last = page[page.length - 1];
+    return {
+      items: page.map(leaseView),
+      next_cursor: rows.length > query.limit && last ? encodeCursor(last) : null,
+    };
+  }
+
+  async renew(identity: Identity, id: string, increment: number | undefined): Promise<LeaseView> {
+    const lease = await this.visible(identity, id);
+    const role = this.roleOf(lease);
+    const step = increment ?? role?.defaultTtl ?? 0;
+    const row = await this.db.tx(async (tx) => {
+      const current = await this.leases.lockForRenew(id, tx);
+      if (!current || current.state !== 'active') {
+        throw new DomainError('conflict', 'lease_not_active', `lease is ${current?.state ?? 'gone'}, only active leases renew`);
+      }
+      if (current.expires_at.getTime() <= Date.now()) throw new DomainError('conflict', 'lease_expired', 'lease has expired');
+      if (!role) throw new DomainError('conflict', 'role_removed', `role ${lease.role} is no longer configured`);
+      const expiresAt = new Date(Math.min(Date.now() + step * 1000, current.max_expires_at.getTime()));
+      // The row stays locked while the target learns the new expiry, so the expiry job cannot revoke
+      // the lease in between; if the target refuses, nothing changes.
+      try {
+        await this.plugins.call(current.connection, 'renewUser', [], (p) => p.renewUser({ username: current.account, expiresAt, role: role.settings }));
+      } catch (err) {
+        throw targetError(err, 'renew');
+      }
+      const updated = await this.leases.setExpiry(id, expiresAt, tx);
+      await this.audit.append(
+        { type: 'lease.renewed', actor: identity.subject, leaseId: id, detail: { role: lease.role, expires_at: expiresAt.toISOString(), increment_seconds: step } },
+        tx,
+      );
+      return updated;
+    });
+    await this.jobs.tryScheduleExpiry(id, row.expires_at, true);
+    return leaseView(row);
+  }
+
+  /** Revokes one lease now. 'revoking' means the target was unreachable and workers keep retrying. */
+  async revoke(identity: Identity, id: string): Promise<{ state: LeaseState }> {
+    const lease = await this.visible(identity, id);
+    if (lease.state === 'revoked' || lease.state === 'failed') return { state: lease.state };
+    if (lease.state === 'pending') throw new DomainError('conflict', 'lease_pending', 'lease is still being issued');
+    const claimed = (await this.leases.claimForRevocation(id)) ?? (await this.leases.get(id));
+    if (!claimed || claimed.state !== 'revoking') return { state: claimed?.state ?? lease.state };
+    return { state: await this.revokeInline(claimed, 'revoked', identity.subject) };
+  }
+
+  /** Workload completion: the caller's own leases, all or one run's. */
+  async revokeOwned(identity: Identity, runId: string | undefined): Promise<{ revoked: number }> {
+    const ids = await this.leases.claimMatching({ owner: identity.subject, ownerIssuer: identity.issuer, runId });
+    await this.revokeMany(ids, 'owner', identity.subject);
+    return { revoked: ids.length };
+  }
+
+  /** Operator bulk revoke: leases move to `revoking` now; a job removes the accounts. */
+  async bulkRevoke(identity: Identity, filter: Pick<LeaseFilter, 'role' | 'connection' | 'owner' | 'runId'>): Promise<{ job_id: string; matched: number }> {
+    const ids = await this.leases.claimMatching(filter);
+    const requestId = newLeaseId().slice(4);
+    await this.audit.append({
+      type: 'lease.bulk_revoke',
+      actor: identity.subject,
+      detail: { request_id: requestId, matched: ids.length, filter: { role: filter.role ?? null, connection: filter.connection ?? null, owner: filter.owner ?? null, run_id: filter.runId ?? null } },
+    });
+    try {
+      return { job_id: await this.jobs.bulkRevoke(requestId, ids), matched: ids.length };
+    } catch {
+      throw new DomainError('unavailable', 'queue_unavailable', `queue unavailable: ${ids.length} leases are marked revoking and the reconciler will revoke them`);
+    }
+  }
+
+  /** Revokes leases already moved to `revoking`, a few at a time; what fails is left to the workers. */
+  async revokeMany(ids: readonly string[], reason: RevokeReason, actor: string | null): Promise<void> {
+    let next = 0;
+    const worker = async () => {
+      while (next < ids.length) {
+        const row = await this.leases.get(ids[next++]);
+        if (row?.state === 'revoking') await this.revokeInline(row, reason, actor);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(INLINE_REVOKE_CONCURRENCY, ids.length) }, worker));
+  }
+
+  private async revokeInline(lease: LeaseRow, reason: RevokeReason, actor: string | null): Promise<LeaseState> {
+    try {
+      return (await this.revoker.revoke(lease, reason, actor)).state;
+    } catch (err) {
+      const message = err instanceof PluginError ? err.message : 'revocation failed';
+      await this.leases.recordError(lease.id, message);
+      await this.jobs.revokeNow([lease.id]).catch(() => this.log.warn(`queue unavailable; the reconciler will revoke ${lease.id}`));
+      return 'revoking';
+    }
+  }
+
+  private async cleanUpFailedIssue(id: string, identity: Identity, err: unknown): Promise<void> {
+    const message = err instanceof PluginError ? err.message : 'issue failed';
+    const row = await this.leases.abandon(id, message);
+    // The plugin undid its own partial work; removing the account once more covers a connection lost
+    // mid-create, where the plugin cannot know what the target did.
+    if (row) await this.revokeInline(row, 'issue_failed', identity.subject);
+  }
+
+  private async visible(identity: Identity, id: string): Promise<LeaseRow> {
+    if (!LEASE_ID.test(id)) throw notFound();
+    const lease = await this.leases.get(id);
+    // Someone else's lease is indistinguishable from one that does not exist.
+    if (!lease || (!identity.operator && (lease.owner !== identity.subject || lease.owner_issuer !== identity.issuer))) throw notFound();
+    return lease;
+  }
+
+  private roleOf(lease: LeaseRow): RoleConfig | undefined {
+    const role = this.config.roles.get(lease.role);
+    return role && role.connection === lease.connection ? role : undefined;
+  }
+
+  private async deny(identity: Identity, action: string, target: string): Promise<void> {
+    this.metrics.deniedRequests.inc({ status: '403' });
+    await this.audit.append({ type: 'request.denied', actor: identity.subject, detail: { status: 403, action, target } });
+  }
+}
+
+function targetError(err: unknown, step: string): DomainError {
+  if (err instanceof DomainError) return err;
+  if (err instanceof PluginError && !err.retryable) {
+    return new DomainError('unavailable', 'target_rejected', `the target refused to ${step} the credential: ${err.message}`);
+  }
+  return new DomainError('unavailable', 'target_unavailable', `the target is unavailable: ${err instanceof Error ? err.message : 'error'}`);
+}
+
+function encodeCursor(row: LeaseRow): string {
+  return Buffer.from(JSON.stringify([row.created_at.toISOString(), row.id])).toString('base64url');
+}
+
+function decodeCursor(cursor: string): { createdAt: Date; id: string } {
+  try {
+    const [createdAt, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    const date = new Date(createdAt);
+    if (typeof id === 'string' && LEASE_ID.test(id) && !Number.isNaN(date.getTime())) return { createdAt: date, id };
+  } catch {
+    /* fall through */
+  }
+  throw new DomainError('invalid', 'invalid_cursor', 'cursor is not one this API returned');
+}
