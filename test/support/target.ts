@@ -1,0 +1,57 @@
+import { Client } from 'pg';
+import { PG_ADMIN_URL, TARGET_DB } from './services';
+
+export interface PgCredentials {
+  username: string;
+  password: string;
+  host?: string;
+  port?: number;
+  database?: string;
+}
+
+const adminUrl = new URL(PG_ADMIN_URL);
+
+/** Logs in with a credential and reads the test table; resolves to the error when the login fails. */
+export async function pgLogin(creds: PgCredentials): Promise<{ ok: true; user: string; widgets: number } | { ok: false; code: string }> {
+  const client = new Client({
+    host: creds.host ?? adminUrl.hostname,
+    port: creds.port ?? Number(adminUrl.port || 5432),
+    database: creds.database ?? TARGET_DB,
+    user: creds.username,
+    password: creds.password,
+    connectionTimeoutMillis: 5000,
+  });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    const { rows } = await client.query('SELECT current_user AS user, count(*)::int AS widgets FROM widgets');
+    return { ok: true, user: rows[0].user, widgets: rows[0].widgets };
+  } catch (err) {
+    return { ok: false, code: (err as { code?: string }).code ?? String(err) };
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+export async function withAdmin<T>(database: string, fn: (c: Client) => Promise<T>): Promise<T> {
+  const client = new Client({ connectionString: `${PG_ADMIN_URL}/${database}` });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+export async function rolesLike(prefix: string): Promise<string[]> {
+  const { rows } = await withAdmin('postgres', (c) =>
+    c.query<{ rolname: string }>(`SELECT rolname FROM pg_roles WHERE rolname LIKE $1 ORDER BY rolname`, [`${prefix}%`]),
+  );
+  return rows.map((r) => r.rolname);
+}
+
+export async function dropRolesLike(prefix: string): Promise<void> {
+  for (const role of await rolesLike(prefix)) {
+    await withAdmin(TARGET_DB, (c) => c.query(`DROP OWNED BY "${role}"; DROP ROLE IF EXISTS "${role}"`)).catch(() => undefined);
+  }
+}
