@@ -122,7 +122,12 @@ function substituteEnv(node: unknown, env: NodeJS.ProcessEnv, path: string[]): u
   }
   if (Array.isArray(node)) return node.map((item, i) => substituteEnv(item, env, [...path, String(i)]));
   if (node && typeof node === 'object') {
-    return Object.fromEntries(Object.entries(node).map(([k, v]) => [k, substituteEnv(v, env, [...path, k])]));
+    return Object.fromEntries(
+      Object.entries(node).map(([k, v]) => {
+        if (k === '__proto__') throw new ConfigError(`config: ${[...path, k].join('.')}: reserved name`);
+        return [k, substituteEnv(v, env, [...path, k])];
+      }),
+    );
   }
   return node;
 }

@@ -1,0 +1,36 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import { join } from 'node:path';
+
+const BIN = join(__dirname, '..', '..', 'bin', 'tessera.js');
+
+export interface BrokerProcess {
+  child: ChildProcess;
+  url: string;
+}
+
+/** Starts `tessera server` as a real process (built code, as a user runs it) and waits for its URL. */
+export async function spawnBroker(configPath: string, extraArgs: string[] = []): Promise<BrokerProcess> {
+  const child = spawn(process.execPath, [BIN, 'server', '--config', configPath, ...extraArgs], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`broker did not start: ${stderr}`)), 20_000);
+    child.stderr!.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      const m = /listening on (http:\/\/\S+)/.exec(stderr);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1].replace('[::1]', '127.0.0.1'));
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`broker exited with ${code}: ${stderr}`));
+    });
+  });
+  return { child, url };
+}
+
+export function waitExit(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+}
