@@ -3,19 +3,12 @@
  * password logs in too, and a test that checks passwords proves nothing. Same rules as .ci/run.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Client } from 'pg';
 
-export const HBA_MARKER = '# tessera: passwords checked for every role but postgres';
-export const HBA_RULES = [
-  HBA_MARKER,
-  'local   all   postgres                 trust',
-  'host    all   postgres   127.0.0.1/32  trust',
-  'host    all   postgres   ::1/128       trust',
-  'local   all   all                      scram-sha-256',
-  'host    all   all        127.0.0.1/32  scram-sha-256',
-  'host    all   all        ::1/128       scram-sha-256',
-  '# end tessera',
-].join('\n');
+/** The rules, shared with .ci/run: the admin trusted, every other role asked for its password. */
+export const HBA_RULES = readFileSync(join(__dirname, 'pg_hba.tessera.conf'), 'utf8');
+export const HBA_MARKER = HBA_RULES.split('\n')[0];
 
 export async function ensurePasswordsChecked(adminUrl: string): Promise<void> {
   const client = new Client({ connectionString: `${adminUrl}/postgres` });
@@ -25,7 +18,7 @@ export async function ensurePasswordsChecked(adminUrl: string): Promise<void> {
     const path = rows[0].hba_file;
     const current = readFileSync(path, 'utf8');
     if (!current.startsWith(HBA_MARKER)) {
-      writeFileSync(path, `${HBA_RULES}\n${current}`);
+      writeFileSync(path, `${HBA_RULES}${current}`);
       await client.query('SELECT pg_reload_conf()');
       await new Promise((r) => setTimeout(r, 300));
     }
