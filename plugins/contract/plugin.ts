@@ -30,16 +30,29 @@ export interface RenewUserRequest {
 export interface RevokeUserRequest {
   username: string;
   role: RoleSettings;
+  /**
+   * When the account was created, if it is known to exist. Eventually consistent targets (IAM) treat
+   * "no such account" shortly after this as "not visible yet" and ask for a retry.
+   */
+  issuedAt?: Date;
 }
 
 export interface VerifyRequest {
   username: string;
+  /** The password, or for key-based targets the secret key. */
   password: string;
+  /** Key-based targets (IAM): the key id. */
+  keyId?: string;
 }
 
 export interface CredentialPlugin {
   /** Longest account name the target accepts; the broker generates names that fit. */
   readonly maxUsernameLength: number;
+  /**
+   * Where the broker's generated password goes: 'password' targets apply it; 'generated' targets (IAM)
+   * make their own secret and return it in the credentials.
+   */
+  readonly secretSource?: 'password' | 'generated';
   /**
    * Creates the account. Undoes its own partial work before it throws, so a failed create leaves
    * nothing behind on the target.

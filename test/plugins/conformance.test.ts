@@ -71,18 +71,46 @@ describe.each(TARGETS)('plugin conformance: $name', (target) => {
     expect(await target.accountExists(username)).toBe(false);
   });
 
+  it('hostile names and passwords are quoted as values, never executed', async () => {
+    const suffix = randomBytes(3).toString('hex');
+    const username = `tsr_h'"\\;--é${suffix}`.slice(0, plugin.maxUsernameLength);
+    const password = `p'"\\;--é) DROP TABLE x; ${suffix}`;
+    created.push(username);
+    const result = await plugin.createUser({ username, password, expiresAt: inAMinute(), role: role() }).then(
+      (r) => r,
+      (e: unknown) => e,
+    );
+    if (result instanceof PluginError) {
+      // Targets that refuse such names must do so cleanly, leaving nothing behind.
+      expect(result.retryable).toBe(false);
+      expect(await target.accountExists(username)).toBe(false);
+    } else {
+      expect(await plugin.verifyLogin({ username, password, keyId: target.keyIdOf?.((result as { credentials: Record<string, unknown> }).credentials) })).toBe(true);
+      await plugin.revokeUser({ username, role: role() });
+      expect(await target.accountExists(username)).toBe(false);
+    }
+    expect(await target.canaryIntact()).toBe(true);
+  });
+
   it.each(TARGETS.find((t) => t.name === target.name)!.hostileRoles.map((r, i) => [i, r]))(
-    'hostile values in role settings (#%i) never change the statement structure',
+    'hostile role settings (#%i) are refused by the schema or fail cleanly, changing nothing',
     async (_i, hostile) => {
+      let settings;
+      try {
+        settings = parseRole(target, hostile as Record<string, unknown>);
+      } catch {
+        return expect(await target.canaryIntact()).toBe(true); // refused at config time
+      }
       const { username, password } = fresh();
-      const result = await plugin.createUser({ username, password, expiresAt: inAMinute(), role: parseRole(target, hostile as Record<string, unknown>) }).then(
+      const result = await plugin.createUser({ username, password, expiresAt: inAMinute(), role: settings }).then(
         () => 'created',
-        (e: PluginError) => e,
+        (e: unknown) => e,
       );
-      // Quoted as one identifier, the hostile string names a group role that does not exist.
       expect(result).toBeInstanceOf(PluginError);
       expect((result as PluginError).retryable).toBe(false);
+      expect((result as PluginError).message).not.toContain(password);
       expect(await target.accountExists(username)).toBe(false);
+      expect(await target.canaryIntact()).toBe(true);
     },
   );
 });

@@ -1,5 +1,6 @@
 import { Client } from 'pg';
 import { assertPasswordsChecked, ensurePasswordsChecked } from './pg-hba';
+import { prepareMysqlTarget } from './mysql';
 import { PG_ADMIN_URL, TARGET_DB } from './services';
 
 /** Once per test run: password checking on, and the target database with a group role and a table. */
@@ -26,4 +27,5 @@ export default async function globalSetup(): Promise<void> {
   } finally {
     await target.end();
   }
+  await prepareMysqlTarget();
 }

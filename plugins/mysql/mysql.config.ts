@@ -1,0 +1,53 @@
+import { z } from 'zod';
+import { checkTemplate, parseDuration } from '../contract';
+
+const seconds = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  const parsed = parseDuration(value);
+  if (parsed === undefined) ctx.addIssue({ code: 'custom', message: 'invalid duration' });
+  return parsed ?? 0;
+});
+
+/** An account host as MySQL writes it: '%', a name, an address or a pattern; never quotes or spaces. */
+const accountHost = z.string().regex(/^[A-Za-z0-9%_.:\/-]{1,255}$/, 'must be a MySQL account host such as "%" or "10.0.%"');
+
+export const mysqlConnectionSchema = z
+  .object({
+    url: z.string().regex(/^(mysql|mariadb):\/\//, 'must be a mysql:// URL'),
+    /** Host part of the accounts Tessera creates ('name'@'%' by default). */
+    user_host: accountHost.default('%'),
+    pool_size: z.number().int().min(1).max(200).default(10),
+    connect_timeout: seconds.default(5),
+  })
+  .strict();
+export type MysqlConnectionConfig = z.infer<typeof mysqlConnectionSchema>;
+
+export const MYSQL_CREATION_PLACEHOLDERS = ['name', 'password'] as const;
+export const MYSQL_REVOCATION_PLACEHOLDERS = ['name'] as const;
+
+const statements = (allowed: readonly string[]) =>
+  z.array(
+    z.string().min(1).superRefine((sql, ctx) => {
+      const problem = checkTemplate(sql, allowed);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    }),
+  );
+
+/**
+ * A grant as written after GRANT and before TO: privileges, ON, an object. Operator-written, but one
+ * statement only: no ";", no quotes other than backticks around identifiers, no comments.
+ */
+const grant = z
+  .string()
+  .regex(/^[A-Za-z][A-Za-z ,_()`]* ON [A-Za-z0-9_`.*$-]+( [A-Za-z ]+)?$/, 'must look like "SELECT, INSERT ON db.*" (one grant, no ";" or quotes)')
+  .refine((g) => !/--|\/\*|#/.test(g), 'must not contain comments');
+
+export const mysqlRoleSchema = z
+  .object({
+    /** GRANT <grant> TO the new account, e.g. "SELECT ON test.*". */
+    grants: z.array(grant).default([]),
+    /** Replace the default CREATE USER + GRANTs; {{name}} is 'user'@'host' quoted, {{password}} a literal. */
+    creation_statements: statements(MYSQL_CREATION_PLACEHOLDERS).optional(),
+    revocation_statements: statements(MYSQL_REVOCATION_PLACEHOLDERS).optional(),
+  })
+  .strict();
+export type MysqlRoleSettings = z.infer<typeof mysqlRoleSchema>;

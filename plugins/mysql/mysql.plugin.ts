@@ -1,0 +1,192 @@
+import mysql, { Pool, PoolConnection } from 'mysql2/promise';
+import {
+  AccountNotFoundError,
+  CreateUserRequest,
+  CreateUserResponse,
+  CredentialPlugin,
+  PluginError,
+  PluginFactory,
+  RenewUserRequest,
+  RevokeUserRequest,
+  VerifyRequest,
+  renderTemplate,
+} from '../contract';
+import { MysqlConnectionConfig, MysqlRoleSettings, mysqlConnectionSchema, mysqlRoleSchema } from './mysql.config';
+
+/** Server errors after which trying again can help: lock waits, deadlocks, lost or refused connections. */
+const RETRYABLE_ERRNO = new Set([1040, 1053, 1205, 1213, 2002, 2003, 2006, 2013]);
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'PROTOCOL_CONNECTION_LOST', 'PROTOCOL_SEQUENCE_TIMEOUT']);
+/** Access denied, account locked (MySQL 3118, MariaDB 4151), database access denied. */
+const LOGIN_REFUSED_ERRNO = new Set([1044, 1045, 3118, 4151]);
+const OPERATION_FAILED_FOR_USER = 1396; // ER_CANNOT_USER: the account does not exist
+const NO_SUCH_THREAD = 1094;
+
+interface MysqlError {
+  code?: string;
+  errno?: number;
+  sqlMessage?: string;
+}
+
+/**
+ * MySQL 8 and MariaDB accounts. Everything used here is common to both (CREATE USER, GRANT,
+ * ALTER USER ... ACCOUNT LOCK, DROP USER IF EXISTS, information_schema.PROCESSLIST, KILL CONNECTION);
+ * see README.md for where the two differ.
+ */
+export class MysqlPlugin implements CredentialPlugin {
+  readonly maxUsernameLength = 32; // MySQL's limit (MariaDB allows 80)
+  private readonly pool: Pool;
+  private readonly target: { host: string; port: number; database?: string };
+
+  constructor(
+    private readonly name: string,
+    private readonly config: MysqlConnectionConfig,
+  ) {
+    const url = new URL(config.url.replace(/^mariadb:/, 'mysql:'));
+    this.target = {
+      host: decodeURIComponent(url.hostname) || '127.0.0.1',
+      port: Number(url.port || 3306),
+      database: decodeURIComponent(url.pathname.slice(1)) || undefined,
+    };
+    this.pool = mysql.createPool({
+      host: this.target.host,
+      port: this.target.port,
+      user: decodeURIComponent(url.username) || 'root',
+      password: decodeURIComponent(url.password) || undefined,
+      database: this.target.database,
+      connectionLimit: config.pool_size,
+      connectTimeout: config.connect_timeout * 1000,
+      multipleStatements: false,
+    });
+    this.pool.on('connection', (conn) => conn.on('error', () => undefined));
+  }
+
+  /** 'user'@'host', each part quoted as a string literal the way MySQL names accounts. */
+  private account(username: string): string {
+    return `${mysql.escape(username)}@${mysql.escape(this.config.user_host)}`;
+  }
+
+  async createUser(req: CreateUserRequest): Promise<CreateUserResponse> {
+    const role = req.role as MysqlRoleSettings;
+    const account = this.account(req.username);
+    const statements = role.creation_statements?.length
+      ? role.creation_statements.map((s) => renderTemplate(s, { name: account, password: mysql.escape(req.password) }))
+      : [`CREATE USER ${account} IDENTIFIED BY ${mysql.escape(req.password)}`, ...role.grants.map((g) => `GRANT ${g} TO ${account}`)];
+    await this.run('create', [req.password], async (conn) => {
+      try {
+        for (const statement of statements) await conn.query(statement);
+      } catch (err) {
+        // MySQL DDL is not transactional: undo by hand before failing.
+        await conn.query(`DROP USER IF EXISTS ${account}`).catch(() => undefined);
+        throw err;
+      }
+    });
+    return {
+      credentials: {
+        username: req.username,
+        password: req.password,
+        host: this.target.host,
+        port: this.target.port,
+        ...(this.target.database && { database: this.target.database }),
+      },
+    };
+  }
+
+  /** MySQL has no per-account expiry time to move; renew only checks the account is still there. */
+  async renewUser(req: RenewUserRequest): Promise<void> {
+    const [rows] = await this.run('renew', [], (conn) =>
+      conn.query('SELECT 1 FROM mysql.user WHERE User = ? AND Host = ?', [req.username, this.config.user_host]),
+    );
+    if (!(rows as unknown[]).length) throw new AccountNotFoundError(req.username);
+  }
+
+  async revokeUser(req: RevokeUserRequest): Promise<void> {
+    const role = req.role as MysqlRoleSettings;
+    const account = this.account(req.username);
+    await this.run('revoke', [], async (conn) => {
+      // No new logins first, then end the open sessions, so nothing slips in between.
+      try {
+        await conn.query(`ALTER USER ${account} ACCOUNT LOCK`);
+      } catch (err) {
+        if ((err as MysqlError).errno === OPERATION_FAILED_FOR_USER) return; // already gone
+        throw err;
+      }
+      const [sessions] = await conn.query('SELECT ID AS id FROM information_schema.PROCESSLIST WHERE USER = ?', [req.username]);
+      for (const { id } of sessions as { id: number }[]) {
+        await conn.query(`KILL CONNECTION ${Number(id)}`).catch((err: MysqlError) => {
+          if (err.errno !== NO_SUCH_THREAD) throw err;
+        });
+      }
+      for (const statement of role.revocation_statements ?? []) await conn.query(renderTemplate(statement, { name: account }));
+      await conn.query(`DROP USER IF EXISTS ${account}`);
+    });
+  }
+
+  async verifyLogin(req: VerifyRequest): Promise<boolean> {
+    let conn: mysql.Connection | undefined;
+    try {
+      conn = await mysql.createConnection({
+        host: this.target.host,
+        port: this.target.port,
+        user: req.username,
+        password: req.password,
+        connectTimeout: this.config.connect_timeout * 1000,
+      });
+      conn.on('error', () => undefined);
+      await conn.query('SELECT 1');
+      return true;
+    } catch (err) {
+      if (LOGIN_REFUSED_ERRNO.has((err as MysqlError).errno ?? 0)) return false;
+      throw this.translate('verify', err, [req.password]);
+    } finally {
+      await conn?.end().catch(() => undefined);
+    }
+  }
+
+  async ping(): Promise<void> {
+    await this.run('ping', [], (conn) => conn.query('SELECT 1'));
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+
+  private async run<T>(step: string, secrets: string[], fn: (conn: PoolConnection) => Promise<T>): Promise<T> {
+    let conn: PoolConnection;
+    try {
+      conn = await this.pool.getConnection();
+    } catch (err) {
+      throw this.translate(step, err, secrets);
+    }
+    let broken = false;
+    try {
+      return await fn(conn);
+    } catch (err) {
+      broken = isRetryable(err);
+      throw this.translate(step, err, secrets);
+    } finally {
+      if (broken) conn.destroy();
+      else conn.release();
+    }
+  }
+
+  /** Error code and server message only: never the statement (mysql2 puts it, password included, in err.sql). */
+  private translate(step: string, err: unknown, secrets: string[]): PluginError {
+    if (err instanceof PluginError) return err;
+    const e = err as MysqlError;
+    let text = e.sqlMessage ? `${e.code} ${e.sqlMessage}` : `cannot reach the server (${e.code ?? 'error'})`;
+    for (const secret of secrets) text = text.split(secret).join('[redacted]');
+    return new PluginError(`mysql ${this.name}: ${step} failed: ${text}`, isRetryable(err));
+  }
+}
+
+function isRetryable(err: unknown): boolean {
+  const e = err as MysqlError;
+  return (e.errno !== undefined && RETRYABLE_ERRNO.has(e.errno)) || (e.code !== undefined && NETWORK_CODES.has(e.code)) || !e.sqlMessage;
+}
+
+export const mysqlPlugin: PluginFactory<MysqlConnectionConfig, MysqlRoleSettings> = {
+  name: 'mysql',
+  connectionSchema: mysqlConnectionSchema,
+  roleSchema: mysqlRoleSchema,
+  create: (connectionName, config) => new MysqlPlugin(connectionName, config),
+};
