@@ -33,6 +33,17 @@ export async function createServer(config: TesseraConfig, options: ServerOptions
     res.setHeader('X-Request-Id', req.id);
     next();
   });
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    // Responses can carry credentials: never cache them.
+    res.setHeader('Cache-Control', 'no-store');
+    // A body the broker would not read must not be silently ignored while the request goes ahead.
+    const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
+    if (hasBody && !req.is('application/json')) {
+      res.status(415).json(errorBody(req, 'unsupported_media_type', 'send the body as application/json'));
+      return;
+    }
+    next();
+  });
   // Raw body kept for signed webhooks (the signature is over the exact bytes received).
   app.use(express.json({ limit: config.server.body_limit, verify: (req, _res, buf) => ((req as { rawBody?: Buffer }).rawBody = buf) }));
   // Body-parser errors happen before Nest's router; give them the same error shape.

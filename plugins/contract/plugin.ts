@@ -46,13 +46,12 @@ export interface VerifyRequest {
 }
 
 export interface CredentialPlugin {
-  /** Longest account name the target accepts; the broker generates names that fit. */
-  readonly maxUsernameLength: number;
   /**
-   * Where the broker's generated password goes: 'password' targets apply it; 'generated' targets (IAM)
-   * make their own secret and return it in the credentials.
+   * Longest account name the target accepts; the broker generates names that fit. Targets that make
+   * their own secret (IAM access keys) ignore the broker's password and return theirs in the credentials.
    */
-  readonly secretSource?: 'password' | 'generated';
+  readonly maxUsernameLength: number;
+
   /**
    * Creates the account. Undoes its own partial work before it throws, so a failed create leaves
    * nothing behind on the target.

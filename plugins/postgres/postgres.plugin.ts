@@ -20,7 +20,7 @@ import {
 import { scramSha256Verifier } from './scram';
 
 /** SQLSTATE classes and codes after which trying again can help. */
-const RETRYABLE_SQLSTATE = /^(08|53|57|58)|^(40001|40P01|55P03|55006)$/;
+const RETRYABLE_SQLSTATE = /^(08|53|57|58)|^(40001|40P01|55P03|55006|XX000)$/;
 const AUTH_FAILED = new Set(['28P01', '28000']);
 const UNDEFINED_OBJECT = '42704';
 
@@ -104,29 +104,32 @@ export class PostgresPlugin implements CredentialPlugin {
     const role = req.role as PostgresRoleSettings;
     const name = escapeIdentifier(req.username);
     await this.run('revoke', async (client) => {
-      // First stop new logins, then end open sessions, so nothing slips in between the two.
       try {
+        // First stop new logins, then end open sessions, so nothing slips in between.
         await client.query(`ALTER ROLE ${name} NOLOGIN VALID UNTIL '-infinity'`);
+        await client.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1', [req.username]);
+        for (const statement of role.revocation_statements ?? []) {
+          await client.query(renderTemplate(statement, { name }));
+        }
+        // DROP OWNED removes what the role owns in this database and the privileges granted to it.
+        // Ownership is never reassigned: objects a workload created must not end up owned (and
+        // runnable with the rights of) the broker's admin role.
+        await client.query(`DROP OWNED BY ${name}`);
+        await client.query(`DROP ROLE IF EXISTS ${name}`);
       } catch (err) {
-        if (err instanceof DatabaseError && err.code === UNDEFINED_OBJECT) return; // already gone
+        // Gone at any step (another revoker got there first) is success.
+        if (err instanceof DatabaseError && err.code === UNDEFINED_OBJECT) return;
         throw err;
       }
-      await client.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1', [req.username]);
-      for (const statement of role.revocation_statements ?? []) {
-        await client.query(renderTemplate(statement, { name }));
-      }
-      // Objects or privileges the role holds in this database would block DROP ROLE.
-      await client.query(`REASSIGN OWNED BY ${name} TO CURRENT_USER; DROP OWNED BY ${name}; DROP ROLE IF EXISTS ${name}`);
     });
   }
 
   async verifyLogin(req: VerifyRequest): Promise<boolean> {
-    const client = new Client({
-      ...this.target,
-      user: req.username,
-      password: req.password,
-      connectionTimeoutMillis: this.config.connect_timeout * 1000,
-    });
+    // The connection URL's settings (TLS, options) apply; only the login changes.
+    const url = new URL(this.config.url);
+    url.username = encodeURIComponent(req.username);
+    url.password = encodeURIComponent(req.password);
+    const client = new Client({ connectionString: url.toString(), connectionTimeoutMillis: this.config.connect_timeout * 1000 });
     client.on('error', () => undefined);
     try {
       await client.connect();
@@ -171,7 +174,10 @@ export class PostgresPlugin implements CredentialPlugin {
     if (err instanceof PluginError) return err;
     if (err instanceof DatabaseError) {
       const retryable = RETRYABLE_SQLSTATE.test(err.code ?? '');
-      return new PluginError(`postgres ${this.name}: ${step} failed: ${err.code} ${err.message}`, retryable);
+      // Server messages can quote a statement's text (a syntax error "at or near" a literal): the
+      // verifiers this plugin writes are cut out.
+      const message = err.message.replace(/SCRAM-SHA-256\$[^'"\s]*/g, '[verifier]');
+      return new PluginError(`postgres ${this.name}: ${step} failed: ${err.code} ${message}`, retryable);
     }
     const code = (err as NodeJS.ErrnoException)?.code ?? 'error';
     return new PluginError(`postgres ${this.name}: ${step} failed: cannot reach the server (${code})`, true);

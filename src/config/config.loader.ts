@@ -93,6 +93,16 @@ export function parseConfig(doc: unknown, env: NodeJS.ProcessEnv = process.env, 
     else roles.set(name, { name, connection, plugin: conn.plugin, defaultTtl: default_ttl, maxTtl: max_ttl, settings: parsed.data });
   }
 
+  const seen = new Map<string, string>();
+  raw.identity.issuers.forEach((issuer, i) => {
+    const keys = [`name ${issuer.name}`, issuer.type === 'jwt-svid' ? `trust_domain ${issuer.trust_domain}` : `issuer ${issuer.issuer}`];
+    for (const key of keys) {
+      if (seen.has(key)) problems.push(`identity.issuers.${i}: ${key} is already used by identity.issuers.${seen.get(key)}`);
+      else seen.set(key, String(i));
+    }
+  });
+  if (raw.server.tls) problems.push('server.tls: mTLS is not available in this version; terminate TLS in front of the broker');
+
   raw.policies.forEach((policy, i) =>
     policy.allow.forEach((rule, j) => {
       for (const role of rule.creds ?? []) {

@@ -40,7 +40,17 @@ export function toHttpError(err: unknown): { status: number; code: string; messa
   if (typeof bodyError?.status === 'number' && bodyError.status >= 400 && bodyError.status < 500) {
     return { status: bodyError.status, code: CODE_OF_STATUS[bodyError.status] ?? 'malformed', message: 'request could not be read', unexpected: false };
   }
+  if (isDependencyDown(err)) return { status: 503, code: 'state_unavailable', message: 'a dependency of the broker is unavailable; try again', unexpected: false };
   return { status: 500, code: 'internal', message: 'internal error', unexpected: true };
+}
+
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENOTFOUND']);
+
+/** The state database or Redis unreachable: 503, not 500. */
+function isDependencyDown(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown };
+  if (typeof e?.code === 'string' && (NETWORK_CODES.has(e.code) || /^(08|53|57P)/.test(e.code))) return true;
+  return typeof e?.message === 'string' && /timeout exceeded when trying to connect|Connection terminated|Stream isn't writeable|Connection is closed/.test(e.message);
 }
 
 @Catch()

@@ -78,7 +78,11 @@ export class TokenVerifier {
     }
     if (Array.isArray(payload.aud) && payload.aud.length > 1 && !entry.multipleAudiences) throw deny('several audiences');
     this.checkLifetime(payload);
-    const subject = payload.sub!;
+    const subject = payload.sub;
+    if (typeof subject !== 'string' || subject.length === 0 || subject.length > 2048 || /[\u0000-\u001f\u007f]/.test(subject)) throw deny('invalid sub');
+    // Only a JWT-SVID issuer speaks for SPIFFE IDs: an OIDC token claiming one would impersonate a
+    // workload of a trust domain its issuer does not own.
+    if (entry.iss !== undefined && subject.startsWith('spiffe:')) throw deny('OIDC token with a SPIFFE ID subject');
     return { subject, issuer: entry.name, operator: this.isOperator(subject), claims: payload };
   }
 
@@ -91,11 +95,11 @@ export class TokenVerifier {
     return entry;
   }
 
+  /** The token must not outlive max_token_lifetime from now, and must not claim to be issued in the future. */
   private checkLifetime(payload: JWTPayload): void {
-    const max = this.config.identity.max_token_lifetime;
-    const exp = payload.exp!;
-    const start = typeof payload.iat === 'number' ? payload.iat : Math.floor(Date.now() / 1000);
-    if (exp - start > max + CLOCK_SKEW_SECONDS) throw deny('token lifetime too long');
+    const now = Math.floor(Date.now() / 1000);
+    if (typeof payload.iat === 'number' && payload.iat > now + CLOCK_SKEW_SECONDS) throw deny('iat in the future');
+    if (payload.exp! - now > this.config.identity.max_token_lifetime + CLOCK_SKEW_SECONDS) throw deny('token lifetime too long');
   }
 }
 

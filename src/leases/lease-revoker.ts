@@ -36,7 +36,7 @@ export class LeaseRevoker {
 
   async revoke(lease: LeaseRow, reason: RevokeReason, actor: string | null): Promise<LeaseRow> {
     const role = this.roleSettings.forLease(lease);
-    await this.plugins.call(lease.connection, 'revokeUser', [], (p) => p.revokeUser({ username: lease.account, role }));
+    await this.plugins.call(lease.connection, 'revokeUser', [], (p) => p.revokeUser({ username: lease.account, role, issuedAt: lease.activated_at ?? undefined }));
     const done = await this.db.tx(async (tx) => {
       const row = await this.leases.finishRevocation(lease.id, tx);
       if (!row) return undefined; // another revoker finished first and wrote the event

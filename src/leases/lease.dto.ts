@@ -8,8 +8,10 @@ export const renewBody = z.object({ increment: durationInput.optional() }).stric
 export const revokeOwnedBody = z.object({ run_id: runIdInput.optional() }).strict();
 
 const name = z.string().regex(NAME, 'not a valid name');
+/** A subject as tokens carry it: printable, at most 2048 characters. */
+const subject = z.string().min(1).max(2048).regex(/^[^\u0000-\u001f\u007f]+$/, 'must not contain control characters');
 export const bulkRevokeBody = z
-  .object({ role: name.optional(), connection: name.optional(), owner: z.string().min(1).max(2048).optional(), run_id: runIdInput.optional() })
+  .object({ role: name.optional(), connection: name.optional(), owner: subject.optional(), run_id: runIdInput.optional() })
   .strict()
   .refine((b) => b.role || b.connection || b.owner || b.run_id, { message: 'give at least one of role, connection, owner, run_id' });
 
@@ -18,7 +20,7 @@ export const listQuery = z
     role: name.optional(),
     state: z.enum(LEASE_STATES).optional(),
     run_id: runIdInput.optional(),
-    owner: z.string().min(1).max(2048).optional(),
+    owner: subject.optional(),
     limit: z
       .string()
       .regex(/^\d{1,4}$/, 'must be an integer from 1 to 1000')

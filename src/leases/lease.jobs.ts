@@ -80,7 +80,9 @@ export class LeaseJobs {
   }
 
   private async delayUntil(job: Job, token: string | undefined, timestamp: number): Promise<never> {
-    await job.moveToDelayed(timestamp, token);
+    // Never less than a moment ahead: if this host's clock runs ahead of the database's, a lease the
+    // database does not yet consider expired must not make the job spin.
+    await job.moveToDelayed(Math.max(timestamp, Date.now() + 250), token);
     throw new DelayedError();
   }
 }

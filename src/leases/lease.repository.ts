@@ -39,14 +39,11 @@ export class LeaseRepository {
     return rows[0];
   }
 
-  async lockForRenew(id: string, q: Queryable): Promise<LeaseRow | undefined> {
-    const { rows } = await q.query<LeaseRow>(`SELECT ${COLUMNS} FROM leases WHERE id = $1 FOR UPDATE`, [id]);
-    return rows[0];
-  }
-
-  async setExpiry(id: string, expiresAt: Date, q: Queryable): Promise<LeaseRow> {
+  /** Moves the expiry of a lease that is still active and unexpired; undefined otherwise. */
+  async extend(id: string, expiresAt: Date, q: Queryable): Promise<LeaseRow | undefined> {
     const { rows } = await q.query<LeaseRow>(
-      `UPDATE leases SET expires_at = $2, updated_at = now() WHERE id = $1 RETURNING ${COLUMNS}`,
+      `UPDATE leases SET expires_at = $2, updated_at = now()
+       WHERE id = $1 AND state = 'active' AND expires_at > now() RETURNING ${COLUMNS}`,
       [id, expiresAt],
     );
     return rows[0];
@@ -101,12 +98,16 @@ export class LeaseRepository {
     return rows[0];
   }
 
-  /** Moves every revocable lease matching the filter to revoking; returns their ids. */
+  /**
+   * Moves every lease matching the filter that is live or being issued to revoking; returns their ids.
+   * A pending lease claimed here ends failed: its issue finds it taken and removes the account. Leases
+   * already revoking are left alone (their updated_at keeps them visible to the reconciler).
+   */
   async claimMatching(filter: LeaseFilter): Promise<string[]> {
     const { where, values } = whereClause(filter);
     const { rows } = await this.db.query<{ id: string }>(
       `UPDATE leases SET state = 'revoking', updated_at = now()
-       WHERE state IN ${REVOCABLE} ${where ? `AND ${where}` : ''} RETURNING id`,
+       WHERE state IN ('pending','active','revoke_failed') ${where ? `AND ${where}` : ''} RETURNING id`,
       values,
     );
     return rows.map((r) => r.id);

@@ -55,13 +55,16 @@ export class LeaseService {
    * any later point leaves a record the reconciler cleans up.
    */
   async issue(identity: Identity, roleName: string, input: { ttl?: number; runId?: string }): Promise<IssuedLease> {
-    const role = this.config.roles.get(roleName);
-    if (!role) throw new DomainError('not_found', 'role_not_found', `no role named ${JSON.stringify(roleName)}`);
+    // Policy first: a workload learns nothing about which roles exist beyond those it may lease.
+    // (Policies can name only configured roles, so an allowed role always exists.)
     const decision = this.policy.canIssue(identity, roleName);
+    const role = this.config.roles.get(roleName);
     if (!decision.allowed) {
-      await this.deny(identity, 'creds', roleName);
-      throw new DomainError('forbidden', 'policy_denied', `policy does not allow ${identity.subject} to lease ${roleName}`);
+      if (identity.operator && !role) throw new DomainError('not_found', 'role_not_found', `no role named ${JSON.stringify(roleName)}`);
+      await this.deny(identity, 403, 'creds', roleName);
+      throw new DomainError('forbidden', 'policy_denied', `policy does not allow ${identity.subject} to lease ${JSON.stringify(roleName)}`);
     }
+    if (!role) throw new DomainError('not_found', 'role_not_found', `no role named ${JSON.stringify(roleName)}`);
     const cap = Math.min(role.maxTtl, decision.maxTtl ?? Infinity);
     const ttl = Math.min(input.ttl ?? role.defaultTtl, cap);
     const now = Date.now();
@@ -92,7 +95,7 @@ export class LeaseService {
     } catch (err) {
       this.metrics.issueFailures.inc({ role: role.name });
       await this.cleanUpFailedIssue(id, identity, err);
-      throw targetError(err, 'issue');
+      throw this.targetError(err, 'issue', id);
     }
 
     const activated = await this.db.tx(async (tx) => {
@@ -111,9 +114,13 @@ export class LeaseService {
       return row;
     });
     if (!activated) {
-      // The reconciler judged this issue abandoned (it took longer than pending_timeout) and is
-      // removing the account; the caller must not receive a credential that is being revoked.
-      throw new DomainError('unavailable', 'issue_timed_out', 'the target took too long; try again');
+      // The lease was taken from us while the target worked: the reconciler judged it abandoned
+      // (older than pending_timeout), or a bulk revoke matched it. Their clean-up may have run before
+      // our CREATE committed, so remove the account once more; the caller gets no credential.
+      await this.plugins
+        .call(role.connection, 'revokeUser', [], (p) => p.revokeUser({ username: account, role: role.settings }))
+        .catch(() => this.log.warn(`could not remove ${account} after its lease was revoked during issue; the lease is ${id}`));
+      throw new DomainError('unavailable', 'issue_interrupted', 'the lease was revoked or timed out while it was being issued; try again');
     }
     await this.jobs.tryScheduleExpiry(id, expiresAt);
     this.metrics.leasesIssued.inc({ role: role.name });
@@ -152,30 +159,35 @@ export class LeaseService {
 
   async renew(identity: Identity, id: string, increment: number | undefined): Promise<LeaseView> {
     const lease = await this.visible(identity, id);
+    if (lease.state !== 'active') throw new DomainError('conflict', 'lease_not_active', `lease is ${lease.state}; only active leases renew`);
+    if (lease.expires_at.getTime() <= Date.now()) throw new DomainError('conflict', 'lease_expired', 'lease has expired');
     const role = this.roleOf(lease);
-    const step = increment ?? role?.defaultTtl ?? 0;
+    if (!role) throw new DomainError('conflict', 'role_removed', `role ${lease.role} is no longer configured for this lease's connection`);
+    const step = increment ?? role.defaultTtl;
+    const expiresAt = new Date(Math.min(Date.now() + step * 1000, lease.max_expires_at.getTime()));
+    // The target learns the new expiry first; if it refuses, nothing changes. The lease row is then
+    // moved only if it is still active and unexpired, so an expiry or revoke that won meanwhile stands
+    // (the target's later VALID UNTIL is harmless: the account is being dropped).
+    try {
+      await this.plugins.call(lease.connection, 'renewUser', [], (p) => p.renewUser({ username: lease.account, expiresAt, role: role.settings }));
+    } catch (err) {
+      if (err instanceof PluginError && err.code === 'account_not_found') {
+        const claimed = await this.leases.claimForRevocation(id);
+        if (claimed) await this.revokeInline(claimed, 'revoked', null);
+        throw new DomainError('conflict', 'account_missing', 'the account no longer exists on the target; the lease has been revoked');
+      }
+      throw this.targetError(err, 'renew', id);
+    }
     const row = await this.db.tx(async (tx) => {
-      const current = await this.leases.lockForRenew(id, tx);
-      if (!current || current.state !== 'active') {
-        throw new DomainError('conflict', 'lease_not_active', `lease is ${current?.state ?? 'gone'}, only active leases renew`);
-      }
-      if (current.expires_at.getTime() <= Date.now()) throw new DomainError('conflict', 'lease_expired', 'lease has expired');
-      if (!role) throw new DomainError('conflict', 'role_removed', `role ${lease.role} is no longer configured`);
-      const expiresAt = new Date(Math.min(Date.now() + step * 1000, current.max_expires_at.getTime()));
-      // The row stays locked while the target learns the new expiry, so the expiry job cannot revoke
-      // the lease in between; if the target refuses, nothing changes.
-      try {
-        await this.plugins.call(current.connection, 'renewUser', [], (p) => p.renewUser({ username: current.account, expiresAt, role: role.settings }));
-      } catch (err) {
-        throw targetError(err, 'renew');
-      }
-      const updated = await this.leases.setExpiry(id, expiresAt, tx);
+      const updated = await this.leases.extend(id, expiresAt, tx);
+      if (!updated) return undefined;
       await this.audit.append(
         { type: 'lease.renewed', actor: identity.subject, leaseId: id, detail: { role: lease.role, expires_at: expiresAt.toISOString(), increment_seconds: step } },
         tx,
       );
       return updated;
     });
+    if (!row) throw new DomainError('conflict', 'lease_not_active', 'the lease expired or was revoked while it was being renewed');
     await this.jobs.tryScheduleExpiry(id, row.expires_at, true);
     return leaseView(row);
   }
@@ -236,6 +248,20 @@ export class LeaseService {
     }
   }
 
+  /**
+   * Callers learn that the target failed and whether retrying may help; the target's own message (which
+   * can name internals) goes to the log and to the lease's last_error for operators.
+   */
+  private targetError(err: unknown, step: string, leaseId: string): DomainError {
+    if (err instanceof DomainError) return err;
+    const detail = err instanceof Error ? err.message : String(err);
+    this.log.warn(`${step} of lease ${leaseId} failed at the target: ${detail}`);
+    if (err instanceof PluginError && !err.retryable) {
+      return new DomainError('unavailable', 'target_rejected', `the target refused to ${step} the credential (lease ${leaseId}); an operator can see why`);
+    }
+    return new DomainError('unavailable', 'target_unavailable', `the target is unavailable; ${step} did not happen, try again`);
+  }
+
   private async cleanUpFailedIssue(id: string, identity: Identity, err: unknown): Promise<void> {
     const message = err instanceof PluginError ? err.message : 'issue failed';
     const row = await this.leases.abandon(id, message);
@@ -247,8 +273,12 @@ export class LeaseService {
   private async visible(identity: Identity, id: string): Promise<LeaseRow> {
     if (!LEASE_ID.test(id)) throw notFound();
     const lease = await this.leases.get(id);
-    // Someone else's lease is indistinguishable from one that does not exist.
-    if (!lease || (!identity.operator && (lease.owner !== identity.subject || lease.owner_issuer !== identity.issuer))) throw notFound();
+    if (!lease) throw notFound();
+    if (!identity.operator && (lease.owner !== identity.subject || lease.owner_issuer !== identity.issuer)) {
+      // Someone else's lease is indistinguishable from one that does not exist, but it is audited.
+      await this.deny(identity, 404, 'lease', id);
+      throw notFound();
+    }
     return lease;
   }
 
@@ -257,18 +287,10 @@ export class LeaseService {
     return role && role.connection === lease.connection ? role : undefined;
   }
 
-  private async deny(identity: Identity, action: string, target: string): Promise<void> {
-    this.metrics.deniedRequests.inc({ status: '403' });
-    await this.audit.append({ type: 'request.denied', actor: identity.subject, detail: { status: 403, action, target } });
+  private async deny(identity: Identity, status: number, action: string, target: string): Promise<void> {
+    this.metrics.deniedRequests.inc({ status: String(status) });
+    await this.audit.append({ type: 'request.denied', actor: identity.subject, detail: { status, action, target } });
   }
-}
-
-function targetError(err: unknown, step: string): DomainError {
-  if (err instanceof DomainError) return err;
-  if (err instanceof PluginError && !err.retryable) {
-    return new DomainError('unavailable', 'target_rejected', `the target refused to ${step} the credential: ${err.message}`);
-  }
-  return new DomainError('unavailable', 'target_unavailable', `the target is unavailable: ${err instanceof Error ? err.message : 'error'}`);
 }
 
 function encodeCursor(row: LeaseRow): string {
@@ -279,7 +301,8 @@ function decodeCursor(cursor: string): { createdAt: Date; id: string } {
   try {
     const [createdAt, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
     const date = new Date(createdAt);
-    if (typeof id === 'string' && LEASE_ID.test(id) && !Number.isNaN(date.getTime())) return { createdAt: date, id };
+    const year = date.getUTCFullYear();
+    if (typeof id === 'string' && LEASE_ID.test(id) && year >= 2000 && year <= 9999) return { createdAt: date, id };
   } catch {
     /* fall through */
   }

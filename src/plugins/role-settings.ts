@@ -12,9 +12,9 @@ import { TesseraConfig } from '../config/config.loader';
 export class RoleSettingsResolver {
   constructor(@Inject(CONFIG) private readonly config: TesseraConfig) {}
 
-  forLease(lease: { role: string; plugin: string }): RoleSettings {
+  forLease(lease: { role: string; plugin: string; connection: string }): RoleSettings {
     const role = this.config.roles.get(lease.role);
-    if (role && role.plugin === lease.plugin) return role.settings;
+    if (role && role.plugin === lease.plugin && role.connection === lease.connection) return role.settings;
     return PLUGINS[lease.plugin]?.roleSchema.parse({}) ?? {};
   }
 }

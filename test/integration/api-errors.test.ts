@@ -98,9 +98,11 @@ describe('bad input and refused requests change nothing', () => {
     ['unicode', 'r%C3%B4le'],
     ['prototype key', '__proto__'],
     ['constructor', 'constructor'],
-  ])('404 for an unknown role (%s)', async (_label, role) => {
+  ])('an unknown role (%s) is 403 for a workload (no probing of role names), 404 for an operator', async (_label, role) => {
     const before = await snapshot();
-    expectError(await broker.api('POST', `/v1/creds/${role}`, { token: workload }), 404);
+    expectError(await broker.api('POST', `/v1/creds/${role}`, { token: workload }), 403, 'policy_denied');
+    const operator = await broker.token('ops/dana');
+    expectError(await broker.api('POST', `/v1/creds/${role}`, { token: operator }), 404, 'role_not_found');
     expect(await snapshot()).toEqual(before);
   });
 
@@ -115,6 +117,14 @@ describe('bad input and refused requests change nothing', () => {
     expectError(await broker.api('GET', '/v1/leases?limit=abc', { token: workload }), 422);
     expectError(await broker.api('GET', '/v1/leases?state=exploded', { token: workload }), 422);
     expectError(await broker.api('GET', '/v1/leases?cursor=garbage', { token: workload }), 422, 'invalid_cursor');
+    const farPast = Buffer.from(JSON.stringify(['-010000-01-01T00:00:00.000Z', 'tsl_AAAAAAAAAAAAAAAAAAAAAAAA'])).toString('base64url');
+    expectError(await broker.api('GET', `/v1/leases?cursor=${farPast}`, { token: workload }), 422, 'invalid_cursor');
+    expectError(await broker.api('GET', '/v1/leases?owner=a%00b', { token: workload }), 422);
+    expectError(
+      await broker.api('POST', `/v1/creds/${broker.role}`, { token: workload, raw: '{"ttl":"1h"}', headers: { 'content-type': 'text/plain' } }),
+      415,
+      'unsupported_media_type',
+    );
     const operator = await broker.token('ops/bob');
     expectError(await broker.api('POST', '/v1/leases/revoke', { token: operator, body: {} }), 422);
     expectError(await broker.api('GET', '/v1/nowhere', { token: workload }), 404);

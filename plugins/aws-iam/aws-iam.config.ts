@@ -1,0 +1,51 @@
+import { z } from 'zod';
+import { parseDuration } from '../contract';
+
+const seconds = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  const parsed = parseDuration(value);
+  if (parsed === undefined) ctx.addIssue({ code: 'custom', message: 'invalid duration' });
+  return parsed ?? 0;
+});
+
+const arn = z.string().regex(/^arn:aws[a-z-]*:iam::(aws|\d{12}):policy\/[\w+=,.@/-]{1,512}$/, 'must be an IAM policy ARN');
+
+export const awsIamConnectionSchema = z
+  .object({
+    region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'must be an AWS region such as us-east-1'),
+    /** IAM (and STS) endpoint for LocalStack, moto or a test server; AWS itself when absent. */
+    endpoint: z.string().url().optional(),
+    access_key_id: z.string().min(16).max(128).optional(),
+    secret_access_key: z.string().min(1).optional(),
+    /** IAM path of the users Tessera creates: marks them as Tessera's. */
+    path: z.string().regex(/^\/([\w+=,.@-]+\/)*$/, 'must be an IAM path such as /tessera/').default('/tessera/'),
+    /** Wait after issuing until the new key is usable (IAM keys take seconds to propagate). */
+    wait_for_key: z.boolean().default(false),
+    key_wait_timeout: seconds.default(30),
+    /** A user missing this soon after it was created is "not visible yet", not "gone". */
+    consistency_window: seconds.default(300),
+    max_attempts: z.number().int().min(1).max(10).default(3),
+  })
+  .strict()
+  .refine((c) => Boolean(c.access_key_id) === Boolean(c.secret_access_key), {
+    message: 'give both access_key_id and secret_access_key, or neither (then the default AWS credential chain is used)',
+  });
+export type AwsIamConnectionConfig = z.infer<typeof awsIamConnectionSchema>;
+
+/** An IAM policy document: built as an object in the config and serialised, never spliced as text. */
+const policyDocument = z
+  .object({
+    Version: z.enum(['2012-10-17', '2008-10-17']),
+    Statement: z.union([z.array(z.record(z.string(), z.unknown())).min(1), z.record(z.string(), z.unknown())]),
+  })
+  .passthrough()
+  .refine((doc) => JSON.stringify(doc).length <= 2048, 'an inline user policy must serialise to at most 2048 characters');
+
+export const awsIamRoleSchema = z
+  .object({
+    inline_policy: policyDocument.optional(),
+    policy_arns: z.array(arn).default([]),
+    groups: z.array(z.string().regex(/^[\w+=,.@-]{1,128}$/, 'must be an IAM group name')).default([]),
+    permissions_boundary: arn.optional(),
+  })
+  .strict();
+export type AwsIamRoleSettings = z.infer<typeof awsIamRoleSchema>;

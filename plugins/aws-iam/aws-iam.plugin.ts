@@ -1,0 +1,213 @@
+import {
+  AddUserToGroupCommand,
+  AttachUserPolicyCommand,
+  CreateAccessKeyCommand,
+  CreateUserCommand,
+  DeleteAccessKeyCommand,
+  DeleteUserCommand,
+  DeleteUserPolicyCommand,
+  DetachUserPolicyCommand,
+  GetUserCommand,
+  IAMClient,
+  ListUsersCommand,
+  PutUserPolicyCommand,
+  RemoveUserFromGroupCommand,
+  paginateListAccessKeys,
+  paginateListAttachedUserPolicies,
+  paginateListGroupsForUser,
+  paginateListUserPolicies,
+} from '@aws-sdk/client-iam';
+import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
+import {
+  AccountNotFoundError,
+  CreateUserRequest,
+  CreateUserResponse,
+  CredentialPlugin,
+  PluginError,
+  PluginFactory,
+  RenewUserRequest,
+  RevokeUserRequest,
+  VerifyRequest,
+} from '../contract';
+import { AwsIamConnectionConfig, AwsIamRoleSettings, awsIamConnectionSchema, awsIamRoleSchema } from './aws-iam.config';
+
+const INLINE_POLICY_NAME = 'tessera';
+const RETRYABLE_CODES = new Set(['Throttling', 'ThrottlingException', 'RequestLimitExceeded', 'ServiceFailure', 'ServiceUnavailable', 'TimeoutError', 'DeleteConflict', 'ConcurrentModification']);
+const LOGIN_REFUSED = new Set(['InvalidClientTokenId', 'SignatureDoesNotMatch', 'AccessDenied', 'ExpiredToken']);
+
+/** The error code of an SDK error: "NoSuchEntity" whether the SDK names it NoSuchEntityException or not. */
+function codeOf(err: unknown): string {
+  const e = err as { name?: string; Code?: string; code?: string };
+  return (e.Code ?? e.name ?? e.code ?? 'Error').replace(/Exception$/, '');
+}
+
+const isMissing = (err: unknown) => codeOf(err) === 'NoSuchEntity';
+
+/**
+ * An IAM user per lease, with an access key. The user's path and tag mark it as Tessera's; its policy is
+ * built as an object and serialised. Every step of issue is undone if a later one fails, and revoke
+ * strips keys, policies and groups before it deletes the user, each step tolerating "already gone".
+ * IAM generates the secret key itself: the broker's password is not used.
+ */
+export class AwsIamPlugin implements CredentialPlugin {
+  readonly maxUsernameLength = 64;
+  private readonly iam: IAMClient;
+
+  constructor(
+    private readonly name: string,
+    private readonly config: AwsIamConnectionConfig,
+  ) {
+    this.iam = new IAMClient(this.clientConfig());
+  }
+
+  private clientConfig(credentials?: { accessKeyId: string; secretAccessKey: string }) {
+    const fromConfig =
+      this.config.access_key_id && this.config.secret_access_key
+        ? { accessKeyId: this.config.access_key_id, secretAccessKey: this.config.secret_access_key }
+        : undefined;
+    return {
+      region: this.config.region,
+      endpoint: this.config.endpoint,
+      maxAttempts: this.config.max_attempts,
+      credentials: credentials ?? fromConfig,
+    };
+  }
+
+  async createUser(req: CreateUserRequest): Promise<CreateUserResponse> {
+    const role = req.role as AwsIamRoleSettings;
+    const UserName = req.username;
+    try {
+      await this.iam.send(
+        new CreateUserCommand({
+          UserName,
+          Path: this.config.path,
+          PermissionsBoundary: role.permissions_boundary,
+          Tags: [
+            { Key: 'tessera:managed', Value: 'true' },
+            { Key: 'tessera:connection', Value: this.name },
+          ],
+        }),
+      );
+      if (role.inline_policy) {
+        await this.iam.send(new PutUserPolicyCommand({ UserName, PolicyName: INLINE_POLICY_NAME, PolicyDocument: JSON.stringify(role.inline_policy) }));
+      }
+      for (const PolicyArn of role.policy_arns) await this.iam.send(new AttachUserPolicyCommand({ UserName, PolicyArn }));
+      for (const GroupName of role.groups) await this.iam.send(new AddUserToGroupCommand({ UserName, GroupName }));
+      const { AccessKey } = await this.iam.send(new CreateAccessKeyCommand({ UserName }));
+      if (!AccessKey?.AccessKeyId || !AccessKey.SecretAccessKey) throw new PluginError(`aws-iam ${this.name}: CreateAccessKey returned no key`, true);
+      if (this.config.wait_for_key) await this.waitUntilUsable(UserName, AccessKey.AccessKeyId, AccessKey.SecretAccessKey);
+      return { credentials: { access_key_id: AccessKey.AccessKeyId, secret_access_key: AccessKey.SecretAccessKey, iam_user: UserName } };
+    } catch (err) {
+      // Undo whatever was done: a failed issue leaves no user, key or policy behind.
+      await this.strip(UserName).catch(() => undefined);
+      throw this.translate('create', err);
+    }
+  }
+
+  /** IAM keys have no expiry to move; renew checks the user is still there. */
+  async renewUser(req: RenewUserRequest): Promise<void> {
+    try {
+      await this.iam.send(new GetUserCommand({ UserName: req.username }));
+    } catch (err) {
+      if (isMissing(err)) throw new AccountNotFoundError(req.username);
+      throw this.translate('renew', err);
+    }
+  }
+
+  async revokeUser(req: RevokeUserRequest): Promise<void> {
+    try {
+      const existed = await this.strip(req.username);
+      if (!existed && req.issuedAt && Date.now() - req.issuedAt.getTime() < this.config.consistency_window * 1000) {
+        // Created moments ago but not visible: IAM is eventually consistent. Try again later.
+        throw new PluginError(`aws-iam ${this.name}: user ${req.username} is not visible yet; will retry`, true, 'not_visible_yet');
+      }
+    } catch (err) {
+      throw this.translate('revoke', err);
+    }
+  }
+
+  /** Signs a call with the key itself (STS GetCallerIdentity needs no permission) and checks whose it is. */
+  async verifyLogin(req: VerifyRequest): Promise<boolean> {
+    if (!req.keyId) return false;
+    const sts = new STSClient({ ...this.clientConfig({ accessKeyId: req.keyId, secretAccessKey: req.password }), maxAttempts: 1 });
+    try {
+      const { Arn } = await sts.send(new GetCallerIdentityCommand({}));
+      return typeof Arn === 'string' && Arn.endsWith(`:user${this.config.path}${req.username}`);
+    } catch (err) {
+      if (LOGIN_REFUSED.has(codeOf(err))) return false;
+      throw this.translate('verify', err);
+    } finally {
+      sts.destroy();
+    }
+  }
+
+  async ping(): Promise<void> {
+    try {
+      await this.iam.send(new ListUsersCommand({ MaxItems: 1, PathPrefix: this.config.path }));
+    } catch (err) {
+      throw this.translate('ping', err);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.iam.destroy();
+  }
+
+  /**
+   * Removes the user and everything attached to it. Returns false when the user did not exist.
+   * Each step tolerates "already gone", so a half-finished earlier attempt is simply continued.
+   */
+  private async strip(UserName: string): Promise<boolean> {
+    const ignoreMissing = (err: unknown) => {
+      if (!isMissing(err)) throw err;
+    };
+    try {
+      for await (const page of paginateListAccessKeys({ client: this.iam }, { UserName })) {
+        for (const key of page.AccessKeyMetadata ?? []) {
+          await this.iam.send(new DeleteAccessKeyCommand({ UserName, AccessKeyId: key.AccessKeyId })).catch(ignoreMissing);
+        }
+      }
+    } catch (err) {
+      if (isMissing(err)) return false;
+      throw err;
+    }
+    for await (const page of paginateListUserPolicies({ client: this.iam }, { UserName })) {
+      for (const PolicyName of page.PolicyNames ?? []) await this.iam.send(new DeleteUserPolicyCommand({ UserName, PolicyName })).catch(ignoreMissing);
+    }
+    for await (const page of paginateListAttachedUserPolicies({ client: this.iam }, { UserName })) {
+      for (const p of page.AttachedPolicies ?? []) await this.iam.send(new DetachUserPolicyCommand({ UserName, PolicyArn: p.PolicyArn })).catch(ignoreMissing);
+    }
+    for await (const page of paginateListGroupsForUser({ client: this.iam }, { UserName })) {
+      for (const g of page.Groups ?? []) await this.iam.send(new RemoveUserFromGroupCommand({ UserName, GroupName: g.GroupName })).catch(ignoreMissing);
+    }
+    await this.iam.send(new DeleteUserCommand({ UserName })).catch(ignoreMissing);
+    return true;
+  }
+
+  private async waitUntilUsable(user: string, keyId: string, secret: string): Promise<void> {
+    const deadline = Date.now() + this.config.key_wait_timeout * 1000;
+    for (let delay = 250; ; delay = Math.min(delay * 2, 2000)) {
+      if (await this.verifyLogin({ username: user, keyId, password: secret }).catch(() => false)) return;
+      if (Date.now() + delay > deadline) throw new PluginError(`aws-iam ${this.name}: new key not usable after ${this.config.key_wait_timeout}s`, true);
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+
+  /** Code and AWS's message only; AWS messages never echo a secret key. */
+  private translate(step: string, err: unknown): PluginError {
+    if (err instanceof PluginError) return err;
+    const code = codeOf(err);
+    const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+    const retryable = RETRYABLE_CODES.has(code) || status === undefined || status >= 500;
+    const message = (err as Error)?.message ?? '';
+    const detail = status === undefined ? `cannot reach IAM (${code})` : `${code}: ${message}`;
+    return new PluginError(`aws-iam ${this.name}: ${step} failed: ${detail}`, retryable, isMissing(err) ? 'account_not_found' : undefined);
+  }
+}
+
+export const awsIamPlugin: PluginFactory<AwsIamConnectionConfig, AwsIamRoleSettings> = {
+  name: 'aws-iam',
+  connectionSchema: awsIamConnectionSchema,
+  roleSchema: awsIamRoleSchema,
+  create: (connectionName, config) => new AwsIamPlugin(connectionName, config),
+};

@@ -1,0 +1,505 @@
+import { randomInt, randomUUID } from 'node:crypto';
+import { IncomingMessage, Server, ServerResponse, createServer } from 'node:http';
+import { AddressInfo } from 'node:net';
+import { IAM_NS, STS_NS, XmlValue, errorXml, successXml } from './iam-xml';
+
+/**
+ * An in-process fake of AWS IAM (plus STS GetCallerIdentity) speaking the AWS Query protocol, so the
+ * real `@aws-sdk/client-iam` / `@aws-sdk/client-sts` can be pointed at it with `endpoint`.
+ *
+ * What it models: users, access keys (2 per user), inline policies (2048 non-whitespace characters per
+ * user), attached managed policies (10 per user), groups (10 per user), DeleteUser's DeleteConflict,
+ * case-insensitive user and group names, and Marker/MaxItems pagination.
+ *
+ * What it does not: request signatures are NOT verified (STS only reads the access key id out of the
+ * `Authorization` header), IAM calls are not authorised (any caller may do anything), managed policies
+ * need not exist to be attached, and there is no eventual consistency (a new key works with STS at once,
+ * whereas real AWS takes a few seconds).
+ */
+
+const ACCOUNT = '123456789012';
+const IAM_VERSION = '2010-05-08';
+const STS_VERSION = '2011-06-15';
+const NAME_RE = /^[\w+=,.@-]+$/;
+const POLICY_ARN_RE = /^arn:aws:iam::(aws|\d{12}):policy\/.+/;
+const UPPER_ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
+const SECRET_CHARS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+const MAX_KEYS_PER_USER = 2;
+const MAX_ATTACHED_PER_USER = 10;
+const MAX_GROUPS_PER_USER = 10;
+const MAX_INLINE_POLICY_CHARS = 2048;
+
+const STATUS: Record<string, number> = {
+  NoSuchEntity: 404,
+  EntityAlreadyExists: 409,
+  DeleteConflict: 409,
+  LimitExceeded: 409,
+  ConcurrentModification: 409,
+  MalformedPolicyDocument: 400,
+  InvalidInput: 400,
+  ValidationError: 400,
+  InvalidAction: 400,
+  Throttling: 400,
+  AccessDenied: 403,
+  InvalidClientTokenId: 403,
+  ServiceFailure: 500,
+  InternalFailure: 500,
+  ServiceUnavailable: 503,
+};
+
+/** HTTP status IAM uses for an error code; codes it does not know are treated as 400s. */
+export function statusForCode(code: string): number {
+  return STATUS[code] ?? 400;
+}
+
+export class IamError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+interface AccessKey { id: string; secret: string; status: 'Active' | 'Inactive'; created: Date }
+interface User {
+  name: string; path: string; id: string; arn: string; created: Date; boundary?: string;
+  tags: Map<string, string>; keys: AccessKey[]; inline: Map<string, string>; attached: string[]; groups: string[];
+}
+interface Group { name: string; path: string; id: string; arn: string; created: Date }
+
+const randomString = (chars: string, n: number): string =>
+  Array.from({ length: n }, () => chars[randomInt(chars.length)]).join('');
+
+/** Request parameters of one Query-protocol call. */
+class Params {
+  constructor(private readonly q: URLSearchParams) {}
+  opt(name: string): string | undefined {
+    return this.q.get(name) ?? undefined;
+  }
+  req(name: string): string {
+    const v = this.q.get(name);
+    if (v === null) throw validation(`Value null at '${camel(name)}' failed to satisfy constraint: Member must not be null`);
+    return v;
+  }
+  /** `Prefix.member.N.Field` entries, in N order. */
+  members(prefix: string, fields: string[]): Record<string, string | undefined>[] {
+    const out: Record<string, string | undefined>[] = [];
+    for (let n = 1; fields.some((f) => this.q.has(`${prefix}.member.${n}.${f}`)); n++) {
+      out.push(Object.fromEntries(fields.map((f) => [f, this.opt(`${prefix}.member.${n}.${f}`)])));
+    }
+    return out;
+  }
+}
+
+const camel = (s: string): string => s[0].toLowerCase() + s.slice(1);
+const validation = (detail: string): IamError => new IamError('ValidationError', `1 validation error detected: ${detail}`);
+
+function checkName(value: string, field: string, max: number): string {
+  if (value.length < 1 || value.length > max) {
+    throw validation(`Value '${value}' at '${field}' failed to satisfy constraint: Member must have length between 1 and ${max}`);
+  }
+  if (!NAME_RE.test(value)) {
+    throw validation(`Value '${value}' at '${field}' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]+`);
+  }
+  return value;
+}
+
+function checkPath(p: Params): string {
+  const path = p.opt('Path') ?? '/';
+  if (!/^\/([\x21-\x7e]*\/)?$/.test(path) || path.length > 512) {
+    throw validation(`Value '${path}' at 'path' failed to satisfy constraint: Member must satisfy regular expression pattern: (\\u002F)|(\\u002F[\\u0021-\\u007E]+\\u002F)`);
+  }
+  return path;
+}
+
+function checkPolicyArn(arn: string): string {
+  if (!POLICY_ARN_RE.test(arn)) throw new IamError('InvalidInput', `ARN ${arn} is not valid.`);
+  return arn;
+}
+
+/** One page of `items` (already in a stable order by `key`), after the opaque `Marker`, of at most `MaxItems`. */
+function paginate<T>(items: T[], key: (t: T) => string, p: Params): { page: T[]; IsTruncated: boolean; Marker?: string } {
+  const maxRaw = p.opt('MaxItems') ?? '100';
+  const max = Number(maxRaw);
+  if (!Number.isInteger(max) || max < 1 || max > 1000) {
+    throw validation(`Value '${maxRaw}' at 'maxItems' failed to satisfy constraint: Member must have value between 1 and 1000`);
+  }
+  let rest = items;
+  const marker = p.opt('Marker');
+  if (marker !== undefined) {
+    let after: unknown;
+    try {
+      after = JSON.parse(Buffer.from(marker, 'base64url').toString('utf8')).after;
+    } catch {
+      after = undefined;
+    }
+    if (typeof after !== 'string') throw validation(`Value '${marker}' at 'marker' failed to satisfy constraint: invalid marker`);
+    rest = items.filter((t) => key(t) > after);
+  }
+  const page = rest.slice(0, max);
+  const truncated = rest.length > max;
+  const next = truncated ? Buffer.from(JSON.stringify({ after: key(page[page.length - 1]) })).toString('base64url') : undefined;
+  return { page, IsTruncated: truncated, Marker: next };
+}
+
+const byKey = <T>(items: T[], key: (t: T) => string): T[] => [...items].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+
+export class IamTestServer {
+  readonly calls: string[] = [];
+  private readonly adminKeyIds: string[];
+  private server?: Server;
+  private users = new Map<string, User>(); // by lower-cased name: IAM names are case-insensitive
+  private groups = new Map<string, Group>();
+  private nextFailure = new Map<string, { code: string; message?: string }>();
+  private alwaysFailure = new Map<string, string>();
+
+  constructor(opts: { adminKeyIds?: string[] } = {}) {
+    this.adminKeyIds = opts.adminKeyIds ?? ['AKIDTESSERAADMIN0000'];
+  }
+
+  async start(): Promise<string> {
+    const server = createServer((req, res) => {
+      this.handle(req, res).catch(() => res.destroy());
+    });
+    this.server = server;
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (!server) return;
+    server.closeAllConnections(); // the SDK keeps connections alive
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  // ---- inspection and control for tests ----
+
+  hasUser(name: string): boolean {
+    return this.users.has(name.toLowerCase());
+  }
+  accessKeys(user: string): { id: string; status: string }[] {
+    return this.users.get(user.toLowerCase())?.keys.map((k) => ({ id: k.id, status: k.status })) ?? [];
+  }
+  userPolicies(user: string): string[] {
+    return [...(this.users.get(user.toLowerCase())?.inline.keys() ?? [])];
+  }
+  attachedPolicies(user: string): string[] {
+    return [...(this.users.get(user.toLowerCase())?.attached ?? [])];
+  }
+  groupsOf(user: string): string[] {
+    return (this.users.get(user.toLowerCase())?.groups ?? []).map((g) => this.groups.get(g)!.name);
+  }
+  policyDocument(user: string, name: string): unknown {
+    const doc = this.users.get(user.toLowerCase())?.inline.get(name);
+    return doc === undefined ? undefined : JSON.parse(doc);
+  }
+  createGroup(name: string): void {
+    this.CreateGroup(new Params(new URLSearchParams({ GroupName: name })));
+  }
+  /** Make the next call of `action` fail with this IAM error code (status chosen from the code). */
+  failNext(action: string, code: string, message?: string): void {
+    this.nextFailure.set(action, { code, message });
+  }
+  /** Make every call of `action` fail with `code` (e.g. 'ServiceUnavailable' → 503) until called with null. */
+  failAlways(action: string, code: string | null): void {
+    if (code === null) this.alwaysFailure.delete(action);
+    else this.alwaysFailure.set(action, code);
+  }
+  reset(): void {
+    this.calls.length = 0;
+    this.users.clear();
+    this.groups.clear();
+    this.nextFailure.clear();
+    this.alwaysFailure.clear();
+  }
+
+  // ---- HTTP ----
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const query = new URLSearchParams(new URL(req.url ?? '/', 'http://localhost').search);
+    for (const [k, v] of new URLSearchParams(Buffer.concat(chunks).toString('utf8'))) query.append(k, v);
+    const p = new Params(query);
+    const action = p.opt('Action') ?? '';
+    const isSts = p.opt('Version') === STS_VERSION;
+    const ns = isSts ? STS_NS : IAM_NS;
+    const requestId = randomUUID();
+    this.calls.push(action);
+    let status = 200;
+    let body: string;
+    try {
+      this.injectedFailure(action);
+      let result: XmlValue | void;
+      if (isSts && action === 'GetCallerIdentity') result = this.getCallerIdentity(req.headers.authorization);
+      else if (!isSts && IAM_ACTIONS.has(action)) result = (this[action as IamAction] as (p: Params) => XmlValue | void)(p);
+      else throw new IamError('InvalidAction', `Could not find operation ${action} for version ${p.opt('Version') ?? IAM_VERSION}`);
+      body = successXml(action, ns, result ?? undefined, requestId);
+    } catch (err) {
+      const e = err instanceof IamError ? err : new IamError('ServiceFailure', String(err));
+      status = statusForCode(e.code);
+      body = errorXml(ns, status >= 500 ? 'Receiver' : 'Sender', e.code, e.message, requestId);
+    }
+    res.writeHead(status, { 'content-type': 'text/xml', 'x-amzn-RequestId': requestId });
+    res.end(body);
+  }
+
+  private injectedFailure(action: string): void {
+    const once = this.nextFailure.get(action);
+    if (once) {
+      this.nextFailure.delete(action);
+      throw new IamError(once.code, once.message ?? `Injected ${once.code} for ${action}`);
+    }
+    const always = this.alwaysFailure.get(action);
+    if (always) throw new IamError(always, `Injected ${always} for ${action}`);
+  }
+
+  private getCallerIdentity(authorization: string | undefined): XmlValue {
+    const keyId = /Credential=([^/,\s]+)\//.exec(authorization ?? '')?.[1];
+    if (keyId && this.adminKeyIds.includes(keyId)) {
+      return { UserId: 'AIDATESSERAADMIN00000', Account: ACCOUNT, Arn: `arn:aws:iam::${ACCOUNT}:user/tessera-admin` };
+    }
+    for (const u of this.users.values()) {
+      if (u.keys.some((k) => k.id === keyId && k.status === 'Active')) return { UserId: u.id, Account: ACCOUNT, Arn: u.arn };
+    }
+    throw new IamError('InvalidClientTokenId', 'The security token included in the request is invalid.');
+  }
+
+  private user(name: string): User {
+    const u = this.users.get(name.toLowerCase());
+    if (!u) throw new IamError('NoSuchEntity', `The user with name ${name} cannot be found.`);
+    return u;
+  }
+
+  private group(name: string): Group {
+    const g = this.groups.get(name.toLowerCase());
+    if (!g) throw new IamError('NoSuchEntity', `The group with name ${name} cannot be found.`);
+    return g;
+  }
+
+  private userXml(u: User): XmlValue {
+    return {
+      Path: u.path, UserName: u.name, UserId: u.id, Arn: u.arn, CreateDate: u.created,
+      PermissionsBoundary: u.boundary && { PermissionsBoundaryType: 'PermissionsBoundaryPolicy', PermissionsBoundaryArn: u.boundary },
+      Tags: u.tags.size ? [...u.tags].map(([Key, Value]) => ({ Key, Value })) : undefined,
+    };
+  }
+
+  private groupXml(g: Group): XmlValue {
+    return { Path: g.path, GroupName: g.name, GroupId: g.id, Arn: g.arn, CreateDate: g.created };
+  }
+
+  private addTags(u: User, p: Params): void {
+    const tags = p.members('Tags', ['Key', 'Value']);
+    const keys = new Set<string>();
+    for (const t of tags) {
+      if (!t.Key || t.Key.length > 128 || (t.Value ?? '').length > 256) throw new IamError('InvalidInput', 'Invalid tag key or value.');
+      if (keys.has(t.Key.toLowerCase())) throw new IamError('InvalidInput', 'Duplicate tag keys found. Please note that Tag keys are case insensitive.');
+      keys.add(t.Key.toLowerCase());
+    }
+    const merged = new Map(u.tags);
+    for (const t of tags) merged.set(t.Key!, t.Value ?? '');
+    if (merged.size > 50) throw new IamError('LimitExceeded', 'Cannot exceed quota for TagsPerUser: 50');
+    u.tags = merged;
+  }
+
+  // ---- IAM actions (method name = Action) ----
+
+  private CreateUser(p: Params): XmlValue {
+    const name = checkName(p.req('UserName'), 'userName', 64);
+    const path = checkPath(p);
+    if (this.users.has(name.toLowerCase())) throw new IamError('EntityAlreadyExists', `User with name ${name} already exists.`);
+    const boundary = p.opt('PermissionsBoundary');
+    if (boundary !== undefined) checkPolicyArn(boundary);
+    const u: User = {
+      name, path, boundary, id: 'AIDA' + randomString(UPPER_ALNUM, 17), arn: `arn:aws:iam::${ACCOUNT}:user${path}${name}`,
+      created: new Date(), tags: new Map(), keys: [], inline: new Map(), attached: [], groups: [],
+    };
+    this.addTags(u, p);
+    this.users.set(name.toLowerCase(), u);
+    return { User: this.userXml(u) };
+  }
+
+  private GetUser(p: Params): XmlValue {
+    return { User: this.userXml(this.user(p.req('UserName'))) };
+  }
+
+  private ListUsers(p: Params): XmlValue {
+    const prefix = p.opt('PathPrefix') ?? '/';
+    const users = byKey([...this.users.values()].filter((u) => u.path.startsWith(prefix)), (u) => u.name.toLowerCase());
+    const { page, IsTruncated, Marker } = paginate(users, (u) => u.name.toLowerCase(), p);
+    return { Users: page.map((u) => this.userXml(u)), IsTruncated, Marker };
+  }
+
+  private DeleteUser(p: Params): void {
+    const u = this.user(p.req('UserName'));
+    const conflict = (what: string): IamError => new IamError('DeleteConflict', `Cannot delete entity, must ${what} first.`);
+    if (u.keys.length) throw conflict('delete access keys');
+    if (u.inline.size) throw conflict('delete policies');
+    if (u.attached.length) throw conflict('detach all policies');
+    if (u.groups.length) throw conflict('remove users from group');
+    this.users.delete(u.name.toLowerCase());
+  }
+
+  private TagUser(p: Params): void {
+    this.addTags(this.user(p.req('UserName')), p);
+  }
+
+  private ListUserTags(p: Params): XmlValue {
+    const u = this.user(p.req('UserName'));
+    const { page, IsTruncated, Marker } = paginate([...u.tags], ([k]) => k, p);
+    return { Tags: page.map(([Key, Value]) => ({ Key, Value })), IsTruncated, Marker };
+  }
+
+  private CreateAccessKey(p: Params): XmlValue {
+    const u = this.user(p.req('UserName'));
+    if (u.keys.length >= MAX_KEYS_PER_USER) throw new IamError('LimitExceeded', `Cannot exceed quota for AccessKeysPerUser: ${MAX_KEYS_PER_USER}`);
+    const key: AccessKey = {
+      id: 'AKIA' + randomString(UPPER_ALNUM, 16), secret: randomString(SECRET_CHARS, 40), status: 'Active', created: new Date(),
+    };
+    u.keys.push(key);
+    return { AccessKey: { UserName: u.name, AccessKeyId: key.id, Status: key.status, SecretAccessKey: key.secret, CreateDate: key.created } };
+  }
+
+  private findKey(p: Params): { u: User; index: number } {
+    const id = p.req('AccessKeyId');
+    const name = p.opt('UserName');
+    const candidates = name !== undefined ? [this.user(name)] : [...this.users.values()];
+    for (const u of candidates) {
+      const index = u.keys.findIndex((k) => k.id === id);
+      if (index >= 0) return { u, index };
+    }
+    throw new IamError('NoSuchEntity', `The Access Key with id ${id} cannot be found.`);
+  }
+
+  private DeleteAccessKey(p: Params): void {
+    const { u, index } = this.findKey(p);
+    u.keys.splice(index, 1);
+  }
+
+  private UpdateAccessKey(p: Params): void {
+    const status = p.req('Status');
+    if (status !== 'Active' && status !== 'Inactive') {
+      throw validation(`Value '${status}' at 'status' failed to satisfy constraint: Member must satisfy enum value set: [Active, Inactive]`);
+    }
+    const { u, index } = this.findKey(p);
+    u.keys[index].status = status;
+  }
+
+  private ListAccessKeys(p: Params): XmlValue {
+    const u = this.user(p.req('UserName'));
+    const { page, IsTruncated, Marker } = paginate(byKey(u.keys, (k) => k.id), (k) => k.id, p);
+    const AccessKeyMetadata = page.map((k) => ({ UserName: u.name, AccessKeyId: k.id, Status: k.status, CreateDate: k.created }));
+    return { AccessKeyMetadata, IsTruncated, Marker };
+  }
+
+  private PutUserPolicy(p: Params): void {
+    const u = this.user(p.req('UserName'));
+    const name = checkName(p.req('PolicyName'), 'policyName', 128);
+    const doc = p.req('PolicyDocument');
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(doc);
+    } catch {
+      throw new IamError('MalformedPolicyDocument', 'Syntax errors in policy.');
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw new IamError('MalformedPolicyDocument', 'Syntax errors in policy.');
+    }
+    const inline = new Map(u.inline).set(name, doc);
+    const size = [...inline.values()].reduce((n, d) => n + d.replace(/\s/g, '').length, 0);
+    if (size > MAX_INLINE_POLICY_CHARS) {
+      throw new IamError('LimitExceeded', `Maximum policy size of ${MAX_INLINE_POLICY_CHARS} bytes exceeded for user ${u.name}`);
+    }
+    u.inline = inline;
+  }
+
+  private inlinePolicy(p: Params): { u: User; name: string; doc: string } {
+    const u = this.user(p.req('UserName'));
+    const name = p.req('PolicyName');
+    const doc = u.inline.get(name);
+    if (doc === undefined) throw new IamError('NoSuchEntity', `The user policy with name ${name} cannot be found.`);
+    return { u, name, doc };
+  }
+
+  private GetUserPolicy(p: Params): XmlValue {
+    const { u, name, doc } = this.inlinePolicy(p);
+    return { UserName: u.name, PolicyName: name, PolicyDocument: encodeURIComponent(doc) }; // IAM URL-encodes it
+  }
+
+  private DeleteUserPolicy(p: Params): void {
+    const { u, name } = this.inlinePolicy(p);
+    u.inline.delete(name);
+  }
+
+  private ListUserPolicies(p: Params): XmlValue {
+    const u = this.user(p.req('UserName'));
+    const { page, IsTruncated, Marker } = paginate([...u.inline.keys()].sort(), (n) => n, p);
+    return { PolicyNames: page, IsTruncated, Marker };
+  }
+
+  private AttachUserPolicy(p: Params): void {
+    const arn = checkPolicyArn(p.req('PolicyArn'));
+    const u = this.user(p.req('UserName'));
+    if (u.attached.includes(arn)) return;
+    if (u.attached.length >= MAX_ATTACHED_PER_USER) throw new IamError('LimitExceeded', `Cannot exceed quota for PoliciesPerUser: ${MAX_ATTACHED_PER_USER}`);
+    u.attached.push(arn);
+  }
+
+  private DetachUserPolicy(p: Params): void {
+    const arn = checkPolicyArn(p.req('PolicyArn'));
+    const u = this.user(p.req('UserName'));
+    if (!u.attached.includes(arn)) throw new IamError('NoSuchEntity', `Policy ${arn} was not found.`);
+    u.attached = u.attached.filter((a) => a !== arn);
+  }
+
+  private ListAttachedUserPolicies(p: Params): XmlValue {
+    const u = this.user(p.req('UserName'));
+    const { page, IsTruncated, Marker } = paginate([...u.attached].sort(), (a) => a, p);
+    const AttachedPolicies = page.map((arn) => ({ PolicyName: arn.slice(arn.lastIndexOf('/') + 1), PolicyArn: arn }));
+    return { AttachedPolicies, IsTruncated, Marker };
+  }
+
+  private CreateGroup(p: Params): XmlValue {
+    const name = checkName(p.req('GroupName'), 'groupName', 128);
+    const path = checkPath(p);
+    if (this.groups.has(name.toLowerCase())) throw new IamError('EntityAlreadyExists', `Group with name ${name} already exists.`);
+    const g: Group = { name, path, id: 'AGPA' + randomString(UPPER_ALNUM, 17), arn: `arn:aws:iam::${ACCOUNT}:group${path}${name}`, created: new Date() };
+    this.groups.set(name.toLowerCase(), g);
+    return { Group: this.groupXml(g) };
+  }
+
+  private AddUserToGroup(p: Params): void {
+    const g = this.group(p.req('GroupName'));
+    const u = this.user(p.req('UserName'));
+    const key = g.name.toLowerCase();
+    if (u.groups.includes(key)) return;
+    if (u.groups.length >= MAX_GROUPS_PER_USER) throw new IamError('LimitExceeded', `Cannot exceed quota for GroupsPerUser: ${MAX_GROUPS_PER_USER}`);
+    u.groups.push(key);
+  }
+
+  private RemoveUserFromGroup(p: Params): void {
+    const g = this.group(p.req('GroupName'));
+    const u = this.user(p.req('UserName'));
+    u.groups = u.groups.filter((k) => k !== g.name.toLowerCase());
+  }
+
+  private ListGroupsForUser(p: Params): XmlValue {
+    const u = this.user(p.req('UserName'));
+    const { page, IsTruncated, Marker } = paginate([...u.groups].sort(), (k) => k, p);
+    return { Groups: page.map((k) => this.groupXml(this.groups.get(k)!)), IsTruncated, Marker };
+  }
+}
+
+const IAM_ACTION_LIST = [
+  'CreateUser', 'GetUser', 'ListUsers', 'DeleteUser', 'TagUser', 'ListUserTags',
+  'CreateAccessKey', 'DeleteAccessKey', 'UpdateAccessKey', 'ListAccessKeys',
+  'PutUserPolicy', 'GetUserPolicy', 'DeleteUserPolicy', 'ListUserPolicies',
+  'AttachUserPolicy', 'DetachUserPolicy', 'ListAttachedUserPolicies',
+  'CreateGroup', 'AddUserToGroup', 'RemoveUserFromGroup', 'ListGroupsForUser',
+] as const;
+type IamAction = (typeof IAM_ACTION_LIST)[number];
+const IAM_ACTIONS: ReadonlySet<string> = new Set(IAM_ACTION_LIST);
