@@ -16,8 +16,8 @@ import { MysqlConnectionConfig, MysqlRoleSettings, mysqlConnectionSchema, mysqlR
 /** Server errors after which trying again can help: lock waits, deadlocks, lost or refused connections. */
 const RETRYABLE_ERRNO = new Set([1040, 1053, 1205, 1213, 2002, 2003, 2006, 2013]);
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'PROTOCOL_CONNECTION_LOST', 'PROTOCOL_SEQUENCE_TIMEOUT']);
-/** Access denied, account locked (MySQL 3118, MariaDB 4151), database access denied. */
-const LOGIN_REFUSED_ERRNO = new Set([1044, 1045, 3118, 4151]);
+/** Access denied (1045; MariaDB also 1698), account locked (MySQL 3118, MariaDB 4151), database access denied. */
+const LOGIN_REFUSED_ERRNO = new Set([1044, 1045, 1698, 3118, 4151]);
 const OPERATION_FAILED_FOR_USER = 1396; // ER_CANNOT_USER: the account does not exist
 const NO_SUCH_THREAD = 1094;
 

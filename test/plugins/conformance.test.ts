@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { CredentialPlugin, PluginError } from '../../plugins/contract';
 import { newAccountName, newPassword } from '../../src/leases/names';
-import { TARGETS, parseRole } from './targets';
+import { HostileRole, TARGETS, parseRole, verifyArgsOf } from './targets';
 
 /** One set of assertions that every plugin passes against its real target. */
 describe.each(TARGETS)('plugin conformance: $name', (target) => {
@@ -15,27 +15,32 @@ describe.each(TARGETS)('plugin conformance: $name', (target) => {
   };
   const inAMinute = () => new Date(Date.now() + 60_000);
 
-  beforeAll(() => {
-    plugin = target.factory.create('conformance', target.factory.connectionSchema.parse(target.connection));
+  beforeAll(async () => {
+    await target.setup?.();
+    plugin = target.factory.create('conformance', target.factory.connectionSchema.parse(target.connection()));
   });
   afterAll(async () => {
     for (const username of created) await plugin.revokeUser({ username, role: role() }).catch(() => undefined);
     await plugin.close();
+    await target.teardown?.();
   });
+  const verify = (credentials: Record<string, unknown>) => plugin.verifyLogin(verifyArgsOf(target, credentials));
 
   it('issues an account that really authenticates, renews it, revokes it, and it stops authenticating', async () => {
     const { username, password } = fresh();
     const { credentials } = await plugin.createUser({ username, password, expiresAt: inAMinute(), role: role() });
-    expect(credentials).toMatchObject({ username, password });
     expect(await target.accountExists(username)).toBe(true);
-    expect(await plugin.verifyLogin({ username, password })).toBe(true);
-    expect(await plugin.verifyLogin({ username, password: `${password}-wrong` })).toBe(false);
+    const good = verifyArgsOf(target, credentials);
+    expect(good.username).toBe(username);
+    expect(await verify(credentials)).toBe(true);
+    if (target.checksSecrets !== false) expect(await plugin.verifyLogin({ ...good, password: `${good.password}x` })).toBe(false);
+    if (good.keyId) expect(await plugin.verifyLogin({ ...good, keyId: 'AKIA0000000000000000' })).toBe(false);
 
     await plugin.renewUser({ username, expiresAt: new Date(Date.now() + 3_600_000), role: role() });
-    expect(await plugin.verifyLogin({ username, password })).toBe(true);
+    expect(await verify(credentials)).toBe(true);
 
     await plugin.revokeUser({ username, role: role() });
-    expect(await plugin.verifyLogin({ username, password })).toBe(false);
+    expect(await verify(credentials)).toBe(false);
     expect(await target.accountExists(username)).toBe(false);
   });
 
@@ -85,30 +90,37 @@ describe.each(TARGETS)('plugin conformance: $name', (target) => {
       expect(result.retryable).toBe(false);
       expect(await target.accountExists(username)).toBe(false);
     } else {
-      expect(await plugin.verifyLogin({ username, password, keyId: target.keyIdOf?.((result as { credentials: Record<string, unknown> }).credentials) })).toBe(true);
+      expect(await verify({ ...(result as { credentials: Record<string, unknown> }).credentials, username, password })).toBe(true);
       await plugin.revokeUser({ username, role: role() });
       expect(await target.accountExists(username)).toBe(false);
     }
     expect(await target.canaryIntact()).toBe(true);
   });
 
-  it.each(TARGETS.find((t) => t.name === target.name)!.hostileRoles.map((r, i) => [i, r]))(
-    'hostile role settings (#%i) are refused by the schema or fail cleanly, changing nothing',
+  it.each(TARGETS.find((t) => t.name === target.name)!.hostileRoles.map((r, i) => [i, r] as [number, HostileRole]))(
+    'hostile role settings (#%i) stay data: refused cleanly, or applied without changing the structure',
     async (_i, hostile) => {
       let settings;
       try {
-        settings = parseRole(target, hostile as Record<string, unknown>);
+        settings = parseRole(target, hostile.settings);
       } catch {
-        return expect(await target.canaryIntact()).toBe(true); // refused at config time
+        expect(hostile.outcome).toBe('refused'); // refused at config time
+        return expect(await target.canaryIntact()).toBe(true);
       }
       const { username, password } = fresh();
       const result = await plugin.createUser({ username, password, expiresAt: inAMinute(), role: settings }).then(
         () => 'created',
         (e: unknown) => e,
       );
-      expect(result).toBeInstanceOf(PluginError);
-      expect((result as PluginError).retryable).toBe(false);
-      expect((result as PluginError).message).not.toContain(password);
+      if (hostile.outcome === 'created') {
+        expect(result).toBe('created');
+        await hostile.check!(username);
+        await plugin.revokeUser({ username, role: settings });
+      } else {
+        expect(result).toBeInstanceOf(PluginError);
+        expect((result as PluginError).retryable).toBe(false);
+        expect((result as PluginError).message).not.toContain(password);
+      }
       expect(await target.accountExists(username)).toBe(false);
       expect(await target.canaryIntact()).toBe(true);
     },

@@ -5,29 +5,48 @@
  */
 import { Client } from 'pg';
 import mysql from 'mysql2/promise';
-import { PluginFactory, RoleSettings } from '../../plugins/contract';
+import { PluginFactory, RoleSettings, VerifyRequest } from '../../plugins/contract';
+import { CreateUserCommand, IAMClient } from '@aws-sdk/client-iam';
+import { awsIamPlugin } from '../../plugins/aws-iam/aws-iam.plugin';
+import { IamTestServer } from '../support/iam-server';
 import { mysqlPlugin } from '../../plugins/mysql/mysql.plugin';
 import { postgresPlugin } from '../../plugins/postgres/postgres.plugin';
 import { mysqlUsersLike, withMysqlAdmin } from '../support/mysql';
 import { MYSQL_ADMIN_URL, TARGET_URL } from '../support/services';
 import { rolesLike, withAdmin } from '../support/target';
 
+export interface HostileRole {
+  settings: Record<string, unknown>;
+  /** 'refused': the role schema or the target refuses it cleanly. 'created': it works, as data. */
+  outcome: 'refused' | 'created';
+  /** For 'created': checks on the target that the hostile value stayed a value. */
+  check?(username: string): Promise<void> | void;
+}
+
 export interface ConformanceTarget {
   name: string;
   factory: PluginFactory<any, any>;
-  connection: Record<string, unknown>;
+  /** Starts what the target needs (e.g. the IAM test server); returns the connection config. */
+  setup?(): Promise<void>;
+  teardown?(): Promise<void>;
+  connection(): Record<string, unknown>;
   role: Record<string, unknown>;
   /** A role whose creation succeeds in its first step and fails in a later one. */
   failingRole: Record<string, unknown>;
-  /** Role settings with hostile values: refused by the role schema, or failing cleanly at create. */
-  hostileRoles: Record<string, unknown>[];
+  hostileRoles: HostileRole[];
   accountExists(username: string): Promise<boolean>;
   /** Something the hostile values would destroy if they reached the target as SQL. */
   canaryIntact(): Promise<boolean>;
   /** Opens a session with the credential and returns a function telling whether it is still alive. */
   openSession?(username: string, password: string): Promise<() => Promise<boolean>>;
-  /** Key-based targets: the id the plugin returned, needed to verify. */
-  keyIdOf?(credentials: Record<string, unknown>): string;
+  /** False where the target's stand-in cannot check a secret (the IAM test server reads only key ids). */
+  checksSecrets?: boolean;
+  /** How to verify the credentials a create returned (default: username and password). */
+  verifyArgs?(credentials: Record<string, unknown>): VerifyRequest;
+}
+
+export function verifyArgsOf(target: ConformanceTarget, credentials: Record<string, unknown>): VerifyRequest {
+  return target.verifyArgs?.(credentials) ?? { username: String(credentials.username), password: String(credentials.password) };
 }
 
 export function parseRole(target: ConformanceTarget, role: Record<string, unknown>): RoleSettings {
@@ -43,7 +62,7 @@ const alive = (query: () => Promise<unknown>) => async () =>
 const postgres: ConformanceTarget = {
   name: 'postgres',
   factory: postgresPlugin,
-  connection: { url: TARGET_URL, scram_iterations: 1 },
+  connection: () => ({ url: TARGET_URL, scram_iterations: 1 }),
   role: { member_of: ['tessera_test_readonly'] },
   failingRole: {
     creation_statements: [
@@ -52,10 +71,10 @@ const postgres: ConformanceTarget = {
     ],
   },
   hostileRoles: [
-    { member_of: ['tessera_test_readonly", "pg_write_all_data'] },
-    { member_of: ["x'; DROP TABLE widgets; --"] },
-    { member_of: ['rôle\\"; SELECT 1; --'] },
-    { creation_statements: ['CREATE ROLE {{name}} LOGIN; DROP TABLE {{table}}'] },
+    { settings: { member_of: ['tessera_test_readonly", "pg_write_all_data'] }, outcome: 'refused' },
+    { settings: { member_of: ["x'; DROP TABLE widgets; --"] }, outcome: 'refused' },
+    { settings: { member_of: ['rôle\\"; SELECT 1; --'] }, outcome: 'refused' },
+    { settings: { creation_statements: ['CREATE ROLE {{name}} LOGIN; DROP TABLE {{table}}'] }, outcome: 'refused' },
   ],
   accountExists: async (username) => (await rolesLike(username)).includes(username),
   canaryIntact: async () => (await withAdmin('tessera_target', (c) => c.query(`SELECT to_regclass('public.widgets') AS t`))).rows[0].t !== null,
@@ -71,16 +90,16 @@ const postgres: ConformanceTarget = {
 const mysqlTarget: ConformanceTarget = {
   name: 'mysql',
   factory: mysqlPlugin,
-  connection: { url: MYSQL_ADMIN_URL },
+  connection: () => ({ url: MYSQL_ADMIN_URL }),
   role: { grants: ['SELECT ON test.*'] },
   failingRole: {
     creation_statements: ['CREATE USER {{name}} IDENTIFIED BY {{password}}', 'GRANT SELECT ON test.table_that_does_not_exist TO {{name}}'],
   },
   hostileRoles: [
-    { grants: ["SELECT ON test.* TO 'x'@'%'; DROP TABLE test.tessera_widgets"] },
-    { grants: ['ALL ON *.* -- comment'] },
-    { grants: ['SELECT ON test.nonexistent_table'] },
-    { creation_statements: ["CREATE USER {{name}} IDENTIFIED BY '{{password}}'"] },
+    { settings: { grants: ["SELECT ON test.* TO 'x'@'%'; DROP TABLE test.tessera_widgets"] }, outcome: 'refused' },
+    { settings: { grants: ['ALL ON *.* -- comment'] }, outcome: 'refused' },
+    { settings: { grants: ['SELECT ON test.nonexistent_table'] }, outcome: 'refused' },
+    { settings: { creation_statements: ["CREATE USER {{name}} IDENTIFIED BY '{{password}}'"] }, outcome: 'refused' },
   ],
   accountExists: async (username) => (await mysqlUsersLike(username)).includes(username),
   canaryIntact: async () =>
@@ -96,4 +115,52 @@ const mysqlTarget: ConformanceTarget = {
   },
 };
 
-export const TARGETS: ConformanceTarget[] = [postgres, mysqlTarget];
+const iamServer = new IamTestServer();
+let iamEndpoint = '';
+/** A statement whose strings try to close the JSON and add an allow-everything statement. */
+const sneakyResource = 'arn:aws:s3:::bucket/*"},{"Effect":"Allow","Action":"*","Resource":"*';
+
+const awsIam: ConformanceTarget = {
+  name: 'aws-iam',
+  factory: awsIamPlugin,
+  setup: async () => {
+    iamEndpoint = await iamServer.start();
+    iamServer.createGroup('tessera-readers');
+    const iam = new IAMClient({ region: 'us-east-1', endpoint: iamEndpoint, credentials: { accessKeyId: 'AKIDTESSERAADMIN0000', secretAccessKey: 'x' } });
+    await iam.send(new CreateUserCommand({ UserName: 'tessera-canary' }));
+    iam.destroy();
+  },
+  checksSecrets: false,
+  teardown: () => iamServer.stop(),
+  connection: () => ({ region: 'us-east-1', endpoint: iamEndpoint, access_key_id: 'AKIDTESSERAADMIN0000', secret_access_key: 'test-secret', max_attempts: 1 }),
+  role: {
+    inline_policy: { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:GetObject', Resource: '*' }] },
+    policy_arns: ['arn:aws:iam::aws:policy/ReadOnlyAccess'],
+    groups: ['tessera-readers'],
+  },
+  failingRole: {
+    inline_policy: { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:GetObject', Resource: '*' }] },
+    groups: ['group-that-does-not-exist'],
+  },
+  hostileRoles: [
+    {
+      settings: { inline_policy: { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:GetObject', Resource: sneakyResource }] } },
+      outcome: 'created',
+      check: (username) => {
+        const doc = iamServer.policyDocument(username, 'tessera') as { Statement: { Resource: string }[] };
+        if (doc.Statement.length !== 1 || doc.Statement[0].Resource !== sneakyResource) throw new Error(`policy structure changed: ${JSON.stringify(doc)}`);
+      },
+    },
+    { settings: { policy_arns: ['arn:aws:iam::aws:policy/ReadOnly"Access'] }, outcome: 'refused' },
+    { settings: { groups: ['readers&Action=DeleteUser'] }, outcome: 'refused' },
+    { settings: { inline_policy: { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: '*', Resource: 'x'.repeat(3000) }] } }, outcome: 'refused' },
+  ],
+  accountExists: async (username) => iamServer.hasUser(username),
+  canaryIntact: async () => iamServer.hasUser('tessera-canary'),
+  verifyArgs: (c) => ({ username: String(c.iam_user), password: String(c.secret_access_key), keyId: String(c.access_key_id) }),
+};
+
+export const TARGETS: ConformanceTarget[] = [postgres, mysqlTarget, awsIam];
+
+/** The IAM test server's state, for tests that look beyond the plugin (keys, policies, groups). */
+export const iamTestServer = iamServer;

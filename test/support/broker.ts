@@ -147,3 +147,24 @@ export async function eventually<T>(fn: () => Promise<T>, timeoutMs = 15000, eve
   }
   return last;
 }
+
+/** Everything stored under a queue prefix in Redis, as text: for checking that no secret is there. */
+export async function redisDump(prefix: string): Promise<string> {
+  const redis = new IORedis(REDIS_URL);
+  const parts: string[] = [];
+  try {
+    for (const key of await redis.keys(`${prefix}:*`)) {
+      const type = await redis.type(key);
+      if (type === 'hash') parts.push(JSON.stringify(await redis.hgetall(key)));
+      else if (type === 'string') parts.push((await redis.get(key)) ?? '');
+      else if (type === 'list') parts.push(JSON.stringify(await redis.lrange(key, 0, -1)));
+      else if (type === 'zset') parts.push(JSON.stringify(await redis.zrange(key, 0, -1)));
+      else if (type === 'set') parts.push(JSON.stringify(await redis.smembers(key)));
+      else if (type === 'stream') parts.push(JSON.stringify(await redis.xrange(key, '-', '+')));
+      parts.push(key);
+    }
+  } finally {
+    redis.disconnect();
+  }
+  return parts.join('\n');
+}

@@ -6,12 +6,16 @@ const BIN = join(__dirname, '..', '..', 'bin', 'tessera.js');
 export interface BrokerProcess {
   child: ChildProcess;
   url: string;
+  /** Everything the process wrote to stdout (its JSON log) and stderr so far. */
+  output(): string;
 }
 
 /** Starts `tessera server` as a real process (built code, as a user runs it) and waits for its URL. */
 export async function spawnBroker(configPath: string, extraArgs: string[] = []): Promise<BrokerProcess> {
-  const child = spawn(process.execPath, [BIN, 'server', '--config', configPath, ...extraArgs], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [BIN, 'server', '--config', configPath, ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
+  let stdout = '';
+  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`broker did not start: ${stderr}`)), 20_000);
     child.stderr!.on('data', (chunk: Buffer) => {
@@ -27,7 +31,7 @@ export async function spawnBroker(configPath: string, extraArgs: string[] = []):
       reject(new Error(`broker exited with ${code}: ${stderr}`));
     });
   });
-  return { child, url };
+  return { child, url, output: () => stdout + stderr };
 }
 
 export function waitExit(child: ChildProcess): Promise<number | null> {
