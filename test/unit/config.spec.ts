@@ -62,3 +62,18 @@ describe('config', () => {
     expect(() => loadConfigFile('/nonexistent/tessera.yaml')).toThrow(/cannot read \/nonexistent\/tessera.yaml: ENOENT/);
   });
 });
+
+describe('the contract example (config/examples/full.yaml)', () => {
+  it('parses, with every plugin and role kind', () => {
+    const config = loadConfigFile('config/examples/full.yaml', {
+      TESSERA_MASTER_KEY: env.KEY,
+      TESSERA_EVENTS_KEY: 'an-events-key-of-some-length',
+      AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE000000000',
+      AWS_SECRET_ACCESS_KEY: 'secret',
+    });
+    expect([...config.connections.values()].map((c) => c.plugin).sort()).toEqual(['aws-iam', 'mysql', 'postgres']);
+    expect(config.roles.get('reports-ro')).toMatchObject({ plugin: 'mysql', settings: { grants: ['SELECT ON test.*'] } });
+    expect(config.roles.get('deploy-bot')).toMatchObject({ plugin: 'aws-iam', maxTtl: 7200 });
+    expect(config.limits).toEqual({ per_identity_rps: 1000, max_active_leases_per_role: 10000 });
+  });
+});
