@@ -21,7 +21,7 @@ describe('every plugin end to end through HTTP, with a real broker process loggi
       headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
-    return { status: res.status, body: await res.json() };
+    return { status: res.status, body: (await res.json()) as any };
   };
 
   beforeAll(async () => {
@@ -71,7 +71,7 @@ describe('every plugin end to end through HTTP, with a real broker process loggi
     expect(await mysqlLogin(username, `${password}x`)).toMatchObject({ ok: false });
     const revoked = await call('POST', `/v1/leases/${issued.body.lease_id}/revoke`);
     expect(revoked.body).toEqual({ state: 'revoked' });
-    expect(await mysqlLogin(username, password)).toMatchObject({ ok: false, code: 'ER_ACCESS_DENIED_ERROR' });
+    expect(await mysqlLogin(username, password)).toMatchObject({ ok: false, code: expect.stringMatching(/^ER_ACCESS_DENIED/) });
     expect(await mysqlUsersLike(username)).toEqual([]);
   });
 
