@@ -2,6 +2,7 @@ import { DynamicModule, Global, Module, Provider } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
 import { ScheduleModule } from '@nestjs/schedule';
 import { TerminusModule } from '@nestjs/terminus';
+import { ThrottlerModule } from '@nestjs/throttler';
 import { LoggerModule } from 'nestjs-pino';
 import { randomUUID } from 'node:crypto';
 import { AuditLog } from './audit/audit.log';
@@ -10,7 +11,12 @@ import { TesseraConfig } from './config/config.loader';
 import { HealthController } from './health/health.controller';
 import { AuthGuard } from './http/auth.guard';
 import { MetricsController, OperatorController, WhoamiController } from './http/misc.controller';
+import { BootstrapController } from './identity/bootstrap.controller';
+import { BootstrapService } from './identity/bootstrap.service';
+import { BrokerKeys } from './identity/broker-keys';
+import { IdentityService } from './identity/identity.service';
 import { TokenVerifier } from './identity/token-verifier';
+import { IdentityThrottlerGuard } from './http/identity-throttler.guard';
 import { JobProducer } from './jobs/job.producer';
 import { JobWorkers } from './jobs/job-workers';
 import { Reconciler } from './jobs/reconciler';
@@ -51,7 +57,17 @@ class LeasesModule {}
 @Module({})
 export class AppModule {
   static forRoot(config: TesseraConfig, roles: Roles): DynamicModule {
-    const http: Provider[] = roles.http ? [TokenVerifier, { provide: APP_GUARD, useClass: AuthGuard }] : [];
+    // Guards run in this order: who is calling, then how often they may.
+    const http: Provider[] = roles.http
+      ? [
+          BrokerKeys,
+          TokenVerifier,
+          IdentityService,
+          BootstrapService,
+          { provide: APP_GUARD, useClass: AuthGuard },
+          { provide: APP_GUARD, useClass: IdentityThrottlerGuard },
+        ]
+      : [];
     const worker: Provider[] = roles.worker ? [JobWorkers, Reconciler] : [];
     return {
       module: AppModule,
@@ -70,10 +86,10 @@ export class AppModule {
         }),
         CoreModule,
         LeasesModule,
-        ...(roles.http ? [TerminusModule] : []),
+        ...(roles.http ? [TerminusModule, ThrottlerModule.forRoot([{ name: 'identity', ttl: 1000, limit: config.limits.per_identity_rps }])] : []),
         ...(roles.worker ? [ScheduleModule.forRoot()] : []),
       ],
-      controllers: roles.http ? [LeaseController, WhoamiController, OperatorController, MetricsController, HealthController] : [],
+      controllers: roles.http ? [LeaseController, BootstrapController, WhoamiController, OperatorController, MetricsController, HealthController] : [],
       providers: [...http, ...worker],
     };
   }

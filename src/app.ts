@@ -6,6 +6,7 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import express, { NextFunction, Request, Response } from 'express';
 import { Logger } from 'nestjs-pino';
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { AppModule } from './app.module';
 import { TesseraConfig } from './config/config.loader';
 import { ErrorFilter, errorBody, toHttpError } from './http/error.filter';
@@ -20,10 +21,20 @@ export interface ServerOptions {
 
 export async function createServer(config: TesseraConfig, options: ServerOptions): Promise<NestExpressApplication> {
   if (options.migrate !== false) await migrate(config.storage.postgres_url);
+  const tls = config.server.tls;
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, { http: true, worker: options.worker }), {
     bodyParser: false,
     bufferLogs: true,
     abortOnError: false,
+    // With TLS, clients may present an X.509-SVID. The handshake accepts clients without one (they
+    // use bearer tokens); a certificate that does not chain to client_ca is refused by the auth guard.
+    httpsOptions: tls && {
+      cert: readFileSync(tls.cert),
+      key: readFileSync(tls.key),
+      ca: readFileSync(tls.client_ca),
+      requestCert: true,
+      rejectUnauthorized: false,
+    },
   });
   app.useLogger(app.get(Logger));
   app.disable('x-powered-by');

@@ -12,7 +12,9 @@ export type AuditType =
   | 'lease.revoke_failed'
   | 'lease.abandoned'
   | 'lease.bulk_revoke'
-  | 'request.denied';
+  | 'request.denied'
+  | 'bootstrap.created'
+  | 'bootstrap.used';
 
 export interface AuditEvent {
   type: AuditType;

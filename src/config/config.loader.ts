@@ -101,7 +101,6 @@ export function parseConfig(doc: unknown, env: NodeJS.ProcessEnv = process.env, 
       else seen.set(key, String(i));
     }
   });
-  if (raw.server.tls) problems.push('server.tls: mTLS is not available in this version; terminate TLS in front of the broker');
 
   raw.policies.forEach((policy, i) =>
     policy.allow.forEach((rule, j) => {

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { parseDuration } from '../../plugins/contract';
+import { isAllowedKeyUrl } from '../identity/key-sets';
 import { patternProblem } from '../policy/subject-pattern';
 
 export const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -29,6 +30,8 @@ const masterKey = z.string().refine((v) => Buffer.from(v, 'base64').length === 3
 });
 
 const trustDomain = z.string().regex(/^[a-z0-9._-]{1,255}$/, 'must be a lowercase SPIFFE trust domain');
+/** Key documents come over https (plain http only on loopback, for local agents and tests). */
+const keyUrl = z.string().url().refine(isAllowedKeyUrl, 'must be an https:// URL (http:// only on loopback)');
 
 const jwtSvidIssuer = z
   .object({
@@ -36,7 +39,9 @@ const jwtSvidIssuer = z
     type: z.literal('jwt-svid'),
     trust_domain: trustDomain,
     jwks_file: z.string().min(1).optional(),
-    bundle_url: z.string().url().optional(),
+    bundle_url: keyUrl.optional(),
+    /** At most one key fetch per cooldown when tokens name an unknown kid. */
+    jwks_cooldown: duration().default(30),
     /** JWT-SVIDs should name one audience; accept several only where a platform needs it. */
     allow_multiple_audiences: z.boolean().default(false),
   })
@@ -47,11 +52,11 @@ const oidcIssuer = z
   .object({
     name,
     type: z.literal('oidc'),
-    issuer: z.string().url(),
+    /** Compared exactly with the token's iss. Keys come from jwks_file, jwks_url, or else OIDC discovery. */
+    issuer: keyUrl,
     jwks_file: z.string().min(1).optional(),
-    jwks_url: z.string().url().optional(),
-    /** Fetch keys through /.well-known/openid-configuration when neither jwks_file nor jwks_url is given. */
-    discovery: z.boolean().optional(),
+    jwks_url: keyUrl.optional(),
+    jwks_cooldown: duration().default(30),
     allow_multiple_audiences: z.boolean().default(false),
   })
   .strict();
@@ -99,7 +104,17 @@ export const configSchema = z
         host: z.string().min(1).default('127.0.0.1'),
         port: z.number().int().min(0).max(65535).default(8200),
         body_limit: z.string().regex(/^\d+(b|kb|mb)$/).default('64kb'),
-        tls: z.object({ cert: z.string(), key: z.string(), client_ca: z.string() }).strict().optional(),
+        /** HTTPS; with client_ca, workloads may also authenticate with an X.509-SVID (mTLS). */
+        tls: z
+          .object({
+            cert: z.string().min(1),
+            key: z.string().min(1),
+            client_ca: z.string().min(1),
+            /** Trust domains whose X.509-SVIDs are accepted (default: any the client CA signed). */
+            trust_domains: z.array(trustDomain).optional(),
+          })
+          .strict()
+          .optional(),
       })
       .strict(),
     storage: z
@@ -119,8 +134,17 @@ export const configSchema = z
       .object({
         audience: z.string().min(1),
         issuers: z.array(issuerSchema).min(1),
-        /** Tokens whose exp - iat (or exp - now) exceeds this are refused. */
+        /** Tokens that stay valid longer than this from now are refused. */
         max_token_lifetime: duration().default(86400),
+        bootstrap: z
+          .object({
+            /** Lifetime of the broker-signed tokens legacy apps get for a bootstrap secret. */
+            token_ttl: duration().default(900),
+            /** Longest a bootstrap secret may stay valid. */
+            max_secret_ttl: duration().default(86400),
+          })
+          .strict()
+          .default({ token_ttl: 900, max_secret_ttl: 86400 }),
       })
       .strict(),
     operators: z.array(subjectPattern).default([]),

@@ -4,24 +4,30 @@ import type { Request } from 'express';
 import { AuditLog } from '../audit/audit.log';
 import { DomainError } from '../common/errors';
 import { Identity } from '../identity/identity';
-import { TokenVerifier } from '../identity/token-verifier';
+import { IdentityService } from '../identity/identity.service';
 import { Metrics } from '../metrics/metrics';
+import { TokenBucket } from './token-bucket';
 
 const PUBLIC = 'tessera:public';
 const OPERATOR = 'tessera:operator';
-/** Health, metrics and docs: no token. */
+/** Health, metrics, docs and the bootstrap exchange: no identity needed. */
 export const Public = () => SetMetadata(PUBLIC, true);
 /** Operator-only routes: any other identity gets 403. */
 export const OperatorOnly = () => SetMetadata(OPERATOR, true);
 
 export type AuthedRequest = Request & { identity?: Identity };
 
-/** Authenticates every request but the public ones; denials are audited. */
+/** Failed authentications audited per client address per second, beyond which the client gets 429. */
+const DENIALS_PER_SECOND = 20;
+
+/** Authenticates every request but the public ones; denials are audited (and rate limited). */
 @Injectable()
 export class AuthGuard implements CanActivate {
+  private readonly denials = new TokenBucket(DENIALS_PER_SECOND, DENIALS_PER_SECOND * 2);
+
   constructor(
     private readonly reflector: Reflector,
-    private readonly verifier: TokenVerifier,
+    private readonly identities: IdentityService,
     private readonly audit: AuditLog,
     private readonly metrics: Metrics,
   ) {}
@@ -30,17 +36,11 @@ export class AuthGuard implements CanActivate {
     const targets = [context.getHandler(), context.getClass()];
     if (this.reflector.getAllAndOverride<boolean>(PUBLIC, targets)) return true;
     const req = context.switchToHttp().getRequest<AuthedRequest>();
-    const header = req.headers.authorization;
-    const match = typeof header === 'string' ? /^Bearer ([^\s]+)$/i.exec(header) : null;
     let identity: Identity;
     try {
-      if (!match) throw new DomainError('unauthenticated', 'missing_token', 'Authorization: Bearer <token> required');
-      identity = await this.verifier.verify(match[1]);
+      identity = await this.identities.authenticate(req);
     } catch (err) {
-      if (err instanceof DomainError) {
-        await this.denied(req, 401, null, err.message);
-        throw err;
-      }
+      if (err instanceof DomainError && err.kind === 'unauthenticated') await this.denied(req, 401, null, err.message);
       throw err;
     }
     req.identity = identity;
@@ -53,10 +53,10 @@ export class AuthGuard implements CanActivate {
 
   private async denied(req: Request, status: number, actor: string | null, reason: string): Promise<void> {
     this.metrics.deniedRequests.inc({ status: String(status) });
-    await this.audit.append({
-      type: 'request.denied',
-      actor,
-      detail: { status, reason, method: req.method, path: req.path.slice(0, 256) },
-    });
+    // A flood of bad tokens must not turn into a flood of audit writes (every append takes the chain's lock).
+    if (!this.denials.take(req.ip ?? 'unknown')) {
+      throw new DomainError('rate_limited', 'too_many_denied_requests', 'too many refused requests from this address; slow down');
+    }
+    await this.audit.append({ type: 'request.denied', actor, detail: { status, reason, method: req.method, path: req.path.slice(0, 256), client: req.ip ?? null } });
   }
 }

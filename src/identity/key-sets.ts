@@ -1,12 +1,16 @@
 import { readFileSync } from 'node:fs';
-import { JSONWebKeySet, JWK, createLocalJWKSet, createRemoteJWKSet } from 'jose';
+import { JSONWebKeySet, JWK, JWTVerifyGetKey, createLocalJWKSet, errors as joseErrors } from 'jose';
 
-export type KeyResolver = ReturnType<typeof createLocalJWKSet>;
+export type KeyResolver = JWTVerifyGetKey;
+
+/** Issuer keys could not be had at all (endpoint down and nothing cached): a 503, not the caller's fault. */
+export class KeysUnavailableError extends Error {}
 
 /**
  * A SPIFFE trust bundle is a JWK Set whose JWT-SVID keys carry `use: "jwt-svid"`. jose's key sets
  * ignore keys whose `use` is not "sig", so the bundle is adapted: JWT-SVID keys (and plain keys with no
- * `use` or `use: "sig"`) are kept with `use: "sig"`; X.509-SVID keys and keys without a `kid` are dropped.
+ * `use` or `use: "sig"`) are kept with `use: "sig"`; X.509-SVID keys, symmetric keys and keys without a
+ * `kid` are dropped.
  */
 export function adaptTrustBundle(bundle: unknown): JSONWebKeySet {
   const keys = (bundle as { keys?: unknown })?.keys;
@@ -14,7 +18,7 @@ export function adaptTrustBundle(bundle: unknown): JSONWebKeySet {
   const usable = keys
     .filter((k): k is JWK => Boolean(k) && typeof k === 'object')
     .filter((k) => (k.use === undefined || k.use === 'sig' || k.use === 'jwt-svid') && typeof k.kid === 'string' && k.kid !== '')
-    .filter((k) => k.kty !== 'oct') // symmetric keys never verify identity tokens
+    .filter((k) => k.kty !== 'oct')
     .map((k) => ({ ...k, use: 'sig' }));
   return { keys: usable };
 }
@@ -29,7 +33,95 @@ export function keySetFromFile(path: string): KeyResolver {
   return createLocalJWKSet(adaptTrustBundle(doc));
 }
 
-/** Remote keys: cached, refetched on an unknown kid at most once per cooldown (jose keeps one fetch in flight). */
-export function keySetFromUrl(url: string): KeyResolver {
-  return createRemoteJWKSet(new URL(url), { cooldownDuration: 30_000, cacheMaxAge: 600_000, timeoutDuration: 5_000 });
+export interface RemoteKeySetOptions {
+  /** At most one fetch per this many ms when a token names an unknown kid. */
+  cooldownMs: number;
+  /** Keys older than this are refreshed before use. */
+  maxAgeMs: number;
+  /** When a refresh fails, keys up to this old are still used (then the issuer is unavailable). */
+  staleMs: number;
+  timeoutMs: number;
+}
+
+const MAX_DOCUMENT_BYTES = 512 * 1024;
+
+export async function fetchJson(url: string, timeoutMs: number): Promise<unknown> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: 'error', headers: { accept: 'application/json' } });
+  if (!res.ok) throw new Error(`GET ${url}: HTTP ${res.status}`);
+  const text = await res.text();
+  if (text.length > MAX_DOCUMENT_BYTES) throw new Error(`GET ${url}: document too large`);
+  return JSON.parse(text);
+}
+
+/**
+ * Remote keys (a SPIFFE bundle endpoint, an OIDC jwks_uri): cached, refreshed when old, refetched on an
+ * unknown kid at most once per cooldown, one fetch in flight at a time, and the last good keys kept for
+ * a bounded time while the endpoint fails. Every document is adapted like a trust bundle.
+ */
+export class RemoteKeySet {
+  private keys?: KeyResolver;
+  private fetchedAt = 0;
+  private lastAttempt = 0;
+  private inflight?: Promise<void>;
+  /** How many documents were fetched: lets tests (and metrics) see the cooldown work. */
+  fetches = 0;
+
+  constructor(
+    private readonly locate: () => Promise<string>,
+    private readonly opts: RemoteKeySetOptions,
+  ) {}
+
+  readonly resolve: KeyResolver = async (header, token) => {
+    await this.ensureFresh();
+    try {
+      return await this.keys!(header, token);
+    } catch (err) {
+      if (!(err instanceof joseErrors.JWKSNoMatchingKey) || !this.mayFetch()) throw err;
+      await this.refresh().catch(() => undefined);
+      return this.keys!(header, token);
+    }
+  };
+
+  private mayFetch(): boolean {
+    return Date.now() - this.lastAttempt >= this.opts.cooldownMs;
+  }
+
+  private async ensureFresh(): Promise<void> {
+    const age = Date.now() - this.fetchedAt;
+    if (this.keys && age < this.opts.maxAgeMs) return;
+    if (this.mayFetch() || this.inflight) {
+      try {
+        await this.refresh();
+        return;
+      } catch {
+        /* fall back to the last good keys below */
+      }
+    }
+    if (this.keys && Date.now() - this.fetchedAt < this.opts.staleMs) return;
+    throw new KeysUnavailableError('issuer keys are unavailable');
+  }
+
+  private refresh(): Promise<void> {
+    this.inflight ??= this.load().finally(() => (this.inflight = undefined));
+    return this.inflight;
+  }
+
+  private async load(): Promise<void> {
+    this.lastAttempt = Date.now();
+    this.fetches++;
+    const doc = await fetchJson(await this.locate(), this.opts.timeoutMs);
+    this.keys = createLocalJWKSet(adaptTrustBundle(doc));
+    this.fetchedAt = Date.now();
+  }
+}
+
+/** https everywhere except on loopback, where test servers and local agents live. */
+export function isAllowedKeyUrl(url: string): boolean {
+  try {
+    const u = new URL(url);
+    if (u.protocol === 'https:') return true;
+    return u.protocol === 'http:' && ['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname);
+  } catch {
+    return false;
+  }
 }

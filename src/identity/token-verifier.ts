@@ -1,31 +1,34 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { CONFIG } from '../config/config.module';
 import { JWTPayload, decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify } from 'jose';
 import { DomainError } from '../common/errors';
+import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';
-import { compileSubjectPatterns, SubjectMatcher } from '../policy/subject-pattern';
+import { SubjectMatcher, compileSubjectPatterns } from '../policy/subject-pattern';
+import { BOOTSTRAP_ISSUER_NAME, BROKER_ISSUER, BrokerKeys } from './broker-keys';
 import { Identity } from './identity';
-import { KeyResolver, keySetFromFile, keySetFromUrl } from './key-sets';
+import { KeyResolver, KeysUnavailableError, RemoteKeySet, fetchJson, isAllowedKeyUrl, keySetFromFile } from './key-sets';
 import { parseSpiffeId } from './spiffe-id';
 
 /** Asymmetric algorithms only: the JWT-SVID spec's list. HS*, none and EdDSA are refused. */
 export const ALLOWED_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512'];
 export const MAX_TOKEN_BYTES = 8192;
 const CLOCK_SKEW_SECONDS = 30;
+const FETCH_TIMEOUT_MS = 5000;
 
 interface IssuerEntry {
   name: string;
   keys: KeyResolver;
   multipleAudiences: boolean;
-  /** OIDC only: the exact `iss` value. */
+  /** The exact `iss` required (OIDC and broker tokens); JWT-SVIDs are chosen by trust domain instead. */
   iss?: string;
+  remote?: RemoteKeySet;
 }
 
 const deny = (message: string) => new DomainError('unauthenticated', 'invalid_token', message);
 
 /**
  * Verifies bearer tokens: JWT-SVIDs, chosen by the trust domain of `sub` (never a union of key sets
- * across issuers), and OIDC tokens, chosen by an exact `iss` match.
+ * across issuers); OIDC tokens, chosen by an exact `iss` match; and the broker's own tokens.
  */
 @Injectable()
 export class TokenVerifier {
@@ -33,19 +36,34 @@ export class TokenVerifier {
   private readonly byIss = new Map<string, IssuerEntry>();
   private readonly isOperator: SubjectMatcher;
 
-  constructor(@Inject(CONFIG) private readonly config: TesseraConfig) {
+  constructor(
+    @Inject(CONFIG) private readonly config: TesseraConfig,
+    brokerKeys: BrokerKeys,
+  ) {
     for (const issuer of config.identity.issuers) {
+      const remote = (locate: () => Promise<string>) =>
+        new RemoteKeySet(locate, { cooldownMs: issuer.jwks_cooldown * 1000, maxAgeMs: 600_000, staleMs: 86_400_000, timeoutMs: FETCH_TIMEOUT_MS });
       if (issuer.type === 'jwt-svid') {
-        const keys = issuer.jwks_file ? keySetFromFile(issuer.jwks_file) : keySetFromUrl(issuer.bundle_url!);
-        this.byTrustDomain.set(issuer.trust_domain, { name: issuer.name, keys, multipleAudiences: issuer.allow_multiple_audiences });
+        const fromUrl = issuer.bundle_url ? remote(async () => issuer.bundle_url!) : undefined;
+        const keys = fromUrl?.resolve ?? keySetFromFile(issuer.jwks_file!);
+        this.byTrustDomain.set(issuer.trust_domain, { name: issuer.name, keys, remote: fromUrl, multipleAudiences: issuer.allow_multiple_audiences });
       } else {
-        const keys = issuer.jwks_file
-          ? keySetFromFile(issuer.jwks_file)
-          : keySetFromUrl(issuer.jwks_url ?? new URL('/.well-known/jwks.json', issuer.issuer).toString());
-        this.byIss.set(issuer.issuer, { name: issuer.name, keys, multipleAudiences: issuer.allow_multiple_audiences, iss: issuer.issuer });
+        const fromUrl = issuer.jwks_file ? undefined : remote(issuer.jwks_url ? async () => issuer.jwks_url! : () => discoverJwksUri(issuer.issuer));
+        const keys = fromUrl?.resolve ?? keySetFromFile(issuer.jwks_file!);
+        this.byIss.set(issuer.issuer, { name: issuer.name, keys, remote: fromUrl, multipleAudiences: issuer.allow_multiple_audiences, iss: issuer.issuer });
       }
     }
+    this.byIss.set(BROKER_ISSUER, { name: BOOTSTRAP_ISSUER_NAME, keys: (h, t) => brokerKeys.keys(h, t), multipleAudiences: false, iss: BROKER_ISSUER });
     this.isOperator = compileSubjectPatterns(config.operators);
+  }
+
+  /** Key documents fetched so far for an issuer (remote key sets only). */
+  fetchesOf(issuerName: string): number {
+    return [...this.byTrustDomain.values(), ...this.byIss.values()].find((e) => e.name === issuerName)?.remote?.fetches ?? 0;
+  }
+
+  operatorSubject(subject: string): boolean {
+    return this.isOperator(subject);
   }
 
   async verify(token: string): Promise<Identity> {
@@ -62,6 +80,7 @@ export class TokenVerifier {
     }
     if (typeof header.alg !== 'string' || !ALLOWED_ALGORITHMS.includes(header.alg)) throw deny('algorithm not allowed');
     if (typeof header.kid !== 'string' || !header.kid) throw deny('kid required');
+    // Keys are only ever the configured ones: jku, x5u, jwk and x5c headers are never followed.
 
     const entry = this.chooseIssuer(unverified);
     let payload: JWTPayload;
@@ -74,6 +93,7 @@ export class TokenVerifier {
         clockTolerance: CLOCK_SKEW_SECONDS,
       }));
     } catch (err) {
+      if (err instanceof KeysUnavailableError) throw new DomainError('unavailable', 'identity_keys_unavailable', `keys of issuer ${entry.name} are unavailable`);
       throw deny(describeJoseError(err));
     }
     if (Array.isArray(payload.aud) && payload.aud.length > 1 && !entry.multipleAudiences) throw deny('several audiences');
@@ -82,12 +102,13 @@ export class TokenVerifier {
     if (typeof subject !== 'string' || subject.length === 0 || subject.length > 2048 || /[\u0000-\u001f\u007f]/.test(subject)) throw deny('invalid sub');
     // Only a JWT-SVID issuer speaks for SPIFFE IDs: an OIDC token claiming one would impersonate a
     // workload of a trust domain its issuer does not own.
-    if (entry.iss !== undefined && subject.startsWith('spiffe:')) throw deny('OIDC token with a SPIFFE ID subject');
+    if (entry.iss !== undefined && entry.iss !== BROKER_ISSUER && subject.startsWith('spiffe:')) throw deny('OIDC token with a SPIFFE ID subject');
     return { subject, issuer: entry.name, operator: this.isOperator(subject), claims: payload };
   }
 
   private chooseIssuer(payload: JWTPayload): IssuerEntry {
     if (typeof payload.iss === 'string' && this.byIss.has(payload.iss)) return this.byIss.get(payload.iss)!;
+    if (payload.iss !== undefined && !(typeof payload.sub === 'string' && payload.sub.startsWith('spiffe://'))) throw deny('unknown issuer');
     const spiffe = parseSpiffeId(payload.sub);
     if (!spiffe) throw deny(typeof payload.sub === 'string' && payload.sub.startsWith('spiffe:') ? 'invalid SPIFFE ID' : 'unknown issuer');
     const entry = this.byTrustDomain.get(spiffe.trustDomain);
@@ -95,7 +116,7 @@ export class TokenVerifier {
     return entry;
   }
 
-  /** The token must not outlive max_token_lifetime from now, and must not claim to be issued in the future. */
+  /** The token must not stay valid longer than max_token_lifetime from now, nor claim a future iat. */
   private checkLifetime(payload: JWTPayload): void {
     const now = Math.floor(Date.now() / 1000);
     if (typeof payload.iat === 'number' && payload.iat > now + CLOCK_SKEW_SECONDS) throw deny('iat in the future');
@@ -103,11 +124,18 @@ export class TokenVerifier {
   }
 }
 
+/** OIDC discovery: the document must name exactly this issuer, and its jwks_uri must be https. */
+async function discoverJwksUri(issuer: string): Promise<string> {
+  const doc = (await fetchJson(`${issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`, FETCH_TIMEOUT_MS)) as { issuer?: unknown; jwks_uri?: unknown };
+  if (doc.issuer !== issuer) throw new Error(`discovery document names issuer ${JSON.stringify(doc.issuer)}, not ${issuer}`);
+  if (typeof doc.jwks_uri !== 'string' || !isAllowedKeyUrl(doc.jwks_uri)) throw new Error('discovery jwks_uri must be an https URL');
+  return doc.jwks_uri;
+}
+
 function describeJoseError(err: unknown): string {
   if (err instanceof joseErrors.JWTExpired) return 'token expired';
   if (err instanceof joseErrors.JWTClaimValidationFailed) return `claim ${err.claim} invalid`;
   if (err instanceof joseErrors.JWKSNoMatchingKey) return 'no matching key';
   if (err instanceof joseErrors.JWSSignatureVerificationFailed) return 'bad signature';
-  if (err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JOSEError) return 'token rejected';
   return 'token rejected';
 }

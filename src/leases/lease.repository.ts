@@ -34,6 +34,15 @@ export class LeaseRepository {
     );
   }
 
+  /** Live leases of a role, counted up to `cap` (the count stops there, so it stays cheap). */
+  async countLive(role: string, cap: number): Promise<number> {
+    const { rows } = await this.db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM (SELECT 1 FROM leases WHERE role = $1 AND state IN ('pending','active') LIMIT $2) live`,
+      [role, cap],
+    );
+    return rows[0].n;
+  }
+
   async get(id: string, q: Queryable = this.db): Promise<LeaseRow | undefined> {
     const { rows } = await q.query<LeaseRow>(`SELECT ${COLUMNS} FROM leases WHERE id = $1`, [id]);
     return rows[0];

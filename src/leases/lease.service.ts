@@ -65,6 +65,10 @@ export class LeaseService {
       throw new DomainError('forbidden', 'policy_denied', `policy does not allow ${identity.subject} to lease ${JSON.stringify(roleName)}`);
     }
     if (!role) throw new DomainError('not_found', 'role_not_found', `no role named ${JSON.stringify(roleName)}`);
+    const limit = this.config.limits.max_active_leases_per_role;
+    if ((await this.leases.countLive(role.name, limit)) >= limit) {
+      throw new DomainError('rate_limited', 'role_lease_limit', `role ${role.name} has ${limit} live leases, its limit; revoke some or raise limits.max_active_leases_per_role`);
+    }
     const cap = Math.min(role.maxTtl, decision.maxTtl ?? Infinity);
     const ttl = Math.min(input.ttl ?? role.defaultTtl, cap);
     const now = Date.now();

@@ -61,4 +61,28 @@ export const MIGRATIONS: readonly Migration[] = [
       INSERT INTO audit_head VALUES (1, '\\x0000000000000000000000000000000000000000000000000000000000000000');
     `,
   },
+  {
+    version: 2,
+    name: 'broker keys and bootstrap secrets',
+    sql: `
+      -- The broker's own signing keys (for tokens it hands legacy apps), sealed with the master key.
+      CREATE TABLE broker_keys (
+        kid         text PRIMARY KEY,
+        key_id      text NOT NULL,
+        sealed      bytea NOT NULL,
+        public_jwk  jsonb NOT NULL,
+        created_at  timestamptz NOT NULL DEFAULT now()
+      );
+      -- Bootstrap secrets are stored only as a SHA-256 hash.
+      CREATE TABLE bootstrap_secrets (
+        id          text PRIMARY KEY,
+        hash        bytea NOT NULL,
+        subject     text NOT NULL,
+        created_by  text NOT NULL,
+        created_at  timestamptz NOT NULL DEFAULT now(),
+        expires_at  timestamptz NOT NULL,
+        uses_left   int NOT NULL CHECK (uses_left >= 0)
+      );
+    `,
+  },
 ];
