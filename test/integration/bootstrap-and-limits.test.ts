@@ -1,0 +1,115 @@
+import { TestBroker, startBroker } from '../support/broker';
+
+describe('bootstrap secrets for legacy apps', () => {
+  let broker: TestBroker;
+  let operator: string;
+
+  beforeAll(async () => {
+    broker = await startBroker('boot', (doc) => {
+      doc.policies.push({ name: 'legacy', subjects: ['legacy:billing'], allow: [{ creds: ['boot-ro'] }] });
+      doc.identity.bootstrap = { token_ttl: '5m', max_secret_ttl: '1h' };
+    });
+    operator = await broker.token('ops/erin');
+  });
+  afterAll(() => broker.close());
+
+  const create = (body: unknown, token = operator) => broker.api('POST', '/v1/auth/bootstrap-secrets', { token, body });
+  const exchange = (secret_id: unknown) => broker.api('POST', '/v1/auth/bootstrap', { body: { secret_id } });
+
+  it('a secret works once, for its subject, and never again; it is stored only as a hash', async () => {
+    const created = await create({ subject: 'legacy:billing', expires_in: '10m' });
+    expect(created.status).toBe(201);
+    const secretId: string = created.body.secret_id;
+    expect(secretId).toMatch(/^tsb_[A-Za-z0-9_-]{16}\.[A-Za-z0-9_-]{43}$/);
+
+    const stored = JSON.stringify(await broker.state('SELECT * FROM bootstrap_secrets'));
+    expect(stored).not.toContain(secretId.split('.')[1]);
+
+    const first = await exchange(secretId);
+    expect(first.status).toBe(200);
+    expect(Date.parse(first.body.expires_at) - Date.now()).toBeLessThanOrEqual(5 * 60_000 + 2000);
+    const whoami = await broker.api('GET', '/v1/whoami', { token: first.body.token });
+    expect(whoami.body).toEqual({ subject: 'legacy:billing', issuer: 'bootstrap', operator: false });
+    const lease = await broker.api('POST', '/v1/creds/boot-ro', { token: first.body.token, body: { ttl: '1m' } });
+    expect(lease.status).toBe(201);
+
+    const second = await exchange(secretId);
+    expect(second.status).toBe(401);
+    expect(second.body.error.code).toBe('invalid_bootstrap_secret');
+  });
+
+  it('an expired secret fails', async () => {
+    const created = await create({ subject: 'legacy:billing', expires_in: 1 });
+    await new Promise((r) => setTimeout(r, 1500));
+    expect((await exchange(created.body.secret_id)).status).toBe(401);
+  });
+
+  it('a secret with its last byte changed fails (and does not use up the real one)', async () => {
+    const created = await create({ subject: 'legacy:billing' });
+    const id: string = created.body.secret_id;
+    const forged = id.slice(0, -1) + (id.endsWith('A') ? 'B' : 'A');
+    expect((await exchange(forged)).status).toBe(401);
+    expect((await exchange(id)).status).toBe(200);
+  });
+
+  it('uses: n allows exactly n exchanges, even when they race', async () => {
+    const created = await create({ subject: 'legacy:billing', uses: 3 });
+    const results = await Promise.all(Array.from({ length: 8 }, () => exchange(created.body.secret_id)));
+    expect(results.filter((r) => r.status === 200)).toHaveLength(3);
+    expect(results.filter((r) => r.status === 401)).toHaveLength(5);
+  });
+
+  it('only operators create secrets; bad input is a 4xx', async () => {
+    expect((await create({ subject: 'legacy:billing' }, await broker.token('ns/app/api'))).status).toBe(403);
+    expect((await create({ subject: 'legacy:billing', expires_in: '2h' })).status).toBe(422);
+    expect((await create({ subject: '' })).status).toBe(422);
+    expect((await create({ subject: 'a\u0000b' })).status).toBe(422);
+    expect((await create({ subject: 'x', uses: 0 })).status).toBe(422);
+    expect((await exchange('garbage')).status).toBe(401);
+    expect((await exchange(42)).status).toBe(422);
+  });
+});
+
+describe('limits', () => {
+  let broker: TestBroker;
+
+  beforeAll(async () => {
+    broker = await startBroker('limits', (doc) => {
+      doc.limits = { per_identity_rps: 5, max_active_leases_per_role: 3 };
+    });
+  });
+  afterAll(() => broker.close());
+
+  it('per-identity rate limit: beyond per_identity_rps, 429 for that identity only', async () => {
+    const noisy = await broker.token('ns/app/noisy');
+    const statuses = await Promise.all(Array.from({ length: 12 }, () => broker.api('GET', '/v1/whoami', { token: noisy }).then((r) => r.status)));
+    expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(5);
+    expect(statuses.filter((s) => s === 200).length).toBeLessThanOrEqual(5);
+    expect((await broker.api('GET', '/v1/whoami', { token: await broker.token('ns/app/quiet') })).status).toBe(200);
+  });
+
+  it('per-role cap on live leases: 429 beyond it, and room again after a revoke', async () => {
+    await new Promise((r) => setTimeout(r, 1100));
+    const token = await broker.token('ns/app/capped');
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const res = await broker.api('POST', '/v1/creds/limits-ro', { token, body: { ttl: '1m' } });
+      expect(res.status).toBe(201);
+      ids.push(res.body.lease_id);
+    }
+    const over = await broker.api('POST', '/v1/creds/limits-ro', { token, body: {} });
+    expect(over.status).toBe(429);
+    expect(over.body.error.code).toBe('role_lease_limit');
+    await broker.api('POST', `/v1/leases/${ids[0]}/revoke`, { token });
+    expect((await broker.api('POST', '/v1/creds/limits-ro', { token, body: {} })).status).toBe(201);
+  });
+
+  it('a flood of bad tokens from one address turns into 429s instead of unbounded audit writes', async () => {
+    const before = (await broker.state<{ n: number }>(`SELECT count(*)::int AS n FROM audit_events WHERE type = 'request.denied'`))[0].n;
+    const statuses = await Promise.all(Array.from({ length: 120 }, () => broker.api('GET', '/v1/whoami', { token: 'a.b.c' }).then((r) => r.status)));
+    expect(statuses.every((s) => s === 401 || s === 429)).toBe(true);
+    expect(statuses.filter((s) => s === 429).length).toBeGreaterThan(0);
+    const after = (await broker.state<{ n: number }>(`SELECT count(*)::int AS n FROM audit_events WHERE type = 'request.denied'`))[0].n;
+    expect(after - before).toBeLessThanOrEqual(60);
+  });
+});
