@@ -30,6 +30,12 @@ import { Metrics } from './metrics/metrics';
 import { PluginRegistry } from './plugins/plugin-registry';
 import { RoleSettingsResolver } from './plugins/role-settings';
 import { PolicyService } from './policy/policy.service';
+import { EventsService } from './statics/events.service';
+import { RotationService } from './statics/rotation.service';
+import { RotationSweeper } from './statics/rotation.sweeper';
+import { StaticController } from './statics/static.controller';
+import { StaticRepository } from './statics/static.repository';
+import { StaticService } from './statics/static.service';
 import { storageProviders } from './storage/storage.providers';
 
 export interface Roles {
@@ -53,6 +59,13 @@ class CoreModule {}
 })
 class LeasesModule {}
 
+@Module({
+  imports: [LeasesModule],
+  providers: [StaticRepository, RotationService, StaticService],
+  exports: [StaticRepository, RotationService, StaticService],
+})
+class StaticsModule {}
+
 /** One set of providers, two entrypoints: `tessera server` (HTTP, and by default the worker) and `tessera worker`. */
 @Module({})
 export class AppModule {
@@ -64,11 +77,12 @@ export class AppModule {
           TokenVerifier,
           IdentityService,
           BootstrapService,
+          EventsService,
           { provide: APP_GUARD, useClass: AuthGuard },
           { provide: APP_GUARD, useClass: IdentityThrottlerGuard },
         ]
       : [];
-    const worker: Provider[] = roles.worker ? [JobWorkers, Reconciler] : [];
+    const worker: Provider[] = roles.worker ? [JobWorkers, Reconciler, RotationSweeper] : [];
     return {
       module: AppModule,
       imports: [
@@ -86,10 +100,11 @@ export class AppModule {
         }),
         CoreModule,
         LeasesModule,
+        StaticsModule,
         ...(roles.http ? [TerminusModule, ThrottlerModule.forRoot([{ name: 'identity', ttl: 1000, limit: config.limits.per_identity_rps }])] : []),
         ...(roles.worker ? [ScheduleModule.forRoot()] : []),
       ],
-      controllers: roles.http ? [LeaseController, BootstrapController, WhoamiController, OperatorController, MetricsController, HealthController] : [],
+      controllers: roles.http ? [LeaseController, StaticController, BootstrapController, WhoamiController, OperatorController, MetricsController, HealthController] : [],
       providers: [...http, ...worker],
     };
   }

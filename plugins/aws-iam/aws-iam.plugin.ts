@@ -27,6 +27,8 @@ import {
   PluginFactory,
   RenewUserRequest,
   RevokeUserRequest,
+  SetStaticSecretRequest,
+  StaticSecretResult,
   VerifyRequest,
 } from '../contract';
 import { AwsIamConnectionConfig, AwsIamRoleSettings, awsIamConnectionSchema, awsIamRoleSchema } from './aws-iam.config';
@@ -126,13 +128,51 @@ export class AwsIamPlugin implements CredentialPlugin {
     }
   }
 
+  /**
+   * A new access key for an existing user, overlapping with the current one. IAM allows two keys per
+   * user; when both places are taken, the keys not to keep (the previous version's) are deleted first.
+   * So the previous key is gone at the next rotation at the latest.
+   */
+  async setStaticSecret(req: SetStaticSecretRequest): Promise<StaticSecretResult> {
+    if (req.apply === false) throw new PluginError(`aws-iam ${this.name}: importing an existing key is not supported; Tessera makes the first key`, false);
+    const UserName = req.account;
+    try {
+      const keys: string[] = [];
+      for await (const page of paginateListAccessKeys({ client: this.iam }, { UserName })) {
+        for (const key of page.AccessKeyMetadata ?? []) if (key.AccessKeyId) keys.push(key.AccessKeyId);
+      }
+      if (keys.length >= 2) {
+        for (const AccessKeyId of keys.filter((k) => !(req.keep ?? []).includes(k))) {
+          await this.iam.send(new DeleteAccessKeyCommand({ UserName, AccessKeyId })).catch((err) => {
+            if (!isMissing(err)) throw err;
+          });
+        }
+      }
+      const { AccessKey } = await this.iam.send(new CreateAccessKeyCommand({ UserName }));
+      if (!AccessKey?.AccessKeyId || !AccessKey.SecretAccessKey) throw new PluginError(`aws-iam ${this.name}: CreateAccessKey returned no key`, true);
+      const verify = { username: UserName, keyId: AccessKey.AccessKeyId, password: AccessKey.SecretAccessKey };
+      return { credentials: { access_key_id: AccessKey.AccessKeyId, secret_access_key: AccessKey.SecretAccessKey }, verify, handle: AccessKey.AccessKeyId };
+    } catch (err) {
+      if (isMissing(err)) throw new AccountNotFoundError(UserName);
+      throw this.translate('rotate', err);
+    }
+  }
+
+  async retireStaticSecret(req: { account: string; handle: string }): Promise<void> {
+    try {
+      await this.iam.send(new DeleteAccessKeyCommand({ UserName: req.account, AccessKeyId: req.handle }));
+    } catch (err) {
+      if (!isMissing(err)) throw this.translate('retire', err);
+    }
+  }
+
   /** Signs a call with the key itself (STS GetCallerIdentity needs no permission) and checks whose it is. */
   async verifyLogin(req: VerifyRequest): Promise<boolean> {
     if (!req.keyId) return false;
     const sts = new STSClient({ ...this.clientConfig({ accessKeyId: req.keyId, secretAccessKey: req.password }), maxAttempts: 1 });
     try {
       const { Arn } = await sts.send(new GetCallerIdentityCommand({}));
-      return typeof Arn === 'string' && Arn.endsWith(`:user${this.config.path}${req.username}`);
+      return typeof Arn === 'string' && Arn.includes(':user/') && Arn.endsWith(`/${req.username}`);
     } catch (err) {
       if (LOGIN_REFUSED.has(codeOf(err))) return false;
       throw this.translate('verify', err);

@@ -45,6 +45,27 @@ export interface VerifyRequest {
   keyId?: string;
 }
 
+/** Static secrets: a new secret for an existing account that Tessera owns and rotates. */
+export interface SetStaticSecretRequest {
+  /** The account as configured: a database user (MySQL: "name" or "name@host"), an IAM user. */
+  account: string;
+  /** The new password; ignored by targets that make their own secret (IAM). */
+  password: string;
+  /** Handles of secrets that must survive (IAM: the current key while a new one is made). */
+  keep?: string[];
+  /** false: change nothing, only describe the credentials for a password the target already has. */
+  apply?: boolean;
+}
+
+export interface StaticSecretResult {
+  /** What readers of the static secret receive. */
+  credentials: Record<string, string | number>;
+  /** How to check that the secret logs in. */
+  verify: VerifyRequest;
+  /** Identifies this secret on the target where several coexist (IAM: the access key id). */
+  handle?: string;
+}
+
 export interface CredentialPlugin {
   /**
    * Longest account name the target accepts; the broker generates names that fit. Targets that make
@@ -64,6 +85,10 @@ export interface CredentialPlugin {
    * access as it can (no new logins, open sessions ended) even when a later step fails.
    */
   revokeUser(req: RevokeUserRequest): Promise<void>;
+  /** Sets a new secret on an existing account (DB: its password; IAM: a new access key). Idempotent. */
+  setStaticSecret(req: SetStaticSecretRequest): Promise<StaticSecretResult>;
+  /** Removes a superseded secret that would otherwise keep working (IAM: an old key). Idempotent. */
+  retireStaticSecret(req: { account: string; handle: string }): Promise<void>;
   /** Logs in with the credential; true when the target accepts it. */
   verifyLogin(req: VerifyRequest): Promise<boolean>;
   /** Throws when the target cannot be reached. */

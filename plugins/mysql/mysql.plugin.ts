@@ -8,6 +8,8 @@ import {
   PluginFactory,
   RenewUserRequest,
   RevokeUserRequest,
+  SetStaticSecretRequest,
+  StaticSecretResult,
   VerifyRequest,
   renderTemplate,
 } from '../contract';
@@ -120,6 +122,39 @@ export class MysqlPlugin implements CredentialPlugin {
       await conn.query(`DROP USER IF EXISTS ${account}`);
     });
   }
+
+  /** A configured account is "name" (host from user_host) or "name@host". */
+  private staticAccount(account: string): { user: string; host: string } {
+    const at = account.lastIndexOf('@');
+    return at > 0 ? { user: account.slice(0, at), host: account.slice(at + 1) } : { user: account, host: this.config.user_host };
+  }
+
+  async setStaticSecret(req: SetStaticSecretRequest): Promise<StaticSecretResult> {
+    const { user, host } = this.staticAccount(req.account);
+    if (req.apply !== false) {
+      await this.run('rotate', [req.password], async (conn) => {
+        try {
+          await conn.query(`ALTER USER ${mysql.escape(user)}@${mysql.escape(host)} IDENTIFIED BY ${mysql.escape(req.password)}`);
+        } catch (err) {
+          if ((err as MysqlError).errno === OPERATION_FAILED_FOR_USER) throw new AccountNotFoundError(req.account);
+          throw err;
+        }
+      });
+    }
+    return {
+      credentials: {
+        username: user,
+        password: req.password,
+        host: this.target.host,
+        port: this.target.port,
+        ...(this.target.database && { database: this.target.database }),
+      },
+      verify: { username: user, password: req.password },
+    };
+  }
+
+  /** A MySQL account has one password: nothing older survives to retire. */
+  async retireStaticSecret(): Promise<void> {}
 
   async verifyLogin(req: VerifyRequest): Promise<boolean> {
     let conn: mysql.Connection | undefined;

@@ -8,6 +8,8 @@ import {
   PluginFactory,
   RenewUserRequest,
   RevokeUserRequest,
+  SetStaticSecretRequest,
+  StaticSecretResult,
   VerifyRequest,
   renderTemplate,
 } from '../contract';
@@ -123,6 +125,27 @@ export class PostgresPlugin implements CredentialPlugin {
       }
     });
   }
+
+  async setStaticSecret(req: SetStaticSecretRequest): Promise<StaticSecretResult> {
+    if (req.apply !== false) {
+      const verifier = await scramSha256Verifier(req.password, this.config.scram_iterations);
+      await this.run('rotate', async (client) => {
+        try {
+          await client.query(`ALTER ROLE ${escapeIdentifier(req.account)} WITH PASSWORD ${escapeLiteral(verifier)}`);
+        } catch (err) {
+          if (err instanceof DatabaseError && err.code === UNDEFINED_OBJECT) throw new AccountNotFoundError(req.account);
+          throw err;
+        }
+      });
+    }
+    return {
+      credentials: { username: req.account, password: req.password, host: this.target.host, port: this.target.port, database: this.target.database },
+      verify: { username: req.account, password: req.password },
+    };
+  }
+
+  /** A PostgreSQL role has one password: nothing older survives to retire. */
+  async retireStaticSecret(): Promise<void> {}
 
   async verifyLogin(req: VerifyRequest): Promise<boolean> {
     // The connection URL's settings (TLS, options) apply; only the login changes.

@@ -14,7 +14,13 @@ export type AuditType =
   | 'lease.bulk_revoke'
   | 'request.denied'
   | 'bootstrap.created'
-  | 'bootstrap.used';
+  | 'bootstrap.used'
+  | 'static.rotated'
+  | 'static.rotation_failed'
+  | 'static.imported'
+  | 'static.read'
+  | 'static.rotation_requested'
+  | 'event.received';
 
 export interface AuditEvent {
   type: AuditType;

@@ -113,7 +113,11 @@ export function parseConfig(doc: unknown, env: NodeJS.ProcessEnv = process.env, 
     }),
   );
   for (const [name, secret] of Object.entries(raw.static_secrets)) {
+    const conn = connections.get(secret.connection);
     if (!Object.hasOwn(raw.connections, secret.connection)) problems.push(`static_secrets.${name}.connection: unknown connection "${secret.connection}"`);
+    else if (conn && (conn.plugin === 'aws-iam') !== (secret.iam_user !== undefined)) {
+      problems.push(`static_secrets.${name}: ${conn.plugin === 'aws-iam' ? 'an aws-iam connection needs iam_user' : `a ${conn.plugin} connection needs username or usernames`}`);
+    }
   }
 
   if (problems.length) throw new ConfigError(`config ${source}:\n  ${problems.join('\n  ')}`);

@@ -97,6 +97,54 @@ export const roleBase = z.object({
   max_ttl: duration(),
 });
 
+const cronProblem = (expr: string): string | undefined => {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    require('cron-parser').parseExpression(expr, { utc: true });
+    return undefined;
+  } catch (err) {
+    return `invalid cron expression: ${(err as Error).message}`;
+  }
+};
+
+/** A static secret: an existing account Tessera owns and rotates (DESIGN §4). */
+export const staticSecretSchema = z
+  .object({
+    connection: name,
+    /** A database user; MySQL accounts are "name" (host %) or "name@host". */
+    username: z.string().min(1).max(128).optional(),
+    /** Two existing accounts for the alternating strategy. */
+    usernames: z.array(z.string().min(1).max(128)).length(2).optional(),
+    iam_user: z.string().regex(/^[\w+=,.@-]{1,64}$/, 'must be an IAM user name').optional(),
+    strategy: z.enum(['single', 'alternating']).optional(),
+    rotate_every: duration().optional(),
+    rotate_cron: z
+      .string()
+      .min(1)
+      .superRefine((expr, ctx) => {
+        const problem = cronProblem(expr);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      })
+      .optional(),
+    /** Rotations on cadence start only inside this UTC window, e.g. "02:00-05:00". */
+    window: z.string().regex(/^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$/, 'must be "HH:MM-HH:MM" (UTC)').optional(),
+    /** How long the previous secret keeps working after a rotation. */
+    grace: duration({ min: 0 }).default(3600),
+    /** The account's current password, to import instead of rotating at registration (use ${VAR}). */
+    password: z.string().min(1).optional(),
+  })
+  .strict()
+  .superRefine((s, ctx) => {
+    const kinds = [s.username, s.usernames, s.iam_user].filter((v) => v !== undefined).length;
+    if (kinds !== 1) ctx.addIssue({ code: 'custom', message: 'give exactly one of username, usernames (alternating) or iam_user' });
+    const strategy = s.strategy ?? (s.usernames ? 'alternating' : 'single');
+    if (strategy === 'alternating' && !s.usernames) ctx.addIssue({ code: 'custom', path: ['usernames'], message: 'alternating needs usernames: [a, b]' });
+    if (strategy === 'single' && s.usernames) ctx.addIssue({ code: 'custom', path: ['strategy'], message: 'usernames: [a, b] needs strategy: alternating' });
+    if (s.rotate_every !== undefined && s.rotate_cron !== undefined) ctx.addIssue({ code: 'custom', message: 'give rotate_every or rotate_cron, not both' });
+    if (s.usernames && s.usernames[0] === s.usernames[1]) ctx.addIssue({ code: 'custom', path: ['usernames'], message: 'the two accounts must differ' });
+    if (s.password && s.iam_user) ctx.addIssue({ code: 'custom', path: ['password'], message: 'IAM keys are not imported; Tessera makes the first key' });
+  });
+
 export const configSchema = z
   .object({
     server: z
@@ -157,6 +205,8 @@ export const configSchema = z
     pending_timeout: duration().default(60),
     /** Attempts of one revocation job before the lease is marked revoke_failed. */
     revoke_attempts: z.number().int().min(1).max(50).default(6),
+    /** Attempts of one rotation before the secret is marked rotation_failed (the next sweep retries). */
+    rotation_attempts: z.number().int().min(1).max(20).default(4),
     limits: z
       .object({
         per_identity_rps: z.number().int().min(1).default(1000),
@@ -164,7 +214,7 @@ export const configSchema = z
       })
       .strict()
       .default({ per_identity_rps: 1000, max_active_leases_per_role: 10000 }),
-    static_secrets: z.record(name, z.object({ connection: name }).passthrough()).default({}),
+    static_secrets: z.record(name, staticSecretSchema).default({}),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).strict().default({ level: 'info' }),
   })
   .strict();

@@ -3,6 +3,7 @@ import { Job, Worker } from 'bullmq';
 import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';
 import { LeaseJobs } from '../leases/lease.jobs';
+import { RotationSweeper } from '../statics/rotation.sweeper';
 import { JobName, QueueName } from './jobs';
 import { RedisConnections } from './redis';
 
@@ -21,26 +22,34 @@ export class JobWorkers implements OnApplicationBootstrap, OnApplicationShutdown
     @Inject(CONFIG) private readonly config: TesseraConfig,
     private readonly redis: RedisConnections,
     private readonly leaseJobs: LeaseJobs,
+    private readonly rotationJobs: RotationSweeper,
   ) {}
 
   onApplicationBootstrap(): void {
-    const handlers: Partial<Record<JobName, Handler>> = { ...(this.leaseJobs.handlers as Record<string, Handler>) };
+    const handlers: Partial<Record<JobName, Handler>> = {
+      ...(this.leaseJobs.handlers as Record<string, Handler>),
+      ...(this.rotationJobs.handlers as Record<string, Handler>),
+    };
     const missing = Object.values(JobName).filter((name) => !handlers[name]);
     if (missing.length) throw new Error(`no handler for job(s): ${missing.join(', ')}`);
-    const worker = new Worker(
-      QueueName.Leases,
-      async (job, token) => {
-        const handler = handlers[job.name as JobName];
-        if (!handler) throw new Error(`no handler for job ${job.name}`);
-        return handler(job, token);
-      },
-      { connection: this.redis.open('worker'), prefix: this.config.queue.prefix, concurrency: 32, autorun: true },
-    );
-    worker.on('error', (err) => this.log.warn(`queue worker: ${err.message}`));
-    worker.on('failed', (job, err) => {
-      if (job && err.name !== 'DelayedError') this.log.warn(`job ${job.id} failed (attempt ${job.attemptsMade}): ${err.message}`);
-    });
-    this.workers.push(worker);
+    const processor = async (job: Job, token?: string) => {
+      const handler = handlers[job.name as JobName];
+      if (!handler) throw new Error(`no handler for job ${job.name}`);
+      return handler(job, token);
+    };
+    // Emergency rotations have their own queue and more workers than routine ones.
+    for (const [queue, concurrency] of [
+      [QueueName.Leases, 32],
+      [QueueName.Rotations, 4],
+      [QueueName.Emergency, 16],
+    ] as const) {
+      const worker = new Worker(queue, processor, { connection: this.redis.open('worker'), prefix: this.config.queue.prefix, concurrency, autorun: true });
+      worker.on('error', (err) => this.log.warn(`queue worker (${queue}): ${err.message}`));
+      worker.on('failed', (job, err) => {
+        if (job && err.name !== 'DelayedError') this.log.warn(`job ${job.id} failed (attempt ${job.attemptsMade}): ${err.message}`);
+      });
+      this.workers.push(worker);
+    }
   }
 
   async onApplicationShutdown(): Promise<void> {

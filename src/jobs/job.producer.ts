@@ -12,14 +12,20 @@ export class JobProducer implements OnApplicationShutdown {
   private readonly log = new Logger(JobProducer.name);
   readonly connection: Redis;
   private readonly leases: Queue;
+  private readonly rotations: Queue;
+  private readonly emergency: Queue;
   private readonly defaults: JobsOptions;
+  private readonly rotationAttempts: number;
 
   constructor(@Inject(CONFIG) config: TesseraConfig, redis: RedisConnections) {
     this.connection = redis.open('producer');
     this.leases = new Queue(QueueName.Leases, { connection: this.connection, prefix: config.queue.prefix });
-    this.leases.on('error', () => undefined);
+    this.rotations = new Queue(QueueName.Rotations, { connection: this.connection, prefix: config.queue.prefix });
+    this.emergency = new Queue(QueueName.Emergency, { connection: this.connection, prefix: config.queue.prefix });
+    for (const q of [this.leases, this.rotations, this.emergency]) q.on('error', () => undefined);
     // Failed jobs are removed: the failure is recorded on the lease in PostgreSQL, and removing the job
     // frees its id so the reconciler can enqueue the same work again.
+    this.rotationAttempts = config.rotation_attempts;
     this.defaults = {
       attempts: config.revoke_attempts,
       backoff: { type: 'exponential', delay: 1000 },
@@ -62,6 +68,16 @@ export class JobProducer implements OnApplicationShutdown {
     return jobId;
   }
 
+  /** Rotation jobs carry the secret's name and target version only, never a secret. */
+  async rotate(name: string, targetVersion: number, emergency: boolean): Promise<void> {
+    const queue = emergency ? this.emergency : this.rotations;
+    await queue.add(
+      JobName.RotateStatic,
+      { name, targetVersion },
+      { jobId: jobIds.rotation(name, targetVersion, emergency), attempts: this.rotationAttempts, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: true, removeOnFail: true },
+    );
+  }
+
   /** Enqueues without throwing: a lost enqueue is repaired by the reconciler from PostgreSQL. */
   async tryScheduleExpiry(leaseId: string, expiresAt: Date, move = false): Promise<void> {
     try {
@@ -76,7 +92,7 @@ export class JobProducer implements OnApplicationShutdown {
   }
 
   async onApplicationShutdown(): Promise<void> {
-    await this.leases.close().catch(() => undefined);
+    await Promise.all([this.leases, this.rotations, this.emergency].map((q) => q.close().catch(() => undefined)));
   }
 
   private async add<N extends JobName>(name: N, data: JobPayloads[N], jobId: string, delay: number): Promise<void> {

@@ -4,6 +4,10 @@
  */
 export enum QueueName {
   Leases = 'leases',
+  /** Rotations on cadence, by event, on demand. */
+  Rotations = 'rotations',
+  /** Emergency rotations: their own queue and workers, so a backlog of routine work never delays them. */
+  Emergency = 'rotations-emergency',
 }
 
 export enum JobName {
@@ -11,11 +15,14 @@ export enum JobName {
   EnforceLease = 'enforce-lease',
   /** Revoke every lease a bulk request moved to `revoking`. */
   BulkRevoke = 'bulk-revoke',
+  /** Rotate a static secret to a given version (resuming a rotation a crash interrupted). */
+  RotateStatic = 'rotate-static',
 }
 
 export interface JobPayloads {
   [JobName.EnforceLease]: { leaseId: string };
   [JobName.BulkRevoke]: { requestId: string; leaseIds: string[] };
+  [JobName.RotateStatic]: { name: string; targetVersion: number };
 }
 
 export const jobIds = {
@@ -24,4 +31,6 @@ export const jobIds = {
   /** Revoke now (operator revoke that could not finish inline, reconciler catch-up). */
   revokeNow: (leaseId: string) => `revoke-${leaseId}`,
   bulk: (requestId: string) => `bulk-${requestId}`,
+  /** One job per secret and version: replicas ticking together, or retries, never rotate twice. */
+  rotation: (name: string, targetVersion: number, emergency: boolean) => `${emergency ? 'emergency' : 'rotate'}-${name}-v${targetVersion}`,
 };

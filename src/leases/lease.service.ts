@@ -213,6 +213,13 @@ export class LeaseService {
     return { revoked: ids.length };
   }
 
+  /** A signed workload.completed event: the subject's leases (all, or one run's), whatever issuer. */
+  async completeWorkload(subject: string, runId: string | undefined, actor: string): Promise<{ revoked: number }> {
+    const ids = await this.leases.claimMatching({ owner: subject, runId });
+    await this.revokeMany(ids, 'owner', actor);
+    return { revoked: ids.length };
+  }
+
   /** Operator bulk revoke: leases move to `revoking` now; a job removes the accounts. */
   async bulkRevoke(identity: Identity, filter: Pick<LeaseFilter, 'role' | 'connection' | 'owner' | 'runId'>): Promise<{ job_id: string; matched: number }> {
     const ids = await this.leases.claimMatching(filter);

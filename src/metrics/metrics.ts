@@ -47,6 +47,12 @@ export class Metrics {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
   });
+  readonly rotations = new Counter({
+    name: 'tessera_static_rotations_total',
+    help: 'Static secret rotations by result (succeeded; failed = retries exhausted, the secret is rotation_failed).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
   readonly deniedRequests = new Counter({
     name: 'tessera_requests_denied_total',
     help: 'Requests refused for identity (401) or policy (403).',

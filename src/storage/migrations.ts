@@ -85,4 +85,54 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 3,
+    name: 'static secrets and rotations',
+    sql: `
+      CREATE TABLE static_secrets (
+        name              text PRIMARY KEY,
+        connection        text NOT NULL,
+        status            text NOT NULL DEFAULT 'unowned' CHECK (status IN ('unowned','active','rotation_failed')),
+        current_version   int,
+        rotated_at        timestamptz,
+        next_rotation_at  timestamptz,
+        last_error        text,
+        updated_at        timestamptz NOT NULL DEFAULT now()
+      );
+      -- One row per version. The credentials are sealed (AES-256-GCM, key id beside them), bound to
+      -- (name, version). A 'pending' version is the write-ahead intent of a rotation in progress.
+      CREATE TABLE static_versions (
+        name          text NOT NULL REFERENCES static_secrets(name),
+        version       int NOT NULL,
+        account       text NOT NULL,
+        key_id        text NOT NULL,
+        sealed        bytea NOT NULL,
+        handle        text,
+        state         text NOT NULL CHECK (state IN ('pending','current','previous','retired','abandoned')),
+        created_at    timestamptz NOT NULL DEFAULT now(),
+        promoted_at   timestamptz,
+        retire_after  timestamptz,
+        PRIMARY KEY (name, version)
+      );
+      -- At most one rotation of a secret in flight: the pending version is the lock.
+      CREATE UNIQUE INDEX static_versions_one_pending ON static_versions (name) WHERE state = 'pending';
+      CREATE UNIQUE INDEX static_versions_one_current ON static_versions (name) WHERE state = 'current';
+      CREATE INDEX static_versions_to_retire ON static_versions (retire_after) WHERE state = 'previous';
+
+      CREATE TABLE rotations (
+        id              text PRIMARY KEY,
+        name            text NOT NULL REFERENCES static_secrets(name),
+        target_version  int NOT NULL,
+        trigger         text NOT NULL,
+        reason          text,
+        requested_by    text,
+        status          text NOT NULL CHECK (status IN ('queued','running','succeeded','failed')),
+        steps           jsonb NOT NULL DEFAULT '[]',
+        error           text,
+        created_at      timestamptz NOT NULL DEFAULT now(),
+        finished_at     timestamptz
+      );
+      CREATE INDEX rotations_by_target ON rotations (name, target_version);
+    `,
+  },
 ];

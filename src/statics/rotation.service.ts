@@ -1,0 +1,205 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { randomBytes } from 'node:crypto';
+import { PluginError } from '../../plugins/contract';
+import { AuditLog } from '../audit/audit.log';
+import { DomainError } from '../common/errors';
+import { CONFIG } from '../config/config.module';
+import { TesseraConfig } from '../config/config.loader';
+import { SecretBox } from '../crypto/secret-box';
+import { JobProducer } from '../jobs/job.producer';
+import { newPassword } from '../leases/names';
+import { Metrics } from '../metrics/metrics';
+import { PluginRegistry } from '../plugins/plugin-registry';
+import { Database } from '../storage/database';
+import { nextRotation } from './schedule';
+import { SealedVersion, StaticSecretConfig, nextAccount, staticConfig } from './static-secrets';
+import { StaticRepository, VersionRow } from './static.repository';
+
+export type RotationTrigger = 'cadence' | 'emergency' | 'event' | 'manual' | 'register' | 'retry';
+
+/** A rotation that found another one of the same secret in flight: retry later, it will be done then. */
+class RotationBusy extends PluginError {
+  constructor(name: string) {
+    super(`another rotation of ${name} is in progress`, true, 'rotation_busy');
+  }
+}
+
+const VERIFY_ATTEMPTS = 5;
+
+/**
+ * Rotation of static secrets as resumable, idempotent steps: write the encrypted intent (pending
+ * version) → set it on the target → verify by logging in → promote to current (the previous version
+ * stays usable for `grace`) → audit. The pending version is also the lock: one rotation per secret.
+ */
+@Injectable()
+export class RotationService {
+  private readonly log = new Logger(RotationService.name);
+
+  constructor(
+    @Inject(CONFIG) private readonly config: TesseraConfig,
+    @Inject(Database) private readonly db: Database,
+    @Inject(SecretBox) private readonly box: SecretBox,
+    private readonly statics: StaticRepository,
+    private readonly plugins: PluginRegistry,
+    private readonly jobs: JobProducer,
+    private readonly audit: AuditLog,
+    private readonly metrics: Metrics,
+  ) {}
+
+  /** Records a request and enqueues its job; returns the rotation id to poll. */
+  async request(name: string, trigger: RotationTrigger, opts: { reason?: string; actor?: string } = {}): Promise<{ rotation_id: string; status: 'queued' }> {
+    const row = await this.statics.get(name);
+    if (!row) throw new DomainError('not_found', 'static_not_found', `no static secret named ${JSON.stringify(name)}`);
+    const target = (row.current_version ?? 0) + 1;
+    const id = `rot_${randomBytes(12).toString('base64url')}`;
+    await this.statics.createRotation({ id, name, target, trigger, reason: opts.reason, requestedBy: opts.actor });
+    await this.jobs.rotate(name, target, trigger === 'emergency' || trigger === 'event');
+    return { rotation_id: id, status: 'queued' };
+  }
+
+  /** The job: brings the secret to `target`, resuming whatever an earlier attempt or a crash left. */
+  async rotate(name: string, target: number, lastAttempt: boolean): Promise<void> {
+    const done = await this.statics.withLock(name, async () => {
+      await this.rotateLocked(name, target, lastAttempt);
+      return true;
+    });
+    if (!done) throw new RotationBusy(name);
+  }
+
+  private async rotateLocked(name: string, target: number, lastAttempt: boolean): Promise<void> {
+    const secret = staticConfig(this.config, name);
+    const row = await this.statics.get(name);
+    if (!secret || !row) return;
+    if ((row.current_version ?? 0) >= target) {
+      await this.statics.step(name, target, 'already_rotated', 'succeeded');
+      return;
+    }
+    await this.statics.step(name, target, 'started', 'running');
+    const current = await this.statics.version(name, 'current');
+    let pending = await this.statics.version(name, 'pending');
+    try {
+      if (pending && pending.version !== target) throw new RotationBusy(name);
+      pending ??= await this.writeIntent(name, target, secret, current);
+      const result = await this.setOnTarget(secret, pending, current);
+      await this.statics.step(name, target, 'set', 'running');
+      await this.verify(secret, result);
+      await this.statics.step(name, target, 'verified', 'running');
+      await this.db.tx(async (tx) => {
+        await this.statics.promote(name, target, secret.grace, nextRotation(secret, new Date()), tx);
+        await this.audit.append({ type: 'static.rotated', actor: null, detail: { name, version: target, account: pending!.account } }, tx);
+      });
+      this.metrics.rotations.inc({ result: 'succeeded' });
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      const final = lastAttempt || (err instanceof PluginError && !err.retryable && !(err instanceof RotationBusy));
+      await this.statics.step(name, target, 'error', final ? 'failed' : 'running', message);
+      if (final) await this.giveUp(name, target, secret, message);
+      throw err;
+    }
+  }
+
+  /** Step 1: the new version, sealed, before anything touches the target. */
+  private async writeIntent(name: string, target: number, secret: StaticSecretConfig, current: VersionRow | undefined): Promise<VersionRow> {
+    const account = nextAccount(secret, current?.account);
+    const sealed = this.seal(name, target, { password: newPassword() });
+    if (!(await this.statics.insertPending({ name, version: target, account, sealed }))) throw new RotationBusy(name);
+    await this.statics.step(name, target, 'intent', 'running');
+    return (await this.statics.version(name, 'pending'))!;
+  }
+
+  /** Step 2: idempotent. A key-making target's result is sealed at once, so a crash cannot lose it. */
+  private async setOnTarget(secret: StaticSecretConfig, pending: VersionRow, current: VersionRow | undefined) {
+    const intent = this.open(pending);
+    if (intent.credentials && intent.verify && pending.handle) return { credentials: intent.credentials, verify: intent.verify };
+    const result = await this.plugins.call(secret.connection, 'setStaticSecret', [intent.password ?? ''], (p) =>
+      p.setStaticSecret({ account: pending.account, password: intent.password!, keep: current?.handle ? [current.handle] : [] }),
+    );
+    const sealed = this.seal(pending.name, pending.version, { password: intent.password, credentials: result.credentials, verify: result.verify });
+    await this.statics.updatePending(pending.name, pending.version, sealed, result.handle ?? 'set');
+    return result;
+  }
+
+  /** Step 3: log in with the new secret (a few tries: IAM keys take seconds to work everywhere). */
+  private async verify(secret: StaticSecretConfig, result: { verify: { username: string; password: string; keyId?: string } }): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      if (await this.plugins.call(secret.connection, 'verifyLogin', [result.verify.password], (p) => p.verifyLogin(result.verify))) return;
+      if (attempt >= VERIFY_ATTEMPTS) throw new PluginError('the new secret does not log in', true, 'verify_failed');
+      await new Promise((r) => setTimeout(r, 250 * attempt));
+    }
+  }
+
+  /**
+   * After the last attempt: undo what can be undone (single strategy: put the current password back;
+   * IAM: delete the new key) so the current version keeps working, mark the secret rotation_failed
+   * (the next sweep tries again) and say so in a metric and the audit trail. If the target cannot be
+   * reached even to undo, the pending version stays: the next rotation resumes it.
+   */
+  private async giveUp(name: string, target: number, secret: StaticSecretConfig, error: string): Promise<void> {
+    const pending = await this.statics.version(name, 'pending');
+    const current = await this.statics.version(name, 'current');
+    let undone = !pending;
+    if (pending) {
+      try {
+        if (pending.handle && pending.handle !== 'set') {
+          await this.plugins.call(secret.connection, 'retireStaticSecret', [], (p) => p.retireStaticSecret({ account: pending.account, handle: pending.handle! }));
+        } else if (current && current.account === pending.account) {
+          const old = this.open(current);
+          if (old.password) await this.plugins.call(secret.connection, 'setStaticSecret', [old.password], (p) => p.setStaticSecret({ account: current.account, password: old.password! }));
+        }
+        undone = true;
+      } catch (err) {
+        this.log.warn(`rotation of ${name} could not be undone (it will be resumed): ${(err as Error).message}`);
+      }
+      if (undone) await this.statics.deletePending(name, pending.version);
+    }
+    await this.db.tx(async (tx) => {
+      await this.statics.markFailed(name, error, tx);
+      await this.audit.append({ type: 'static.rotation_failed', actor: null, detail: { name, version: target, error, undone } }, tx);
+    });
+    this.metrics.rotations.inc({ result: 'failed' });
+  }
+
+  /** Takes ownership of a new secret: imports a configured password (verified), else rotates once. */
+  async takeOwnership(name: string): Promise<void> {
+    const secret = staticConfig(this.config, name);
+    if (!secret) return;
+    if (secret.password === undefined) {
+      await this.request(name, 'register');
+      return;
+    }
+    const account = nextAccount(secret, undefined);
+    const result = await this.plugins.call(secret.connection, 'setStaticSecret', [secret.password], (p) =>
+      p.setStaticSecret({ account, password: secret.password!, apply: false }),
+    );
+    const works = await this.plugins.call(secret.connection, 'verifyLogin', [secret.password], (p) => p.verifyLogin(result.verify)).catch(() => false);
+    if (!works) {
+      await this.statics.markFailed(name, 'the configured password does not log in; Tessera will rotate it');
+      return;
+    }
+    await this.statics.insertPending({ name, version: 1, account, sealed: this.seal(name, 1, { password: secret.password, credentials: result.credentials, verify: result.verify }), handle: 'set' });
+    await this.db.tx(async (tx) => {
+      await this.statics.promote(name, 1, secret.grace, nextRotation(secret, new Date()), tx);
+      await this.audit.append({ type: 'static.imported', actor: null, detail: { name, version: 1, account } }, tx);
+    });
+  }
+
+  /** Previous versions past their grace: secrets that would keep working (IAM keys) are removed. */
+  async retireExpired(): Promise<void> {
+    for (const v of await this.statics.toRetire()) {
+      const secret = staticConfig(this.config, v.name);
+      if (!secret) continue;
+      if (v.handle && v.handle !== 'set') {
+        await this.plugins.call(secret.connection, 'retireStaticSecret', [], (p) => p.retireStaticSecret({ account: v.account, handle: v.handle! }));
+      }
+      await this.statics.markRetired(v.name, v.version);
+    }
+  }
+
+  seal(name: string, version: number, content: SealedVersion) {
+    return this.box.seal(JSON.stringify(content), `static:${name}:v${version}`);
+  }
+
+  open(v: Pick<VersionRow, 'name' | 'version' | 'key_id' | 'sealed'>): SealedVersion {
+    return JSON.parse(this.box.open({ keyId: v.key_id, blob: v.sealed }, `static:${v.name}:v${v.version}`));
+  }
+}

@@ -1,0 +1,66 @@
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { SchedulerRegistry } from '@nestjs/schedule';
+import { Job } from 'bullmq';
+import { randomBytes } from 'node:crypto';
+import { CONFIG } from '../config/config.module';
+import { TesseraConfig } from '../config/config.loader';
+import { JobProducer } from '../jobs/job.producer';
+import { JobName, JobPayloads } from '../jobs/jobs';
+import { RotationService } from './rotation.service';
+import { StaticRepository } from './static.repository';
+
+/**
+ * Every `reconcile_every`, on every replica: registers newly configured static secrets (taking
+ * ownership of each once), enqueues rotations that are due, failed last time, or never happened — with
+ * deterministic job ids, so replicas ticking together rotate each secret once — and retires previous
+ * versions whose grace is over.
+ */
+@Injectable()
+export class RotationSweeper implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly log = new Logger(RotationSweeper.name);
+  private running = false;
+
+  constructor(
+    @Inject(CONFIG) private readonly config: TesseraConfig,
+    private readonly scheduler: SchedulerRegistry,
+    private readonly statics: StaticRepository,
+    private readonly rotations: RotationService,
+    private readonly jobs: JobProducer,
+  ) {}
+
+  readonly handlers = {
+    [JobName.RotateStatic]: (job: Job<JobPayloads[JobName.RotateStatic]>) =>
+      this.rotations.rotate(job.data.name, job.data.targetVersion, job.attemptsMade + 1 >= (job.opts.attempts ?? 1)),
+  };
+
+  onApplicationBootstrap(): void {
+    this.scheduler.addInterval('rotation-sweep', setInterval(() => void this.tick(), this.config.reconcile_every * 1000));
+    setImmediate(() => void this.tick());
+  }
+
+  onApplicationShutdown(): void {
+    if (this.scheduler.doesExist('interval', 'rotation-sweep')) this.scheduler.deleteInterval('rotation-sweep');
+  }
+
+  async tick(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    try {
+      const configured = Object.entries(this.config.static_secrets).map(([name, s]) => ({ name, connection: s.connection }));
+      for (const name of await this.statics.register(configured)) {
+        await this.rotations.takeOwnership(name).catch((err) => this.log.warn(`taking ownership of ${name}: ${(err as Error).message}`));
+      }
+      for (const due of await this.statics.due(500)) {
+        if (!Object.hasOwn(this.config.static_secrets, due.name)) continue;
+        const target = (due.current_version ?? 0) + 1;
+        await this.statics.ensureRotation(due.name, target, due.current_version === null ? 'register' : 'cadence', `rot_${randomBytes(12).toString('base64url')}`);
+        await this.jobs.rotate(due.name, target, false);
+      }
+      await this.rotations.retireExpired();
+    } catch (err) {
+      this.log.warn(`rotation sweep failed (next tick retries): ${(err as Error).message}`);
+    } finally {
+      this.running = false;
+    }
+  }
+}

@@ -1,0 +1,73 @@
+import { Body, Controller, Get, HttpCode, Param, Post, Req } from '@nestjs/common';
+import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { z } from 'zod';
+import { NAME } from '../config/config.schema';
+import { AuthedRequest, OperatorOnly, Public } from '../http/auth.guard';
+import { parseInput } from '../http/validation';
+import { EventsService, eventBody } from './events.service';
+import { StaticService } from './static.service';
+
+const rotateBody = z.object({ reason: z.string().max(500).optional() }).strict();
+const connectionBody = z.object({ connection: z.string().regex(NAME, 'not a valid name'), reason: z.string().max(500).optional() }).strict();
+
+@ApiTags('static secrets')
+@ApiBearerAuth()
+@Controller('v1')
+export class StaticController {
+  constructor(
+    private readonly statics: StaticService,
+    private readonly events: EventsService,
+  ) {}
+
+  @Get('static')
+  @OperatorOnly()
+  @ApiOperation({ summary: 'Configured static secrets and their state (no secrets)' })
+  list() {
+    return this.statics.list();
+  }
+
+  @Get('static/:name/creds')
+  @ApiOperation({ summary: 'The current credentials of a static secret' })
+  creds(@Req() req: AuthedRequest, @Param('name') name: string) {
+    return this.statics.creds(req.identity!, name);
+  }
+
+  @Get('static/:name')
+  @ApiOperation({ summary: 'Metadata and rotation history (no secrets)' })
+  describe(@Req() req: AuthedRequest, @Param('name') name: string) {
+    return this.statics.describe(req.identity!, name);
+  }
+
+  @Post('static/:name/rotate')
+  @HttpCode(202)
+  @OperatorOnly()
+  @ApiOperation({ summary: 'Rotate a static secret now' })
+  rotate(@Req() req: AuthedRequest, @Param('name') name: string, @Body() body: unknown) {
+    return this.statics.rotate(req.identity!, name, parseInput(rotateBody, body).reason);
+  }
+
+  @Post('rotate')
+  @HttpCode(202)
+  @OperatorOnly()
+  @ApiOperation({ summary: 'Emergency: rotate every static secret on a connection (high-priority queue)' })
+  rotateConnection(@Req() req: AuthedRequest, @Body() body: unknown) {
+    const b = parseInput(connectionBody, body);
+    return this.statics.rotateConnection(req.identity!.subject, b.connection, 'emergency', b.reason);
+  }
+
+  @Get('rotations/:id')
+  @OperatorOnly()
+  @ApiOperation({ summary: 'Status and steps of a rotation' })
+  rotation(@Param('id') id: string) {
+    return this.statics.rotationStatus(id);
+  }
+
+  @Post('events')
+  @HttpCode(202)
+  @Public()
+  @ApiOperation({ summary: 'Signed webhook (X-Tessera-Signature: sha256=<hex HMAC of the body>) or operator: secret.exposed, workload.completed' })
+  async event(@Req() req: AuthedRequest, @Body() body: unknown) {
+    const actor = await this.events.authenticate(req);
+    return this.events.handle(actor, parseInput(eventBody, body));
+  }
+}

@@ -1,0 +1,205 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { Sealed } from '../crypto/secret-box';
+import { Database, Queryable } from '../storage/database';
+
+export type StaticStatus = 'unowned' | 'active' | 'rotation_failed';
+export type RotationStatus = 'queued' | 'running' | 'succeeded' | 'failed';
+
+export interface StaticRow {
+  name: string;
+  connection: string;
+  status: StaticStatus;
+  current_version: number | null;
+  rotated_at: Date | null;
+  next_rotation_at: Date | null;
+  last_error: string | null;
+}
+
+export interface VersionRow {
+  name: string;
+  version: number;
+  account: string;
+  key_id: string;
+  sealed: Buffer;
+  handle: string | null;
+  state: 'pending' | 'current' | 'previous' | 'retired';
+  created_at: Date;
+  promoted_at: Date | null;
+  retire_after: Date | null;
+}
+
+export interface RotationRow {
+  id: string;
+  name: string;
+  target_version: number;
+  trigger: string;
+  reason: string | null;
+  requested_by: string | null;
+  status: RotationStatus;
+  steps: { step: string; at: string; error?: string }[];
+  error: string | null;
+  created_at: Date;
+  finished_at: Date | null;
+}
+
+const UNIQUE_VIOLATION = '23505';
+
+/** All SQL about static secrets, their versions and rotations. */
+@Injectable()
+export class StaticRepository {
+  constructor(@Inject(Database) private readonly db: Database) {}
+
+  /** Registers configured secrets; returns the names that were new. */
+  async register(secrets: { name: string; connection: string }[]): Promise<string[]> {
+    if (!secrets.length) return [];
+    const { rows } = await this.db.query<{ name: string }>(
+      `INSERT INTO static_secrets (name, connection)
+       SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT (name) DO NOTHING RETURNING name`,
+      [secrets.map((s) => s.name), secrets.map((s) => s.connection)],
+    );
+    return rows.map((r) => r.name);
+  }
+
+  /**
+   * Runs `fn` holding the secret's lock (a session advisory lock: a crashed holder releases it with
+   * its connection). Undefined, without running `fn`, when another process holds it.
+   */
+  async withLock<T>(name: string, fn: () => Promise<T>): Promise<T | undefined> {
+    const client = await this.db.pool.connect();
+    try {
+      const { rows } = await client.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(hashtext('tessera:static:' || $1)) AS ok`, [name]);
+      if (!rows[0].ok) return undefined;
+      try {
+        return await fn();
+      } finally {
+        await client.query(`SELECT pg_advisory_unlock(hashtext('tessera:static:' || $1))`, [name]);
+      }
+    } finally {
+      client.release();
+    }
+  }
+
+  async get(name: string, q: Queryable = this.db): Promise<StaticRow | undefined> {
+    const { rows } = await q.query<StaticRow>('SELECT name, connection, status, current_version, rotated_at, next_rotation_at, last_error FROM static_secrets WHERE name = $1', [name]);
+    return rows[0];
+  }
+
+  async version(name: string, state: 'pending' | 'current'): Promise<VersionRow | undefined> {
+    const { rows } = await this.db.query<VersionRow>('SELECT * FROM static_versions WHERE name = $1 AND state = $2', [name, state]);
+    return rows[0];
+  }
+
+  /** Writes the intent of a rotation. False when another rotation of the secret is already in flight. */
+  async insertPending(v: { name: string; version: number; account: string; sealed: Sealed; handle?: string }): Promise<boolean> {
+    try {
+      await this.db.query(
+        `INSERT INTO static_versions (name, version, account, key_id, sealed, handle, state) VALUES ($1, $2, $3, $4, $5, $6, 'pending')`,
+        [v.name, v.version, v.account, v.sealed.keyId, v.sealed.blob, v.handle ?? null],
+      );
+      return true;
+    } catch (err) {
+      if ((err as { code?: string }).code === UNIQUE_VIOLATION) return false;
+      throw err;
+    }
+  }
+
+  async updatePending(name: string, version: number, sealed: Sealed, handle: string | undefined): Promise<void> {
+    await this.db.query(`UPDATE static_versions SET key_id = $3, sealed = $4, handle = $5 WHERE name = $1 AND version = $2 AND state = 'pending'`, [
+      name,
+      version,
+      sealed.keyId,
+      sealed.blob,
+      handle ?? null,
+    ]);
+  }
+
+  async deletePending(name: string, version: number): Promise<void> {
+    await this.db.query(`DELETE FROM static_versions WHERE name = $1 AND version = $2 AND state = 'pending'`, [name, version]);
+  }
+
+  /** The pending version becomes current; the current one stays usable for `grace` as previous. */
+  async promote(name: string, version: number, graceSeconds: number, nextAt: Date | null, q: Queryable): Promise<void> {
+    await q.query(`UPDATE static_versions SET state = 'retired' WHERE name = $1 AND state = 'previous'`, [name]);
+    await q.query(`UPDATE static_versions SET state = 'previous', retire_after = now() + make_interval(secs => $2) WHERE name = $1 AND state = 'current'`, [
+      name,
+      graceSeconds,
+    ]);
+    const { rowCount } = await q.query(`UPDATE static_versions SET state = 'current', promoted_at = now() WHERE name = $1 AND version = $2 AND state = 'pending'`, [name, version]);
+    if (!rowCount) throw new Error(`static secret ${name}: version ${version} is no longer pending`);
+    await q.query(
+      `UPDATE static_secrets SET current_version = $2, status = 'active', rotated_at = now(), next_rotation_at = $3, last_error = NULL, updated_at = now() WHERE name = $1`,
+      [name, version, nextAt],
+    );
+    await q.query(`UPDATE rotations SET status = 'succeeded', finished_at = now() WHERE name = $1 AND target_version <= $2 AND status IN ('queued','running')`, [name, version]);
+  }
+
+  async markFailed(name: string, error: string, q: Queryable = this.db): Promise<void> {
+    await q.query(`UPDATE static_secrets SET status = 'rotation_failed', last_error = $2, updated_at = now() WHERE name = $1`, [name, error]);
+  }
+
+  /** Secrets the sweeper hands to the workers: due on cadence, failed last time, or not yet owned. */
+  async due(limit: number): Promise<{ name: string; current_version: number | null }[]> {
+    const { rows } = await this.db.query(
+      `SELECT name, current_version FROM static_secrets
+       WHERE next_rotation_at <= now() OR status IN ('rotation_failed','unowned') ORDER BY next_rotation_at NULLS FIRST LIMIT $1`,
+      [limit],
+    );
+    return rows;
+  }
+
+  async toRetire(): Promise<VersionRow[]> {
+    const { rows } = await this.db.query<VersionRow>(`SELECT * FROM static_versions WHERE state = 'previous' AND retire_after <= now() LIMIT 500`);
+    return rows;
+  }
+
+  async markRetired(name: string, version: number): Promise<void> {
+    await this.db.query(`UPDATE static_versions SET state = 'retired' WHERE name = $1 AND version = $2 AND state = 'previous'`, [name, version]);
+  }
+
+  async createRotation(r: { id: string; name: string; target: number; trigger: string; reason?: string; requestedBy?: string }): Promise<void> {
+    await this.db.query(
+      `INSERT INTO rotations (id, name, target_version, trigger, reason, requested_by, status) VALUES ($1, $2, $3, $4, $5, $6, 'queued')`,
+      [r.id, r.name, r.target, r.trigger, r.reason ?? null, r.requestedBy ?? null],
+    );
+  }
+
+  /** A rotation record for the sweeper's own requests, unless one is already waiting for that version. */
+  async ensureRotation(name: string, target: number, trigger: string, id: string): Promise<void> {
+    await this.db.query(
+      `INSERT INTO rotations (id, name, target_version, trigger, status)
+       SELECT $1, $2, $3, $4, 'queued' WHERE NOT EXISTS (
+         SELECT 1 FROM rotations WHERE name = $2 AND target_version = $3 AND status IN ('queued','running'))`,
+      [id, name, target, trigger],
+    );
+  }
+
+  /** Records a step on every rotation request waiting for this version. */
+  async step(name: string, target: number, step: string, status: RotationStatus, error?: string, q: Queryable = this.db): Promise<void> {
+    const entry = { step, at: new Date().toISOString(), ...(error && { error }) };
+    await q.query(
+      `UPDATE rotations SET steps = steps || $4::jsonb, status = $3, error = COALESCE($5, error),
+              finished_at = CASE WHEN $3 IN ('succeeded','failed') THEN now() ELSE finished_at END
+       WHERE name = $1 AND target_version = $2 AND status IN ('queued','running')`,
+      [name, target, status, JSON.stringify([entry]), error ?? null],
+    );
+  }
+
+  async rotation(id: string): Promise<RotationRow | undefined> {
+    const { rows } = await this.db.query<RotationRow>('SELECT * FROM rotations WHERE id = $1', [id]);
+    return rows[0];
+  }
+
+  async history(name: string): Promise<{ versions: Omit<VersionRow, 'sealed' | 'key_id'>[]; rotations: RotationRow[] }> {
+    const { rows: versions } = await this.db.query(
+      `SELECT name, version, account, handle, state, created_at, promoted_at, retire_after FROM static_versions WHERE name = $1 ORDER BY version DESC LIMIT 20`,
+      [name],
+    );
+    const { rows: rotations } = await this.db.query<RotationRow>(`SELECT * FROM rotations WHERE name = $1 ORDER BY created_at DESC LIMIT 20`, [name]);
+    return { versions, rotations };
+  }
+
+  async list(): Promise<StaticRow[]> {
+    const { rows } = await this.db.query<StaticRow>('SELECT name, connection, status, current_version, rotated_at, next_rotation_at, last_error FROM static_secrets ORDER BY name');
+    return rows;
+  }
+}
