@@ -1,0 +1,68 @@
+/** Expiry precision: many leases expiring in the same minute, and the revocation rate beside bare DROP ROLE. */
+import { Pool } from 'pg';
+import { BENCH_DB, Identity, PG, Stats, TARGET_DB, admin, benchConfig, dropRolesLike, flushQueue, load, post, recreateDatabase, startBroker } from './lib';
+
+export interface ExpiryResult {
+  leases: number;
+  latenessMs: { p50: number; p99: number; max: number };
+  revokeRate: number;
+  rawDropRate: number;
+  ratio: number;
+  raw: Stats;
+}
+
+export async function benchExpiry(id: Identity, opts: { quick: boolean }): Promise<ExpiryResult> {
+  const n = opts.quick ? 1000 : 10_000;
+  await recreateDatabase(BENCH_DB);
+  await flushQueue();
+  await dropRolesLike('tsr_bench_');
+  const config = benchConfig(id, (doc) => {
+    doc.connections.pg.scram_iterations = 1;
+    doc.reconcile_every = '60s'; // expiry must come from the delayed jobs, not the reconciler
+  });
+  const broker = await startBroker(config);
+  const token = await id.token('spiffe://bench.example/load/expiry');
+  const expiresAt = Date.now() + (opts.quick ? 20_000 : 75_000);
+  try {
+    await load(n, 32, async () => {
+      const ttl = Math.max(1, Math.round((expiresAt - Date.now()) / 1000));
+      const res = await post(`${broker.url}/v1/creds/bench-pg`, token, { ttl });
+      if (res.status !== 201) throw new Error(`issue failed: ${res.status}`);
+    });
+    const spread = await admin(BENCH_DB, (c) => c.query(`SELECT extract(epoch FROM max(expires_at) - min(expires_at)) AS s FROM leases`));
+    if (Number(spread.rows[0].s) >= 60) throw new Error('leases do not expire within one minute; issue was too slow');
+    // Wait for every lease to be revoked.
+    for (;;) {
+      const { rows } = await admin(BENCH_DB, (c) => c.query<{ n: number }>(`SELECT count(*)::int AS n FROM leases WHERE state <> 'revoked'`));
+      if (rows[0].n === 0) break;
+      if (Date.now() > expiresAt + 300_000) throw new Error(`${rows[0].n} leases still not revoked`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  } finally {
+    await broker.stop();
+  }
+  const { rows } = await admin(BENCH_DB, (c) =>
+    c.query(`SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY l) AS p50, percentile_cont(0.99) WITHIN GROUP (ORDER BY l) AS p99, max(l) AS max,
+                    extract(epoch FROM max(revoked_at) - min(expires_at)) AS span
+             FROM (SELECT revoked_at, expires_at, extract(epoch FROM revoked_at - expires_at) * 1000 AS l FROM leases) t`),
+  );
+  const span = Math.max(Number(rows[0].span), 0.001);
+
+  // The raw operation: the same number of roles dropped by 32 connections (the lease workers' concurrency).
+  const pool = new Pool({ connectionString: `${PG}/${TARGET_DB}`, max: 32 });
+  await pool.query(`DO $$ BEGIN FOR i IN 1..${n} LOOP EXECUTE format('CREATE ROLE bench_raw_drop_%s LOGIN', i); END LOOP; END $$`);
+  const raw = await load(n, 32, async (i) => {
+    await pool.query(`DROP ROLE bench_raw_drop_${i + 1}`);
+  });
+  await pool.end();
+  await dropRolesLike('bench_raw_');
+  const revokeRate = n / span;
+  return {
+    leases: n,
+    latenessMs: { p50: Number(rows[0].p50), p99: Number(rows[0].p99), max: Number(rows[0].max) },
+    revokeRate,
+    rawDropRate: raw.rate,
+    ratio: revokeRate / raw.rate,
+    raw,
+  };
+}

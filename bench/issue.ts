@@ -1,0 +1,125 @@
+/** Issue throughput and latency through the HTTP API, beside the raw target operations in the same run. */
+import { CreateAccessKeyCommand, CreateUserCommand, IAMClient, PutUserPolicyCommand } from '@aws-sdk/client-iam';
+import mysql from 'mysql2/promise';
+import { Pool } from 'pg';
+import { scramSha256Verifier } from '../plugins/postgres/scram';
+import { IamTestServer } from '../test/support/iam-server';
+import { BENCH_DB, Identity, MYSQL, PG, Stats, TARGET_DB, admin, benchConfig, dropRolesLike, flushQueue, load, post, recreateDatabase, startBroker } from './lib';
+
+export interface IssueRow {
+  target: string;
+  concurrency: number;
+  tessera: Stats;
+  raw: Stats;
+  ratio: number;
+}
+
+const POLICY = { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:GetObject', Resource: 'arn:aws:s3:::bench/*' }] };
+
+async function resetState(): Promise<void> {
+  await recreateDatabase(BENCH_DB);
+  await flushQueue();
+  await dropRolesLike('tsr_bench_');
+  await dropRolesLike('bench_raw_');
+  await mysqlAdmin(async (c) => {
+    const [rows] = await c.query(`SELECT User AS u FROM mysql.user WHERE User LIKE 'tsr_bench_%' OR User LIKE 'bench_raw_%'`);
+    for (const { u } of rows as { u: string }[]) await c.query(`DROP USER IF EXISTS ${mysql.escape(u)}@'%'`);
+  });
+}
+
+async function mysqlAdmin<T>(fn: (c: mysql.Connection) => Promise<T>): Promise<T> {
+  const c = await mysql.createConnection(MYSQL);
+  try {
+    return await fn(c);
+  } finally {
+    await c.end();
+  }
+}
+
+export async function prepareTarget(): Promise<void> {
+  await admin('postgres', async (c) => {
+    const { rowCount } = await c.query(`SELECT 1 FROM pg_database WHERE datname = $1`, [TARGET_DB]);
+    if (!rowCount) await c.query(`CREATE DATABASE ${TARGET_DB}`);
+    await c.query(`DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'bench_readers') THEN CREATE ROLE bench_readers NOLOGIN; END IF; END $$`);
+  });
+}
+
+export async function benchIssue(id: Identity, opts: { quick: boolean; iterations: number[] }): Promise<IssueRow[]> {
+  const rows: IssueRow[] = [];
+  const plan = opts.quick ? [[1, 40], [16, 300]] : [[1, 200], [16, 2000], [64, 2000]];
+  const iam = new IamTestServer();
+  const endpoint = await iam.start();
+  const token = await id.token('spiffe://bench.example/load/issuer');
+  try {
+    for (const iterations of opts.iterations) {
+      await resetState();
+      const config = benchConfig(id, (doc) => {
+        doc.connections.pg.scram_iterations = iterations;
+        doc.connections.my = { plugin: 'mysql', url: MYSQL, pool_size: 20 };
+        doc.connections.aws = { plugin: 'aws-iam', region: 'us-east-1', endpoint, access_key_id: 'AKIDTESSERAADMIN0000', secret_access_key: 'x', max_attempts: 1 };
+        doc.roles['bench-my'] = { connection: 'my', default_ttl: '30m', max_ttl: '6h', grants: ['SELECT ON test.*'] };
+        doc.roles['bench-aws'] = { connection: 'aws', default_ttl: '30m', max_ttl: '6h', inline_policy: POLICY };
+        doc.policies[0].allow[0].creds.push('bench-my', 'bench-aws');
+      });
+      const broker = await startBroker(config);
+      try {
+        for (const [concurrency, n] of plan) {
+          const tessera = await load(n, concurrency, async () => {
+            const res = await post(`${broker.url}/v1/creds/bench-pg`, token, { ttl: '30m' });
+            if (res.status !== 201) throw new Error(`issue failed: ${res.status} ${JSON.stringify(res.body)}`);
+          });
+          const pool = new Pool({ connectionString: `${PG}/${TARGET_DB}`, max: Math.min(concurrency, 20) });
+          const raw = await load(n, concurrency, async (i) => {
+            const verifier = await scramSha256Verifier(`pw-${i}-${Math.random()}`, iterations);
+            await pool.query(`CREATE ROLE bench_raw_${iterations}_${concurrency}_${i} WITH LOGIN PASSWORD '${verifier}' VALID UNTIL '${new Date(Date.now() + 1800_000).toISOString()}' IN ROLE bench_readers`);
+          });
+          await pool.end();
+          rows.push({ target: `postgres (scram ${iterations})`, concurrency, tessera, raw, ratio: tessera.rate / raw.rate });
+          await dropRolesLike('bench_raw_');
+        }
+        if (iterations === opts.iterations[0]) {
+          const [concurrency, n] = plan[plan.length > 2 ? 1 : plan.length - 1];
+          rows.push(await benchMysql(broker.url, token, concurrency, n));
+          rows.push(await benchIam(broker.url, token, endpoint, concurrency, Math.min(n, 1000)));
+        }
+      } finally {
+        await broker.stop();
+      }
+    }
+  } finally {
+    await iam.stop();
+    await resetState();
+  }
+  return rows;
+}
+
+async function benchMysql(url: string, token: string, concurrency: number, n: number): Promise<IssueRow> {
+  const tessera = await load(n, concurrency, async () => {
+    const res = await post(`${url}/v1/creds/bench-my`, token, { ttl: '30m' });
+    if (res.status !== 201) throw new Error(`mysql issue failed: ${res.status}`);
+  });
+  const pool = mysql.createPool({ uri: MYSQL, connectionLimit: Math.min(concurrency, 20) });
+  const raw = await load(n, concurrency, async (i) => {
+    const user = `bench_raw_${i}`;
+    await pool.query(`CREATE USER ${mysql.escape(user)}@'%' IDENTIFIED BY ${mysql.escape(`pw-${i}-${Math.random()}`)}`);
+    await pool.query(`GRANT SELECT ON test.* TO ${mysql.escape(user)}@'%'`);
+  });
+  await pool.end();
+  return { target: 'mysql (MariaDB)', concurrency, tessera, raw, ratio: tessera.rate / raw.rate };
+}
+
+async function benchIam(url: string, token: string, endpoint: string, concurrency: number, n: number): Promise<IssueRow> {
+  const tessera = await load(n, concurrency, async () => {
+    const res = await post(`${url}/v1/creds/bench-aws`, token, { ttl: '30m' });
+    if (res.status !== 201) throw new Error(`iam issue failed: ${res.status}`);
+  });
+  const client = new IAMClient({ region: 'us-east-1', endpoint, credentials: { accessKeyId: 'AKIDTESSERAADMIN0000', secretAccessKey: 'x' }, maxAttempts: 1 });
+  const raw = await load(n, concurrency, async (i) => {
+    const UserName = `bench_raw_${i}`;
+    await client.send(new CreateUserCommand({ UserName, Path: '/tessera/' }));
+    await client.send(new PutUserPolicyCommand({ UserName, PolicyName: 'tessera', PolicyDocument: JSON.stringify(POLICY) }));
+    await client.send(new CreateAccessKeyCommand({ UserName }));
+  });
+  client.destroy();
+  return { target: 'aws-iam (test server)', concurrency, tessera, raw, ratio: tessera.rate / raw.rate };
+}

@@ -1,0 +1,186 @@
+/** Shared pieces of the benchmarks: statistics, a broker process, tokens, timing. */
+import { ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { JWK, exportJWK, generateKeyPair } from 'jose';
+import { Client } from 'pg';
+import { stringify } from 'yaml';
+import { mintJwtSvid } from '../scripts/tokens';
+
+export const PG = process.env.TESSERA_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432';
+export const REDIS = process.env.TESSERA_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
+export const MYSQL = process.env.TESSERA_BENCH_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
+export const BENCH_DB = 'tessera_bench';
+export const TARGET_DB = 'tessera_bench_target';
+
+export interface Stats {
+  n: number;
+  seconds: number;
+  rate: number;
+  p50: number;
+  p95: number;
+  p99: number;
+  max: number;
+}
+
+export function stats(latenciesMs: number[], seconds: number): Stats {
+  const sorted = [...latenciesMs].sort((a, b) => a - b);
+  const at = (q: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : NaN);
+  return { n: sorted.length, seconds, rate: sorted.length / seconds, p50: at(0.5), p95: at(0.95), p99: at(0.99), max: sorted[sorted.length - 1] ?? NaN };
+}
+
+/** Runs `task(i)` n times with `concurrency` in flight; returns per-call latencies and wall time. */
+export async function load(n: number, concurrency: number, task: (i: number) => Promise<void>): Promise<Stats> {
+  const latencies: number[] = [];
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, n) }, async () => {
+      while (next < n) {
+        const i = next++;
+        const t = performance.now();
+        await task(i);
+        latencies.push(performance.now() - t);
+      }
+    }),
+  );
+  return stats(latencies, (performance.now() - started) / 1000);
+}
+
+export async function admin<T>(database: string, fn: (c: Client) => Promise<T>): Promise<T> {
+  const c = new Client({ connectionString: `${PG}/${database}` });
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end();
+  }
+}
+
+export async function recreateDatabase(name: string): Promise<void> {
+  await admin('postgres', async (c) => {
+    await c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    await c.query(`CREATE DATABASE "${name}"`);
+  });
+}
+
+export async function dropRolesLike(prefix: string): Promise<number> {
+  return admin(TARGET_DB, async (c) => {
+    const { rows } = await c.query<{ rolname: string }>(`SELECT rolname FROM pg_roles WHERE rolname LIKE $1`, [`${prefix}%`]);
+    for (let i = 0; i < rows.length; i += 500) {
+      await c.query(rows.slice(i, i + 500).map((r) => `DROP ROLE IF EXISTS "${r.rolname}";`).join('\n'));
+    }
+    return rows.length;
+  });
+}
+
+export interface Identity {
+  jwksFile: string;
+  token(subject: string): Promise<string>;
+}
+
+export async function identity(): Promise<Identity> {
+  const { publicKey, privateKey } = await generateKeyPair('ES256', { extractable: true });
+  const kid = `bench-${randomBytes(4).toString('hex')}`;
+  const privateJwk: JWK = { ...(await exportJWK(privateKey)), kid, alg: 'ES256' };
+  const dir = mkdtempSync(join(tmpdir(), 'tessera-bench-'));
+  const jwksFile = join(dir, 'jwks.json');
+  writeFileSync(jwksFile, JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid, use: 'jwt-svid', alg: 'ES256' }] }));
+  return { jwksFile, token: (subject) => mintJwtSvid(privateJwk, { subject, ttlSeconds: 3600 * 6 }) };
+}
+
+/** The bench config: one state DB, the bench target DB, every plugin. */
+export function benchConfig(id: Identity, overrides: (doc: Record<string, any>) => void = () => undefined): string {
+  const doc: Record<string, any> = {
+    server: { host: '127.0.0.1', port: 0 },
+    storage: { postgres_url: `${PG}/${BENCH_DB}`, pool_size: 20 },
+    queue: { redis_url: REDIS, prefix: 'tessera-bench' },
+    encryption: { key: randomBytes(32).toString('base64') },
+    identity: { audience: 'tessera', issuers: [{ name: 'bench', type: 'jwt-svid', trust_domain: 'bench.example', jwks_file: id.jwksFile }] },
+    operators: ['spiffe://bench.example/ops/*'],
+    policies: [{ name: 'bench', subjects: ['spiffe://bench.example/load/*'], allow: [{ creds: ['bench-pg'] }] }],
+    connections: { pg: { plugin: 'postgres', url: `${PG}/${TARGET_DB}`, scram_iterations: 4096, pool_size: 20 } },
+    roles: { 'bench-pg': { connection: 'pg', default_ttl: '30m', max_ttl: '6h', member_of: ['bench_readers'] } },
+    limits: { per_identity_rps: 1_000_000, max_active_leases_per_role: 10_000_000 },
+    reconcile_every: '5s',
+    log: { level: 'warn' },
+  };
+  overrides(doc);
+  const path = join(mkdtempSync(join(tmpdir(), 'tessera-bench-')), 'tessera.yaml');
+  writeFileSync(path, stringify(doc));
+  return path;
+}
+
+export interface Broker {
+  child: ChildProcess;
+  url: string;
+  /** ms from spawn to /v1/health/ready answering 200. */
+  startupMs: number;
+  stop(): Promise<void>;
+  rssMb(): number;
+}
+
+export async function startBroker(configPath: string, args: string[] = []): Promise<Broker> {
+  const started = performance.now();
+  const child = spawn(process.execPath, ['bin/tessera.js', 'server', '--config', configPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stderr!.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      const m = /listening on (http:\/\/\S+)/.exec(stderr);
+      if (m) resolve(m[1].replace('[::1]', '127.0.0.1'));
+    });
+    child.once('exit', (code) => reject(new Error(`broker exited ${code}: ${stderr}`)));
+  });
+  for (;;) {
+    const ok = await fetch(`${url}/v1/health/ready`).then((r) => r.ok, () => false);
+    if (ok) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return {
+    child,
+    url,
+    startupMs: performance.now() - started,
+    rssMb: () => rssMb(child.pid!),
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+export function startWorker(configPath: string): ChildProcess {
+  return spawn(process.execPath, ['bin/tessera.js', 'worker', '--config', configPath], { stdio: 'ignore' });
+}
+
+export function rssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024;
+}
+
+export async function post(url: string, token: string, body: unknown): Promise<{ status: number; body: any }> {
+  const res = await fetch(url, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  return { status: res.status, body: await res.json() };
+}
+
+export const round = (x: number, digits = 1) => (Number.isFinite(x) ? Math.round(x * 10 ** digits) / 10 ** digits : x);
+
+/** Deletes the bench queue's keys, so jobs of an earlier run do not fire into this one. */
+export async function flushQueue(prefix = 'tessera-bench'): Promise<void> {
+  const { default: IORedis } = await import('ioredis');
+  const redis = new IORedis(REDIS);
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length) await redis.del(...keys);
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
+}

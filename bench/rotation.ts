@@ -1,0 +1,66 @@
+/** Emergency rotation of many static secrets on one connection, beside a bare ALTER ROLE loop. */
+import { Pool } from 'pg';
+import { scramSha256Verifier } from '../plugins/postgres/scram';
+import { BENCH_DB, Identity, PG, Stats, TARGET_DB, admin, benchConfig, flushQueue, load, post, recreateDatabase, startBroker } from './lib';
+
+export interface RotationResult {
+  secrets: number;
+  seconds: number;
+  rate: number;
+  raw: Stats;
+  ratio: number;
+}
+
+async function waitFor(sql: string, want: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { rows } = await admin(BENCH_DB, (c) => c.query<{ n: number }>(sql));
+    if (rows[0].n >= want) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting: ${sql} (${rows[0].n}/${want})`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export async function benchRotation(id: Identity, opts: { quick: boolean }): Promise<RotationResult> {
+  const n = opts.quick ? 100 : 1000;
+  const iterations = 4096;
+  await recreateDatabase(BENCH_DB);
+  await flushQueue();
+  await admin(TARGET_DB, (c) =>
+    c.query(`DO $$ BEGIN FOR i IN 1..${n} LOOP
+      EXECUTE format('DROP ROLE IF EXISTS bench_static_%s', i);
+      EXECUTE format('CREATE ROLE bench_static_%s LOGIN', i);
+    END LOOP; END $$`),
+  );
+  const statics: Record<string, unknown> = {};
+  for (let i = 1; i <= n; i++) statics[`static-${i}`] = { connection: 'pg', username: `bench_static_${i}` };
+  const config = benchConfig(id, (doc) => {
+    doc.connections.pg.scram_iterations = iterations;
+    doc.static_secrets = statics;
+    doc.reconcile_every = '1s';
+  });
+  const broker = await startBroker(config);
+  let seconds: number;
+  try {
+    // Taking ownership (one rotation each) is not measured.
+    await waitFor(`SELECT count(*)::int AS n FROM static_secrets WHERE current_version = 1`, n, 600_000);
+    const operator = await id.token('spiffe://bench.example/ops/bench');
+    const started = performance.now();
+    const res = await post(`${broker.url}/v1/rotate`, operator, { connection: 'pg', reason: 'bench' });
+    if (res.status !== 202) throw new Error(`emergency rotation refused: ${res.status}`);
+    await waitFor(`SELECT count(*)::int AS n FROM rotations WHERE trigger = 'emergency' AND status = 'succeeded'`, n, 600_000);
+    seconds = (performance.now() - started) / 1000;
+  } finally {
+    await broker.stop();
+  }
+  // The raw operation: the same password changes (verifier computed the same way) over 16 connections.
+  const pool = new Pool({ connectionString: `${PG}/${TARGET_DB}`, max: 16 });
+  const raw = await load(n, 16, async (i) => {
+    const verifier = await scramSha256Verifier(`pw-${Math.random()}`, iterations);
+    await pool.query(`ALTER ROLE bench_static_${i + 1} WITH PASSWORD '${verifier}'`);
+  });
+  await pool.end();
+  await admin(TARGET_DB, (c) => c.query(`DO $$ BEGIN FOR i IN 1..${n} LOOP EXECUTE format('DROP ROLE IF EXISTS bench_static_%s', i); END LOOP; END $$`));
+  await recreateDatabase(BENCH_DB);
+  return { secrets: n, seconds, rate: n / seconds, raw, ratio: n / seconds / raw.rate };
+}

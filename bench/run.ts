@@ -1,0 +1,116 @@
+/**
+ * `npm run bench [-- --quick] [-- --only issue,expiry,...]`: every figure measured beside the raw
+ * operation it is compared to, in the same run, on this machine. Prints a table and writes
+ * bench/results/latest.json and a dated markdown file.
+ */
+import { execSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { benchExpiry } from './expiry';
+import { benchHorizontal } from './horizontal';
+import { benchIssue, prepareTarget } from './issue';
+import { Stats, identity, round } from './lib';
+import { benchRotation } from './rotation';
+import { benchScale } from './scale';
+
+const SECTIONS = ['issue', 'expiry', 'scale', 'rotation', 'horizontal'] as const;
+
+function version(cmd: string): string {
+  try {
+    return execSync(cmd, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n')[0];
+  } catch {
+    return 'unknown';
+  }
+}
+
+const ms = (x: number) => `${round(x, 1)} ms`;
+const rate = (s: Stats) => `${round(s.rate, 0)}/s`;
+const lat = (s: Stats) => `${ms(s.p50)} / ${ms(s.p95)} / ${ms(s.p99)}`;
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const quick = args.includes('--quick');
+  const onlyArg = args.find((a) => a.startsWith('--only='))?.slice('--only='.length);
+  const only = new Set(onlyArg ? onlyArg.split(',') : SECTIONS);
+  const started = Date.now();
+  const id = await identity();
+  await prepareTarget();
+  const machine = {
+    cpu: `${cpus()[0]?.model ?? 'unknown'} × ${cpus().length}`,
+    memoryGb: round(totalmem() / 2 ** 30, 1),
+    node: process.version,
+    postgres: version('psql -h 127.0.0.1 -U postgres -Atc "SHOW server_version"'),
+    mariadb: version('mariadb -h 127.0.0.1 -uroot -N -e "SELECT VERSION()"'),
+    redis: version('redis-cli -h 127.0.0.1 INFO server | grep redis_version'),
+  };
+  const results: Record<string, unknown> = { date: new Date().toISOString(), quick, machine };
+  const md: string[] = [`# Tessera benchmarks ${results.date}${quick ? ' (quick)' : ''}`, '', `Machine: ${machine.cpu}, ${machine.memoryGb} GiB; Node ${machine.node}; PostgreSQL ${machine.postgres}; MariaDB ${machine.mariadb}; ${machine.redis}.`, ''];
+  const log = (line: string) => {
+    process.stdout.write(`${line}\n`);
+    md.push(line);
+  };
+
+  if (only.has('issue')) {
+    const rows = await benchIssue(id, { quick, iterations: quick ? [4096] : [4096, 1] });
+    results.issue = rows;
+    log('## Issue: HTTP API (JWT-SVID auth, policy, lease + audit, expiry job) vs the raw target operations');
+    log('');
+    log('| target | concurrency | Tessera rate | raw rate | ratio | Tessera p50 / p95 / p99 | raw p50 / p95 / p99 |');
+    log('|---|---|---|---|---|---|---|');
+    for (const r of rows) log(`| ${r.target} | ${r.concurrency} | ${rate(r.tessera)} | ${rate(r.raw)} | **${round(r.ratio, 2)}×** | ${lat(r.tessera)} | ${lat(r.raw)} |`);
+    log('');
+  }
+  if (only.has('expiry')) {
+    const r = await benchExpiry(id, { quick });
+    results.expiry = r;
+    log(`## Expiry: ${r.leases} leases expiring within the same minute`);
+    log('');
+    log('| lateness p50 | p99 | max | revocations/s | bare DROP ROLE/s (32 conns) | ratio |');
+    log('|---|---|---|---|---|---|');
+    log(`| ${ms(r.latenessMs.p50)} | ${ms(r.latenessMs.p99)} | ${ms(r.latenessMs.max)} | ${round(r.revokeRate, 0)} | ${round(r.rawDropRate, 0)} | **${round(r.ratio, 2)}×** |`);
+    log('');
+  }
+  if (only.has('scale')) {
+    const rows = await benchScale(id, { quick });
+    results.scale = rows;
+    log('## Scale: active leases in the store');
+    log('');
+    log('| leases | start-up to ready | RSS at ready | RSS after issuing | issue p50 / p95 / p99 (conc. 4) |');
+    log('|---|---|---|---|---|');
+    for (const r of rows) log(`| ${r.leases.toLocaleString('en')} | ${ms(r.startupMs)} | ${round(r.rssReadyMb, 0)} MB | ${round(r.rssAfterMb, 0)} MB | ${lat(r.issue)} |`);
+    log('');
+  }
+  if (only.has('rotation')) {
+    const r = await benchRotation(id, { quick });
+    results.rotation = r;
+    log(`## Rotation: emergency rotation of ${r.secrets} static secrets on one connection`);
+    log('');
+    log('| Tessera (request to all verified and promoted) | rotations/s | bare ALTER ROLE PASSWORD/s (16 conns) | ratio |');
+    log('|---|---|---|---|');
+    log(`| ${round(r.seconds, 2)} s | ${round(r.rate, 0)} | ${round(r.raw.rate, 0)} | **${round(r.ratio, 2)}×** |`);
+    log('');
+  }
+  if (only.has('horizontal')) {
+    const r = await benchHorizontal(id, { quick });
+    results.horizontal = r;
+    log('## Horizontal: issue throughput at concurrency 32 (scram 1)');
+    log('');
+    log('| one broker (with worker) | two brokers + one worker | ratio |');
+    log('|---|---|---|');
+    log(`| ${rate(r.one)} (p99 ${ms(r.one.p99)}) | ${rate(r.two)} (p99 ${ms(r.two.p99)}) | **${round(r.ratio, 2)}×** |`);
+    log('');
+  }
+  log(`Total bench time: ${round((Date.now() - started) / 1000, 0)} s. Reproduce: \`npm run bench${quick ? ' -- --quick' : ''}\`.`);
+
+  mkdirSync('bench/results', { recursive: true });
+  writeFileSync('bench/results/latest.json', `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(`bench/results/${new Date().toISOString().slice(0, 10)}${quick ? '-quick' : ''}.md`, `${md.join('\n')}\n`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    process.stderr.write(`bench failed: ${err instanceof Error ? err.stack : err}\n`);
+    process.exit(1);
+  },
+);
