@@ -5,7 +5,7 @@ import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';
 import { Metrics } from '../metrics/metrics';
 
-type Operation = 'createUser' | 'renewUser' | 'revokeUser' | 'verifyLogin' | 'ping';
+type Operation = 'createUser' | 'renewUser' | 'revokeUser' | 'verifyLogin' | 'ping' | 'setStaticSecret' | 'retireStaticSecret';
 
 /**
  * One plugin instance per configured connection, created at boot (a configured plugin that is missing
@@ -28,6 +28,10 @@ export class PluginRegistry implements OnApplicationShutdown {
 
   maxUsernameLength(connection: string): number {
     return this.get(connection).impl.maxUsernameLength;
+  }
+
+  pluginOf(connection: string): string {
+    return this.get(connection).plugin;
   }
 
   connectionNames(): string[] {
