@@ -95,7 +95,8 @@ export class AppModule {
             // that carry tokens or signatures are removed.
             redact: { paths: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-tessera-signature"]'], remove: true },
             serializers: { req: (req) => ({ id: req.id, method: req.method, url: req.url }), res: (res) => ({ statusCode: res.statusCode }) },
-            autoLogging: roles.http,
+            // One access-log line per request at info; none (and no per-request logger) above it.
+            autoLogging: roles.http && ['trace', 'debug', 'info'].includes(config.log.level),
           },
         }),
         CoreModule,

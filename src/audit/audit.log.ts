@@ -70,6 +70,31 @@ export class AuditLog {
     await q.query(APPEND, [at, event.type, actor, leaseId, body]);
   }
 
+  /**
+   * One round trip for a state change and its audit event: `guard` is a data-modifying statement with
+   * RETURNING (its parameters $1..$n); the event is appended only if it returned a row, in the same
+   * statement (so atomically, and holding the chain's lock only for that statement). Returns the
+   * guard's row as JSON, or undefined when it matched nothing.
+   */
+  async appendGuarded(guard: { sql: string; values: unknown[] }, event: AuditEvent, q: Queryable = this.db): Promise<Record<string, any> | undefined> {
+    const at = new Date().toISOString();
+    const n = guard.values.length;
+    const p = (i: number) => `$${n + i}`;
+    const body = JSON.stringify({ at, type: event.type, actor: event.actor ?? null, lease_id: event.leaseId ?? null, detail: event.detail ?? {} });
+    const { rows } = await q.query<{ row: Record<string, any> | null }>(
+      `WITH guard AS (${guard.sql}),
+       head AS (SELECT hash FROM audit_head WHERE id = 1 AND EXISTS (SELECT 1 FROM guard) FOR UPDATE),
+       ins AS (
+         INSERT INTO audit_events (at, type, actor, lease_id, body, prev_hash, hash)
+         SELECT ${p(1)}, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)}, head.hash, sha256(head.hash || convert_to(${p(5)}, 'UTF8')) FROM head
+         RETURNING hash),
+       moved AS (UPDATE audit_head SET hash = ins.hash FROM ins WHERE audit_head.id = 1 RETURNING 1)
+       SELECT (SELECT to_jsonb(g) FROM guard g LIMIT 1) AS row, (SELECT count(*) FROM moved) AS moved`,
+      [...guard.values, at, event.type, event.actor ?? null, event.leaseId ?? null, body],
+    );
+    return rows[0]?.row ?? undefined;
+  }
+
   async list(since: Date | undefined, limit: number): Promise<AuditRecord[]> {
     const { rows } = await this.db.query<{ id: string; body: string }>(
       `SELECT id, body FROM audit_events WHERE ($1::timestamptz IS NULL OR at >= $1) ORDER BY id LIMIT $2`,

@@ -14,6 +14,8 @@ export const ALLOWED_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 
 export const MAX_TOKEN_BYTES = 8192;
 const CLOCK_SKEW_SECONDS = 30;
 const FETCH_TIMEOUT_MS = 5000;
+const VERIFIED_CACHE_MS = 60_000;
+const VERIFIED_CACHE_SIZE = 10_000;
 
 interface IssuerEntry {
   name: string;
@@ -66,7 +68,24 @@ export class TokenVerifier {
     return this.isOperator(subject);
   }
 
+  /**
+   * Verified tokens, by their exact text, for at most a minute and never past their exp: a workload
+   * presents the same token many times, and a signature check is the costliest step of a request.
+   * The cache is bounded; only successes are cached.
+   */
+  private readonly verified = new Map<string, { identity: Identity; until: number }>();
+
   async verify(token: string): Promise<Identity> {
+    const hit = this.verified.get(token);
+    if (hit && hit.until > Date.now()) return hit.identity;
+    const identity = await this.verifyUncached(token);
+    if (this.verified.size >= VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.keys().next().value!);
+    const exp = (identity.claims.exp as number) * 1000;
+    this.verified.set(token, { identity, until: Math.min(Date.now() + VERIFIED_CACHE_MS, exp) });
+    return identity;
+  }
+
+  private async verifyUncached(token: string): Promise<Identity> {
     if (token.length > MAX_TOKEN_BYTES) throw deny('token too large');
     // Compact JWS only: three base64url parts. JWE (five parts) and JSON serialisation are refused.
     if (!/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(token)) throw deny('not a signed JWT');

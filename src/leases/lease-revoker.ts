@@ -37,21 +37,15 @@ export class LeaseRevoker {
   async revoke(lease: LeaseRow, reason: RevokeReason, actor: string | null): Promise<LeaseRow> {
     const role = this.roleSettings.forLease(lease);
     await this.plugins.call(lease.connection, 'revokeUser', [], (p) => p.revokeUser({ username: lease.account, role, issuedAt: lease.activated_at ?? undefined }));
-    const done = await this.db.tx(async (tx) => {
-      const row = await this.leases.finishRevocation(lease.id, tx);
-      if (!row) return undefined; // another revoker finished first and wrote the event
-      const lateness = reason === 'expired' ? Math.max(0, Date.now() - lease.expires_at.getTime()) / 1000 : undefined;
-      await this.audit.append(
-        {
-          type: AUDIT_TYPE[reason],
-          actor,
-          leaseId: lease.id,
-          detail: { role: lease.role, account: lease.account, reason, ...(lateness !== undefined && { lateness_seconds: lateness }) },
-        },
-        tx,
-      );
-      return { row, lateness };
+    const lateness = reason === 'expired' ? Math.max(0, Date.now() - lease.expires_at.getTime()) / 1000 : undefined;
+    const finished = await this.audit.appendGuarded(this.leases.guards.finish(lease.id), {
+      type: AUDIT_TYPE[reason],
+      actor,
+      leaseId: lease.id,
+      detail: { role: lease.role, account: lease.account, reason, ...(lateness !== undefined && { lateness_seconds: lateness }) },
     });
+    // Nothing finished: another revoker got there first and wrote the event.
+    const done = finished && { row: LeaseRepository.fromJson(finished), lateness };
     if (!done) return (await this.leases.get(lease.id)) ?? lease;
     this.metrics.revocations.inc({ reason });
     if (done.lateness !== undefined) this.metrics.expiryLateness.observe(done.lateness);

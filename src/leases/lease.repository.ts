@@ -26,44 +26,56 @@ export interface NewLease {
 export class LeaseRepository {
   constructor(@Inject(Database) private readonly db: Database) {}
 
-  async insertPending(l: NewLease): Promise<void> {
-    await this.db.query(
+  /**
+   * Writes the pending lease unless the role already has `cap` live leases (false then). The count
+   * stops at the cap, so it stays cheap; concurrent issues may overshoot the cap by a few.
+   */
+  async insertPending(l: NewLease, cap: number): Promise<boolean> {
+    const { rowCount } = await this.db.query(
       `INSERT INTO leases (id, role, connection, plugin, account, owner, owner_issuer, run_id, state, expires_at, max_expires_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10)`,
-      [l.id, l.role, l.connection, l.plugin, l.account, l.owner, l.ownerIssuer, l.runId, l.expiresAt, l.maxExpiresAt],
+       SELECT $1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10
+       WHERE (SELECT count(*) FROM (SELECT 1 FROM leases WHERE role = $2 AND state IN ('pending','active') LIMIT $11) live) < $11`,
+      [l.id, l.role, l.connection, l.plugin, l.account, l.owner, l.ownerIssuer, l.runId, l.expiresAt, l.maxExpiresAt, cap],
     );
+    return rowCount === 1;
   }
 
-  /** Live leases of a role, counted up to `cap` (the count stops there, so it stays cheap). */
-  async countLive(role: string, cap: number): Promise<number> {
-    const { rows } = await this.db.query<{ n: number }>(
-      `SELECT count(*)::int AS n FROM (SELECT 1 FROM leases WHERE role = $1 AND state IN ('pending','active') LIMIT $2) live`,
-      [role, cap],
-    );
-    return rows[0].n;
+  /** Transitions that carry their audit event in the same statement (see AuditLog.appendGuarded). */
+  readonly guards = {
+    activate: (id: string) => ({
+      sql: `UPDATE leases SET state = 'active', activated_at = now(), updated_at = now() WHERE id = $1 AND state = 'pending' RETURNING id`,
+      values: [id],
+    }),
+    /** Moves the expiry of a lease that is still active and unexpired. */
+    extend: (id: string, expiresAt: Date) => ({
+      sql: `UPDATE leases SET expires_at = $2, updated_at = now() WHERE id = $1 AND state = 'active' AND expires_at > now() RETURNING ${COLUMNS}`,
+      values: [id, expiresAt],
+    }),
+    /** revoking → revoked (or failed, for a lease that never went live). */
+    finish: (id: string) => ({
+      sql: `UPDATE leases SET state = CASE WHEN activated_at IS NULL THEN 'failed' ELSE 'revoked' END,
+              revoked_at = now(), updated_at = now(), last_error = CASE WHEN activated_at IS NULL THEN last_error END
+            WHERE id = $1 AND state IN ('revoking','revoke_failed') RETURNING ${COLUMNS}`,
+      values: [id],
+    }),
+  };
+
+  /** A lease row as a guard returns it (JSON: timestamps as text). */
+  static fromJson(row: Record<string, any>): LeaseRow {
+    const date = (v: unknown) => (v == null ? null : new Date(v as string));
+    return {
+      ...(row as LeaseRow),
+      created_at: date(row.created_at)!,
+      updated_at: date(row.updated_at)!,
+      expires_at: date(row.expires_at)!,
+      max_expires_at: date(row.max_expires_at)!,
+      activated_at: date(row.activated_at),
+      revoked_at: date(row.revoked_at),
+    };
   }
 
   async get(id: string, q: Queryable = this.db): Promise<LeaseRow | undefined> {
     const { rows } = await q.query<LeaseRow>(`SELECT ${COLUMNS} FROM leases WHERE id = $1`, [id]);
-    return rows[0];
-  }
-
-  /** Moves the expiry of a lease that is still active and unexpired; undefined otherwise. */
-  async extend(id: string, expiresAt: Date, q: Queryable): Promise<LeaseRow | undefined> {
-    const { rows } = await q.query<LeaseRow>(
-      `UPDATE leases SET expires_at = $2, updated_at = now()
-       WHERE id = $1 AND state = 'active' AND expires_at > now() RETURNING ${COLUMNS}`,
-      [id, expiresAt],
-    );
-    return rows[0];
-  }
-
-  async activate(id: string, q: Queryable): Promise<LeaseRow | undefined> {
-    const { rows } = await q.query<LeaseRow>(
-      `UPDATE leases SET state = 'active', activated_at = now(), updated_at = now()
-       WHERE id = $1 AND state = 'pending' RETURNING ${COLUMNS}`,
-      [id],
-    );
     return rows[0];
   }
 
@@ -120,17 +132,6 @@ export class LeaseRepository {
       values,
     );
     return rows.map((r) => r.id);
-  }
-
-  /** revoking → revoked (or failed, for a lease that never went live). */
-  async finishRevocation(id: string, q: Queryable): Promise<LeaseRow | undefined> {
-    const { rows } = await q.query<LeaseRow>(
-      `UPDATE leases SET state = CASE WHEN activated_at IS NULL THEN 'failed' ELSE 'revoked' END,
-              revoked_at = now(), updated_at = now(), last_error = CASE WHEN activated_at IS NULL THEN last_error END
-       WHERE id = $1 AND state IN ('revoking','revoke_failed') RETURNING ${COLUMNS}`,
-      [id],
-    );
-    return rows[0];
   }
 
   async recordError(id: string, error: string): Promise<void> {

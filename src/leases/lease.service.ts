@@ -9,7 +9,6 @@ import { JobProducer } from '../jobs/job.producer';
 import { Metrics } from '../metrics/metrics';
 import { PluginRegistry } from '../plugins/plugin-registry';
 import { PolicyService } from '../policy/policy.service';
-import { Database } from '../storage/database';
 import { LeaseFilter, LeaseRow, LeaseState, LeaseView, leaseView } from './lease.model';
 import { LeaseRepository } from './lease.repository';
 import { LeaseRevoker, RevokeReason } from './lease-revoker';
@@ -40,7 +39,6 @@ export class LeaseService {
 
   constructor(
     @Inject(CONFIG) private readonly config: TesseraConfig,
-    @Inject(Database) private readonly db: Database,
     private readonly leases: LeaseRepository,
     private readonly revoker: LeaseRevoker,
     private readonly plugins: PluginRegistry,
@@ -65,10 +63,6 @@ export class LeaseService {
       throw new DomainError('forbidden', 'policy_denied', `policy does not allow ${identity.subject} to lease ${JSON.stringify(roleName)}`);
     }
     if (!role) throw new DomainError('not_found', 'role_not_found', `no role named ${JSON.stringify(roleName)}`);
-    const limit = this.config.limits.max_active_leases_per_role;
-    if ((await this.leases.countLive(role.name, limit)) >= limit) {
-      throw new DomainError('rate_limited', 'role_lease_limit', `role ${role.name} has ${limit} live leases, its limit; revoke some or raise limits.max_active_leases_per_role`);
-    }
     const cap = Math.min(role.maxTtl, decision.maxTtl ?? Infinity);
     const ttl = Math.min(input.ttl ?? role.defaultTtl, cap);
     const now = Date.now();
@@ -78,7 +72,8 @@ export class LeaseService {
     const account = newAccountName(role.name, this.plugins.maxUsernameLength(role.connection));
     const password = newPassword();
 
-    await this.leases.insertPending({
+    const limit = this.config.limits.max_active_leases_per_role;
+    const inserted = await this.leases.insertPending({
       id,
       role: role.name,
       connection: role.connection,
@@ -89,7 +84,10 @@ export class LeaseService {
       runId: input.runId ?? null,
       expiresAt,
       maxExpiresAt,
-    });
+    }, limit);
+    if (!inserted) {
+      throw new DomainError('rate_limited', 'role_lease_limit', `role ${role.name} has ${limit} live leases, its limit; revoke some or raise limits.max_active_leases_per_role`);
+    }
 
     let credentials: Record<string, string | number>;
     try {
@@ -102,20 +100,11 @@ export class LeaseService {
       throw this.targetError(err, 'issue', id);
     }
 
-    const activated = await this.db.tx(async (tx) => {
-      const row = await this.leases.activate(id, tx);
-      if (row) {
-        await this.audit.append(
-          {
-            type: 'lease.issued',
-            actor: identity.subject,
-            leaseId: id,
-            detail: { role: role.name, account, ttl_seconds: ttl, expires_at: expiresAt.toISOString(), policy: decision.policy, run_id: input.runId ?? null },
-          },
-          tx,
-        );
-      }
-      return row;
+    const activated = await this.audit.appendGuarded(this.leases.guards.activate(id), {
+      type: 'lease.issued',
+      actor: identity.subject,
+      leaseId: id,
+      detail: { role: role.name, account, ttl_seconds: ttl, expires_at: expiresAt.toISOString(), policy: decision.policy, run_id: input.runId ?? null },
     });
     if (!activated) {
       // The lease was taken from us while the target worked: the reconciler judged it abandoned
@@ -182,15 +171,13 @@ export class LeaseService {
       }
       throw this.targetError(err, 'renew', id);
     }
-    const row = await this.db.tx(async (tx) => {
-      const updated = await this.leases.extend(id, expiresAt, tx);
-      if (!updated) return undefined;
-      await this.audit.append(
-        { type: 'lease.renewed', actor: identity.subject, leaseId: id, detail: { role: lease.role, expires_at: expiresAt.toISOString(), increment_seconds: step } },
-        tx,
-      );
-      return updated;
+    const updated = await this.audit.appendGuarded(this.leases.guards.extend(id, expiresAt), {
+      type: 'lease.renewed',
+      actor: identity.subject,
+      leaseId: id,
+      detail: { role: lease.role, expires_at: expiresAt.toISOString(), increment_seconds: step },
     });
+    const row = updated && LeaseRepository.fromJson(updated);
     if (!row) throw new DomainError('conflict', 'lease_not_active', 'the lease expired or was revoked while it was being renewed');
     await this.jobs.tryScheduleExpiry(id, row.expires_at, true);
     return leaseView(row);
