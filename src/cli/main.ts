@@ -1,14 +1,28 @@
-import { Command } from 'commander';
-import { createServer, createWorker } from '../app';
-import { ConfigError, loadConfigFile, resolveConfigPath } from '../config/config.loader';
-import { migrate } from '../storage/migrator';
+import { Command, CommanderError } from 'commander';
+import { registerAudit } from './audit.command';
+import { addClientOptions } from './context';
+import { registerCreds } from './creds.command';
+import { describeError, exitCodeFor } from './exit-codes';
+import { registerLeases } from './leases.command';
+import { registerRotate } from './rotate.command';
+import { registerRun } from './run.command';
+import { registerWhoami } from './whoami.command';
 
-function load(flag: string | undefined) {
+// The broker's modules (NestJS, plugins, SDKs) load only for the commands that run it, so client
+// commands such as `tessera run` start quickly.
+async function load(flag: string | undefined) {
+  const { loadConfigFile, resolveConfigPath } = await import('../config/config.loader');
   return loadConfigFile(resolveConfigPath(flag));
 }
 
 export function main(argv: string[]): void {
-  const program = new Command('tessera').description('Dynamic secrets broker: workload identity in, just-in-time credentials out.');
+  const program = new Command('tessera')
+    .description('Dynamic secrets broker: workload identity in, just-in-time credentials out.')
+    // Usage errors become exit code 2 (see exit-codes.ts) instead of commander's default 1.
+    .exitOverride()
+    // Lets `run` pass everything after the command name to the child.
+    .enablePositionalOptions();
+  addClientOptions(program);
 
   program
     .command('server')
@@ -16,7 +30,8 @@ export function main(argv: string[]): void {
     .option('--config <path>', 'config file (default: $TESSERA_CONFIG or config/tessera.yaml)')
     .option('--no-worker', 'serve HTTP only; run `tessera worker` processes for the jobs')
     .action(async (opts: { config?: string; worker: boolean }) => {
-      const config = load(opts.config);
+      const config = await load(opts.config);
+      const { createServer } = await import('../app');
       const app = await createServer(config, { worker: opts.worker });
       process.stderr.write(`tessera: listening on ${await app.getUrl()}\n`);
     });
@@ -26,7 +41,9 @@ export function main(argv: string[]): void {
     .description('run only the job processors and the reconciler')
     .option('--config <path>', 'config file')
     .action(async (opts: { config?: string }) => {
-      await createWorker(load(opts.config));
+      const config = await load(opts.config);
+      const { createWorker } = await import('../app');
+      await createWorker(config);
       process.stderr.write('tessera: worker running\n');
     });
 
@@ -35,12 +52,23 @@ export function main(argv: string[]): void {
     .description('create the state database if needed and apply pending migrations')
     .option('--config <path>', 'config file')
     .action(async (opts: { config?: string }) => {
-      const applied = await migrate(load(opts.config).storage.postgres_url);
+      const config = await load(opts.config);
+      const { migrate } = await import('../storage/migrator');
+      const applied = await migrate(config.storage.postgres_url);
       process.stdout.write(applied.length ? `applied migrations ${applied.join(', ')}\n` : 'schema up to date\n');
     });
 
+  registerRun(program);
+  registerCreds(program);
+  registerLeases(program);
+  registerWhoami(program);
+  registerAudit(program);
+  registerRotate(program);
+
   program.parseAsync(argv).catch((err: unknown) => {
-    process.stderr.write(`tessera: ${err instanceof ConfigError ? err.message : (err as Error)?.message ?? err}\n`);
-    process.exit(err instanceof ConfigError ? 2 : 1);
+    const code = exitCodeFor(err);
+    // Commander has already printed its own usage errors (and help).
+    if (!(err instanceof CommanderError)) process.stderr.write(`tessera: ${describeError(err)}\n`);
+    process.exit(code);
   });
 }
