@@ -69,6 +69,8 @@ export class RemoteKeySet {
   constructor(
     private readonly locate: () => Promise<string>,
     private readonly opts: RemoteKeySetOptions,
+    /** Called after every successful fetch: keys may have been removed. */
+    private readonly onRefresh: () => void = () => undefined,
   ) {}
 
   readonly resolve: KeyResolver = async (header, token) => {
@@ -112,6 +114,7 @@ export class RemoteKeySet {
     const doc = await fetchJson(await this.locate(), this.opts.timeoutMs);
     this.keys = createLocalJWKSet(adaptTrustBundle(doc));
     this.fetchedAt = Date.now();
+    this.onRefresh();
   }
 }
 

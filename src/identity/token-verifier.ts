@@ -44,7 +44,10 @@ export class TokenVerifier {
   ) {
     for (const issuer of config.identity.issuers) {
       const remote = (locate: () => Promise<string>) =>
-        new RemoteKeySet(locate, { cooldownMs: issuer.jwks_cooldown * 1000, maxAgeMs: 600_000, staleMs: 86_400_000, timeoutMs: FETCH_TIMEOUT_MS });
+        // A refreshed key set may have dropped a key: tokens verified with it must be checked again.
+        new RemoteKeySet(locate, { cooldownMs: issuer.jwks_cooldown * 1000, maxAgeMs: 600_000, staleMs: 86_400_000, timeoutMs: FETCH_TIMEOUT_MS }, () =>
+          this.verified.clear(),
+        );
       if (issuer.type === 'jwt-svid') {
         const fromUrl = issuer.bundle_url ? remote(async () => issuer.bundle_url!) : undefined;
         const keys = fromUrl?.resolve ?? keySetFromFile(issuer.jwks_file!);

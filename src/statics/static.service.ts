@@ -33,6 +33,7 @@ export class StaticService {
     await this.audit.append({ type: 'static.read', actor: identity.subject, detail: { name, version: current.version } });
     return {
       name,
+      plugin: this.config.connections.get(row.connection)?.plugin ?? null,
       ...credentials,
       version: current.version,
       rotated_at: row.rotated_at?.toISOString() ?? null,
