@@ -1,11 +1,5 @@
 import { z } from 'zod';
-import { parseDuration } from '../contract';
-
-const seconds = z.union([z.string(), z.number()]).transform((value, ctx) => {
-  const parsed = parseDuration(value);
-  if (parsed === undefined) ctx.addIssue({ code: 'custom', message: 'invalid duration' });
-  return parsed ?? 0;
-});
+import { durationSeconds } from '../contract';
 
 const arn = z.string().regex(/^arn:aws[a-z-]*:iam::(aws|\d{12}):policy\/[\w+=,.@/-]{1,512}$/, 'must be an IAM policy ARN');
 
@@ -20,9 +14,9 @@ export const awsIamConnectionSchema = z
     path: z.string().regex(/^\/([\w+=,.@-]+\/)*$/, 'must be an IAM path such as /tessera/').default('/tessera/'),
     /** Wait after issuing until the new key is usable (IAM keys take seconds to propagate). */
     wait_for_key: z.boolean().default(false),
-    key_wait_timeout: seconds.default(30),
+    key_wait_timeout: durationSeconds.default(30),
     /** A user missing this soon after it was created is "not visible yet", not "gone". */
-    consistency_window: seconds.default(300),
+    consistency_window: durationSeconds.default(300),
     max_attempts: z.number().int().min(1).max(10).default(3),
   })
   .strict()

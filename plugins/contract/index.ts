@@ -2,3 +2,4 @@ export * from './plugin';
 export * from './errors';
 export * from './templates';
 export * from './duration';
+export * from './schemas';

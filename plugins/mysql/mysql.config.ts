@@ -1,11 +1,5 @@
 import { z } from 'zod';
-import { checkTemplate, parseDuration } from '../contract';
-
-const seconds = z.union([z.string(), z.number()]).transform((value, ctx) => {
-  const parsed = parseDuration(value);
-  if (parsed === undefined) ctx.addIssue({ code: 'custom', message: 'invalid duration' });
-  return parsed ?? 0;
-});
+import { durationSeconds, statementTemplates } from '../contract';
 
 /** An account host as MySQL writes it: '%', a name, an address or a pattern; never quotes or spaces. */
 const accountHost = z.string().regex(/^[A-Za-z0-9%_.:\/-]{1,255}$/, 'must be a MySQL account host such as "%" or "10.0.%"');
@@ -16,21 +10,13 @@ export const mysqlConnectionSchema = z
     /** Host part of the accounts Tessera creates ('name'@'%' by default). */
     user_host: accountHost.default('%'),
     pool_size: z.number().int().min(1).max(200).default(10),
-    connect_timeout: seconds.default(5),
+    connect_timeout: durationSeconds.default(5),
   })
   .strict();
 export type MysqlConnectionConfig = z.infer<typeof mysqlConnectionSchema>;
 
 export const MYSQL_CREATION_PLACEHOLDERS = ['name', 'password'] as const;
 export const MYSQL_REVOCATION_PLACEHOLDERS = ['name'] as const;
-
-const statements = (allowed: readonly string[]) =>
-  z.array(
-    z.string().min(1).superRefine((sql, ctx) => {
-      const problem = checkTemplate(sql, allowed);
-      if (problem) ctx.addIssue({ code: 'custom', message: problem });
-    }),
-  );
 
 /**
  * A grant as written after GRANT and before TO: privileges, ON, an object. Operator-written, but one
@@ -46,8 +32,8 @@ export const mysqlRoleSchema = z
     /** GRANT <grant> TO the new account, e.g. "SELECT ON test.*". */
     grants: z.array(grant).default([]),
     /** Replace the default CREATE USER + GRANTs; {{name}} is 'user'@'host' quoted, {{password}} a literal. */
-    creation_statements: statements(MYSQL_CREATION_PLACEHOLDERS).optional(),
-    revocation_statements: statements(MYSQL_REVOCATION_PLACEHOLDERS).optional(),
+    creation_statements: statementTemplates(MYSQL_CREATION_PLACEHOLDERS).optional(),
+    revocation_statements: statementTemplates(MYSQL_REVOCATION_PLACEHOLDERS).optional(),
   })
   .strict();
 export type MysqlRoleSettings = z.infer<typeof mysqlRoleSchema>;

@@ -1,11 +1,5 @@
 import { z } from 'zod';
-import { checkTemplate, parseDuration } from '../contract';
-
-const seconds = z.union([z.string(), z.number()]).transform((value, ctx) => {
-  const parsed = parseDuration(value);
-  if (parsed === undefined) ctx.addIssue({ code: 'custom', message: 'invalid duration' });
-  return parsed ?? 0;
-});
+import { durationSeconds, statementTemplates } from '../contract';
 
 export const postgresConnectionSchema = z
   .object({
@@ -13,8 +7,8 @@ export const postgresConnectionSchema = z
     /** PBKDF2 rounds in the SCRAM verifiers the broker writes; see plugins/postgres/README.md. */
     scram_iterations: z.number().int().min(1).max(1_000_000).default(4096),
     pool_size: z.number().int().min(1).max(200).default(10),
-    connect_timeout: seconds.default(5),
-    statement_timeout: seconds.default(15),
+    connect_timeout: durationSeconds.default(5),
+    statement_timeout: durationSeconds.default(15),
   })
   .strict();
 export type PostgresConnectionConfig = z.infer<typeof postgresConnectionSchema>;
@@ -22,22 +16,14 @@ export type PostgresConnectionConfig = z.infer<typeof postgresConnectionSchema>;
 export const CREATION_PLACEHOLDERS = ['name', 'password', 'expiration'] as const;
 export const REVOCATION_PLACEHOLDERS = ['name'] as const;
 
-const statements = (allowed: readonly string[]) =>
-  z.array(
-    z.string().min(1).superRefine((sql, ctx) => {
-      const problem = checkTemplate(sql, allowed);
-      if (problem) ctx.addIssue({ code: 'custom', message: problem });
-    }),
-  );
-
 export const postgresRoleSchema = z
   .object({
     /** Existing group roles the new login role joins (GRANT ... TO, via CREATE ROLE ... IN ROLE). */
     member_of: z.array(z.string().min(1).max(63)).default([]),
     /** Replace the default CREATE ROLE; run in one transaction. {{password}} is a SCRAM verifier. */
-    creation_statements: statements(CREATION_PLACEHOLDERS).optional(),
+    creation_statements: statementTemplates(CREATION_PLACEHOLDERS).optional(),
     /** Run before the role is dropped (e.g. to revoke grants in other schemas). */
-    revocation_statements: statements(REVOCATION_PLACEHOLDERS).optional(),
+    revocation_statements: statementTemplates(REVOCATION_PLACEHOLDERS).optional(),
   })
   .strict();
 export type PostgresRoleSettings = z.infer<typeof postgresRoleSchema>;

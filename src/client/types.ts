@@ -1,6 +1,8 @@
 /** Shapes of the broker's HTTP API (DESIGN.md §5), as the client sees them. */
 
-export type LeaseState = 'pending' | 'active' | 'revoking' | 'revoked' | 'failed' | 'revoke_failed';
+// The lease shapes are the broker's own (type-only: the client loads none of the broker's code).
+export type { IssuedLease, LeasePage, LeaseState, LeaseView } from '../leases/lease.model';
+import type { LeaseState } from '../leases/lease.model';
 
 /** A duration as the API takes it: "90s", "15m", "1h", or whole seconds. */
 export type Duration = string | number;
@@ -11,37 +13,6 @@ export interface Whoami {
   operator: boolean;
 }
 
-export interface IssuedLease {
-  lease_id: string;
-  role: string;
-  plugin: string;
-  /** postgres/mysql: username, password (+ host, port, database); aws-iam: access_key_id, secret_access_key, iam_user. */
-  credentials: Record<string, string | number>;
-  ttl_seconds: number;
-  expires_at: string;
-  max_expires_at: string;
-  renewable: boolean;
-}
-
-export interface LeaseView {
-  lease_id: string;
-  role: string;
-  plugin: string;
-  account: string;
-  owner: string;
-  run_id: string | null;
-  state: LeaseState;
-  created_at: string;
-  expires_at: string;
-  max_expires_at: string;
-  revoked_at: string | null;
-  last_error?: string | null;
-}
-
-export interface LeasePage {
-  items: LeaseView[];
-  next_cursor: string | null;
-}
 
 export interface LeaseListFilter {
   role?: string;

@@ -30,21 +30,17 @@ export class LeaseJobs {
    * again instead, so renew never has to remove and re-add a job.
    */
   async enforce(job: Job<{ leaseId: string }>, token?: string): Promise<void> {
+    // The common case first, in one round trip: an active lease whose time is up.
+    const expired = await this.leases.claimExpired(job.data.leaseId);
+    if (expired) return this.revoke(job, expired, 'expired');
     const lease = await this.leases.get(job.data.leaseId);
     if (!lease) return;
     let claimed: LeaseRow | undefined;
     let reason: RevokeReason;
     switch (lease.state) {
       case 'active':
-        if (lease.expires_at.getTime() > Date.now()) return this.delayUntil(job, token, lease.expires_at.getTime());
-        claimed = await this.leases.claimExpired(lease.id);
-        if (!claimed) {
-          const now = await this.leases.get(lease.id); // renewed in between: wait for the new expiry
-          if (now?.state === 'active') return this.delayUntil(job, token, now.expires_at.getTime());
-          return;
-        }
-        reason = 'expired';
-        break;
+        // Not expired by the database's clock (renewed since the job was scheduled): wait again.
+        return this.delayUntil(job, token, lease.expires_at.getTime());
       case 'pending': {
         const due = lease.created_at.getTime() + this.config.pending_timeout * 1000;
         if (due > Date.now()) return this.delayUntil(job, token, due);
@@ -61,6 +57,10 @@ export class LeaseJobs {
       default:
         return; // revoked or failed: nothing left to do
     }
+    return this.revoke(job, claimed, reason);
+  }
+
+  private async revoke(job: Job, claimed: LeaseRow, reason: RevokeReason): Promise<void> {
     try {
       await this.revoker.revoke(claimed, reason, null);
     } catch (err) {

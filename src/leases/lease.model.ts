@@ -36,6 +36,24 @@ export interface LeaseView {
   last_error: string | null;
 }
 
+/** The answer to POST /v1/creds/{role}: the only place a lease's secret ever appears. */
+export interface IssuedLease {
+  lease_id: string;
+  role: string;
+  plugin: string;
+  /** postgres/mysql: username, password (+ host, port, database); aws-iam: access_key_id, secret_access_key, iam_user. */
+  credentials: Record<string, string | number>;
+  ttl_seconds: number;
+  expires_at: string;
+  max_expires_at: string;
+  renewable: boolean;
+}
+
+export interface LeasePage {
+  items: LeaseView[];
+  next_cursor: string | null;
+}
+
 export function leaseView(row: LeaseRow): LeaseView {
   return {
     lease_id: row.id,

@@ -9,26 +9,10 @@ import { JobProducer } from '../jobs/job.producer';
 import { Metrics } from '../metrics/metrics';
 import { PluginRegistry } from '../plugins/plugin-registry';
 import { PolicyService } from '../policy/policy.service';
-import { LeaseFilter, LeaseRow, LeaseState, LeaseView, leaseView } from './lease.model';
+import { IssuedLease, LeaseFilter, LeasePage, LeaseRow, LeaseState, LeaseView, leaseView } from './lease.model';
 import { LeaseRepository } from './lease.repository';
 import { LeaseRevoker, RevokeReason } from './lease-revoker';
 import { LEASE_ID, newAccountName, newLeaseId, newPassword } from './names';
-
-export interface IssuedLease {
-  lease_id: string;
-  role: string;
-  plugin: string;
-  credentials: Record<string, string | number>;
-  ttl_seconds: number;
-  expires_at: string;
-  max_expires_at: string;
-  renewable: boolean;
-}
-
-export interface LeasePage {
-  items: LeaseView[];
-  next_cursor: string | null;
-}
 
 const notFound = () => new DomainError('not_found', 'lease_not_found', 'no such lease');
 const INLINE_REVOKE_CONCURRENCY = 8;

@@ -1,0 +1,45 @@
+import { Client } from 'pg';
+import { PostgresPlugin } from '../../plugins/postgres/postgres.plugin';
+import { postgresConnectionSchema, postgresRoleSchema } from '../../plugins/postgres/postgres.config';
+import { newAccountName, newPassword } from '../../src/leases/names';
+import { TARGET_URL } from '../support/services';
+import { rolesLike, withAdmin } from '../support/target';
+
+/** What only the postgres plugin does, beyond the shared conformance suite. */
+describe('postgres plugin specifics', () => {
+  const plugin = new PostgresPlugin('pg', postgresConnectionSchema.parse({ url: TARGET_URL, scram_iterations: 1 }));
+  const expiresAt = () => new Date(Date.now() + 60_000);
+  afterAll(() => plugin.close());
+
+  it('revokes a role that holds privileges and owns objects: they go, the admin inherits nothing', async () => {
+    const role = postgresRoleSchema.parse({
+      creation_statements: ['CREATE ROLE {{name}} WITH LOGIN PASSWORD {{password}} VALID UNTIL {{expiration}}', 'GRANT SELECT ON widgets TO {{name}}', 'GRANT CREATE ON SCHEMA public TO {{name}}'],
+    });
+    const username = newAccountName('owner-test', 63);
+    const password = newPassword();
+    await plugin.createUser({ username, password, expiresAt: expiresAt(), role });
+    const url = new URL(TARGET_URL);
+    const session = new Client({ host: url.hostname, port: Number(url.port), database: url.pathname.slice(1), user: username, password });
+    await session.connect();
+    await session.query(`CREATE TABLE ${username}_scratch (x int)`);
+    await session.end();
+
+    await plugin.revokeUser({ username, role });
+    expect(await rolesLike(username)).toEqual([]);
+    const left = await withAdmin('tessera_target', (c) => c.query(`SELECT to_regclass($1) AS t`, [`public.${username}_scratch`]));
+    expect(left.rows[0].t).toBeNull(); // dropped with its owner, not handed to the admin
+  });
+
+  it('writes a SCRAM verifier with the configured round count, never the password', async () => {
+    const username = newAccountName('scram-test', 63);
+    const password = newPassword();
+    const fast = new PostgresPlugin('pg', postgresConnectionSchema.parse({ url: TARGET_URL, scram_iterations: 1 }));
+    await fast.createUser({ username, password, expiresAt: expiresAt(), role: postgresRoleSchema.parse({}) });
+    const { rows } = await withAdmin('postgres', (c) => c.query<{ rolpassword: string }>('SELECT rolpassword FROM pg_authid WHERE rolname = $1', [username]));
+    expect(rows[0].rolpassword).toMatch(/^SCRAM-SHA-256\$1:/);
+    expect(rows[0].rolpassword).not.toContain(password);
+    expect(await fast.verifyLogin({ username, password })).toBe(true);
+    await fast.revokeUser({ username, role: {} });
+    await fast.close();
+  });
+});
