@@ -1,14 +1,36 @@
 /** Expiry precision: many leases expiring in the same minute, and the revocation rate beside bare DROP ROLE. */
-import { Pool } from 'pg';
+import { Client, Pool } from 'pg';
 import { BENCH_DB, Identity, PG, Stats, TARGET_DB, admin, benchConfig, dropRolesLike, flushQueue, load, post, recreateDatabase, startBroker } from './lib';
 
 export interface ExpiryResult {
   leases: number;
+  /** First refused login minus expires_at, for a sample of credentials polled around expiry. */
+  loginRefusedMs: { sample: number; p50: number; p99: number; max: number };
   latenessMs: { p50: number; p99: number; max: number };
   revokeRate: number;
   rawDropRate: number;
   ratio: number;
   raw: Stats;
+}
+
+const SAMPLE = 100;
+
+/** Polls logins with the sampled credentials from just before their expiry until each is refused. */
+async function refusedLateness(sample: { creds: Record<string, any>; expiresAt: number }[]): Promise<number[]> {
+  const first = Math.min(...sample.map((s) => s.expiresAt));
+  await new Promise((r) => setTimeout(r, Math.max(0, first - Date.now() - 500)));
+  return Promise.all(
+    sample.map(async ({ creds, expiresAt }) => {
+      for (;;) {
+        const client = new Client({ host: creds.host, port: creds.port, database: creds.database, user: creds.username, password: creds.password });
+        const ok = await client.connect().then(() => true, () => false);
+        const at = Date.now();
+        await client.end().catch(() => undefined);
+        if (!ok) return at - expiresAt;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }),
+  );
 }
 
 export async function benchExpiry(id: Identity, opts: { quick: boolean }): Promise<ExpiryResult> {
@@ -22,13 +44,17 @@ export async function benchExpiry(id: Identity, opts: { quick: boolean }): Promi
   });
   const broker = await startBroker(config);
   const token = await id.token('spiffe://bench.example/load/expiry');
+  let loginRefused: number[] = [];
   const expiresAt = Date.now() + (opts.quick ? 20_000 : 75_000);
   try {
-    await load(n, 32, async () => {
+    const sample: { creds: Record<string, any>; expiresAt: number }[] = [];
+    await load(n, 32, async (i) => {
       const ttl = Math.max(1, Math.round((expiresAt - Date.now()) / 1000));
       const res = await post(`${broker.url}/v1/creds/bench-pg`, token, { ttl });
       if (res.status !== 201) throw new Error(`issue failed: ${res.status}`);
+      if (i % Math.ceil(n / SAMPLE) === 0) sample.push({ creds: res.body.credentials, expiresAt: Date.parse(res.body.expires_at) });
     });
+    loginRefused = await refusedLateness(sample);
     const spread = await admin(BENCH_DB, (c) => c.query(`SELECT extract(epoch FROM max(expires_at) - min(expires_at)) AS s FROM leases`));
     if (Number(spread.rows[0].s) >= 60) throw new Error('leases do not expire within one minute; issue was too slow');
     // Wait for every lease to be revoked.
@@ -57,8 +83,11 @@ export async function benchExpiry(id: Identity, opts: { quick: boolean }): Promi
   await pool.end();
   await dropRolesLike('bench_raw_');
   const revokeRate = n / span;
+  const sorted = loginRefused.sort((a, b) => a - b);
+  const q = (x: number) => sorted[Math.min(sorted.length - 1, Math.floor(x * sorted.length))];
   return {
     leases: n,
+    loginRefusedMs: { sample: sorted.length, p50: q(0.5), p99: q(0.99), max: sorted[sorted.length - 1] },
     latenessMs: { p50: Number(rows[0].p50), p99: Number(rows[0].p99), max: Number(rows[0].max) },
     revokeRate,
     rawDropRate: raw.rate,
