@@ -108,8 +108,10 @@ async function main(): Promise<void> {
   log(`Total bench time: ${round((Date.now() - started) / 1000, 0)} s. Reproduce: \`npm run bench${quick ? ' -- --quick' : ''}\`.`);
 
   mkdirSync('bench/results', { recursive: true });
+  const dated = `bench/results/${new Date().toISOString().slice(0, 10)}${quick ? '-quick' : ''}`;
   writeFileSync('bench/results/latest.json', `${JSON.stringify(results, null, 2)}\n`);
-  writeFileSync(`bench/results/${new Date().toISOString().slice(0, 10)}${quick ? '-quick' : ''}.md`, `${md.join('\n')}\n`);
+  writeFileSync(`${dated}.json`, `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(`${dated}.md`, `${md.join('\n')}\n`);
 }
 
 main().then(

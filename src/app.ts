@@ -56,7 +56,8 @@ export async function createServer(config: TesseraConfig, options: ServerOptions
     next();
   });
   // Raw body kept for signed webhooks (the signature is over the exact bytes received).
-  app.use(express.json({ limit: config.server.body_limit, verify: (req, _res, buf) => ((req as { rawBody?: Buffer }).rawBody = buf) }));
+  // No inflating: a signature is over the bytes received, and a compressed body is refused (415).
+  app.use(express.json({ limit: config.server.body_limit, inflate: false, verify: (req, _res, buf) => ((req as { rawBody?: Buffer }).rawBody = buf) }));
   // Body-parser errors happen before Nest's router; give them the same error shape.
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
     const mapped = toHttpError(err);

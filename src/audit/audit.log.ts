@@ -106,14 +106,21 @@ export class AuditLog {
     });
   }
 
-  /** Walks the chain from the first event; an edited, inserted or deleted event breaks it. */
+  /**
+   * Walks the chain from the first event; an edited, inserted or deleted event breaks it. One snapshot
+   * throughout, so events appended meanwhile are neither half-seen nor mistaken for a broken head.
+   */
   async verify(): Promise<AuditVerification> {
+    return this.db.tx((q) => this.verifyIn(q), { snapshot: true });
+  }
+
+  private async verifyIn(q: Queryable): Promise<AuditVerification> {
     let prev: Buffer = ZERO;
     let checked = 0;
     let after = '0';
     const page = 5000;
     for (;;) {
-      const { rows } = await this.db.query<{ id: string; at: Date; type: string; actor: string | null; lease_id: string | null; body: string; prev_hash: Buffer; hash: Buffer }>(
+      const { rows } = await q.query<{ id: string; at: Date; type: string; actor: string | null; lease_id: string | null; body: string; prev_hash: Buffer; hash: Buffer }>(
         'SELECT id, at, type, actor, lease_id, body, prev_hash, hash FROM audit_events WHERE id > $1 ORDER BY id LIMIT $2',
         [after, page],
       );
@@ -128,7 +135,7 @@ export class AuditLog {
       }
       if (rows.length < page) break;
     }
-    const { rows: head } = await this.db.query<{ hash: Buffer }>('SELECT hash FROM audit_head WHERE id = 1');
+    const { rows: head } = await q.query<{ hash: Buffer }>('SELECT hash FROM audit_head WHERE id = 1');
     // A head that is not the last event's hash means events were removed from the end.
     if (!head[0] || !head[0].hash.equals(prev)) return { ok: false, events_checked: checked, first_bad_id: String(Number(after) + 1) };
     return { ok: true, events_checked: checked };

@@ -46,6 +46,9 @@ const CLEARED_BY_PLUGIN: Record<string, readonly string[]> = {
 
 export function childEnv(base: NodeJS.ProcessEnv, leases: readonly IssuedLease[], runId: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...base };
+  // The workload gets its credentials, not the identity that leased them.
+  delete env.TESSERA_TOKEN;
+  delete env.TESSERA_TOKEN_FILE;
   const seen = new Set<string>();
   const fromLeases = new Set<string>();
   for (const lease of leases) {

@@ -7,6 +7,7 @@ import { TesseraConfig } from '../config/config.loader';
 import { Database } from '../storage/database';
 import { BrokerKeys } from './broker-keys';
 import { Identity } from './identity';
+import { TokenVerifier } from './token-verifier';
 
 const SECRET_FORMAT = /^tsb_([A-Za-z0-9_-]{16})\.([A-Za-z0-9_-]{43})$/;
 const refused = () => new DomainError('unauthenticated', 'invalid_bootstrap_secret', 'bootstrap secret unknown, expired or used up');
@@ -23,10 +24,14 @@ export class BootstrapService {
     @Inject(CONFIG) private readonly config: TesseraConfig,
     @Inject(Database) private readonly db: Database,
     private readonly keys: BrokerKeys,
+    private readonly tokens: TokenVerifier,
     private readonly audit: AuditLog,
   ) {}
 
   async createSecret(operator: Identity, input: { subject: string; expiresIn?: number; uses?: number }): Promise<{ secret_id: string; expires_at: string }> {
+    if (this.tokens.operatorSubject(input.subject)) {
+      throw new DomainError('invalid', 'invalid_request', 'subject: bootstrap secrets are for workloads; an operator subject is refused');
+    }
     const ttl = input.expiresIn ?? 3600;
     if (ttl > this.config.identity.bootstrap.max_secret_ttl) {
       throw new DomainError('invalid', 'invalid_request', `expires_in: at most ${this.config.identity.bootstrap.max_secret_ttl} seconds`);

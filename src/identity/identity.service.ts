@@ -38,7 +38,10 @@ export class IdentityService {
     if (!cert || !cert.raw) return undefined;
     // The TLS stack validated the chain against client_ca; a cert it did not trust is refused here.
     if (!socket.authorized) throw deny('invalid_certificate', `client certificate not trusted (${socket.authorizationError})`);
-    const check = checkX509Svid(cert.raw, this.config.server.tls?.trust_domains);
+    // Only trust domains the broker knows: those listed, else those of its JWT-SVID issuers.
+    const domains =
+      this.config.server.tls?.trust_domains ?? this.config.identity.issuers.flatMap((i) => (i.type === 'jwt-svid' ? [i.trust_domain] : []));
+    const check = checkX509Svid(cert.raw, domains);
     if (!check.ok) throw deny('invalid_certificate', check.reason);
     return { subject: check.spiffeId, issuer: X509_ISSUER_NAME, operator: this.tokens.operatorSubject(check.spiffeId), claims: {} };
   }

@@ -45,9 +45,10 @@ export class TokenVerifier {
     for (const issuer of config.identity.issuers) {
       const remote = (locate: () => Promise<string>) =>
         // A refreshed key set may have dropped a key: tokens verified with it must be checked again.
-        new RemoteKeySet(locate, { cooldownMs: issuer.jwks_cooldown * 1000, maxAgeMs: 600_000, staleMs: 86_400_000, timeoutMs: FETCH_TIMEOUT_MS }, () =>
-          this.verified.clear(),
-        );
+        new RemoteKeySet(locate, { cooldownMs: issuer.jwks_cooldown * 1000, maxAgeMs: 600_000, staleMs: 86_400_000, timeoutMs: FETCH_TIMEOUT_MS }, () => {
+          this.generation++;
+          this.verified.clear();
+        });
       if (issuer.type === 'jwt-svid') {
         const fromUrl = issuer.bundle_url ? remote(async () => issuer.bundle_url!) : undefined;
         const keys = fromUrl?.resolve ?? keySetFromFile(issuer.jwks_file!);
@@ -77,11 +78,15 @@ export class TokenVerifier {
    * The cache is bounded; only successes are cached.
    */
   private readonly verified = new Map<string, { identity: Identity; until: number }>();
+  /** Bumped when a key set is refreshed: a verification begun before then is not cached. */
+  private generation = 0;
 
   async verify(token: string): Promise<Identity> {
     const hit = this.verified.get(token);
     if (hit && hit.until > Date.now()) return hit.identity;
+    const generation = this.generation;
     const identity = await this.verifyUncached(token);
+    if (generation !== this.generation) return identity;
     if (this.verified.size >= VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.keys().next().value!);
     const exp = (identity.claims.exp as number) * 1000;
     this.verified.set(token, { identity, until: Math.min(Date.now() + VERIFIED_CACHE_MS, exp) });
@@ -125,7 +130,8 @@ export class TokenVerifier {
     // Only a JWT-SVID issuer speaks for SPIFFE IDs: an OIDC token claiming one would impersonate a
     // workload of a trust domain its issuer does not own.
     if (entry.iss !== undefined && entry.iss !== BROKER_ISSUER && subject.startsWith('spiffe:')) throw deny('OIDC token with a SPIFFE ID subject');
-    return { subject, issuer: entry.name, operator: this.isOperator(subject), claims: payload };
+    // A broker-signed (bootstrap) token never carries operator rights, whatever its subject.
+    return { subject, issuer: entry.name, operator: entry.iss !== BROKER_ISSUER && this.isOperator(subject), claims: payload };
   }
 
   private chooseIssuer(payload: JWTPayload): IssuerEntry {

@@ -16,7 +16,13 @@ const name = z.string().regex(NAME, 'not a valid name');
 export const eventBody = z.union([
   z.object({ type: z.literal('secret.exposed'), static: name }).strict(),
   z.object({ type: z.literal('secret.exposed'), connection: name }).strict(),
-  z.object({ type: z.literal('workload.completed'), subject: z.string().min(1).max(2048), run_id: runIdInput.optional() }).strict(),
+  z
+    .object({
+      type: z.literal('workload.completed'),
+      subject: z.string().min(1).max(2048).regex(/^[^\u0000-\u001f\u007f]+$/, 'must not contain control characters'),
+      run_id: runIdInput.optional(),
+    })
+    .strict(),
 ]);
 export type EventBody = z.infer<typeof eventBody>;
 
@@ -47,7 +53,7 @@ export class EventsService {
     }
     const match = typeof header === 'string' ? SIGNATURE.exec(header) : null;
     const key = this.config.events?.hmac_key;
-    const expected = key ? createHmac('sha256', Buffer.from(key, 'utf8')).update(req.rawBody ?? Buffer.alloc(0)).digest() : undefined;
+    const expected = key && req.rawBody ? createHmac('sha256', Buffer.from(key, 'utf8')).update(req.rawBody).digest() : undefined;
     if (!match || !expected || !timingSafeEqual(Buffer.from(match[1], 'hex'), expected)) {
       await this.deny(null, 401, 'bad signature');
       throw new DomainError('unauthenticated', 'invalid_signature', 'X-Tessera-Signature does not match the body');

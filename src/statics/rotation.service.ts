@@ -1,4 +1,5 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
+import { UnrecoverableError } from 'bullmq';
 import { randomBytes } from 'node:crypto';
 import { PluginError } from '../../plugins/contract';
 import { AuditLog } from '../audit/audit.log';
@@ -26,6 +27,11 @@ class RotationBusy extends PluginError {
 
 const VERIFY_ATTEMPTS = 5;
 
+export const newRotationId = () => `rot_${randomBytes(12).toString('base64url')}`;
+
+/** A version identified by a key on the target (IAM), not by a password on an account. */
+const isKeyVersion = (v: VersionRow) => Boolean(v.handle && v.handle !== 'set');
+
 /**
  * Rotation of static secrets as resumable, idempotent steps: write the encrypted intent (pending
  * version) → set it on the target → verify by logging in → promote to current (the previous version
@@ -51,7 +57,7 @@ export class RotationService {
     const row = await this.statics.get(name);
     if (!row) throw new DomainError('not_found', 'static_not_found', `no static secret named ${JSON.stringify(name)}`);
     const target = (row.current_version ?? 0) + 1;
-    const id = `rot_${randomBytes(12).toString('base64url')}`;
+    const id = newRotationId();
     await this.statics.createRotation({ id, name, target, trigger, reason: opts.reason, requestedBy: opts.actor });
     await this.jobs.rotate(name, target, trigger === 'emergency' || trigger === 'event');
     return { rotation_id: id, status: 'queued' };
@@ -93,7 +99,13 @@ export class RotationService {
       const message = err instanceof Error ? err.message : String(err);
       const final = lastAttempt || (err instanceof PluginError && !err.retryable && !(err instanceof RotationBusy));
       await this.statics.step(name, target, 'error', final ? 'failed' : 'running', message);
-      if (final) await this.giveUp(name, target, secret, message);
+      if (final) {
+        await this.giveUp(name, target, secret, message);
+        throw new UnrecoverableError(message);
+      }
+      // single: readers still get the current password, so put it back on the target until the
+      // next attempt (which sets the pending one again); the lock-out window is one attempt long.
+      await this.restoreCurrent(secret, current, pending).catch(() => undefined);
       throw err;
     }
   }
@@ -110,7 +122,9 @@ export class RotationService {
   /** Step 2: idempotent. A key-making target's result is sealed at once, so a crash cannot lose it. */
   private async setOnTarget(secret: StaticSecretConfig, pending: VersionRow, current: VersionRow | undefined) {
     const intent = this.open(pending);
-    if (intent.credentials && intent.verify && pending.handle) return { credentials: intent.credentials, verify: intent.verify };
+    // A key made by an earlier attempt is reused (making another would orphan it); a password is set
+    // again every attempt, since a failed attempt put the current one back.
+    if (intent.credentials && intent.verify && isKeyVersion(pending)) return { credentials: intent.credentials, verify: intent.verify };
     const result = await this.plugins.call(secret.connection, 'setStaticSecret', [intent.password ?? ''], (p) =>
       p.setStaticSecret({ account: pending.account, password: intent.password!, keep: current?.handle ? [current.handle] : [] }),
     );
@@ -129,10 +143,24 @@ export class RotationService {
   }
 
   /**
-   * After the last attempt: undo what can be undone (single strategy: put the current password back;
-   * IAM: delete the new key) so the current version keeps working, mark the secret rotation_failed
-   * (the next sweep tries again) and say so in a metric and the audit trail. If the target cannot be
-   * reached even to undo, the pending version stays: the next rotation resumes it.
+   * single strategy: sets the current password back on the target after a failed attempt. Only for
+   * password targets whose pending version rewrites the current account; key targets (IAM) keep the
+   * current key untouched by construction.
+   */
+  private async restoreCurrent(secret: StaticSecretConfig, current: VersionRow | undefined, pending: VersionRow | undefined): Promise<boolean> {
+    if (!current || !pending || current.account !== pending.account || isKeyVersion(current)) return true;
+    const old = this.open(current);
+    if (!old.password) return true;
+    await this.plugins.call(secret.connection, 'setStaticSecret', [old.password], (p) => p.setStaticSecret({ account: current.account, password: old.password! }));
+    return true;
+  }
+
+  /**
+   * After the last attempt: undo what can be undone so the current version keeps working (single: the
+   * current password is set back; IAM: a new key that was recorded is deleted, and the current key is
+   * never touched), mark the secret rotation_failed (retried after a pause), and say so in a metric and
+   * the audit trail. What cannot be undone (target unreachable, or an IAM key whose id was never
+   * recorded) stays pending: the next rotation resumes it.
    */
   private async giveUp(name: string, target: number, secret: StaticSecretConfig, error: string): Promise<void> {
     const pending = await this.statics.version(name, 'pending');
@@ -140,46 +168,55 @@ export class RotationService {
     let undone = !pending;
     if (pending) {
       try {
-        if (pending.handle && pending.handle !== 'set') {
+        if (isKeyVersion(pending)) {
           await this.plugins.call(secret.connection, 'retireStaticSecret', [], (p) => p.retireStaticSecret({ account: pending.account, handle: pending.handle! }));
-        } else if (current && current.account === pending.account) {
-          const old = this.open(current);
-          if (old.password) await this.plugins.call(secret.connection, 'setStaticSecret', [old.password], (p) => p.setStaticSecret({ account: current.account, password: old.password! }));
+          undone = true;
+        } else if (!(current && isKeyVersion(current)) && this.plugins.pluginOf(secret.connection) !== 'aws-iam') {
+          undone = await this.restoreCurrent(secret, current, pending);
         }
-        undone = true;
       } catch (err) {
         this.log.warn(`rotation of ${name} could not be undone (it will be resumed): ${(err as Error).message}`);
       }
       if (undone) await this.statics.deletePending(name, pending.version);
     }
     await this.db.tx(async (tx) => {
-      await this.statics.markFailed(name, error, tx);
+      await this.statics.markFailed(name, error, Math.max(5, this.config.reconcile_every * 4), tx);
       await this.audit.append({ type: 'static.rotation_failed', actor: null, detail: { name, version: target, error, undone } }, tx);
     });
     this.metrics.rotations.inc({ result: 'failed' });
   }
 
-  /** Takes ownership of a new secret: imports a configured password (verified), else rotates once. */
+  /**
+   * Takes ownership of a secret not owned yet: imports a configured password (after checking it logs
+   * in), else rotates once. Under the secret's lock, so replicas starting together do it once.
+   */
   async takeOwnership(name: string): Promise<void> {
     const secret = staticConfig(this.config, name);
     if (!secret) return;
-    if (secret.password === undefined) {
-      await this.request(name, 'register');
-      return;
-    }
-    const account = nextAccount(secret, undefined);
-    const result = await this.plugins.call(secret.connection, 'setStaticSecret', [secret.password], (p) =>
-      p.setStaticSecret({ account, password: secret.password!, apply: false }),
-    );
-    const works = await this.plugins.call(secret.connection, 'verifyLogin', [secret.password], (p) => p.verifyLogin(result.verify)).catch(() => false);
-    if (!works) {
-      await this.statics.markFailed(name, 'the configured password does not log in; Tessera will rotate it');
-      return;
-    }
-    await this.statics.insertPending({ name, version: 1, account, sealed: this.seal(name, 1, { password: secret.password, credentials: result.credentials, verify: result.verify }), handle: 'set' });
-    await this.db.tx(async (tx) => {
-      await this.statics.promote(name, 1, secret.grace, nextRotation(secret, new Date()), tx);
-      await this.audit.append({ type: 'static.imported', actor: null, detail: { name, version: 1, account } }, tx);
+    await this.statics.withLock(name, async () => {
+      const row = await this.statics.get(name);
+      if (!row || row.status !== 'unowned' || (await this.statics.version(name, 'pending'))) return;
+      if (secret.password === undefined) {
+        await this.statics.ensureRotation(name, 1, 'register', newRotationId());
+        await this.jobs.rotate(name, 1, false);
+        return;
+      }
+      const account = nextAccount(secret, undefined);
+      const result = await this.plugins.call(secret.connection, 'setStaticSecret', [secret.password], (p) =>
+        p.setStaticSecret({ account, password: secret.password!, apply: false }),
+      );
+      // A target that cannot be reached is not a wrong password: stay unowned, and try again next sweep.
+      const works = await this.plugins.call(secret.connection, 'verifyLogin', [secret.password], (p) => p.verifyLogin(result.verify));
+      if (!works) {
+        await this.statics.markFailed(name, 'the configured password does not log in; Tessera will rotate it', 0);
+        return;
+      }
+      const sealed = this.seal(name, 1, { password: secret.password, credentials: result.credentials, verify: result.verify });
+      if (!(await this.statics.insertPending({ name, version: 1, account, sealed, handle: 'set' }))) return;
+      await this.db.tx(async (tx) => {
+        await this.statics.promote(name, 1, secret.grace, nextRotation(secret, new Date()), tx);
+        await this.audit.append({ type: 'static.imported', actor: null, detail: { name, version: 1, account } }, tx);
+      });
     });
   }
 

@@ -1,12 +1,11 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { Job } from 'bullmq';
-import { randomBytes } from 'node:crypto';
 import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';
 import { JobProducer } from '../jobs/job.producer';
 import { JobName, JobPayloads } from '../jobs/jobs';
-import { RotationService } from './rotation.service';
+import { RotationService, newRotationId } from './rotation.service';
 import { StaticRepository } from './static.repository';
 
 /**
@@ -47,13 +46,15 @@ export class RotationSweeper implements OnApplicationBootstrap, OnApplicationShu
     this.running = true;
     try {
       const configured = Object.entries(this.config.static_secrets).map(([name, s]) => ({ name, connection: s.connection }));
-      for (const name of await this.statics.register(configured)) {
-        await this.rotations.takeOwnership(name).catch((err) => this.log.warn(`taking ownership of ${name}: ${(err as Error).message}`));
-      }
+      await this.statics.register(configured);
       for (const due of await this.statics.due(500)) {
         if (!Object.hasOwn(this.config.static_secrets, due.name)) continue;
+        if (due.status === 'unowned') {
+          await this.rotations.takeOwnership(due.name).catch((err) => this.log.warn(`taking ownership of ${due.name}: ${(err as Error).message}`));
+          continue;
+        }
         const target = (due.current_version ?? 0) + 1;
-        await this.statics.ensureRotation(due.name, target, due.current_version === null ? 'register' : 'cadence', `rot_${randomBytes(12).toString('base64url')}`);
+        await this.statics.ensureRotation(due.name, target, due.current_version === null ? 'register' : 'cadence', newRotationId());
         await this.jobs.rotate(due.name, target, false);
       }
       await this.rotations.retireExpired();

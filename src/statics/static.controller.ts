@@ -7,8 +7,9 @@ import { parseInput } from '../http/validation';
 import { EventsService, eventBody } from './events.service';
 import { StaticService } from './static.service';
 
-const rotateBody = z.object({ reason: z.string().max(500).optional() }).strict();
-const connectionBody = z.object({ connection: z.string().regex(NAME, 'not a valid name'), reason: z.string().max(500).optional() }).strict();
+const reason = z.string().max(500).regex(/^[^\u0000-\u001f\u007f]*$/, 'must not contain control characters');
+const rotateBody = z.object({ reason: reason.optional() }).strict();
+const connectionBody = z.object({ connection: z.string().regex(NAME, 'not a valid name'), reason: reason.optional() }).strict();
 
 @ApiTags('static secrets')
 @ApiBearerAuth()

@@ -1,4 +1,7 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
+import { Pool } from 'pg';
+import { CONFIG } from '../config/config.module';
+import { TesseraConfig } from '../config/config.loader';
 import { Sealed } from '../crypto/secret-box';
 import { Database, Queryable } from '../storage/database';
 
@@ -46,8 +49,21 @@ const UNIQUE_VIOLATION = '23505';
 
 /** All SQL about static secrets, their versions and rotations. */
 @Injectable()
-export class StaticRepository {
-  constructor(@Inject(Database) private readonly db: Database) {}
+export class StaticRepository implements OnApplicationShutdown {
+  /** Rotation locks hold a session for a whole rotation: their own small pool, so they never starve the API's. */
+  private readonly locks: Pool;
+
+  constructor(
+    @Inject(Database) private readonly db: Database,
+    @Inject(CONFIG) config: TesseraConfig,
+  ) {
+    this.locks = new Pool({ connectionString: config.storage.postgres_url, max: 24, application_name: 'tessera-locks' });
+    this.locks.on('error', () => undefined);
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.locks.end();
+  }
 
   /** Registers configured secrets; returns the names that were new. */
   async register(secrets: { name: string; connection: string }[]): Promise<string[]> {
@@ -65,7 +81,7 @@ export class StaticRepository {
    * its connection). Undefined, without running `fn`, when another process holds it.
    */
   async withLock<T>(name: string, fn: () => Promise<T>): Promise<T | undefined> {
-    const client = await this.db.pool.connect();
+    const client = await this.locks.connect();
     try {
       const { rows } = await client.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(hashtext('tessera:static:' || $1)) AS ok`, [name]);
       if (!rows[0].ok) return undefined;
@@ -133,15 +149,24 @@ export class StaticRepository {
     await q.query(`UPDATE rotations SET status = 'succeeded', finished_at = now() WHERE name = $1 AND target_version <= $2 AND status IN ('queued','running')`, [name, version]);
   }
 
-  async markFailed(name: string, error: string, q: Queryable = this.db): Promise<void> {
-    await q.query(`UPDATE static_secrets SET status = 'rotation_failed', last_error = $2, updated_at = now() WHERE name = $1`, [name, error]);
+  /** rotation_failed, retried by the sweeper after `retryAfterSeconds` (not at every tick). */
+  async markFailed(name: string, error: string, retryAfterSeconds: number, q: Queryable = this.db): Promise<void> {
+    await q.query(
+      `UPDATE static_secrets SET status = 'rotation_failed', last_error = $2, next_rotation_at = now() + make_interval(secs => $3), updated_at = now() WHERE name = $1`,
+      [name, error, retryAfterSeconds],
+    );
   }
 
-  /** Secrets the sweeper hands to the workers: due on cadence, failed last time, or not yet owned. */
-  async due(limit: number): Promise<{ name: string; current_version: number | null }[]> {
+  /**
+   * Secrets the sweeper must act on: not owned yet, due (on cadence, or for a retry after a failure),
+   * or with a rotation intent older than a minute whose job was lost (Redis wiped, a crash): resumed.
+   */
+  async due(limit: number): Promise<{ name: string; status: StaticStatus; current_version: number | null }[]> {
     const { rows } = await this.db.query(
-      `SELECT name, current_version FROM static_secrets
-       WHERE next_rotation_at <= now() OR status IN ('rotation_failed','unowned') ORDER BY next_rotation_at NULLS FIRST LIMIT $1`,
+      `SELECT s.name, s.status, s.current_version FROM static_secrets s
+       WHERE s.status = 'unowned' OR s.next_rotation_at <= now()
+          OR EXISTS (SELECT 1 FROM static_versions v WHERE v.name = s.name AND v.state = 'pending' AND v.created_at < now() - interval '1 minute')
+       ORDER BY s.next_rotation_at NULLS FIRST LIMIT $1`,
       [limit],
     );
     return rows;

@@ -45,8 +45,9 @@ export class StaticService {
   async describe(identity: Identity, name: string) {
     if (!identity.operator) await this.authorize(identity, name, 'static.describe');
     const secret = staticConfig(this.config, name);
+    if (!secret) throw notFound(name);
     const row = await this.statics.get(name);
-    if (!secret || !row) throw notFound(name);
+    if (!row) throw notFound(name);
     const { versions, rotations } = await this.statics.history(name);
     return {
       name,

@@ -23,10 +23,11 @@ export class Database implements Queryable {
     return this.pool.query<R>(text, values);
   }
 
-  async tx<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
+  /** A transaction; `snapshot` makes it a read-only one that sees a single consistent state. */
+  async tx<T>(fn: (client: PoolClient) => Promise<T>, opts: { snapshot?: boolean } = {}): Promise<T> {
     const client = await this.pool.connect();
     try {
-      await client.query('BEGIN');
+      await client.query(opts.snapshot ? 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' : 'BEGIN');
       const result = await fn(client);
       await client.query('COMMIT');
       return result;

@@ -65,6 +65,8 @@ describe('bootstrap secrets for legacy apps', () => {
     expect((await create({ subject: '' })).status).toBe(422);
     expect((await create({ subject: 'a\u0000b' })).status).toBe(422);
     expect((await create({ subject: 'x', uses: 0 })).status).toBe(422);
+    // A bootstrap secret can never be a way to become an operator.
+    expect((await create({ subject: 'spiffe://test.example/ops/root' })).status).toBe(422);
     expect((await exchange('garbage')).status).toBe(401);
     expect((await exchange(42)).status).toBe(422);
   });

@@ -114,6 +114,17 @@ describe('lease lifecycle against real PostgreSQL, Redis and BullMQ', () => {
     expect(await gone()).toBe(5);
   });
 
+  it('the audit chain stays whole under concurrent appends, and verify sees one consistent state meanwhile', async () => {
+    const operator = await broker.token('ops/alice');
+    const issuing = Promise.all(Array.from({ length: 24 }, () => broker.api('POST', `/v1/creds/${broker.role}`, { token: workload, body: { ttl: 60, run_id: 'chain' } })));
+    const verifying = Promise.all(Array.from({ length: 6 }, () => broker.api('GET', '/v1/audit/verify', { token: operator })));
+    const [issued, verified] = await Promise.all([issuing, verifying]);
+    expect(issued.every((r) => r.status === 201)).toBe(true);
+    expect(verified.map((v) => v.body.ok)).toEqual(Array(6).fill(true));
+    expect((await broker.api('POST', '/v1/leases/revoke-owned', { token: workload, body: { run_id: 'chain' } })).body).toEqual({ revoked: 24 });
+    expect((await broker.api('GET', '/v1/audit/verify', { token: operator })).body.ok).toBe(true);
+  });
+
   it('writes a hash-chained audit trail with no secret in it, and detects tampering', async () => {
     const operator = await broker.token('ops/alice');
     const verify = await broker.api('GET', '/v1/audit/verify', { token: operator });

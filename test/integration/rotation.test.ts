@@ -177,6 +177,10 @@ describe('rotation of static secrets', () => {
     expect((await broker.api('POST', '/v1/rotate', { token: operator, body: { connection: 'nope' } })).status).toBe(404);
     expect((await broker.api('POST', '/v1/rotate', { token: operator, body: { connection: '../x' } })).status).toBe(422);
     expect((await broker.api('GET', '/v1/rotations/rot_nope', { token: operator })).status).toBe(404);
+    const nul = JSON.stringify({ type: 'workload.completed', subject: 'a\u0000b' });
+    expect((await broker.api('POST', '/v1/events', { raw: nul, headers: { 'x-tessera-signature': sign(EVENTS_KEY, nul) } })).status).toBe(422);
+    expect((await broker.api('GET', '/v1/static/a%00b', { token: operator })).status).toBe(404);
+    expect((await broker.api('POST', '/v1/static/billing-legacy/rotate', { token: operator, body: { reason: 'x\u0000' } })).status).toBe(422);
     const body = JSON.stringify({ type: 'secret.exposed', static: 'billing-legacy', extra: 1 });
     expect((await broker.api('POST', '/v1/events', { raw: body, headers: { 'x-tessera-signature': sign(EVENTS_KEY, body) } })).status).toBe(422);
   });

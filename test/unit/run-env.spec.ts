@@ -77,4 +77,11 @@ describe('environment for tessera run', () => {
     const nasty = `it's "$HOME" \`id\` \\ ; $(rm -rf /) \n end`;
     expect(execFileSync('sh', ['-c', `printf %s ${shellQuote(nasty)}`], { encoding: 'utf8' })).toBe(nasty);
   });
+
+  it('the child never inherits the token that leased its credentials', () => {
+    const env = childEnv({ PATH: '/bin', TESSERA_TOKEN: 'secret-token', TESSERA_TOKEN_FILE: '/run/token' }, [], 'run-1');
+    expect(env.TESSERA_TOKEN).toBeUndefined();
+    expect(env.TESSERA_TOKEN_FILE).toBeUndefined();
+    expect(env).toMatchObject({ PATH: '/bin', TESSERA_RUN_ID: 'run-1' });
+  });
 });
