@@ -10,6 +10,7 @@ import { ConfigModule } from './config/config.module';
 import { TesseraConfig } from './config/config.loader';
 import { HealthController } from './health/health.controller';
 import { AuthGuard } from './http/auth.guard';
+import { DenialLimiter } from './http/denial-limiter';
 import { MetricsController, OperatorController, WhoamiController } from './http/misc.controller';
 import { BootstrapController } from './identity/bootstrap.controller';
 import { BootstrapService } from './identity/bootstrap.service';
@@ -78,6 +79,7 @@ export class AppModule {
           IdentityService,
           BootstrapService,
           EventsService,
+          DenialLimiter,
           { provide: APP_GUARD, useClass: AuthGuard },
           { provide: APP_GUARD, useClass: IdentityThrottlerGuard },
         ]

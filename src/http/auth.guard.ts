@@ -6,7 +6,7 @@ import { DomainError } from '../common/errors';
 import { Identity } from '../identity/identity';
 import { IdentityService } from '../identity/identity.service';
 import { Metrics } from '../metrics/metrics';
-import { TokenBucket } from './token-bucket';
+import { DenialLimiter } from './denial-limiter';
 
 const PUBLIC = 'tessera:public';
 const OPERATOR = 'tessera:operator';
@@ -17,15 +17,11 @@ export const OperatorOnly = () => SetMetadata(OPERATOR, true);
 
 export type AuthedRequest = Request & { identity?: Identity };
 
-/** Failed authentications audited per client address per second, beyond which the client gets 429. */
-const DENIALS_PER_SECOND = 20;
-
 /** Authenticates every request but the public ones; denials are audited (and rate limited). */
 @Injectable()
 export class AuthGuard implements CanActivate {
-  private readonly denials = new TokenBucket(DENIALS_PER_SECOND, DENIALS_PER_SECOND * 2);
-
   constructor(
+    private readonly denials: DenialLimiter,
     private readonly reflector: Reflector,
     private readonly identities: IdentityService,
     private readonly audit: AuditLog,
@@ -53,10 +49,8 @@ export class AuthGuard implements CanActivate {
 
   private async denied(req: Request, status: number, actor: string | null, reason: string): Promise<void> {
     this.metrics.deniedRequests.inc({ status: String(status) });
-    // A flood of bad tokens must not turn into a flood of audit writes (every append takes the chain's lock).
-    if (!this.denials.take(req.ip ?? 'unknown')) {
-      throw new DomainError('rate_limited', 'too_many_denied_requests', 'too many refused requests from this address; slow down');
-    }
+    // A flood of bad tokens must not turn into a flood of audit writes.
+    this.denials.check(req);
     await this.audit.append({ type: 'request.denied', actor, detail: { status, reason, method: req.method, path: req.path.slice(0, 256), client: req.ip ?? null } });
   }
 }

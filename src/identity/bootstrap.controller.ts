@@ -33,7 +33,7 @@ export class BootstrapController {
   @HttpCode(200)
   @Public()
   @ApiOperation({ summary: 'Exchange a bootstrap secret for a short-lived broker-signed token' })
-  exchange(@Body() body: unknown) {
-    return this.bootstrap.exchange(parseInput(exchangeBody, body).secret_id);
+  exchange(@Req() req: AuthedRequest, @Body() body: unknown) {
+    return this.bootstrap.exchange(parseInput(exchangeBody, body).secret_id, req);
   }
 }

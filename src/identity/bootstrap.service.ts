@@ -4,6 +4,7 @@ import { AuditLog } from '../audit/audit.log';
 import { DomainError } from '../common/errors';
 import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';
+import { DenialLimiter } from '../http/denial-limiter';
 import { Database } from '../storage/database';
 import { BrokerKeys } from './broker-keys';
 import { Identity } from './identity';
@@ -25,6 +26,7 @@ export class BootstrapService {
     @Inject(Database) private readonly db: Database,
     private readonly keys: BrokerKeys,
     private readonly tokens: TokenVerifier,
+    private readonly denials: DenialLimiter,
     private readonly audit: AuditLog,
   ) {}
 
@@ -49,13 +51,17 @@ export class BootstrapService {
     return { secret_id: `tsb_${id}.${secret}`, expires_at: expiresAt.toISOString() };
   }
 
-  async exchange(secretId: string): Promise<{ token: string; expires_at: string }> {
+  async exchange(secretId: string, client: { ip?: string }): Promise<{ token: string; expires_at: string }> {
     const match = SECRET_FORMAT.exec(secretId);
     if (!match) throw refused();
+    const denied = async (detail: Record<string, unknown>) => {
+      this.denials.check(client);
+      await this.audit.append({ type: 'request.denied', actor: null, detail: { status: 401, action: 'bootstrap', ...detail } });
+    };
     const [, id, secret] = match;
     const { rows } = await this.db.query<{ hash: Buffer }>('SELECT hash FROM bootstrap_secrets WHERE id = $1', [id]);
     if (!rows[0] || !timingSafeEqual(rows[0].hash, sha256(secret))) {
-      await this.audit.append({ type: 'request.denied', actor: null, detail: { status: 401, action: 'bootstrap', id } });
+      await denied({ id });
       throw refused();
     }
     // One use, atomically: two exchanges racing for the last use cannot both win.
@@ -65,10 +71,12 @@ export class BootstrapService {
         [id],
       );
       if (claimed[0]) await this.audit.append({ type: 'bootstrap.used', actor: claimed[0].subject, detail: { id } }, tx);
-      else await this.audit.append({ type: 'request.denied', actor: null, detail: { status: 401, action: 'bootstrap', id, reason: 'expired or used up' } }, tx);
       return claimed[0];
     });
-    if (!used) throw refused();
+    if (!used) {
+      await denied({ id, reason: 'expired or used up' });
+      throw refused();
+    }
     const { token, expiresAt } = await this.keys.sign(used.subject, this.config.identity.bootstrap.token_ttl);
     return { token, expires_at: expiresAt.toISOString() };
   }

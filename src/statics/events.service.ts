@@ -7,6 +7,7 @@ import { DomainError } from '../common/errors';
 import { CONFIG } from '../config/config.module';
 import { NAME } from '../config/config.schema';
 import { TesseraConfig } from '../config/config.loader';
+import { DenialLimiter } from '../http/denial-limiter';
 import { runIdInput } from '../http/validation';
 import { IdentityService } from '../identity/identity.service';
 import { LeaseService } from '../leases/lease.service';
@@ -40,22 +41,26 @@ export class EventsService {
     private readonly statics: StaticService,
     private readonly leases: LeaseService,
     private readonly audit: AuditLog,
+    private readonly denials: DenialLimiter,
   ) {}
 
   /** Who sent the event: 'webhook' for a valid signature, else an operator's identity. */
   async authenticate(req: Request & { rawBody?: Buffer }): Promise<string> {
     const header = req.headers['x-tessera-signature'];
     if (header === undefined) {
-      const identity = await this.identities.authenticate(req);
+      const identity = await this.identities.authenticate(req).catch(async (err: unknown) => {
+        await this.deny(req, null, 401, 'no valid signature or token');
+        throw err;
+      });
       if (identity.operator) return identity.subject;
-      await this.deny(identity.subject, 403, 'operator or signature required');
+      await this.deny(req, identity.subject, 403, 'operator or signature required');
       throw new DomainError('forbidden', 'operator_only', 'events need a valid X-Tessera-Signature or an operator token');
     }
     const match = typeof header === 'string' ? SIGNATURE.exec(header) : null;
     const key = this.config.events?.hmac_key;
     const expected = key && req.rawBody ? createHmac('sha256', Buffer.from(key, 'utf8')).update(req.rawBody).digest() : undefined;
     if (!match || !expected || !timingSafeEqual(Buffer.from(match[1], 'hex'), expected)) {
-      await this.deny(null, 401, 'bad signature');
+      await this.deny(req, null, 401, 'bad signature');
       throw new DomainError('unauthenticated', 'invalid_signature', 'X-Tessera-Signature does not match the body');
     }
     return 'webhook';
@@ -68,7 +73,8 @@ export class EventsService {
     return { rotation_ids: [(await this.statics.rotateFromEvent(actor, event.static)).rotation_id] };
   }
 
-  private async deny(actor: string | null, status: number, reason: string): Promise<void> {
+  private async deny(req: Request, actor: string | null, status: number, reason: string): Promise<void> {
+    this.denials.check(req);
     await this.audit.append({ type: 'request.denied', actor, detail: { status, action: 'events', reason } });
   }
 }

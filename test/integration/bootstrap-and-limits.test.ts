@@ -70,6 +70,16 @@ describe('bootstrap secrets for legacy apps', () => {
     expect((await exchange('garbage')).status).toBe(401);
     expect((await exchange(42)).status).toBe(422);
   });
+
+  it('a flood of unknown bootstrap secrets turns into 429s instead of unbounded audit writes', async () => {
+    const count = async () => (await broker.state<{ n: number }>(`SELECT count(*)::int AS n FROM audit_events WHERE type = 'request.denied'`))[0].n;
+    const before = await count();
+    const forged = (i: number) => `tsb_${String(i).padStart(16, 'x')}.${'A'.repeat(43)}`;
+    const statuses = await Promise.all(Array.from({ length: 120 }, (_, i) => exchange(forged(i)).then((r) => r.status)));
+    expect(statuses.every((st) => st === 401 || st === 429)).toBe(true);
+    expect(statuses.filter((st) => st === 429).length).toBeGreaterThan(0);
+    expect((await count()) - before).toBeLessThanOrEqual(60);
+  });
 });
 
 describe('limits', () => {
