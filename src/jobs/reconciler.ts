@@ -5,6 +5,7 @@ import { TesseraConfig } from '../config/config.loader';
 import { LeaseRepository } from '../leases/lease.repository';
 import { Metrics } from '../metrics/metrics';
 import { JobProducer } from './job.producer';
+import { Ticker } from './ticker';
 
 const BATCH = 5000;
 /** An expiry job normally fires on time; the reconciler steps in only for leases this late. */
@@ -17,46 +18,36 @@ const GRACE_SECONDS = 1;
  */
 @Injectable()
 export class Reconciler implements OnApplicationBootstrap, OnApplicationShutdown {
-  private readonly log = new Logger(Reconciler.name);
-  private running = false;
+  private readonly ticker: Ticker;
 
   constructor(
     @Inject(CONFIG) private readonly config: TesseraConfig,
-    private readonly scheduler: SchedulerRegistry,
+    scheduler: SchedulerRegistry,
     private readonly leases: LeaseRepository,
     private readonly jobs: JobProducer,
     private readonly metrics: Metrics,
-  ) {}
+  ) {
+    this.ticker = new Ticker(scheduler, 'reconciler', new Logger(Reconciler.name));
+  }
 
   onApplicationBootstrap(): void {
-    this.scheduler.addInterval('reconciler', setInterval(() => void this.tick(), this.config.reconcile_every * 1000));
-    // After a restart, recover at once rather than one interval later.
-    setImmediate(() => void this.tick());
+    this.ticker.start(this.config.reconcile_every, () => this.tick());
   }
 
   onApplicationShutdown(): void {
-    if (this.scheduler.doesExist('interval', 'reconciler')) this.scheduler.deleteInterval('reconciler');
+    this.ticker.stop();
   }
 
   /** Returns how many leases it enqueued. */
   async tick(): Promise<number> {
-    if (this.running) return 0;
-    this.running = true;
-    try {
-      const ids = await this.leases.findDue({
-        graceSeconds: GRACE_SECONDS,
-        staleSeconds: this.config.reconcile_every,
-        pendingTimeoutSeconds: this.config.pending_timeout,
-        limit: BATCH,
-      });
-      for (let i = 0; i < ids.length; i += 500) await this.jobs.revokeNow(ids.slice(i, i + 500));
-      this.metrics.revokeFailedLeases.set(await this.leases.countRevokeFailed());
-      return ids.length;
-    } catch (err) {
-      this.log.warn(`reconcile tick failed (next tick retries): ${(err as Error).message}`);
-      return 0;
-    } finally {
-      this.running = false;
-    }
+    const ids = await this.leases.findDue({
+      graceSeconds: GRACE_SECONDS,
+      staleSeconds: this.config.reconcile_every,
+      pendingTimeoutSeconds: this.config.pending_timeout,
+      limit: BATCH,
+    });
+    for (let i = 0; i < ids.length; i += 500) await this.jobs.revokeNow(ids.slice(i, i + 500));
+    this.metrics.revokeFailedLeases.set(await this.leases.countRevokeFailed());
+    return ids.length;
   }
 }

@@ -4,6 +4,7 @@ import { Job } from 'bullmq';
 import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';
 import { JobProducer } from '../jobs/job.producer';
+import { Ticker } from '../jobs/ticker';
 import { JobName, JobPayloads } from '../jobs/jobs';
 import { RotationService, newRotationId } from './rotation.service';
 import { StaticRepository } from './static.repository';
@@ -17,15 +18,17 @@ import { StaticRepository } from './static.repository';
 @Injectable()
 export class RotationSweeper implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly log = new Logger(RotationSweeper.name);
-  private running = false;
+  private readonly ticker: Ticker;
 
   constructor(
     @Inject(CONFIG) private readonly config: TesseraConfig,
-    private readonly scheduler: SchedulerRegistry,
+    scheduler: SchedulerRegistry,
     private readonly statics: StaticRepository,
     private readonly rotations: RotationService,
     private readonly jobs: JobProducer,
-  ) {}
+  ) {
+    this.ticker = new Ticker(scheduler, 'rotation-sweep', this.log);
+  }
 
   readonly handlers = {
     [JobName.RotateStatic]: (job: Job<JobPayloads[JobName.RotateStatic]>) =>
@@ -33,35 +36,26 @@ export class RotationSweeper implements OnApplicationBootstrap, OnApplicationShu
   };
 
   onApplicationBootstrap(): void {
-    this.scheduler.addInterval('rotation-sweep', setInterval(() => void this.tick(), this.config.reconcile_every * 1000));
-    setImmediate(() => void this.tick());
+    this.ticker.start(this.config.reconcile_every, () => this.tick());
   }
 
   onApplicationShutdown(): void {
-    if (this.scheduler.doesExist('interval', 'rotation-sweep')) this.scheduler.deleteInterval('rotation-sweep');
+    this.ticker.stop();
   }
 
   async tick(): Promise<void> {
-    if (this.running) return;
-    this.running = true;
-    try {
-      const configured = Object.entries(this.config.static_secrets).map(([name, s]) => ({ name, connection: s.connection }));
-      await this.statics.register(configured);
-      for (const due of await this.statics.due(500)) {
-        if (!Object.hasOwn(this.config.static_secrets, due.name)) continue;
-        if (due.status === 'unowned') {
-          await this.rotations.takeOwnership(due.name).catch((err) => this.log.warn(`taking ownership of ${due.name}: ${(err as Error).message}`));
-          continue;
-        }
-        const target = (due.current_version ?? 0) + 1;
-        await this.statics.ensureRotation(due.name, target, due.current_version === null ? 'register' : 'cadence', newRotationId());
-        await this.jobs.rotate(due.name, target, false);
+    const configured = Object.entries(this.config.static_secrets).map(([name, s]) => ({ name, connection: s.connection }));
+    await this.statics.register(configured);
+    for (const due of await this.statics.due(500)) {
+      if (!Object.hasOwn(this.config.static_secrets, due.name)) continue;
+      if (due.status === 'unowned') {
+        await this.rotations.takeOwnership(due.name).catch((err) => this.log.warn(`taking ownership of ${due.name}: ${(err as Error).message}`));
+        continue;
       }
-      await this.rotations.retireExpired();
-    } catch (err) {
-      this.log.warn(`rotation sweep failed (next tick retries): ${(err as Error).message}`);
-    } finally {
-      this.running = false;
+      const target = (due.current_version ?? 0) + 1;
+      await this.statics.ensureRotation(due.name, target, due.current_version === null ? 'register' : 'cadence', newRotationId());
+      await this.jobs.rotate(due.name, target, false);
     }
+    await this.rotations.retireExpired();
   }
 }

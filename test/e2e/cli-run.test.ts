@@ -1,11 +1,11 @@
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TestBroker, accountPrefix, eventually, startBroker } from '../support/broker';
 import { cliEnv, killQuietly, runCli, spawnCli } from '../support/cli';
+import { closedPort } from '../support/process';
 import { createPgAccount, owned } from '../support/statics';
 import { rolesLike, withAdmin } from '../support/target';
 
@@ -368,14 +368,3 @@ async function oldBroker(): Promise<{ url: string; close(): Promise<void> }> {
   return { url: `http://127.0.0.1:${port}`, close: () => new Promise((resolve) => server.close(() => resolve())) };
 }
 
-/** A TCP port nothing listens on. */
-function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}

@@ -1,5 +1,5 @@
+import { closedPort } from '../support/process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BrokerUnreachableError, LeaseLostError, TesseraApiError, TesseraClient, TokenUnavailableError, withLease } from '../../src/client';
@@ -176,13 +176,3 @@ describe('TesseraClient and withLease against a real broker', () => {
   });
 });
 
-function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}

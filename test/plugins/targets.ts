@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 /**
  * The real targets the conformance suite runs every plugin against. Adding a plugin means adding one
  * entry here: its factory, a working connection and role, a role whose creation fails half way, and how
@@ -148,7 +149,7 @@ const awsIam: ConformanceTarget = {
       outcome: 'created',
       check: (username) => {
         const doc = iamServer.policyDocument(username, 'tessera') as { Statement: { Resource: string }[] };
-        if (doc.Statement.length !== 1 || doc.Statement[0].Resource !== sneakyResource) throw new Error(`policy structure changed: ${JSON.stringify(doc)}`);
+        assert.deepStrictEqual(doc.Statement.map((st) => st.Resource), [sneakyResource], 'policy structure changed');
       },
     },
     { settings: { policy_arns: ['arn:aws:iam::aws:policy/ReadOnly"Access'] }, outcome: 'refused' },
