@@ -98,12 +98,13 @@ export function benchConfig(id: Identity, overrides: (doc: Record<string, any>) 
     storage: { postgres_url: `${PG}/${BENCH_DB}`, pool_size: 20 },
     queue: { redis_url: REDIS, prefix: 'tessera-bench' },
     encryption: { key: randomBytes(32).toString('base64') },
-    identity: { audience: 'tessera', issuers: [{ name: 'bench', type: 'jwt-svid', trust_domain: 'bench.example', jwks_file: id.jwksFile }] },
+    // The bench's tokens live 6 h (a run outlasts the 1 h default of max_token_lifetime).
+    identity: { audience: 'tessera', max_token_lifetime: '6h', verify_per_address_rps: 1_000_000, issuers: [{ name: 'bench', type: 'jwt-svid', trust_domain: 'bench.example', jwks_file: id.jwksFile }] },
     operators: ['spiffe://bench.example/ops/*'],
     policies: [{ name: 'bench', subjects: ['spiffe://bench.example/load/*'], allow: [{ creds: ['bench-pg'] }] }],
     connections: { pg: { plugin: 'postgres', url: `${PG}/${TARGET_DB}`, scram_iterations: 4096, pool_size: 20 } },
     roles: { 'bench-pg': { connection: 'pg', default_ttl: '30m', max_ttl: '6h', member_of: ['bench_readers'] } },
-    limits: { per_identity_rps: 1_000_000, max_active_leases_per_role: 10_000_000 },
+    limits: { per_identity_rps: 1_000_000, max_active_leases_per_role: 10_000_000, max_active_leases_per_owner: 10_000_000, audited_denials_per_identity: 10 },
     reconcile_every: '5s',
     log: { level: 'warn' },
   };

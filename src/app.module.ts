@@ -31,6 +31,7 @@ import { Metrics } from './metrics/metrics';
 import { PluginRegistry } from './plugins/plugin-registry';
 import { RoleSettingsResolver } from './plugins/role-settings';
 import { PolicyService } from './policy/policy.service';
+import { EventSignatureRepository } from './statics/event-signature.repository';
 import { EventsService } from './statics/events.service';
 import { RotationService } from './statics/rotation.service';
 import { RotationSweeper } from './statics/rotation.sweeper';
@@ -79,6 +80,7 @@ export class AppModule {
           IdentityService,
           BootstrapService,
           EventsService,
+          EventSignatureRepository,
           DenialLimiter,
           { provide: APP_GUARD, useClass: AuthGuard },
           { provide: APP_GUARD, useClass: IdentityThrottlerGuard },

@@ -7,8 +7,9 @@ import express, { NextFunction, Request, Response } from 'express';
 import { Logger } from 'nestjs-pino';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { AppModule } from './app.module';
-import { TesseraConfig } from './config/config.loader';
+import { ConfigError, TesseraConfig } from './config/config.loader';
 import { ErrorFilter, errorBody, toHttpError } from './http/error.filter';
 import { migrate } from './storage/migrator';
 
@@ -19,7 +20,36 @@ export interface ServerOptions {
   migrate?: boolean;
 }
 
+/** Methods whose requests carry a body: their Content-Type, when given, must be JSON even for an empty body. */
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
+function isJson(contentType: string | undefined): boolean {
+  return contentType?.split(';')[0].trim().toLowerCase() === 'application/json';
+}
+
+function isLoopback(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  const v6 = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return isIP(v6) === 6 && (v6 === '::1' || /^::ffff:127\./.test(v6) || /^0{0,4}(:0{0,4}){6}:0{0,3}1$/.test(v6));
+}
+
+/**
+ * Plain HTTP is served on loopback only: elsewhere bearer tokens and issued credentials would cross the
+ * network in clear. `server.allow_insecure: true` overrides (TLS ends at a proxy on the same host, say).
+ */
+export function checkListener(config: TesseraConfig): void {
+  const { host, tls, allow_insecure } = config.server;
+  if (tls || allow_insecure || isLoopback(host)) return;
+  throw new ConfigError(
+    `config ${config.source}: server.host: ${host} is not a loopback address and server.tls is not configured, so tokens and ` +
+      'credentials would cross the network unencrypted; configure server.tls, bind 127.0.0.1, or set server.allow_insecure: true ' +
+      '(for example when a TLS-terminating proxy on the same host forwards to the broker)',
+  );
+}
+
 export async function createServer(config: TesseraConfig, options: ServerOptions): Promise<NestExpressApplication> {
+  checkListener(config);
   if (options.migrate !== false) await migrate(config.storage.postgres_url);
   const tls = config.server.tls;
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, { http: true, worker: options.worker }), {
@@ -31,7 +61,8 @@ export async function createServer(config: TesseraConfig, options: ServerOptions
     httpsOptions: tls && {
       cert: readFileSync(tls.cert),
       key: readFileSync(tls.key),
-      ca: readFileSync(tls.client_ca),
+      // Every trust domain's bundle; the auth guard then requires the SVID's own domain's bundle.
+      ca: Object.values(tls.client_ca).map((file) => readFileSync(file)),
       requestCert: true,
       rejectUnauthorized: false,
     },
@@ -47,9 +78,13 @@ export async function createServer(config: TesseraConfig, options: ServerOptions
   app.use((req: Request, res: Response, next: NextFunction) => {
     // Responses can carry credentials: never cache them.
     res.setHeader('Cache-Control', 'no-store');
-    // A body the broker would not read must not be silently ignored while the request goes ahead.
+    // A body the broker would not read must not be silently ignored while the request goes ahead. And a
+    // request that declares a type other than JSON is refused whether or not it has a body, so the
+    // answer does not depend on the length (a browser sends text/plain and form posts cross-site
+    // without asking first). A bodiless POST with no Content-Type at all is fine.
     const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
-    if (hasBody && !req.is('application/json')) {
+    const declared = req.headers['content-type'] !== undefined;
+    if ((hasBody || (declared && BODY_METHODS.has(req.method))) && !isJson(req.headers['content-type'])) {
       res.status(415).json(errorBody(req, 'unsupported_media_type', 'send the body as application/json'));
       return;
     }

@@ -8,7 +8,8 @@ export const awsIamConnectionSchema = z
     region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'must be an AWS region such as us-east-1'),
     /** IAM (and STS) endpoint for LocalStack, moto or a test server; AWS itself when absent. */
     endpoint: z.string().url().optional(),
-    access_key_id: z.string().min(16).max(128).optional(),
+    /** Any non-empty id: AWS's own are 16-128 characters, but emulators (moto, LocalStack) take `test` or `testing`. */
+    access_key_id: z.string().min(1).max(128).optional(),
     secret_access_key: z.string().min(1).optional(),
     /** IAM path of the users Tessera creates: marks them as Tessera's. */
     path: z.string().regex(/^\/([\w+=,.@-]+\/)*$/, 'must be an IAM path such as /tessera/').default('/tessera/'),

@@ -3,18 +3,27 @@ import {
   AttachUserPolicyCommand,
   CreateAccessKeyCommand,
   CreateUserCommand,
+  DeactivateMFADeviceCommand,
   DeleteAccessKeyCommand,
+  DeleteLoginProfileCommand,
+  DeleteSSHPublicKeyCommand,
+  DeleteServiceSpecificCredentialCommand,
+  DeleteSigningCertificateCommand,
   DeleteUserCommand,
   DeleteUserPolicyCommand,
   DetachUserPolicyCommand,
   GetUserCommand,
   IAMClient,
+  ListServiceSpecificCredentialsCommand,
   ListUsersCommand,
   PutUserPolicyCommand,
   RemoveUserFromGroupCommand,
   paginateListAccessKeys,
   paginateListAttachedUserPolicies,
   paginateListGroupsForUser,
+  paginateListMFADevices,
+  paginateListSSHPublicKeys,
+  paginateListSigningCertificates,
   paginateListUserPolicies,
 } from '@aws-sdk/client-iam';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
@@ -26,6 +35,7 @@ import {
   PluginError,
   PluginFactory,
   RenewUserRequest,
+  RetireStaticSecretRequest,
   RevokeUserRequest,
   SetStaticSecretRequest,
   StaticSecretResult,
@@ -48,7 +58,9 @@ const isMissing = (err: unknown) => codeOf(err) === 'NoSuchEntity';
 /**
  * An IAM user per lease, with an access key. The user's path and tag mark it as Tessera's; its policy is
  * built as an object and serialised. Every step of issue is undone if a later one fails, and revoke
- * strips keys, policies and groups before it deletes the user, each step tolerating "already gone".
+ * strips keys, policies, groups and every other credential (console password, SSH keys, service
+ * credentials, signing certificates, MFA devices) before it deletes the user, each step tolerating
+ * "already gone".
  * IAM generates the secret key itself: the broker's password is not used.
  */
 export class AwsIamPlugin implements CredentialPlugin {
@@ -137,10 +149,7 @@ export class AwsIamPlugin implements CredentialPlugin {
     if (req.apply === false) throw new PluginError(`aws-iam ${this.name}: importing an existing key is not supported; Tessera makes the first key`, false);
     const UserName = req.account;
     try {
-      const keys: string[] = [];
-      for await (const page of paginateListAccessKeys({ client: this.iam }, { UserName })) {
-        for (const key of page.AccessKeyMetadata ?? []) if (key.AccessKeyId) keys.push(key.AccessKeyId);
-      }
+      const keys = await this.keyIds(UserName);
       if (keys.length >= 2) {
         for (const AccessKeyId of keys.filter((k) => !(req.keep ?? []).includes(k))) {
           await this.iam.send(new DeleteAccessKeyCommand({ UserName, AccessKeyId })).catch((err) => {
@@ -158,12 +167,27 @@ export class AwsIamPlugin implements CredentialPlugin {
     }
   }
 
-  async retireStaticSecret(req: { account: string; handle: string }): Promise<void> {
+  /** Deletes one key (`handle`), or every key but `keep`. */
+  async retireStaticSecret(req: RetireStaticSecretRequest): Promise<void> {
+    const UserName = req.account;
     try {
-      await this.iam.send(new DeleteAccessKeyCommand({ UserName: req.account, AccessKeyId: req.handle }));
+      const doomed = req.handle !== undefined ? [req.handle] : req.keep !== undefined ? (await this.keyIds(UserName)).filter((k) => !req.keep!.includes(k)) : [];
+      for (const AccessKeyId of doomed) {
+        await this.iam.send(new DeleteAccessKeyCommand({ UserName, AccessKeyId })).catch((err) => {
+          if (!isMissing(err)) throw err;
+        });
+      }
     } catch (err) {
       if (!isMissing(err)) throw this.translate('retire', err);
     }
+  }
+
+  private async keyIds(UserName: string): Promise<string[]> {
+    const keys: string[] = [];
+    for await (const page of paginateListAccessKeys({ client: this.iam }, { UserName })) {
+      for (const key of page.AccessKeyMetadata ?? []) if (key.AccessKeyId) keys.push(key.AccessKeyId);
+    }
+    return keys;
   }
 
   /** Signs a call with the key itself (STS GetCallerIdentity needs no permission) and checks whose it is. */
@@ -219,6 +243,23 @@ export class AwsIamPlugin implements CredentialPlugin {
     }
     for await (const page of paginateListGroupsForUser({ client: this.iam }, { UserName })) {
       for (const g of page.Groups ?? []) await this.iam.send(new RemoveUserFromGroupCommand({ UserName, GroupName: g.GroupName })).catch(ignoreMissing);
+    }
+    // Every other way in that someone may have added to the user: a console password, SSH keys
+    // (CodeCommit), service-specific credentials, signing certificates and MFA devices. Each also
+    // blocks DeleteUser with DeleteConflict.
+    await this.iam.send(new DeleteLoginProfileCommand({ UserName })).catch(ignoreMissing);
+    for await (const page of paginateListSSHPublicKeys({ client: this.iam }, { UserName })) {
+      for (const k of page.SSHPublicKeys ?? []) await this.iam.send(new DeleteSSHPublicKeyCommand({ UserName, SSHPublicKeyId: k.SSHPublicKeyId })).catch(ignoreMissing);
+    }
+    const { ServiceSpecificCredentials = [] } = await this.iam.send(new ListServiceSpecificCredentialsCommand({ UserName }));
+    for (const c of ServiceSpecificCredentials) {
+      await this.iam.send(new DeleteServiceSpecificCredentialCommand({ UserName, ServiceSpecificCredentialId: c.ServiceSpecificCredentialId })).catch(ignoreMissing);
+    }
+    for await (const page of paginateListSigningCertificates({ client: this.iam }, { UserName })) {
+      for (const c of page.Certificates ?? []) await this.iam.send(new DeleteSigningCertificateCommand({ UserName, CertificateId: c.CertificateId })).catch(ignoreMissing);
+    }
+    for await (const page of paginateListMFADevices({ client: this.iam }, { UserName })) {
+      for (const d of page.MFADevices ?? []) await this.iam.send(new DeactivateMFADeviceCommand({ UserName, SerialNumber: d.SerialNumber })).catch(ignoreMissing);
     }
     await this.iam.send(new DeleteUserCommand({ UserName })).catch(ignoreMissing);
     return true;

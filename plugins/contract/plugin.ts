@@ -55,6 +55,24 @@ export interface SetStaticSecretRequest {
   keep?: string[];
   /** false: change nothing, only describe the credentials for a password the target already has. */
   apply?: boolean;
+  /**
+   * End the account's open sessions once the new password is set (the old one leaked: sessions
+   * opened with it must not survive). Targets without sessions ignore it.
+   */
+  endSessions?: boolean;
+}
+
+/** Destroys superseded secrets of a static account, so no credential it had before keeps working. */
+export interface RetireStaticSecretRequest {
+  account: string;
+  /** Key-based targets (IAM): the one key to delete. */
+  handle?: string;
+  /** Key-based targets (IAM): delete every key of the account except these. */
+  keep?: string[];
+  /** Password targets: a fresh random password nobody records, which replaces the superseded one. */
+  password?: string;
+  /** End the account's open sessions (password targets). */
+  endSessions?: boolean;
 }
 
 export interface StaticSecretResult {
@@ -87,8 +105,12 @@ export interface CredentialPlugin {
   revokeUser(req: RevokeUserRequest): Promise<void>;
   /** Sets a new secret on an existing account (DB: its password; IAM: a new access key). Idempotent. */
   setStaticSecret(req: SetStaticSecretRequest): Promise<StaticSecretResult>;
-  /** Removes a superseded secret that would otherwise keep working (IAM: an old key). Idempotent. */
-  retireStaticSecret(req: { account: string; handle: string }): Promise<void>;
+  /**
+   * Destroys a superseded secret that would otherwise keep working (IAM: old keys; databases: the
+   * password of an account no longer current, replaced by one nobody knows, and its sessions).
+   * Idempotent; an account that is gone is success.
+   */
+  retireStaticSecret(req: RetireStaticSecretRequest): Promise<void>;
   /** Logs in with the credential; true when the target accepts it. */
   verifyLogin(req: VerifyRequest): Promise<boolean>;
   /** Throws when the target cannot be reached. */

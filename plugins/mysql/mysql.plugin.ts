@@ -7,6 +7,7 @@ import {
   PluginError,
   PluginFactory,
   RenewUserRequest,
+  RetireStaticSecretRequest,
   RevokeUserRequest,
   SetStaticSecretRequest,
   StaticSecretResult,
@@ -112,12 +113,7 @@ export class MysqlPlugin implements CredentialPlugin {
         if ((err as MysqlError).errno === OPERATION_FAILED_FOR_USER) return; // already gone
         throw err;
       }
-      const [sessions] = await conn.query('SELECT ID AS id FROM information_schema.PROCESSLIST WHERE USER = ?', [req.username]);
-      for (const { id } of sessions as { id: number }[]) {
-        await conn.query(`KILL CONNECTION ${Number(id)}`).catch((err: MysqlError) => {
-          if (err.errno !== NO_SUCH_THREAD) throw err;
-        });
-      }
+      await killSessions(conn, req.username);
       for (const statement of role.revocation_statements ?? []) await conn.query(renderTemplate(statement, { name: account }));
       await conn.query(`DROP USER IF EXISTS ${account}`);
     });
@@ -130,16 +126,10 @@ export class MysqlPlugin implements CredentialPlugin {
   }
 
   async setStaticSecret(req: SetStaticSecretRequest): Promise<StaticSecretResult> {
-    const { user, host } = this.staticAccount(req.account);
+    const { user } = this.staticAccount(req.account);
     if (req.apply !== false) {
-      await this.run('rotate', [req.password], async (conn) => {
-        try {
-          await conn.query(`ALTER USER ${mysql.escape(user)}@${mysql.escape(host)} IDENTIFIED BY ${mysql.escape(req.password)}`);
-        } catch (err) {
-          if ((err as MysqlError).errno === OPERATION_FAILED_FOR_USER) throw new AccountNotFoundError(req.account);
-          throw err;
-        }
-      });
+      await this.setPassword('rotate', req.account, req.password, { missingIsGone: false });
+      if (req.endSessions) await this.endSessions(user);
     }
     return {
       credentials: {
@@ -153,8 +143,41 @@ export class MysqlPlugin implements CredentialPlugin {
     };
   }
 
-  /** A MySQL account has one password: nothing older survives to retire. */
-  async retireStaticSecret(): Promise<void> {}
+  /** An account has one password: retiring it means replacing it with one nobody knows, and ending its sessions. */
+  async retireStaticSecret(req: RetireStaticSecretRequest): Promise<void> {
+    if (req.password !== undefined && !(await this.setPassword('retire', req.account, req.password, { missingIsGone: true }))) return;
+    if (req.endSessions) await this.endSessions(this.staticAccount(req.account).user);
+  }
+
+  /** False when the account is gone and that is acceptable. */
+  private async setPassword(step: string, account: string, password: string, opts: { missingIsGone: boolean }): Promise<boolean> {
+    const { user, host } = this.staticAccount(account);
+    return this.run(step, [password], async (conn) => {
+      try {
+        await conn.query(`ALTER USER ${mysql.escape(user)}@${mysql.escape(host)} IDENTIFIED BY ${mysql.escape(password)}`);
+        return true;
+      } catch (err) {
+        if ((err as MysqlError).errno === OPERATION_FAILED_FOR_USER) {
+          if (opts.missingIsGone) return false;
+          throw new AccountNotFoundError(account);
+        }
+        throw err;
+      }
+    });
+  }
+
+  /**
+   * Ends every session of the user name (the process list does not say which host part an account
+   * matched, so every account of that name is cut off) and waits until they are gone.
+   */
+  private async endSessions(user: string): Promise<void> {
+    await this.run('end sessions', [], async (conn) => {
+      for (let attempt = 0; (await killSessions(conn, user)) > 0; attempt++) {
+        if (attempt >= 50) throw new PluginError(`mysql ${this.name}: sessions of ${user} did not end`, true);
+        await new Promise((r) => setTimeout(r, 20 * Math.min(attempt + 1, 5)));
+      }
+    });
+  }
 
   async verifyLogin(req: VerifyRequest): Promise<boolean> {
     let conn: mysql.Connection | undefined;
@@ -212,6 +235,17 @@ export class MysqlPlugin implements CredentialPlugin {
     for (const secret of secrets) text = text.split(secret).join('[redacted]');
     return new PluginError(`mysql ${this.name}: ${step} failed: ${text}`, isRetryable(err));
   }
+}
+
+/** KILL CONNECTION for every session of `user` but our own; returns how many there were. */
+async function killSessions(conn: PoolConnection, user: string): Promise<number> {
+  const [sessions] = await conn.query('SELECT ID AS id FROM information_schema.PROCESSLIST WHERE USER = ? AND ID <> CONNECTION_ID()', [user]);
+  for (const { id } of sessions as { id: number }[]) {
+    await conn.query(`KILL CONNECTION ${Number(id)}`).catch((err: MysqlError) => {
+      if (err.errno !== NO_SUCH_THREAD) throw err;
+    });
+  }
+  return (sessions as unknown[]).length;
 }
 
 function isRetryable(err: unknown): boolean {

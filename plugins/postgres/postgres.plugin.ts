@@ -7,6 +7,7 @@ import {
   PluginError,
   PluginFactory,
   RenewUserRequest,
+  RetireStaticSecretRequest,
   RevokeUserRequest,
   SetStaticSecretRequest,
   StaticSecretResult,
@@ -134,15 +135,8 @@ export class PostgresPlugin implements CredentialPlugin {
 
   async setStaticSecret(req: SetStaticSecretRequest): Promise<StaticSecretResult> {
     if (req.apply !== false) {
-      const verifier = await scramSha256Verifier(req.password, this.config.scram_iterations);
-      await this.run('rotate', async (client) => {
-        try {
-          await client.query(`ALTER ROLE ${escapeIdentifier(req.account)} WITH PASSWORD ${escapeLiteral(verifier)}`);
-        } catch (err) {
-          if (err instanceof DatabaseError && err.code === UNDEFINED_OBJECT) throw new AccountNotFoundError(req.account);
-          throw err;
-        }
-      });
+      await this.setPassword('rotate', req.account, req.password, { missingIsGone: false });
+      if (req.endSessions) await this.endSessions(req.account);
     }
     return {
       credentials: { username: req.account, password: req.password, host: this.target.host, port: this.target.port, database: this.target.database },
@@ -150,8 +144,47 @@ export class PostgresPlugin implements CredentialPlugin {
     };
   }
 
-  /** A PostgreSQL role has one password: nothing older survives to retire. */
-  async retireStaticSecret(): Promise<void> {}
+  /** A role has one password: retiring it means replacing it with one nobody knows, and ending its sessions. */
+  async retireStaticSecret(req: RetireStaticSecretRequest): Promise<void> {
+    if (req.password !== undefined && !(await this.setPassword('retire', req.account, req.password, { missingIsGone: true }))) return;
+    if (req.endSessions) await this.endSessions(req.account);
+  }
+
+  /** ALTER ROLE with a verifier computed here. False when the role is gone and that is acceptable. */
+  private async setPassword(step: string, account: string, password: string, opts: { missingIsGone: boolean }): Promise<boolean> {
+    const verifier = await scramSha256Verifier(password, this.config.scram_iterations);
+    return this.run(step, async (client) => {
+      try {
+        await client.query(`ALTER ROLE ${escapeIdentifier(account)} WITH PASSWORD ${escapeLiteral(verifier)}`);
+        return true;
+      } catch (err) {
+        if (err instanceof DatabaseError && err.code === UNDEFINED_OBJECT) {
+          if (opts.missingIsGone) return false;
+          throw new AccountNotFoundError(account);
+        }
+        throw err;
+      }
+    });
+  }
+
+  /**
+   * Ends every session of the role and waits until they are gone: pg_terminate_backend only signals,
+   * and a caller that reports "sessions ended" must be able to rely on it.
+   */
+  private async endSessions(account: string): Promise<void> {
+    await this.run('end sessions', async (client) => {
+      for (let attempt = 0; ; attempt++) {
+        const { rows } = await client.query<{ pid: number }>(
+          'SELECT pid FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()',
+          [account],
+        );
+        if (!rows.length) return;
+        if (attempt >= 50) throw new PluginError(`postgres ${this.name}: ${rows.length} session(s) of ${account} did not end`, true);
+        await client.query('SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid', [rows.map((r) => r.pid)]);
+        await new Promise((r) => setTimeout(r, 20 * Math.min(attempt + 1, 5)));
+      }
+    });
+  }
 
   async verifyLogin(req: VerifyRequest): Promise<boolean> {
     // The connection URL's settings (TLS, options) apply; only the login changes.

@@ -1,6 +1,10 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { createHash } from 'node:crypto';
+import { CONFIG } from '../config/config.module';
+import { TesseraConfig } from '../config/config.loader';
 import { Database, Queryable } from '../storage/database';
+import { AuditKeys } from './audit-keys';
+import { DenialSampler } from './denial-sampler';
 
 /** Event types written to the audit trail. */
 export type AuditType =
@@ -13,9 +17,12 @@ export type AuditType =
   | 'lease.abandoned'
   | 'lease.bulk_revoke'
   | 'request.denied'
+  | 'request.denied_summary'
+  | 'audit.keyed'
   | 'bootstrap.created'
   | 'bootstrap.used'
   | 'static.rotated'
+  | 'static.exposure_contained'
   | 'static.rotation_failed'
   | 'static.imported'
   | 'static.read'
@@ -47,52 +54,93 @@ export interface AuditVerification {
 
 const ZERO = Buffer.alloc(32);
 
-// One statement: lock the head, chain the new event onto it, move the head. The row lock on
-// audit_head serialises appends, so two transactions never chain onto the same predecessor.
-const APPEND = `
-  WITH head AS (SELECT hash FROM audit_head WHERE id = 1 FOR UPDATE),
-  ins AS (
-    INSERT INTO audit_events (at, type, actor, lease_id, body, prev_hash, hash)
-    SELECT $1, $2, $3, $4, $5, head.hash, sha256(head.hash || convert_to($5, 'UTF8')) FROM head
-    RETURNING id, hash)
-  UPDATE audit_head SET hash = ins.hash FROM ins WHERE audit_head.id = 1 RETURNING ins.id`;
+/** Taken first by every append: the row lock on audit_head serialises appends. */
+const LOCK_HEAD = 'SELECT hash, seal FROM audit_head WHERE id = 1 FOR UPDATE';
+/** Chains the event onto the locked head and moves the head (with its new seal) in one statement. */
+const INSERT = `
+  WITH ins AS (
+    INSERT INTO audit_events (at, type, actor, lease_id, body, prev_hash, hash, key_id)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id)
+  UPDATE audit_head SET hash = $7, key_id = $8, seal = $9 FROM ins WHERE audit_head.id = 1 RETURNING ins.id`;
 
-/** The hash-chained audit trail. Appends run inside the caller's transaction when one is given. */
+/**
+ * The audit trail, chained with a MAC keyed from the master key (DESIGN §9, invariant 5): each event's
+ * hash is HMAC-SHA256(prev hash, canonical text) under a key derived from the master key, whose id is
+ * stored with the event, and the head carries a seal over the newest hash. Whoever can write the state
+ * database but does not hold the master key can therefore not edit, insert or delete an event (nor cut
+ * events off the end) and recompute a chain that verifies. The key never reaches PostgreSQL: the MAC is
+ * computed here, between locking the head and writing the event. Appends run inside the caller's
+ * transaction when one is given.
+ *
+ * Refused requests are sampled per caller (see DenialSampler), so a flood of them writes few rows.
+ */
 @Injectable()
-export class AuditLog {
-  constructor(@Inject(Database) private readonly db: Database) {}
+export class AuditLog implements OnApplicationBootstrap, BeforeApplicationShutdown {
+  private readonly log = new Logger(AuditLog.name);
+  private readonly keys: AuditKeys;
+  private readonly denials: DenialSampler;
+  private readonly denialWindowMs: number;
+  private timer: NodeJS.Timeout | undefined;
 
-  async append(event: AuditEvent, q: Queryable = this.db): Promise<void> {
-    const at = new Date().toISOString();
-    const actor = event.actor ?? null;
-    const leaseId = event.leaseId ?? null;
-    const body = JSON.stringify({ at, type: event.type, actor, lease_id: leaseId, detail: event.detail ?? {} });
-    await q.query(APPEND, [at, event.type, actor, leaseId, body]);
+  constructor(
+    @Inject(Database) private readonly db: Database,
+    @Inject(CONFIG) config: TesseraConfig,
+  ) {
+    this.keys = new AuditKeys(config.encryption.key, config.encryption.previous_keys);
+    this.denialWindowMs = config.limits.audited_denials_window * 1000;
+    this.denials = new DenialSampler(config.limits.audited_denials_per_identity, this.denialWindowMs);
   }
 
   /**
-   * One round trip for a state change and its audit event: `guard` is a data-modifying statement with
-   * RETURNING (its parameters $1..$n); the event is appended only if it returned a row, in the same
-   * statement (so atomically, and holding the chain's lock only for that statement). Returns the
-   * guard's row as JSON, or undefined when it matched nothing.
+   * A chain without a keyed event (a new database, or one written before the chain was keyed) gets one
+   * now: from then on verify requires the keyed part, so rewriting everything as plain SHA-256 fails.
    */
-  async appendGuarded(guard: { sql: string; values: unknown[] }, event: AuditEvent, q: Queryable = this.db): Promise<Record<string, any> | undefined> {
-    const at = new Date().toISOString();
-    const n = guard.values.length;
-    const p = (i: number) => `$${n + i}`;
-    const body = JSON.stringify({ at, type: event.type, actor: event.actor ?? null, lease_id: event.leaseId ?? null, detail: event.detail ?? {} });
-    const { rows } = await q.query<{ row: Record<string, any> | null }>(
-      `WITH guard AS (${guard.sql}),
-       head AS (SELECT hash FROM audit_head WHERE id = 1 AND EXISTS (SELECT 1 FROM guard) FOR UPDATE),
-       ins AS (
-         INSERT INTO audit_events (at, type, actor, lease_id, body, prev_hash, hash)
-         SELECT ${p(1)}, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)}, head.hash, sha256(head.hash || convert_to(${p(5)}, 'UTF8')) FROM head
-         RETURNING hash),
-       moved AS (UPDATE audit_head SET hash = ins.hash FROM ins WHERE audit_head.id = 1 RETURNING 1)
-       SELECT (SELECT to_jsonb(g) FROM guard g LIMIT 1) AS row, (SELECT count(*) FROM moved) AS moved`,
-      [...guard.values, at, event.type, event.actor ?? null, event.leaseId ?? null, body],
-    );
-    return rows[0]?.row ?? undefined;
+  async onApplicationBootstrap(): Promise<void> {
+    await this.db.tx(async (tx) => {
+      const { rows } = await tx.query<{ hash: Buffer; seal: Buffer | null }>(LOCK_HEAD);
+      if (!rows[0]?.seal) await this.link(tx, rows[0].hash, this.record({ type: 'audit.keyed', actor: null, detail: { key_id: this.keys.currentId } }));
+    });
+    // Summaries are written within a quarter window of the window's end.
+    this.timer = setInterval(() => void this.writeSummaries(false), Math.max(250, Math.min(this.denialWindowMs / 4, 15_000)));
+    this.timer.unref();
+  }
+
+  async beforeApplicationShutdown(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await this.writeSummaries(true);
+  }
+
+  async append(event: AuditEvent, q?: Queryable): Promise<void> {
+    if (event.type === 'request.denied' && !(await this.admitDenial(event))) return;
+    const record = this.record(event);
+    const chain = async (tx: Queryable) => {
+      const { rows } = await tx.query<{ hash: Buffer }>(LOCK_HEAD);
+      await this.link(tx, rows[0].hash, record);
+    };
+    if (q) await chain(q);
+    else await this.db.tx(chain);
+  }
+
+  /**
+   * A state change and its audit event, atomically: `guard` is a data-modifying statement with
+   * RETURNING (its parameters $1..$n); the event is appended only if it returned a row. The guard and
+   * the head's lock share one statement, so the chain stays locked only while the event is written.
+   * Returns the guard's row as JSON, or undefined when it matched nothing.
+   */
+  async appendGuarded(guard: { sql: string; values: unknown[] }, event: AuditEvent, q?: Queryable): Promise<Record<string, any> | undefined> {
+    const record = this.record(event);
+    const run = async (tx: Queryable) => {
+      const { rows } = await tx.query<{ row: Record<string, any> | null; head: Buffer | null }>(
+        `WITH guard AS (${guard.sql}),
+         head AS (SELECT hash FROM audit_head WHERE id = 1 AND EXISTS (SELECT 1 FROM guard) FOR UPDATE)
+         SELECT (SELECT to_jsonb(g) FROM guard g LIMIT 1) AS row, (SELECT hash FROM head) AS head`,
+        guard.values,
+      );
+      const row = rows[0]?.row ?? undefined;
+      if (row && rows[0].head) await this.link(tx, rows[0].head, record);
+      return row;
+    };
+    return q ? run(q) : this.db.tx(run);
   }
 
   async list(since: Date | undefined, limit: number): Promise<AuditRecord[]> {
@@ -107,8 +155,10 @@ export class AuditLog {
   }
 
   /**
-   * Walks the chain from the first event; an edited, inserted or deleted event breaks it. One snapshot
-   * throughout, so events appended meanwhile are neither half-seen nor mistaken for a broken head.
+   * Walks the chain from the first event; an edited, inserted or deleted event breaks it, and so does a
+   * head whose seal does not cover the last event. Events from before the chain was keyed (key_id null,
+   * plain SHA-256 links) are accepted only as a prefix followed by keyed events. One snapshot throughout,
+   * so events appended meanwhile are neither half-seen nor mistaken for a broken head.
    */
   async verify(): Promise<AuditVerification> {
     return this.db.tx((q) => this.verifyIn(q), { snapshot: true });
@@ -116,30 +166,92 @@ export class AuditLog {
 
   private async verifyIn(q: Queryable): Promise<AuditVerification> {
     let prev: Buffer = ZERO;
+    let prevKeyId: string | null = null;
+    let keyed = false;
     let checked = 0;
     let after = '0';
     const page = 5000;
     for (;;) {
-      const { rows } = await q.query<{ id: string; at: Date; type: string; actor: string | null; lease_id: string | null; body: string; prev_hash: Buffer; hash: Buffer }>(
-        'SELECT id, at, type, actor, lease_id, body, prev_hash, hash FROM audit_events WHERE id > $1 ORDER BY id LIMIT $2',
+      const { rows } = await q.query<AuditRow>(
+        'SELECT id, at, type, actor, lease_id, body, prev_hash, hash, key_id FROM audit_events WHERE id > $1 ORDER BY id LIMIT $2',
         [after, page],
       );
       for (const row of rows) {
-        const expected = createHash('sha256').update(prev).update(row.body, 'utf8').digest();
-        if (!row.prev_hash.equals(prev) || !row.hash.equals(expected) || !matchesColumns(row)) {
+        keyed ||= row.key_id !== null;
+        const expected = this.expectedHash(row, prev, keyed);
+        if (!expected || !row.prev_hash.equals(prev) || !row.hash.equals(expected) || !matchesColumns(row)) {
           return { ok: false, events_checked: checked, first_bad_id: String(row.id) };
         }
         prev = row.hash;
+        prevKeyId = row.key_id;
         checked++;
         after = String(row.id);
       }
       if (rows.length < page) break;
     }
-    const { rows: head } = await q.query<{ hash: Buffer }>('SELECT hash FROM audit_head WHERE id = 1');
-    // A head that is not the last event's hash means events were removed from the end.
-    if (!head[0] || !head[0].hash.equals(prev)) return { ok: false, events_checked: checked, first_bad_id: String(Number(after) + 1) };
+    const { rows: head } = await q.query<{ hash: Buffer; key_id: string | null; seal: Buffer | null }>('SELECT hash, key_id, seal FROM audit_head WHERE id = 1');
+    // A head that is not the last event's, or not sealed under the key: events were removed from the
+    // end (or the whole keyed chain replaced).
+    const seal = prevKeyId === null ? undefined : this.keys.seal(prev, prevKeyId);
+    const sealed = head[0] && seal && head[0].seal && head[0].key_id === prevKeyId && head[0].hash.equals(prev) && head[0].seal.equals(seal);
+    if (!keyed || !sealed) return { ok: false, events_checked: checked, first_bad_id: String(Number(after) + 1) };
     return { ok: true, events_checked: checked };
   }
+
+  private expectedHash(row: AuditRow, prev: Buffer, keyed: boolean): Buffer | undefined {
+    if (row.key_id !== null) return this.keys.link(prev, row.body, row.key_id);
+    // Plain SHA-256 only before the first keyed event, and never for the event that starts the keying.
+    if (keyed || row.type === 'audit.keyed') return undefined;
+    return createHash('sha256').update(prev).update(row.body, 'utf8').digest();
+  }
+
+  private record(event: AuditEvent) {
+    const at = new Date().toISOString();
+    const actor = event.actor ?? null;
+    const leaseId = event.leaseId ?? null;
+    const body = JSON.stringify({ at, type: event.type, actor, lease_id: leaseId, detail: event.detail ?? {} });
+    return { at, type: event.type, actor, leaseId, body };
+  }
+
+  /** Writes one event onto `prev`, the head the caller has locked. */
+  private async link(q: Queryable, prev: Buffer, r: ReturnType<AuditLog['record']>): Promise<void> {
+    const hash = this.keys.link(prev, r.body)!;
+    await q.query(INSERT, [r.at, r.type, r.actor, r.leaseId, r.body, prev, hash, this.keys.currentId, this.keys.seal(hash)]);
+  }
+
+  /** Whether a refusal is written one by one; a summary of the caller's previous window is written first. */
+  private async admitDenial(event: AuditEvent): Promise<boolean> {
+    const detail = event.detail ?? {};
+    const text = (v: unknown) => (typeof v === 'string' ? v : null);
+    const { write, summary } = this.denials.admit({
+      actor: event.actor ?? null,
+      issuer: text(detail.issuer),
+      client: text(detail.client),
+      status: String(detail.status ?? 'unknown'),
+    });
+    if (summary) await this.append({ type: 'request.denied_summary', actor: summary.actor, detail: { ...summary.detail } });
+    return write;
+  }
+
+  private async writeSummaries(all: boolean): Promise<void> {
+    for (const summary of this.denials.drain(Date.now(), all)) {
+      await this.append({ type: 'request.denied_summary', actor: summary.actor, detail: { ...summary.detail } }).catch((err: Error) =>
+        this.log.warn(`could not write a summary of ${summary.detail.suppressed} refused requests: ${err.message}`),
+      );
+    }
+  }
+}
+
+interface AuditRow {
+  id: string;
+  at: Date;
+  type: string;
+  actor: string | null;
+  lease_id: string | null;
+  body: string;
+  prev_hash: Buffer;
+  hash: Buffer;
+  key_id: string | null;
 }
 
 function matchesColumns(row: { at: Date; type: string; actor: string | null; lease_id: string | null; body: string }): boolean {

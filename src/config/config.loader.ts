@@ -3,6 +3,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { PLUGINS } from '../../plugins';
 import { RoleSettings } from '../../plugins/contract';
+import { subjectRuleProblems } from '../policy/subject-rules';
 import { RawConfig, configSchema } from './config.schema';
 
 export interface ConnectionConfig {
@@ -102,6 +103,7 @@ export function parseConfig(doc: unknown, env: NodeJS.ProcessEnv = process.env, 
     }
   });
 
+  problems.push(...subjectRuleProblems(raw));
   raw.policies.forEach((policy, i) =>
     policy.allow.forEach((rule, j) => {
       for (const role of rule.creds ?? []) {

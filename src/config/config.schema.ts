@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { parseDuration } from '../../plugins/contract';
+import { RESERVED_ISSUER_NAMES } from '../identity/identity';
 import { isAllowedKeyUrl } from '../identity/key-sets';
 import { patternProblem } from '../policy/subject-pattern';
 
@@ -32,10 +33,16 @@ const masterKey = z.string().refine((v) => Buffer.from(v, 'base64').length === 3
 const trustDomain = z.string().regex(/^[a-z0-9._-]{1,255}$/, 'must be a lowercase SPIFFE trust domain');
 /** Key documents come over https (plain http only on loopback, for local agents and tests). */
 const keyUrl = z.string().url().refine(isAllowedKeyUrl, 'must be an https:// URL (http:// only on loopback)');
+/** An issuer's name is what policies and operators qualify subjects with; two are reserved. */
+const issuerName = name.refine((n) => !RESERVED_ISSUER_NAMES.includes(n), {
+  message: `${RESERVED_ISSUER_NAMES.map((n) => `"${n}"`).join(' and ')} are reserved issuer names`,
+});
+/** Just an origin (scheme, host, port), such as https://www.googleapis.com. */
+const keyOrigin = keyUrl.refine((u) => URL.canParse(u) && new URL(u).origin === u.replace(/\/+$/, ''), 'must be an origin (scheme://host[:port]), no path');
 
 const jwtSvidIssuer = z
   .object({
-    name,
+    name: issuerName,
     type: z.literal('jwt-svid'),
     trust_domain: trustDomain,
     jwks_file: z.string().min(1).optional(),
@@ -50,12 +57,17 @@ const jwtSvidIssuer = z
 
 const oidcIssuer = z
   .object({
-    name,
+    name: issuerName,
     type: z.literal('oidc'),
     /** Compared exactly with the token's iss. Keys come from jwks_file, jwks_url, or else OIDC discovery. */
     issuer: keyUrl,
     jwks_file: z.string().min(1).optional(),
     jwks_url: keyUrl.optional(),
+    /**
+     * Discovery's jwks_uri must have the issuer's own origin, or one of these (e.g. Google's issuer
+     * https://accounts.google.com publishes its keys on https://www.googleapis.com).
+     */
+    jwks_origins: z.array(keyOrigin).default([]),
     jwks_cooldown: duration().default(30),
     allow_multiple_audiences: z.boolean().default(false),
   })
@@ -81,10 +93,32 @@ export const subjectPattern = z
     if (problem) ctx.addIssue({ code: 'custom', message: problem });
   });
 
+/**
+ * Who a policy or the operators list means (DESIGN §6). A SPIFFE pattern is a plain string: its trust
+ * domain picks the keys, so it needs no issuer (broker-signed identities never match one). Any other
+ * subject is only unique within its issuer and is written {issuer: NAME, subject: PATTERN}, NAME being an
+ * identity.issuers[].name, "x509" (mTLS only) or "bootstrap" (broker-signed); SPIFFE patterns may be
+ * qualified too. Issuer names are checked against identity.issuers when the config is loaded.
+ */
+export const subjectRule = z.union(
+  [
+    subjectPattern.superRefine((pattern, ctx) => {
+      if (!pattern.startsWith('spiffe://')) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `"${pattern.slice(0, 80)}" is not a SPIFFE ID pattern, and any other subject is only meaningful with its issuer: write { issuer: NAME, subject: "${pattern.slice(0, 80)}" }`,
+        });
+      }
+    }),
+    z.object({ issuer: z.string().min(1).max(64), subject: subjectPattern }).strict(),
+  ],
+  { error: 'must be a SPIFFE ID pattern ("spiffe://...") or { issuer: NAME, subject: PATTERN }' },
+);
+
 const policy = z
   .object({
     name,
-    subjects: z.array(subjectPattern).min(1),
+    subjects: z.array(subjectRule).min(1),
     claims: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).optional(),
     allow: z.array(allowRule).min(1),
   })
@@ -152,16 +186,45 @@ export const configSchema = z
         host: z.string().min(1).default('127.0.0.1'),
         port: z.number().int().min(0).max(65535).default(8200),
         body_limit: z.string().regex(/^\d+(b|kb|mb)$/).default('64kb'),
+        /** Serve plain HTTP on an address other than loopback (tokens and credentials then cross the network in clear). */
+        allow_insecure: z.boolean().default(false),
         /** HTTPS; with client_ca, workloads may also authenticate with an X.509-SVID (mTLS). */
         tls: z
           .object({
             cert: z.string().min(1),
             key: z.string().min(1),
-            client_ca: z.string().min(1),
-            /** Trust domains whose X.509-SVIDs are accepted (default: any the client CA signed). */
+            /**
+             * CA bundle files per trust domain: { "a.example": "a.pem", "b.example": "b.pem" }. An X.509-SVID
+             * is accepted only when its chain ends in the bundle of the trust domain in its SPIFFE ID, so
+             * one domain's CA cannot sign another's IDs. A single path is accepted only together with
+             * trust_domains naming exactly one trust domain; it is then that domain's bundle.
+             */
+            client_ca: z.union([
+              z.string().min(1),
+              z.record(trustDomain, z.string().min(1)).refine((m) => Object.keys(m).length > 0, 'give at least one trust domain'),
+            ]),
+            /** With a single client_ca path: the one trust domain it signs for. */
             trust_domains: z.array(trustDomain).optional(),
           })
           .strict()
+          .superRefine((tls, ctx) => {
+            if (typeof tls.client_ca === 'string' && tls.trust_domains?.length !== 1) {
+              ctx.addIssue({
+                code: 'custom',
+                path: ['client_ca'],
+                message: 'one CA bundle for several trust domains would let each sign the others\' IDs: give client_ca per trust domain ({ "a.example": a.pem }) or trust_domains with exactly one domain',
+              });
+            }
+            if (typeof tls.client_ca !== 'string' && tls.trust_domains !== undefined) {
+              ctx.addIssue({ code: 'custom', path: ['trust_domains'], message: 'with client_ca per trust domain, its keys are the trust domains: drop trust_domains' });
+            }
+          })
+          // One shape for the rest of the code: bundle file by trust domain.
+          .transform(({ cert, key, client_ca, trust_domains }) => ({
+            cert,
+            key,
+            client_ca: typeof client_ca === 'string' ? { [trust_domains![0]]: client_ca } : client_ca,
+          }))
           .optional(),
       })
       .strict(),
@@ -183,19 +246,38 @@ export const configSchema = z
         audience: z.string().min(1),
         issuers: z.array(issuerSchema).min(1),
         /** Tokens that stay valid longer than this from now are refused. */
-        max_token_lifetime: duration().default(86400),
+        max_token_lifetime: duration().default(3600),
+        /**
+         * Token verifications (signature checks; a token verified in the last minute is not checked
+         * again) per second per client address, bursts of twice that; 429 beyond. Applied before any
+         * signature is checked, so a flood of forged tokens costs little.
+         */
+        verify_per_address_rps: z.number().int().min(1).default(100),
         bootstrap: z
           .object({
             /** Lifetime of the broker-signed tokens legacy apps get for a bootstrap secret. */
             token_ttl: duration().default(900),
             /** Longest a bootstrap secret may stay valid. */
             max_secret_ttl: duration().default(86400),
+            /**
+             * The namespace of bootstrap subjects: a secret is only created for a subject that starts with
+             * it (e.g. "bootstrap/billing"), so a bootstrap identity never looks like a workload's. Such
+             * identities carry issuer "bootstrap" and only rules naming { issuer: bootstrap } match them.
+             * Ends with "/", so "bootstrap/*" matches the whole namespace.
+             */
+            subject_prefix: z
+              .string()
+              .min(2)
+              .max(256)
+              .regex(/^[^\u0000-\u001f\u007f*]+\/$/, 'must end with "/" and contain no "*" or control characters')
+              .default('bootstrap/'),
           })
           .strict()
-          .default({ token_ttl: 900, max_secret_ttl: 86400 }),
+          .default({ token_ttl: 900, max_secret_ttl: 86400, subject_prefix: 'bootstrap/' }),
       })
       .strict(),
-    operators: z.array(subjectPattern).default([]),
+    /** Who may use the operator routes: subject rules as in policies (bootstrap identities never). */
+    operators: z.array(subjectRule).default([]),
     events: z.object({ hmac_key: z.string().min(16, 'must be at least 16 characters') }).strict().optional(),
     policies: z.array(policy).default([]),
     connections: z.record(name, z.object({ plugin: z.string().min(1) }).passthrough()),
@@ -211,9 +293,30 @@ export const configSchema = z
       .object({
         per_identity_rps: z.number().int().min(1).default(1000),
         max_active_leases_per_role: z.number().int().min(1).default(10000),
+        /** Live leases one owner (subject and issuer) may hold across all roles; 429 beyond. */
+        max_active_leases_per_owner: z.number().int().min(1).default(1000),
+        /** Denied requests audited one by one per identity (or address) per window; the rest are counted into one summary event. */
+        audited_denials_per_identity: z.number().int().min(1).default(10),
+        audited_denials_window: duration().default(60),
       })
       .strict()
-      .default({ per_identity_rps: 1000, max_active_leases_per_role: 10000 }),
+      .default({
+        per_identity_rps: 1000,
+        max_active_leases_per_role: 10000,
+        max_active_leases_per_owner: 1000,
+        audited_denials_per_identity: 10,
+        audited_denials_window: 60,
+      }),
+    /** Readiness: targets are probed in the background and the result served from memory. */
+    health: z
+      .object({
+        /** How often every target connection is probed (also sets tessera_target_up). */
+        probe_every: duration().default(10),
+        /** Readiness requests per second per client address (bursts of twice that); 429 beyond. */
+        ready_rps: z.number().int().min(1).default(10),
+      })
+      .strict()
+      .default({ probe_every: 10, ready_rps: 10 }),
     static_secrets: z.record(name, staticSecretSchema).default({}),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).strict().default({ level: 'info' }),
   })

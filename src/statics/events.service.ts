@@ -11,6 +11,7 @@ import { DenialLimiter } from '../http/denial-limiter';
 import { runIdInput } from '../http/validation';
 import { IdentityService } from '../identity/identity.service';
 import { LeaseService } from '../leases/lease.service';
+import { EventSignatureRepository } from './event-signature.repository';
 import { StaticService } from './static.service';
 
 const name = z.string().regex(NAME, 'not a valid name');
@@ -21,17 +22,23 @@ export const eventBody = z.union([
     .object({
       type: z.literal('workload.completed'),
       subject: z.string().min(1).max(2048).regex(/^[^\u0000-\u001f\u007f]+$/, 'must not contain control characters'),
+      /** The name of the issuer that vouches for the subject: required unless the subject is a SPIFFE ID. */
+      issuer: name.optional(),
       run_id: runIdInput.optional(),
     })
     .strict(),
 ]);
 export type EventBody = z.infer<typeof eventBody>;
 
-const SIGNATURE = /^sha256=([0-9a-f]{64})$/;
+/** `t=<unix seconds>,v1=<hex HMAC-SHA256>`; the old `sha256=<hex>` form (no timestamp) is refused. */
+const SIGNATURE = /^t=(\d{1,12}),v1=([0-9a-f]{64})$/;
+/** How far a signature's timestamp may be from the broker's clock. */
+export const SIGNATURE_TOLERANCE_SECONDS = 300;
 
 /**
  * Signed webhooks (and operators) reporting that a secret leaked or a workload finished. The signature
- * is an HMAC-SHA256 over the raw body, keyed with events.hmac_key, compared in constant time.
+ * is an HMAC-SHA256 keyed with events.hmac_key over `<t>.` followed by the raw body, compared in
+ * constant time; `t` must be within five minutes of now, and each signature is accepted once.
  */
 @Injectable()
 export class EventsService {
@@ -42,6 +49,7 @@ export class EventsService {
     private readonly leases: LeaseService,
     private readonly audit: AuditLog,
     private readonly denials: DenialLimiter,
+    private readonly signatures: EventSignatureRepository,
   ) {}
 
   /** Who sent the event: 'webhook' for a valid signature, else an operator's identity. */
@@ -58,17 +66,30 @@ export class EventsService {
     }
     const match = typeof header === 'string' ? SIGNATURE.exec(header) : null;
     const key = this.config.events?.hmac_key;
-    const expected = key && req.rawBody ? createHmac('sha256', Buffer.from(key, 'utf8')).update(req.rawBody).digest() : undefined;
-    if (!match || !expected || !timingSafeEqual(Buffer.from(match[1], 'hex'), expected)) {
+    const expected =
+      key && req.rawBody && match
+        ? createHmac('sha256', Buffer.from(key, 'utf8')).update(`${match[1]}.`, 'utf8').update(req.rawBody).digest()
+        : undefined;
+    const signature = match ? Buffer.from(match[2], 'hex') : undefined;
+    if (!match || !expected || !signature || !timingSafeEqual(signature, expected)) {
       await this.deny(req, null, 401, 'bad signature');
-      throw new DomainError('unauthenticated', 'invalid_signature', 'X-Tessera-Signature does not match the body');
+      throw new DomainError('unauthenticated', 'invalid_signature', 'X-Tessera-Signature must be t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>." and the body>');
+    }
+    const t = Number(match[1]);
+    if (Math.abs(Date.now() / 1000 - t) > SIGNATURE_TOLERANCE_SECONDS) {
+      await this.deny(req, null, 401, 'stale signature');
+      throw new DomainError('unauthenticated', 'stale_signature', `the signature's timestamp is more than ${SIGNATURE_TOLERANCE_SECONDS}s from the broker's clock`);
+    }
+    if (!(await this.signatures.claim(signature, new Date((t + 2 * SIGNATURE_TOLERANCE_SECONDS) * 1000)))) {
+      await this.deny(req, null, 401, 'replayed signature');
+      throw new DomainError('unauthenticated', 'replayed_signature', 'this signature was already used');
     }
     return 'webhook';
   }
 
   async handle(actor: string, event: EventBody): Promise<{ rotation_ids: string[] } | { revoked: number }> {
     await this.audit.append({ type: 'event.received', actor, detail: { ...event } });
-    if (event.type === 'workload.completed') return this.leases.completeWorkload(event.subject, event.run_id, actor);
+    if (event.type === 'workload.completed') return this.leases.completeWorkload({ subject: event.subject, issuer: event.issuer }, event.run_id, actor);
     if ('connection' in event) return this.statics.rotateConnection(actor, event.connection, 'event', 'secret.exposed');
     return { rotation_ids: [(await this.statics.rotateFromEvent(actor, event.static)).rotation_id] };
   }

@@ -26,6 +26,14 @@ class RotationBusy extends PluginError {
 }
 
 const VERIFY_ATTEMPTS = 5;
+/**
+ * After an exposed alternating secret flips, how long the account that was current keeps its
+ * password: a reader that fetched it an instant before the flip can still log in with it.
+ */
+const EXPOSURE_DRAIN_MS = 1000;
+
+/** Triggers that report the current credential as leaked (DESIGN §4: the exposed credential dies). */
+export const isExposure = (trigger: RotationTrigger) => trigger === 'emergency' || trigger === 'event';
 
 export const newRotationId = () => `rot_${randomBytes(12).toString('base64url')}`;
 
@@ -54,12 +62,15 @@ export class RotationService {
 
   /** Records a request and enqueues its job; returns the rotation id to poll. */
   async request(name: string, trigger: RotationTrigger, opts: { reason?: string; actor?: string } = {}): Promise<{ rotation_id: string; status: 'queued' }> {
+    // Exposure is marked before the target version is read: any version promoted after the mark is
+    // one whose credentials nobody had at the trigger.
+    if (isExposure(trigger)) await this.statics.markExposed(name);
     const row = await this.statics.get(name);
     if (!row) throw new DomainError('not_found', 'static_not_found', `no static secret named ${JSON.stringify(name)}`);
     const target = (row.current_version ?? 0) + 1;
     const id = newRotationId();
     await this.statics.createRotation({ id, name, target, trigger, reason: opts.reason, requestedBy: opts.actor });
-    await this.jobs.rotate(name, target, trigger === 'emergency' || trigger === 'event');
+    await this.jobs.rotate(name, target, isExposure(trigger));
     return { rotation_id: id, status: 'queued' };
   }
 
@@ -76,25 +87,55 @@ export class RotationService {
     const secret = staticConfig(this.config, name);
     const row = await this.statics.get(name);
     if (!secret || !row) return;
+    // Exposed: this rotation (whatever triggered it) must also destroy every earlier credential.
+    const exposedAt = row.exposed_at;
     if ((row.current_version ?? 0) >= target) {
-      await this.statics.step(name, target, 'already_rotated', 'succeeded');
+      // Another rotation got there first. If it made the current version after the exposure was
+      // reported, it may still have kept the old credentials alive (grace): destroy them now, and end
+      // the current account's sessions too, since some may have been opened with the old password.
+      // (A current version from before the report is itself exposed: the exposure's own rotation,
+      // to a later version, deals with it.)
+      const current = exposedAt ? await this.statics.version(name, 'current') : undefined;
+      if (exposedAt && current?.promoted_at && current.promoted_at > exposedAt) {
+        return this.guarded(name, target, secret, lastAttempt, undefined, undefined, () => this.contain(name, secret, exposedAt, true));
+      }
+      await this.statics.step(name, target, 'already_rotated', exposedAt ? 'running' : 'succeeded');
       return;
     }
     await this.statics.step(name, target, 'started', 'running');
     const current = await this.statics.version(name, 'current');
     let pending = await this.statics.version(name, 'pending');
-    try {
+    await this.guarded(name, target, secret, lastAttempt, current, () => pending, async () => {
       if (pending && pending.version !== target) throw new RotationBusy(name);
       pending ??= await this.writeIntent(name, target, secret, current);
-      const result = await this.setOnTarget(secret, pending, current);
+      const result = await this.setOnTarget(secret, pending, current, Boolean(exposedAt));
       await this.statics.step(name, target, 'set', 'running');
       await this.verify(secret, result);
       await this.statics.step(name, target, 'verified', 'running');
       await this.db.tx(async (tx) => {
-        await this.statics.promote(name, target, secret.grace, nextRotation(secret, new Date()), tx);
-        await this.audit.append({ type: 'static.rotated', actor: null, detail: { name, version: target, account: pending!.account } }, tx);
+        await this.statics.promote(name, target, exposedAt ? 0 : secret.grace, nextRotation(secret, new Date()), tx, { finish: !exposedAt });
+        await this.audit.append({ type: 'static.rotated', actor: null, detail: { name, version: target, account: pending!.account, exposed: Boolean(exposedAt) } }, tx);
       });
+      if (exposedAt) await this.contain(name, secret, exposedAt, false);
       this.metrics.rotations.inc({ result: 'succeeded' });
+    });
+  }
+
+  /**
+   * Runs a rotation's steps; on failure records the error and either lets the job retry (after putting
+   * the current password back, for single) or, on the last attempt, gives up.
+   */
+  private async guarded(
+    name: string,
+    target: number,
+    secret: StaticSecretConfig,
+    lastAttempt: boolean,
+    current: VersionRow | undefined,
+    pending: (() => VersionRow | undefined) | undefined,
+    steps: () => Promise<void>,
+  ): Promise<void> {
+    try {
+      await steps();
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       const final = lastAttempt || (err instanceof PluginError && !err.retryable && !(err instanceof RotationBusy));
@@ -105,9 +146,41 @@ export class RotationService {
       }
       // single: readers still get the current password, so put it back on the target until the
       // next attempt (which sets the pending one again); the lock-out window is one attempt long.
-      await this.restoreCurrent(secret, current, pending).catch(() => undefined);
+      if (pending) await this.restoreCurrent(secret, current, pending()).catch(() => undefined);
       throw err;
     }
+  }
+
+  /**
+   * The exposure's last step: no credential of the secret from before `current` keeps working. IAM:
+   * every key but the current one is deleted. Databases: every configured account that is not the
+   * current one gets a random password nobody records, and its sessions are ended (the current
+   * account's sessions were ended when its new password was set, or now with `endCurrentSessions`).
+   * Grace does not apply.
+   */
+  private async contain(name: string, secret: StaticSecretConfig, exposedAt: Date, endCurrentSessions: boolean): Promise<void> {
+    const current = await this.statics.version(name, 'current');
+    if (!current) return;
+    const plugin = secret.connection;
+    const destroyed: string[] = [];
+    if (isKeyVersion(current)) {
+      await this.plugins.call(plugin, 'retireStaticSecret', [], (p) => p.retireStaticSecret({ account: current.account, keep: [current.handle!] }));
+      destroyed.push(current.account);
+    } else {
+      const others = (secret.usernames ?? []).filter((a) => a !== current.account);
+      if (others.length) await new Promise((r) => setTimeout(r, EXPOSURE_DRAIN_MS));
+      for (const account of others) {
+        const password = newPassword();
+        await this.plugins.call(plugin, 'retireStaticSecret', [password], (p) => p.retireStaticSecret({ account, password, endSessions: true }));
+        destroyed.push(account);
+      }
+      if (endCurrentSessions) await this.plugins.call(plugin, 'retireStaticSecret', [], (p) => p.retireStaticSecret({ account: current.account, endSessions: true }));
+    }
+    await this.statics.step(name, current.version, 'contained', 'running');
+    await this.db.tx(async (tx) => {
+      await this.statics.contained(name, current.version, exposedAt, tx);
+      await this.audit.append({ type: 'static.exposure_contained', actor: null, detail: { name, version: current.version, destroyed } }, tx);
+    });
   }
 
   /** Step 1: the new version, sealed, before anything touches the target. */
@@ -120,13 +193,13 @@ export class RotationService {
   }
 
   /** Step 2: idempotent. A key-making target's result is sealed at once, so a crash cannot lose it. */
-  private async setOnTarget(secret: StaticSecretConfig, pending: VersionRow, current: VersionRow | undefined) {
+  private async setOnTarget(secret: StaticSecretConfig, pending: VersionRow, current: VersionRow | undefined, endSessions: boolean) {
     const intent = this.open(pending);
     // A key made by an earlier attempt is reused (making another would orphan it); a password is set
     // again every attempt, since a failed attempt put the current one back.
     if (intent.credentials && intent.verify && isKeyVersion(pending)) return { credentials: intent.credentials, verify: intent.verify };
     const result = await this.plugins.call(secret.connection, 'setStaticSecret', [intent.password ?? ''], (p) =>
-      p.setStaticSecret({ account: pending.account, password: intent.password!, keep: current?.handle ? [current.handle] : [] }),
+      p.setStaticSecret({ account: pending.account, password: intent.password!, keep: current?.handle ? [current.handle] : [], endSessions }),
     );
     const sealed = this.seal(pending.name, pending.version, { password: intent.password, credentials: result.credentials, verify: result.verify });
     await this.statics.updatePending(pending.name, pending.version, sealed, result.handle ?? 'set');
@@ -220,15 +293,28 @@ export class RotationService {
     });
   }
 
-  /** Previous versions past their grace: secrets that would keep working (IAM keys) are removed. */
+  /**
+   * Previous versions past their grace are destroyed, so no superseded credential works forever: IAM
+   * keys are deleted; an alternating secret's previous account gets a random password nobody records
+   * and its sessions are ended. (single: the account's one password was already replaced.) Under the
+   * secret's lock, so it never races a rotation that is setting that account's next password.
+   */
   async retireExpired(): Promise<void> {
     for (const v of await this.statics.toRetire()) {
       const secret = staticConfig(this.config, v.name);
       if (!secret) continue;
-      if (v.handle && v.handle !== 'set') {
-        await this.plugins.call(secret.connection, 'retireStaticSecret', [], (p) => p.retireStaticSecret({ account: v.account, handle: v.handle! }));
-      }
-      await this.statics.markRetired(v.name, v.version);
+      await this.statics
+        .withLock(v.name, async () => {
+          const current = await this.statics.version(v.name, 'current');
+          if (isKeyVersion(v)) {
+            await this.plugins.call(secret.connection, 'retireStaticSecret', [], (p) => p.retireStaticSecret({ account: v.account, handle: v.handle! }));
+          } else if (current && current.account !== v.account) {
+            const password = newPassword();
+            await this.plugins.call(secret.connection, 'retireStaticSecret', [password], (p) => p.retireStaticSecret({ account: v.account, password, endSessions: true }));
+          }
+          await this.statics.markRetired(v.name, v.version);
+        })
+        .catch((err) => this.log.warn(`retiring version ${v.version} of ${v.name} (retried next sweep): ${(err as Error).message}`));
     }
   }
 

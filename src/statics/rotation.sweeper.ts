@@ -53,8 +53,10 @@ export class RotationSweeper implements OnApplicationBootstrap, OnApplicationShu
         continue;
       }
       const target = (due.current_version ?? 0) + 1;
-      await this.statics.ensureRotation(due.name, target, due.current_version === null ? 'register' : 'cadence', newRotationId());
-      await this.jobs.rotate(due.name, target, false);
+      // An exposed secret (its emergency rotation failed or its job was lost) is retried as one.
+      const trigger = due.exposed ? 'retry' : due.current_version === null ? 'register' : 'cadence';
+      await this.statics.ensureRotation(due.name, target, trigger, newRotationId());
+      await this.jobs.rotate(due.name, target, due.exposed);
     }
     await this.rotations.retireExpired();
   }

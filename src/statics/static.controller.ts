@@ -8,7 +8,8 @@ import { EventsService, eventBody } from './events.service';
 import { StaticService } from './static.service';
 
 const reason = z.string().max(500).regex(/^[^\u0000-\u001f\u007f]*$/, 'must not contain control characters');
-const rotateBody = z.object({ reason: reason.optional() }).strict();
+/** `emergency: true`: the current credential is exposed; every earlier credential is destroyed (DESIGN §4). */
+const rotateBody = z.object({ reason: reason.optional(), emergency: z.boolean().optional() }).strict();
 const connectionBody = z.object({ connection: z.string().regex(NAME, 'not a valid name'), reason: reason.optional() }).strict();
 
 @ApiTags('static secrets')
@@ -42,9 +43,10 @@ export class StaticController {
   @Post('static/:name/rotate')
   @HttpCode(202)
   @OperatorOnly()
-  @ApiOperation({ summary: 'Rotate a static secret now' })
+  @ApiOperation({ summary: 'Rotate a static secret now; emergency: true when its current credential is exposed' })
   rotate(@Req() req: AuthedRequest, @Param('name') name: string, @Body() body: unknown) {
-    return this.statics.rotate(req.identity!, name, parseInput(rotateBody, body).reason);
+    const b = parseInput(rotateBody, body);
+    return this.statics.rotate(req.identity!, name, b.reason, b.emergency === true);
   }
 
   @Post('rotate')
@@ -66,7 +68,7 @@ export class StaticController {
   @Post('events')
   @HttpCode(202)
   @Public()
-  @ApiOperation({ summary: 'Signed webhook (X-Tessera-Signature: sha256=<hex HMAC of the body>) or operator: secret.exposed, workload.completed' })
+  @ApiOperation({ summary: 'Signed webhook (X-Tessera-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>." + body>; 300 s window; each signature once) or operator: secret.exposed, workload.completed' })
   async event(@Req() req: AuthedRequest, @Body() body: unknown) {
     const actor = await this.events.authenticate(req);
     return this.events.handle(actor, parseInput(eventBody, body));

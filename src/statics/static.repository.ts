@@ -16,6 +16,8 @@ export interface StaticRow {
   rotated_at: Date | null;
   next_rotation_at: Date | null;
   last_error: string | null;
+  /** Set while the secret is reported exposed and its earlier credentials may still work. */
+  exposed_at: Date | null;
 }
 
 export interface VersionRow {
@@ -96,7 +98,10 @@ export class StaticRepository implements OnApplicationShutdown {
   }
 
   async get(name: string, q: Queryable = this.db): Promise<StaticRow | undefined> {
-    const { rows } = await q.query<StaticRow>('SELECT name, connection, status, current_version, rotated_at, next_rotation_at, last_error FROM static_secrets WHERE name = $1', [name]);
+    const { rows } = await q.query<StaticRow>(
+      'SELECT name, connection, status, current_version, rotated_at, next_rotation_at, last_error, exposed_at FROM static_secrets WHERE name = $1',
+      [name],
+    );
     return rows[0];
   }
 
@@ -133,8 +138,11 @@ export class StaticRepository implements OnApplicationShutdown {
     await this.db.query(`DELETE FROM static_versions WHERE name = $1 AND version = $2 AND state = 'pending'`, [name, version]);
   }
 
-  /** The pending version becomes current; the current one stays usable for `grace` as previous. */
-  async promote(name: string, version: number, graceSeconds: number, nextAt: Date | null, q: Queryable): Promise<void> {
+  /**
+   * The pending version becomes current; the current one stays usable for `grace` as previous. With
+   * `finish: false` (an exposed secret) the rotation requests stay open until `contained`.
+   */
+  async promote(name: string, version: number, graceSeconds: number, nextAt: Date | null, q: Queryable, opts: { finish: boolean } = { finish: true }): Promise<void> {
     await q.query(`UPDATE static_versions SET state = 'retired' WHERE name = $1 AND state = 'previous'`, [name]);
     await q.query(`UPDATE static_versions SET state = 'previous', retire_after = now() + make_interval(secs => $2) WHERE name = $1 AND state = 'current'`, [
       name,
@@ -146,7 +154,26 @@ export class StaticRepository implements OnApplicationShutdown {
       `UPDATE static_secrets SET current_version = $2, status = 'active', rotated_at = now(), next_rotation_at = $3, last_error = NULL, updated_at = now() WHERE name = $1`,
       [name, version, nextAt],
     );
+    if (opts.finish) await this.finishRotations(name, version, q);
+  }
+
+  private async finishRotations(name: string, version: number, q: Queryable): Promise<void> {
     await q.query(`UPDATE rotations SET status = 'succeeded', finished_at = now() WHERE name = $1 AND target_version <= $2 AND status IN ('queued','running')`, [name, version]);
+  }
+
+  /** Reported exposed: every rotation until `contained` destroys all earlier credentials. */
+  async markExposed(name: string): Promise<void> {
+    await this.db.query(`UPDATE static_secrets SET exposed_at = COALESCE(exposed_at, now()), updated_at = now() WHERE name = $1`, [name]);
+  }
+
+  /**
+   * Every credential older than `version` is destroyed: superseded versions retired, the exposure
+   * cleared (unless a newer report came in meanwhile) and the rotation requests up to it succeeded.
+   */
+  async contained(name: string, version: number, exposedAt: Date, q: Queryable): Promise<void> {
+    await q.query(`UPDATE static_versions SET state = 'retired' WHERE name = $1 AND state = 'previous'`, [name]);
+    await q.query(`UPDATE static_secrets SET exposed_at = NULL, updated_at = now() WHERE name = $1 AND exposed_at = $2`, [name, exposedAt]);
+    await this.finishRotations(name, version, q);
   }
 
   /** rotation_failed, retried by the sweeper after `retryAfterSeconds` (not at every tick). */
@@ -159,12 +186,14 @@ export class StaticRepository implements OnApplicationShutdown {
 
   /**
    * Secrets the sweeper must act on: not owned yet, due (on cadence, or for a retry after a failure),
-   * or with a rotation intent older than a minute whose job was lost (Redis wiped, a crash): resumed.
+   * exposed for over a minute, or with a rotation intent older than a minute whose job was lost
+   * (Redis wiped, a crash): resumed.
    */
-  async due(limit: number): Promise<{ name: string; status: StaticStatus; current_version: number | null }[]> {
+  async due(limit: number): Promise<{ name: string; status: StaticStatus; current_version: number | null; exposed: boolean }[]> {
     const { rows } = await this.db.query(
-      `SELECT s.name, s.status, s.current_version FROM static_secrets s
+      `SELECT s.name, s.status, s.current_version, s.exposed_at IS NOT NULL AS exposed FROM static_secrets s
        WHERE s.status = 'unowned' OR s.next_rotation_at <= now()
+          OR (s.exposed_at < now() - interval '1 minute' AND s.status <> 'rotation_failed')
           OR EXISTS (SELECT 1 FROM static_versions v WHERE v.name = s.name AND v.state = 'pending' AND v.created_at < now() - interval '1 minute')
        ORDER BY s.next_rotation_at NULLS FIRST LIMIT $1`,
       [limit],
@@ -224,7 +253,9 @@ export class StaticRepository implements OnApplicationShutdown {
   }
 
   async list(): Promise<StaticRow[]> {
-    const { rows } = await this.db.query<StaticRow>('SELECT name, connection, status, current_version, rotated_at, next_rotation_at, last_error FROM static_secrets ORDER BY name');
+    const { rows } = await this.db.query<StaticRow>(
+      'SELECT name, connection, status, current_version, rotated_at, next_rotation_at, last_error, exposed_at FROM static_secrets ORDER BY name',
+    );
     return rows;
   }
 }

@@ -135,4 +135,37 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX rotations_by_target ON rotations (name, target_version);
     `,
   },
+  {
+    version: 4,
+    name: 'exposure and webhook replays',
+    sql: `
+      -- Set when a secret is reported exposed (emergency or secret.exposed); cleared only once every
+      -- credential that existed before it is destroyed and its sessions ended.
+      ALTER TABLE static_secrets ADD COLUMN exposed_at timestamptz;
+      -- Webhook signatures already accepted, kept past the timestamp window so a replay is refused.
+      CREATE TABLE event_signatures (
+        digest      bytea PRIMARY KEY,
+        expires_at  timestamptz NOT NULL
+      );
+      CREATE INDEX event_signatures_expiry ON event_signatures (expires_at);
+    `,
+  },
+  {
+    version: 5,
+    name: 'keyed audit chain, issuer locks, per-owner cap, lease error codes',
+    sql: `
+      -- Each event's hash becomes an HMAC-SHA256 keyed from the master key; key_id names that key.
+      -- Events written before keep key_id NULL and their plain SHA-256 links (a prefix verify accepts).
+      ALTER TABLE audit_events ADD COLUMN key_id text;
+      -- The head's seal is an HMAC of the newest hash, so events cannot be cut off the end unnoticed.
+      ALTER TABLE audit_head ADD COLUMN key_id text, ADD COLUMN seal bytea;
+      -- A pending lease names the session advisory lock its issuing process holds: when nobody holds
+      -- it, the process is gone and the lease was abandoned, whatever its age.
+      ALTER TABLE leases ADD COLUMN issuer_lock integer;
+      -- last_error's stable code: the owner sees the code, operators also the target's text.
+      ALTER TABLE leases ADD COLUMN last_error_code text;
+      -- limits.max_active_leases_per_owner counts only an owner's live leases.
+      CREATE INDEX leases_live_by_owner ON leases (owner, owner_issuer) WHERE state IN ('pending','active');
+    `,
+  },
 ];

@@ -1,3 +1,4 @@
+import { CreateLoginProfileCommand, CreateServiceSpecificCredentialCommand, EnableMFADeviceCommand, IAMClient, UploadSSHPublicKeyCommand, UploadSigningCertificateCommand } from '@aws-sdk/client-iam';
 import { PluginError } from '../../plugins/contract';
 import { AwsIamPlugin } from '../../plugins/aws-iam/aws-iam.plugin';
 import { awsIamConnectionSchema, awsIamRoleSchema } from '../../plugins/aws-iam/aws-iam.config';
@@ -55,6 +56,39 @@ describe('aws-iam plugin specifics', () => {
     await plugin.revokeUser({ username: 'tsr_half_dddddddddddd', role });
     expect(server.hasUser('tsr_half_dddddddddddd')).toBe(false);
     expect(await plugin.verifyLogin({ username: 'tsr_half_dddddddddddd', keyId: String(credentials.access_key_id), password: String(credentials.secret_access_key) })).toBe(false);
+  });
+
+  it('revoke removes every other credential someone added to the user (console password, SSH and service credentials, certificates, MFA)', async () => {
+    const user = 'tsr_extra_eeeeeeeeeeee';
+    await plugin.createUser({ username: user, password: 'unused', expiresAt, role });
+    const iam = new IAMClient({ region: 'us-east-1', endpoint: (plugin as unknown as { iam: IAMClient }).iam.config.endpoint as never, credentials: { accessKeyId: 'AKIDTESSERAADMIN0000', secretAccessKey: 'x' } });
+    try {
+      await iam.send(new CreateLoginProfileCommand({ UserName: user, Password: 'Console-Passw0rd!' }));
+      await iam.send(new UploadSSHPublicKeyCommand({ UserName: user, SSHPublicKeyBody: 'ssh-rsa AAAAB3Nza' }));
+      await iam.send(new CreateServiceSpecificCredentialCommand({ UserName: user, ServiceName: 'codecommit.amazonaws.com' }));
+      await iam.send(new UploadSigningCertificateCommand({ UserName: user, CertificateBody: '-----BEGIN CERTIFICATE-----' }));
+      await iam.send(new EnableMFADeviceCommand({ UserName: user, SerialNumber: `arn:aws:iam::123456789012:mfa/${user}`, AuthenticationCode1: '123456', AuthenticationCode2: '654321' }));
+    } finally {
+      iam.destroy();
+    }
+    expect(server.otherCredentials(user)).toHaveLength(5);
+    await plugin.revokeUser({ username: user, role });
+    expect(server.otherCredentials(user)).toEqual([]);
+    expect(server.hasUser(user)).toBe(false);
+  });
+
+  it('retire deletes one key, or every key but the ones kept', async () => {
+    const user = 'tsr_keys_ffffffffffff';
+    await plugin.createUser({ username: user, password: 'unused', expiresAt, role });
+    const second = await plugin.setStaticSecret({ account: user, password: '' });
+    expect(server.accessKeys(user)).toHaveLength(2);
+    await plugin.retireStaticSecret({ account: user, keep: [second.handle!] });
+    expect(server.accessKeys(user).map((k) => k.id)).toEqual([second.handle]);
+    await plugin.retireStaticSecret({ account: user, handle: second.handle! });
+    await plugin.retireStaticSecret({ account: user, handle: second.handle! }); // idempotent
+    expect(server.accessKeys(user)).toEqual([]);
+    await plugin.revokeUser({ username: user, role });
+    await expect(plugin.retireStaticSecret({ account: user, keep: [] })).resolves.toBeUndefined(); // user gone: nothing left to retire
   });
 
   it('the connection config names its problems', () => {

@@ -67,6 +67,28 @@ describe.each(TARGETS)('plugin conformance: $name', (target) => {
     expect(await alive()).toBe(false);
   });
 
+  it('static secrets: a new secret can end the sessions of the old one, and retiring destroys a superseded secret', async () => {
+    const { username, password } = fresh();
+    const { credentials } = await plugin.createUser({ username, password, expiresAt: inAMinute(), role: role() });
+    const old = verifyArgsOf(target, credentials);
+    const session = target.openSession ? await target.openSession(username, password) : undefined;
+    if (session) expect(await session()).toBe(true);
+
+    const next = await plugin.setStaticSecret({ account: username, password: newPassword(), keep: [], endSessions: true });
+    expect(await plugin.verifyLogin(next.verify)).toBe(true);
+    if (session) expect(await session()).toBe(false);
+    // Key targets keep the old key until it is retired; password targets replaced it already.
+    if (next.handle) await plugin.retireStaticSecret({ account: username, keep: [next.handle] });
+    expect(await plugin.verifyLogin(old)).toBe(false);
+
+    const unknown = newPassword();
+    await plugin.retireStaticSecret(next.handle ? { account: username, handle: next.handle } : { account: username, password: unknown, endSessions: true });
+    expect(await plugin.verifyLogin(next.verify)).toBe(false);
+    // Idempotent, and an account that is gone is success.
+    const gone = newAccountName('never-existed', plugin.maxUsernameLength);
+    await expect(plugin.retireStaticSecret({ account: gone, password: newPassword(), keep: [], endSessions: true })).resolves.toBeUndefined();
+  });
+
   it('a create that fails half way leaves nothing behind, and its error holds no secret', async () => {
     const { username, password } = fresh();
     const failing = parseRole(target, target.failingRole);

@@ -8,7 +8,9 @@ import { IAM_NS, STS_NS, XmlValue, errorXml, successXml } from './iam-xml';
  * real `@aws-sdk/client-iam` / `@aws-sdk/client-sts` can be pointed at it with `endpoint`.
  *
  * What it models: users, access keys (2 per user), inline policies (2048 non-whitespace characters per
- * user), attached managed policies (10 per user), groups (10 per user), DeleteUser's DeleteConflict,
+ * user), attached managed policies (10 per user), groups (10 per user), login profiles, SSH public
+ * keys, service-specific credentials, signing certificates and MFA devices, DeleteUser's DeleteConflict
+ * while any of them remains,
  * case-insensitive user and group names, and Marker/MaxItems pagination.
  *
  * What it does not: request signatures are NOT verified (STS only reads the access key id out of the
@@ -62,9 +64,12 @@ export class IamError extends Error {
 }
 
 interface AccessKey { id: string; secret: string; status: 'Active' | 'Inactive'; created: Date }
+interface Extra { id: string; created: Date; service?: string }
 interface User {
   name: string; path: string; id: string; arn: string; created: Date; boundary?: string;
   tags: Map<string, string>; keys: AccessKey[]; inline: Map<string, string>; attached: string[]; groups: string[];
+  /** Other credentials a user can have, each of which blocks DeleteUser. */
+  loginProfile?: Date; sshKeys: Extra[]; serviceCredentials: Extra[]; certificates: Extra[]; mfaDevices: Extra[];
 }
 interface Group { name: string; path: string; id: string; arn: string; created: Date }
 
@@ -216,6 +221,19 @@ export class IamTestServer {
     this.alwaysFailure.clear();
   }
 
+  /** Names of the user's credentials other than access keys, e.g. ['login-profile', 'ssh:APKA…']. */
+  otherCredentials(user: string): string[] {
+    const u = this.users.get(user.toLowerCase());
+    if (!u) return [];
+    return [
+      ...(u.loginProfile ? ['login-profile'] : []),
+      ...u.sshKeys.map((k) => `ssh:${k.id}`),
+      ...u.serviceCredentials.map((c) => `service:${c.id}`),
+      ...u.certificates.map((c) => `certificate:${c.id}`),
+      ...u.mfaDevices.map((d) => `mfa:${d.id}`),
+    ];
+  }
+
   // ---- HTTP ----
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -317,6 +335,7 @@ export class IamTestServer {
     const u: User = {
       name, path, boundary, id: 'AIDA' + randomString(UPPER_ALNUM, 17), arn: `arn:aws:iam::${ACCOUNT}:user${path}${name}`,
       created: new Date(), tags: new Map(), keys: [], inline: new Map(), attached: [], groups: [],
+      sshKeys: [], serviceCredentials: [], certificates: [], mfaDevices: [],
     };
     this.addTags(u, p);
     this.users.set(name.toLowerCase(), u);
@@ -341,6 +360,11 @@ export class IamTestServer {
     if (u.inline.size) throw conflict('delete policies');
     if (u.attached.length) throw conflict('detach all policies');
     if (u.groups.length) throw conflict('remove users from group');
+    if (u.loginProfile) throw conflict('delete login profile');
+    if (u.sshKeys.length) throw conflict('delete SSH public keys');
+    if (u.serviceCredentials.length) throw conflict('delete service specific credentials');
+    if (u.certificates.length) throw conflict('delete signing certificates');
+    if (u.mfaDevices.length) throw conflict('deactivate MFA devices');
     this.users.delete(u.name.toLowerCase());
   }
 
@@ -492,9 +516,130 @@ export class IamTestServer {
     const { page, IsTruncated, Marker } = paginate([...u.groups].sort(), (k) => k, p);
     return { Groups: page.map((k) => this.groupXml(this.groups.get(k)!)), IsTruncated, Marker };
   }
+
+  // Credentials other than access keys: only what revocation must find and remove.
+
+  private CreateLoginProfile(p: Params): XmlValue {
+    const u = this.user(p.req('UserName'));
+    p.req('Password');
+    if (u.loginProfile) throw new IamError('EntityAlreadyExists', `Login Profile for user ${u.name} already exists.`);
+    u.loginProfile = new Date();
+    return { LoginProfile: { UserName: u.name, CreateDate: u.loginProfile } };
+  }
+
+  private GetLoginProfile(p: Params): XmlValue {
+    const u = this.user(p.req('UserName'));
+    if (!u.loginProfile) throw new IamError('NoSuchEntity', `Login Profile for User ${u.name} cannot be found.`);
+    return { LoginProfile: { UserName: u.name, CreateDate: u.loginProfile } };
+  }
+
+  private DeleteLoginProfile(p: Params): void {
+    const u = this.user(p.req('UserName'));
+    if (!u.loginProfile) throw new IamError('NoSuchEntity', `Login Profile for User ${u.name} cannot be found.`);
+    u.loginProfile = undefined;
+  }
+
+  private extra(list: Extra[], id: string, what: string): number {
+    const index = list.findIndex((e) => e.id === id);
+    if (index < 0) throw new IamError('NoSuchEntity', `The ${what} with id ${id} cannot be found.`);
+    return index;
+  }
+
+  private UploadSSHPublicKey(p: Params): XmlValue {
+    const u = this.user(p.req('UserName'));
+    p.req('SSHPublicKeyBody');
+    const k: Extra = { id: 'APKA' + randomString(UPPER_ALNUM, 16), created: new Date() };
+    u.sshKeys.push(k);
+    return { SSHPublicKey: { UserName: u.name, SSHPublicKeyId: k.id, Fingerprint: '00:00', SSHPublicKeyBody: 'ssh-rsa AAAA', Status: 'Active', UploadDate: k.created } };
+  }
+
+  private ListSSHPublicKeys(p: Params): XmlValue {
+    const u = this.user(p.req('UserName'));
+    const { page, IsTruncated, Marker } = paginate(byKey(u.sshKeys, (k) => k.id), (k) => k.id, p);
+    return { SSHPublicKeys: page.map((k) => ({ UserName: u.name, SSHPublicKeyId: k.id, Status: 'Active', UploadDate: k.created })), IsTruncated, Marker };
+  }
+
+  private DeleteSSHPublicKey(p: Params): void {
+    const u = this.user(p.req('UserName'));
+    u.sshKeys.splice(this.extra(u.sshKeys, p.req('SSHPublicKeyId'), 'SSH public key'), 1);
+  }
+
+  private CreateServiceSpecificCredential(p: Params): XmlValue {
+    const u = this.user(p.req('UserName'));
+    const c: Extra = { id: 'ACCA' + randomString(UPPER_ALNUM, 17), created: new Date(), service: p.req('ServiceName') };
+    u.serviceCredentials.push(c);
+    return {
+      ServiceSpecificCredential: {
+        CreateDate: c.created, ServiceName: c.service, ServiceUserName: `${u.name}-at-${ACCOUNT}`,
+        ServicePassword: randomString(SECRET_CHARS, 40), ServiceSpecificCredentialId: c.id, UserName: u.name, Status: 'Active',
+      },
+    };
+  }
+
+  /** Not paginated in IAM either. */
+  private ListServiceSpecificCredentials(p: Params): XmlValue {
+    const u = this.user(p.req('UserName'));
+    return {
+      ServiceSpecificCredentials: u.serviceCredentials.map((c) => ({
+        UserName: u.name, Status: 'Active', ServiceUserName: `${u.name}-at-${ACCOUNT}`, CreateDate: c.created, ServiceSpecificCredentialId: c.id, ServiceName: c.service,
+      })),
+    };
+  }
+
+  private DeleteServiceSpecificCredential(p: Params): void {
+    const u = this.user(p.req('UserName'));
+    u.serviceCredentials.splice(this.extra(u.serviceCredentials, p.req('ServiceSpecificCredentialId'), 'service specific credential'), 1);
+  }
+
+  private UploadSigningCertificate(p: Params): XmlValue {
+    const u = this.user(p.req('UserName'));
+    p.req('CertificateBody');
+    const c: Extra = { id: randomString(UPPER_ALNUM, 32), created: new Date() };
+    u.certificates.push(c);
+    return { Certificate: { UserName: u.name, CertificateId: c.id, CertificateBody: '-----BEGIN CERTIFICATE-----', Status: 'Active', UploadDate: c.created } };
+  }
+
+  private ListSigningCertificates(p: Params): XmlValue {
+    const u = this.user(p.req('UserName'));
+    const { page, IsTruncated, Marker } = paginate(byKey(u.certificates, (c) => c.id), (c) => c.id, p);
+    return { Certificates: page.map((c) => ({ UserName: u.name, CertificateId: c.id, CertificateBody: '-----BEGIN CERTIFICATE-----', Status: 'Active', UploadDate: c.created })), IsTruncated, Marker };
+  }
+
+  private DeleteSigningCertificate(p: Params): void {
+    const u = this.user(p.req('UserName'));
+    u.certificates.splice(this.extra(u.certificates, p.req('CertificateId'), 'signing certificate'), 1);
+  }
+
+  /** Authentication codes are not checked. */
+  private EnableMFADevice(p: Params): void {
+    const u = this.user(p.req('UserName'));
+    const serial = p.req('SerialNumber');
+    if (u.mfaDevices.some((d) => d.id === serial)) throw new IamError('EntityAlreadyExists', 'MFA device already in use.');
+    u.mfaDevices.push({ id: serial, created: new Date() });
+  }
+
+  private ListMFADevices(p: Params): XmlValue {
+    const u = this.user(p.req('UserName'));
+    const { page, IsTruncated, Marker } = paginate(byKey(u.mfaDevices, (d) => d.id), (d) => d.id, p);
+    return { MFADevices: page.map((d) => ({ UserName: u.name, SerialNumber: d.id, EnableDate: d.created })), IsTruncated, Marker };
+  }
+
+  private DeactivateMFADevice(p: Params): void {
+    const u = this.user(p.req('UserName'));
+    u.mfaDevices.splice(this.extra(u.mfaDevices, p.req('SerialNumber'), 'MFA device'), 1);
+  }
 }
 
+const IAM_ACTION_LIST_EXTRA = [
+  'CreateLoginProfile', 'GetLoginProfile', 'DeleteLoginProfile',
+  'UploadSSHPublicKey', 'ListSSHPublicKeys', 'DeleteSSHPublicKey',
+  'CreateServiceSpecificCredential', 'ListServiceSpecificCredentials', 'DeleteServiceSpecificCredential',
+  'UploadSigningCertificate', 'ListSigningCertificates', 'DeleteSigningCertificate',
+  'EnableMFADevice', 'ListMFADevices', 'DeactivateMFADevice',
+] as const;
+
 const IAM_ACTION_LIST = [
+  ...IAM_ACTION_LIST_EXTRA,
   'CreateUser', 'GetUser', 'ListUsers', 'DeleteUser', 'TagUser', 'ListUserTags',
   'CreateAccessKey', 'DeleteAccessKey', 'UpdateAccessKey', 'ListAccessKeys',
   'PutUserPolicy', 'GetUserPolicy', 'DeleteUserPolicy', 'ListUserPolicies',

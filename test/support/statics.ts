@@ -46,6 +46,7 @@ export async function owned(broker: TestBroker, reader: string, name: string, ti
   return last.body;
 }
 
-export function sign(key: string, body: string): string {
-  return `sha256=${createHmac('sha256', Buffer.from(key, 'utf8')).update(body).digest('hex')}`;
+/** X-Tessera-Signature for `body`, timestamped `t` (default now). */
+export function sign(key: string, body: string, t = Math.floor(Date.now() / 1000)): string {
+  return `t=${t},v1=${createHmac('sha256', Buffer.from(key, 'utf8')).update(`${t}.${body}`).digest('hex')}`;
 }
