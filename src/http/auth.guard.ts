@@ -17,7 +17,11 @@ export const OperatorOnly = () => SetMetadata(OPERATOR, true);
 
 export type AuthedRequest = Request & { identity?: Identity };
 
-/** Authenticates every request but the public ones; denials are audited (and rate limited). */
+/**
+ * Authenticates every request but the public ones; denials are audited (and rate limited). New tokens
+ * are rate limited per client address before their signature is checked (identity.verify_per_address_rps,
+ * in the token verifier, so every route that authenticates gets it); that 429 writes no audit row.
+ */
 @Injectable()
 export class AuthGuard implements CanActivate {
   constructor(

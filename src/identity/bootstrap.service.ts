@@ -1,38 +1,49 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { AuditLog } from '../audit/audit.log';
 import { DomainError } from '../common/errors';
 import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';
 import { DenialLimiter } from '../http/denial-limiter';
 import { Database } from '../storage/database';
+import { BootstrapHasher } from './bootstrap-hash';
 import { BrokerKeys } from './broker-keys';
 import { Identity } from './identity';
-import { TokenVerifier } from './token-verifier';
 
 const SECRET_FORMAT = /^tsb_([A-Za-z0-9_-]{16})\.([A-Za-z0-9_-]{43})$/;
+/** What follows the namespace prefix: "/"-separated segments, none empty. */
+const SUBJECT_REST = /^[A-Za-z0-9._:@-]+(\/[A-Za-z0-9._:@-]+)*$/;
 const refused = () => new DomainError('unauthenticated', 'invalid_bootstrap_secret', 'bootstrap secret unknown, expired or used up');
-const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest();
 
 /**
  * Bootstrap for legacy apps that have no workload identity: an operator creates a short-lived,
- * limited-use secret bound to a subject; the app exchanges it once for a short-lived broker-signed token.
- * Secrets are stored only as hashes and compared in constant time.
+ * limited-use secret bound to a subject of the bootstrap namespace; the app exchanges it once for a
+ * short-lived broker-signed token. Its identity has issuer "bootstrap": only policy rules naming that
+ * issuer match it, so a bootstrap secret can never stand in for a workload or an operator. Secrets are
+ * stored only as keyed hashes and compared in constant time.
  */
 @Injectable()
 export class BootstrapService {
+  private readonly hasher: BootstrapHasher;
+
   constructor(
     @Inject(CONFIG) private readonly config: TesseraConfig,
     @Inject(Database) private readonly db: Database,
     private readonly keys: BrokerKeys,
-    private readonly tokens: TokenVerifier,
     private readonly denials: DenialLimiter,
     private readonly audit: AuditLog,
-  ) {}
+  ) {
+    this.hasher = new BootstrapHasher(config.encryption.key, config.encryption.previous_keys);
+  }
 
   async createSecret(operator: Identity, input: { subject: string; expiresIn?: number; uses?: number }): Promise<{ secret_id: string; expires_at: string }> {
-    if (this.tokens.operatorSubject(input.subject)) {
-      throw new DomainError('invalid', 'invalid_request', 'subject: bootstrap secrets are for workloads; an operator subject is refused');
+    const prefix = this.config.identity.bootstrap.subject_prefix;
+    if (!input.subject.startsWith(prefix) || !SUBJECT_REST.test(input.subject.slice(prefix.length))) {
+      throw new DomainError(
+        'invalid',
+        'invalid_request',
+        `subject: bootstrap subjects are "${prefix}NAME" (identity.bootstrap.subject_prefix); a workload's or operator's subject is refused`,
+      );
     }
     const ttl = input.expiresIn ?? 3600;
     if (ttl > this.config.identity.bootstrap.max_secret_ttl) {
@@ -44,7 +55,7 @@ export class BootstrapService {
     await this.db.tx(async (tx) => {
       await tx.query(
         'INSERT INTO bootstrap_secrets (id, hash, subject, created_by, expires_at, uses_left) VALUES ($1, $2, $3, $4, $5, $6)',
-        [id, sha256(secret), input.subject, operator.subject, expiresAt, input.uses ?? 1],
+        [id, this.hasher.hash(id, secret), input.subject, operator.subject, expiresAt, input.uses ?? 1],
       );
       await this.audit.append({ type: 'bootstrap.created', actor: operator.subject, detail: { id, subject: input.subject, uses: input.uses ?? 1, expires_at: expiresAt.toISOString() } }, tx);
     });
@@ -60,7 +71,7 @@ export class BootstrapService {
     };
     const [, id, secret] = match;
     const { rows } = await this.db.query<{ hash: Buffer }>('SELECT hash FROM bootstrap_secrets WHERE id = $1', [id]);
-    if (!rows[0] || !timingSafeEqual(rows[0].hash, sha256(secret))) {
+    if (!rows[0] || !this.hasher.matches(rows[0].hash, id, secret)) {
       await denied({ id });
       throw refused();
     }

@@ -43,15 +43,41 @@ export interface RemoteKeySetOptions {
   timeoutMs: number;
 }
 
-const MAX_DOCUMENT_BYTES = 512 * 1024;
+export const MAX_DOCUMENT_BYTES = 512 * 1024;
 
-export async function fetchJson(url: string, timeoutMs: number): Promise<unknown> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: 'error', headers: { accept: 'application/json' } });
-  if (!res.ok) throw new Error(`GET ${url}: HTTP ${res.status}`);
-  const text = await res.text();
-  if (text.length > MAX_DOCUMENT_BYTES) throw new Error(`GET ${url}: document too large`);
-  return JSON.parse(text);
+/**
+ * GETs a JSON document of at most `maxBytes` (after any content decoding). The limit is enforced
+ * while reading: an endpoint that streams without end is cut off, not buffered.
+ */
+export async function fetchJson(url: string, timeoutMs: number, maxBytes = MAX_DOCUMENT_BYTES): Promise<unknown> {
+  // Aborting (not just cancelling the body) closes the connection: nothing more is read from it.
+  const hangUp = new AbortController();
+  const signal = AbortSignal.any([hangUp.signal, AbortSignal.timeout(timeoutMs)]);
+  const res = await fetch(url, { signal, redirect: 'error', headers: { accept: 'application/json' } });
+  const tooLarge = () => {
+    hangUp.abort();
+    return new Error(`GET ${url}: document larger than ${maxBytes} bytes`);
+  };
+  if (!res.ok) {
+    hangUp.abort();
+    throw new Error(`GET ${url}: HTTP ${res.status}`);
+  }
+  if (Number(res.headers.get('content-length') ?? 0) > maxBytes) throw tooLarge();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  if (res.body) {
+    const reader = res.body.getReader();
+    for (let part = await reader.read(); !part.done; part = await reader.read()) {
+      total += part.value.byteLength;
+      if (total > maxBytes) throw tooLarge();
+      chunks.push(part.value);
+    }
+  }
+  return JSON.parse(Buffer.concat(chunks).toString('utf8'));
 }
+
+/** A key's identity for change detection: its members in a fixed order. */
+const fingerprint = (key: JWK) => JSON.stringify(key, Object.keys(key).sort());
 
 /**
  * Remote keys (a SPIFFE bundle endpoint, an OIDC jwks_uri): cached, refreshed when old, refetched on an
@@ -60,6 +86,8 @@ export async function fetchJson(url: string, timeoutMs: number): Promise<unknown
  */
 export class RemoteKeySet {
   private keys?: KeyResolver;
+  /** The current keys by kid, to tell whether a fetch removed or changed any. */
+  private known = new Map<string, string>();
   private fetchedAt = 0;
   private lastAttempt = 0;
   private inflight?: Promise<void>;
@@ -69,8 +97,12 @@ export class RemoteKeySet {
   constructor(
     private readonly locate: () => Promise<string>,
     private readonly opts: RemoteKeySetOptions,
-    /** Called after every successful fetch: keys may have been removed. */
-    private readonly onRefresh: () => void = () => undefined,
+    /**
+     * Called after a fetch that removed or changed a key: tokens verified with it must be checked
+     * again. A fetch that found the same keys (say, for a random unknown kid) or only added keys
+     * does not call it, so it cannot be used to empty a cache of verified tokens.
+     */
+    private readonly onKeysRemoved: () => void = () => undefined,
   ) {}
 
   readonly resolve: KeyResolver = async (header, token) => {
@@ -112,9 +144,13 @@ export class RemoteKeySet {
     this.lastAttempt = Date.now();
     this.fetches++;
     const doc = await fetchJson(await this.locate(), this.opts.timeoutMs);
-    this.keys = createLocalJWKSet(adaptTrustBundle(doc));
+    const set = adaptTrustBundle(doc);
+    const next = new Map(set.keys.map((k) => [k.kid!, fingerprint(k)]));
+    const removed = [...this.known].some(([kid, print]) => next.get(kid) !== print);
+    this.keys = createLocalJWKSet(set);
+    this.known = next;
     this.fetchedAt = Date.now();
-    this.onRefresh();
+    if (removed) this.onKeysRemoved();
   }
 }
 

@@ -3,9 +3,10 @@ import { JWTPayload, decodeJwt, decodeProtectedHeader, errors as joseErrors, jwt
 import { DomainError } from '../common/errors';
 import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';
-import { SubjectMatcher, compileSubjectPatterns } from '../policy/subject-pattern';
-import { BOOTSTRAP_ISSUER_NAME, BROKER_ISSUER, BrokerKeys } from './broker-keys';
-import { Identity } from './identity';
+import { TokenBucket } from '../http/token-bucket';
+import { Principal, PrincipalMatcher, compileSubjectRules } from '../policy/subject-rules';
+import { BROKER_ISSUER, BrokerKeys } from './broker-keys';
+import { BOOTSTRAP_ISSUER_NAME, Identity } from './identity';
 import { KeyResolver, KeysUnavailableError, RemoteKeySet, fetchJson, isAllowedKeyUrl, keySetFromFile } from './key-sets';
 import { parseSpiffeId } from './spiffe-id';
 
@@ -36,7 +37,9 @@ const deny = (message: string) => new DomainError('unauthenticated', 'invalid_to
 export class TokenVerifier {
   private readonly byTrustDomain = new Map<string, IssuerEntry>();
   private readonly byIss = new Map<string, IssuerEntry>();
-  private readonly isOperator: SubjectMatcher;
+  private readonly operators: PrincipalMatcher;
+  /** Signature checks per client address: charged before one is made, cache hits are free. */
+  private readonly perAddress: TokenBucket;
 
   constructor(
     @Inject(CONFIG) private readonly config: TesseraConfig,
@@ -44,7 +47,7 @@ export class TokenVerifier {
   ) {
     for (const issuer of config.identity.issuers) {
       const remote = (locate: () => Promise<string>) =>
-        // A refreshed key set may have dropped a key: tokens verified with it must be checked again.
+        // A refresh that dropped or changed a key: tokens verified with it must be checked again.
         new RemoteKeySet(locate, { cooldownMs: issuer.jwks_cooldown * 1000, maxAgeMs: 600_000, staleMs: 86_400_000, timeoutMs: FETCH_TIMEOUT_MS }, () => {
           this.generation++;
           this.verified.clear();
@@ -54,13 +57,15 @@ export class TokenVerifier {
         const keys = fromUrl?.resolve ?? keySetFromFile(issuer.jwks_file!);
         this.byTrustDomain.set(issuer.trust_domain, { name: issuer.name, keys, remote: fromUrl, multipleAudiences: issuer.allow_multiple_audiences });
       } else {
-        const fromUrl = issuer.jwks_file ? undefined : remote(issuer.jwks_url ? async () => issuer.jwks_url! : () => discoverJwksUri(issuer.issuer));
+        const fromUrl = issuer.jwks_file ? undefined : remote(issuer.jwks_url ? async () => issuer.jwks_url! : () => discoverJwksUri(issuer.issuer, issuer.jwks_origins));
         const keys = fromUrl?.resolve ?? keySetFromFile(issuer.jwks_file!);
         this.byIss.set(issuer.issuer, { name: issuer.name, keys, remote: fromUrl, multipleAudiences: issuer.allow_multiple_audiences, iss: issuer.issuer });
       }
     }
     this.byIss.set(BROKER_ISSUER, { name: BOOTSTRAP_ISSUER_NAME, keys: (h, t) => brokerKeys.keys(h, t), multipleAudiences: false, iss: BROKER_ISSUER });
-    this.isOperator = compileSubjectPatterns(config.operators);
+    this.operators = compileSubjectRules(config.operators);
+    const rps = config.identity.verify_per_address_rps;
+    this.perAddress = new TokenBucket(rps, rps * 2);
   }
 
   /** Key documents fetched so far for an issuer (remote key sets only). */
@@ -68,8 +73,9 @@ export class TokenVerifier {
     return [...this.byTrustDomain.values(), ...this.byIss.values()].find((e) => e.name === issuerName)?.remote?.fetches ?? 0;
   }
 
-  operatorSubject(subject: string): boolean {
-    return this.isOperator(subject);
+  /** Whether the operators list names this issuer's subject. Broker-signed identities never are operators. */
+  isOperator(who: Principal): boolean {
+    return who.issuer !== BOOTSTRAP_ISSUER_NAME && this.operators(who);
   }
 
   /**
@@ -78,12 +84,26 @@ export class TokenVerifier {
    * The cache is bounded; only successes are cached.
    */
   private readonly verified = new Map<string, { identity: Identity; until: number }>();
-  /** Bumped when a key set is refreshed: a verification begun before then is not cached. */
+  /** Bumped when a refresh removed or changed a key: a verification begun before then is not cached. */
   private generation = 0;
+  /** Verifications under way, by token text: concurrent requests with one token share one check. */
+  private readonly inflight = new Map<string, Promise<Identity>>();
 
-  async verify(token: string): Promise<Identity> {
+  async verify(token: string, client: { ip?: string }): Promise<Identity> {
     const hit = this.verified.get(token);
     if (hit && hit.until > Date.now()) return hit.identity;
+    const running = this.inflight.get(token);
+    if (running) return running;
+    // Rate limited before any parsing or signature check: forged tokens cost the sender, not the broker.
+    if (!this.perAddress.take(client.ip ?? 'unknown')) {
+      throw new DomainError('rate_limited', 'too_many_verifications', 'too many new tokens from this address; slow down');
+    }
+    const verification = this.verifyAndCache(token).finally(() => this.inflight.delete(token));
+    this.inflight.set(token, verification);
+    return verification;
+  }
+
+  private async verifyAndCache(token: string): Promise<Identity> {
     const generation = this.generation;
     const identity = await this.verifyUncached(token);
     if (generation !== this.generation) return identity;
@@ -130,8 +150,9 @@ export class TokenVerifier {
     // Only a JWT-SVID issuer speaks for SPIFFE IDs: an OIDC token claiming one would impersonate a
     // workload of a trust domain its issuer does not own.
     if (entry.iss !== undefined && entry.iss !== BROKER_ISSUER && subject.startsWith('spiffe:')) throw deny('OIDC token with a SPIFFE ID subject');
-    // A broker-signed (bootstrap) token never carries operator rights, whatever its subject.
-    return { subject, issuer: entry.name, operator: entry.iss !== BROKER_ISSUER && this.isOperator(subject), claims: payload };
+    // The broker signs only subjects of the bootstrap namespace; anything else is not one of its tokens.
+    if (entry.iss === BROKER_ISSUER && !subject.startsWith(this.config.identity.bootstrap.subject_prefix)) throw deny('broker token outside the bootstrap namespace');
+    return { subject, issuer: entry.name, operator: this.isOperator({ issuer: entry.name, subject }), claims: payload };
   }
 
   private chooseIssuer(payload: JWTPayload): IssuerEntry {
@@ -152,11 +173,22 @@ export class TokenVerifier {
   }
 }
 
-/** OIDC discovery: the document must name exactly this issuer, and its jwks_uri must be https. */
-async function discoverJwksUri(issuer: string): Promise<string> {
-  const doc = (await fetchJson(`${issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`, FETCH_TIMEOUT_MS)) as { issuer?: unknown; jwks_uri?: unknown };
+/** Discovery documents are small; a key set gets the larger general limit. */
+const MAX_DISCOVERY_BYTES = 64 * 1024;
+
+/**
+ * OIDC discovery: the document must name exactly this issuer, and its jwks_uri must be https and on
+ * the issuer's own origin or one listed in jwks_origins: a document cannot send the broker to
+ * loopback, the cloud metadata address or a host nobody configured.
+ */
+export async function discoverJwksUri(issuer: string, allowedOrigins: readonly string[] = []): Promise<string> {
+  const url = `${issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
+  const doc = (await fetchJson(url, FETCH_TIMEOUT_MS, MAX_DISCOVERY_BYTES)) as { issuer?: unknown; jwks_uri?: unknown };
   if (doc.issuer !== issuer) throw new Error(`discovery document names issuer ${JSON.stringify(doc.issuer)}, not ${issuer}`);
   if (typeof doc.jwks_uri !== 'string' || !isAllowedKeyUrl(doc.jwks_uri)) throw new Error('discovery jwks_uri must be an https URL');
+  const origin = new URL(doc.jwks_uri).origin;
+  const allowed = [new URL(issuer).origin, ...allowedOrigins.map((o) => new URL(o).origin)];
+  if (!allowed.includes(origin)) throw new Error(`discovery jwks_uri ${origin} is neither the issuer's origin nor in jwks_origins`);
   return doc.jwks_uri;
 }
 

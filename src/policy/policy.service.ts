@@ -2,11 +2,12 @@ import { Inject, Injectable } from '@nestjs/common';
 import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';
 import { Identity } from '../identity/identity';
-import { compileSubjectPatterns, SubjectMatcher } from './subject-pattern';
+import { PrincipalMatcher, compileSubjectRules } from './subject-rules';
 
 interface CompiledRule {
   policy: string;
-  matches: SubjectMatcher;
+  /** Issuer and subject: a rule written for one issuer never matches another's identical subject. */
+  matches: PrincipalMatcher;
   claims: ReadonlyArray<[string, string | number | boolean]>;
   creds: ReadonlySet<string>;
   statics: ReadonlySet<string>;
@@ -24,7 +25,7 @@ export class PolicyService {
 
   constructor(@Inject(CONFIG) config: TesseraConfig) {
     this.rules = config.policies.flatMap((policy) => {
-      const matches = compileSubjectPatterns(policy.subjects);
+      const matches = compileSubjectRules(policy.subjects);
       const claims = Object.entries(policy.claims ?? {});
       return policy.allow.map((rule) => ({
         policy: policy.name,
@@ -55,7 +56,7 @@ export class PolicyService {
 
   private applicable(identity: Identity): CompiledRule[] {
     return this.rules.filter(
-      (r) => r.matches(identity.subject) && r.claims.every(([k, v]) => Object.hasOwn(identity.claims, k) && identity.claims[k] === v),
+      (r) => r.matches(identity) && r.claims.every(([k, v]) => Object.hasOwn(identity.claims, k) && identity.claims[k] === v),
     );
   }
 }

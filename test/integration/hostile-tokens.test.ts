@@ -1,6 +1,7 @@
 import { TestBroker, startBroker } from '../support/broker';
 import { b64, claims, otherKey, signEs256ByHand, signRaw, unsigned } from '../support/forge';
 import { spiffe, testIssuer } from '../support/identity';
+import { TokenVerifier } from '../../src/identity/token-verifier';
 
 /**
  * Hostile tokens and requests, each refused with 401/403/413/429 and never a 5xx. The test titles are
@@ -17,7 +18,7 @@ describe('hostile tokens and requests are refused', () => {
     ci = await otherKey('ci-key-1');
     broker = await startBroker('hostile', (doc) => {
       doc.identity.issuers.push({ name: 'ci', type: 'oidc', issuer: ciIssuer, jwks_file: ci.file });
-      doc.policies.push({ name: 'ci', subjects: ['repo:acme/*'], allow: [{ creds: ['hostile-ro'] }] });
+      doc.policies.push({ name: 'ci', subjects: [{ issuer: 'ci', subject: 'repo:acme/*' }], allow: [{ creds: ['hostile-ro'] }] });
     });
     const issuer = await testIssuer();
     good = { privateJwk: issuer.privateJwk, kid: issuer.privateJwk.kid! };
@@ -64,6 +65,7 @@ describe('hostile tokens and requests are refused', () => {
   it('nbf in the future', async () => refused(await es256(claims(sub, { nbf: Math.floor(Date.now() / 1000) + 600 }))));
   it('iat in the future', async () => refused(await es256(claims(sub, { iat: Math.floor(Date.now() / 1000) + 3600, exp: Math.floor(Date.now() / 1000) + 4000 }))));
   it('lifetime beyond max_token_lifetime', async () => refused(await es256(claims(sub, { exp: Math.floor(Date.now() / 1000) + 3 * 86400 }))));
+  it('lifetime of two hours (max_token_lifetime defaults to one)', async () => refused(await es256(claims(sub, { exp: Math.floor(Date.now() / 1000) + 7200 }))));
   it('aud missing', async () => refused(await es256(claims(sub, { aud: undefined }))));
   it('aud wrong', async () => refused(await es256(claims(sub, { aud: 'vault' }))));
   it('aud numeric', async () => refused(await es256(claims(sub, { aud: 12345 }))));
@@ -128,5 +130,37 @@ describe('hostile tokens and requests are refused', () => {
   it('an oversized body (413)', async () => {
     const res = await broker.api('POST', `/v1/creds/${broker.role}`, { token: await es256(claims(sub)), raw: JSON.stringify({ ttl: 'x'.repeat(100_000) }) });
     expect(res.status).toBe(413);
+  });
+});
+
+describe('token verification is rate limited per client address before any signature is checked', () => {
+  let broker: TestBroker;
+
+  beforeAll(async () => {
+    broker = await startBroker('verifylimit', (doc) => {
+      doc.identity.verify_per_address_rps = 5;
+    });
+  });
+  afterAll(() => broker.close());
+
+  it('a flood of forged tokens gets 429s after a burst of signature checks; a token already verified still works', async () => {
+    const good = await broker.token('ns/app/api');
+    expect((await broker.api('GET', '/v1/whoami', { token: good })).status).toBe(200);
+    const checks = jest.spyOn(TokenVerifier.prototype as any, 'verifyUncached');
+    try {
+      const kid = (await testIssuer()).privateJwk.kid!;
+      const attacker = await otherKey(kid);
+      const forged = await Promise.all(Array.from({ length: 40 }, (_, i) => signRaw({ alg: 'ES256', kid }, claims(spiffe(`ns/app/f${i}`)), attacker.privateJwk)));
+      const statuses = await Promise.all(forged.map((t) => broker.api('GET', '/v1/whoami', { token: t }).then((r) => r.status)));
+      expect(statuses.every((s) => s === 401 || s === 429)).toBe(true);
+      expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(25);
+      expect(checks.mock.calls.length).toBeLessThanOrEqual(12); // the burst (twice the rate) and a little refill
+      // Verified before the flood: served from the cache, no signature check, no limit.
+      expect((await broker.api('GET', '/v1/whoami', { token: good })).status).toBe(200);
+      // A new token from the flooded address waits for the bucket to refill.
+      expect((await broker.api('GET', '/v1/whoami', { token: await broker.token('ns/app/other') })).body.error.code).toBe('too_many_verifications');
+    } finally {
+      checks.mockRestore();
+    }
   });
 });

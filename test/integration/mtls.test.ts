@@ -55,3 +55,46 @@ describe('X.509-SVIDs over mTLS', () => {
     expect(res.body.error.code).toBe('invalid_certificate');
   });
 });
+
+describe('X.509-SVIDs are bound to the CA bundle of their own trust domain', () => {
+  let caA: TestCa;
+  let caB: TestCa;
+  let broker: TestBroker;
+  let url: string;
+
+  beforeAll(async () => {
+    caA = await TestCa.create('CA of test.example');
+    caB = await TestCa.create('CA of b.example');
+    const server = await caA.issue({ dns: ['localhost'], ips: ['127.0.0.1'], serverAuth: true });
+    const files = writePem({ 'a.pem': caA.pem, 'b.pem': caB.pem, 'server.pem': server.cert, 'server-key.pem': server.key });
+    broker = await startBroker('mtlsdomains', (doc) => {
+      doc.server.tls = { cert: files['server.pem'], key: files['server-key.pem'], client_ca: { 'test.example': files['a.pem'], 'b.example': files['b.pem'] } };
+      doc.operators.push('spiffe://b.example/ops/*');
+    });
+    url = broker.url.replace(/^http:/, 'https:');
+  });
+  afterAll(() => broker.close());
+
+  const whoami = (client: Issued) => httpsJson(`${url}/v1/whoami`, { ca: caA.pem, client });
+
+  it('accepts each trust domain\'s SVIDs from its own CA, directly or through an intermediate', async () => {
+    expect(await whoami(await caB.issue({ uris: ['spiffe://b.example/ops/admin'] }))).toEqual({
+      status: 200,
+      body: { subject: 'spiffe://b.example/ops/admin', issuer: 'x509', operator: true },
+    });
+    expect((await whoami(await caA.issue({ uris: ['spiffe://test.example/ns/app/a'] }))).status).toBe(200);
+    const intermediate = await caB.intermediate('Intermediate of b.example');
+    expect((await whoami(await intermediate.issue({ uris: ['spiffe://b.example/ns/app/via-intermediate'] }))).status).toBe(200);
+  });
+
+  it.each<[string, () => Promise<Issued>]>([
+    ['an operator ID of b.example signed by test.example\'s CA', () => caA.issue({ uris: ['spiffe://b.example/ops/admin'] })],
+    ['a test.example ID signed by b.example\'s CA', () => caB.issue({ uris: ['spiffe://test.example/ns/app/a'] })],
+    ['a b.example ID through an intermediate of test.example\'s CA', async () => (await caA.intermediate()).issue({ uris: ['spiffe://b.example/ops/admin'] })],
+    ['an ID of a trust domain with no bundle, from a configured CA', () => caA.issue({ uris: ['spiffe://c.example/ops/admin'] })],
+  ])('refuses %s', async (_label, make) => {
+    const res = await whoami(await make());
+    expect(res.status).toBe(401);
+    expect(res.body.error.code).toBe('invalid_certificate');
+  });
+});

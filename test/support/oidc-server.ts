@@ -13,6 +13,12 @@ export class OidcTestServer {
   requests = 0;
   /** What the discovery document claims as its issuer (defaults to the server's own URL). */
   claimedIssuer?: string;
+  /** What the discovery document names as jwks_uri (defaults to this server's /keys). */
+  jwksUri?: string;
+  /** Serve /keys as an endless stream with no content-length, as a hostile endpoint would. */
+  endlessKeys = false;
+  /** Bytes of the endless stream written before the client went away, once it has. */
+  endlessBytesWritten?: number;
   url = '';
 
   async start(): Promise<string> {
@@ -24,7 +30,20 @@ export class OidcTestServer {
       }
       if (req.url === '/.well-known/openid-configuration') {
         this.discoveryHits++;
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ issuer: this.claimedIssuer ?? this.url, jwks_uri: `${this.url}/keys` }));
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ issuer: this.claimedIssuer ?? this.url, jwks_uri: this.jwksUri ?? `${this.url}/keys` }));
+      } else if (req.url === '/keys' && this.endlessKeys) {
+        this.jwksHits++;
+        res.writeHead(200, { 'content-type': 'application/json' });
+        const chunk = `{"keys":[${'{"kty":"oct","k":"AAAA"},'.repeat(2000)}`;
+        let written = 0;
+        const pump = () => {
+          while (!res.destroyed) {
+            written += chunk.length;
+            if (!res.write(chunk)) return void res.once('drain', pump);
+          }
+        };
+        res.on('close', () => (this.endlessBytesWritten = written));
+        pump();
       } else if (req.url === '/keys') {
         this.jwksHits++;
         res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: this.keys }));

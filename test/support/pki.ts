@@ -48,6 +48,28 @@ export class TestCa {
     return this.cert.toString('pem');
   }
 
+  /** An intermediate CA signed by this one; what it issues carries it in the chain it presents. */
+  async intermediate(name = 'Tessera Test Intermediate CA'): Promise<TestCa> {
+    const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
+    const cert = await x509.X509CertificateGenerator.create({
+      serialNumber: Date.now().toString(16) + Math.floor(Math.random() * 1e6).toString(16),
+      subject: `CN=${name}`,
+      issuer: this.cert.subject,
+      notBefore: new Date(Date.now() - day),
+      notAfter: new Date(Date.now() + day),
+      signingKey: this.keys.privateKey,
+      publicKey: keys.publicKey,
+      signingAlgorithm: ALG,
+      extensions: [new x509.BasicConstraintsExtension(true, 1, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true)],
+    });
+    const child = new TestCa(keys, cert);
+    child.chain = [child.pem, ...this.chain];
+    return child;
+  }
+
+  /** This CA and the intermediates above it, nearest first, up to (not including) the root. */
+  private chain: string[] = [];
+
   async issue(opts: { uris?: string[]; dns?: string[]; ips?: string[]; ca?: boolean; usage?: number; serverAuth?: boolean }): Promise<Issued> {
     const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
     const names = [
@@ -71,7 +93,8 @@ export class TestCa {
         ...(names.length ? [new x509.SubjectAlternativeNameExtension(names)] : []),
       ],
     });
-    return { cert: cert.toString('pem'), key: await keyPem(keys.privateKey) };
+    // A leaf of an intermediate presents its chain: leaf, then each intermediate up to the root.
+    return { cert: [cert.toString('pem'), ...this.chain].join('\n'), key: await keyPem(keys.privateKey) };
   }
 }
 

@@ -58,8 +58,85 @@ describe('config', () => {
     expect(errorOf(doc)).toMatch(message);
   });
 
+  it('lowers the default max_token_lifetime to an hour and puts bootstrap subjects in their own namespace', () => {
+    const config = parseConfig(base(), env);
+    expect(config.identity.max_token_lifetime).toBe(3600);
+    expect(config.identity.bootstrap.subject_prefix).toBe('bootstrap/');
+  });
+
   it('a missing file is a clear error', () => {
     expect(() => loadConfigFile('/nonexistent/tessera.yaml')).toThrow(/cannot read \/nonexistent\/tessera.yaml: ENOENT/);
+  });
+});
+
+describe('subjects are only meaningful with their issuer', () => {
+  const withCi = () => {
+    const doc: any = base();
+    doc.identity.issuers.push({ name: 'ci', type: 'oidc', issuer: 'https://ci.example', jwks_url: 'https://ci.example/jwks' });
+    return doc;
+  };
+
+  it('accepts SPIFFE patterns plain or qualified, and other subjects qualified by a configured issuer', () => {
+    const doc = withCi();
+    doc.policies[0].subjects = [
+      'spiffe://dev.example/ns/*',
+      { issuer: 'dev', subject: 'spiffe://dev.example/ns/a' },
+      { issuer: 'ci', subject: 'repo:acme/*' },
+      { issuer: 'bootstrap', subject: 'bootstrap/billing' },
+    ];
+    doc.operators = ['spiffe://dev.example/ops/*', { issuer: 'ci', subject: 'ops-admin' }];
+    const config = parseConfig(doc, env);
+    expect(config.operators).toEqual(['spiffe://dev.example/ops/*', { issuer: 'ci', subject: 'ops-admin' }]);
+  });
+
+  it.each<[string, (d: any) => void, RegExp]>([
+    ['an unqualified OIDC subject in a policy', (d) => (d.policies[0].subjects = ['repo:acme/*']), /policies\.0\.subjects\.0: "repo:acme\/\*" is not a SPIFFE ID pattern.*\{ issuer: NAME/],
+    ['an unqualified subject among operators', (d) => (d.operators = ['ops-admin']), /operators\.0: "ops-admin" is not a SPIFFE ID pattern/],
+    ['a pattern naming an unknown issuer', (d) => (d.policies[0].subjects = [{ issuer: 'k9s', subject: 'system:serviceaccount:a:b' }]), /policies\.0\.subjects\.0\.issuer: unknown issuer "k9s"/],
+    ['an operator naming an unknown issuer', (d) => (d.operators = [{ issuer: 'github', subject: 'ops-admin' }]), /operators\.0\.issuer: unknown issuer "github"/],
+    ['a subject rule with a stray key', (d) => (d.operators = [{ issuer: 'ci', subject: 'x', claims: {} }]), /operators\.0: unknown key\(s\) "claims"/],
+    ['a subject rule without a subject', (d) => (d.operators = [{ issuer: 'ci' }]), /operators\.0: must be a SPIFFE ID pattern/],
+    ['an issuer named "bootstrap"', (d) => (d.identity.issuers[1].name = 'bootstrap'), /identity\.issuers\.1\.name: "bootstrap" and "x509" are reserved/],
+    ['an issuer named "x509"', (d) => (d.identity.issuers[0].name = 'x509'), /identity\.issuers\.0\.name: "bootstrap" and "x509" are reserved/],
+    ['bootstrap identities as operators', (d) => (d.operators = [{ issuer: 'bootstrap', subject: 'bootstrap/ops' }]), /operators\.0\.issuer: broker-signed \(bootstrap\) identities are never operators/],
+    ['a bootstrap rule outside the bootstrap namespace', (d) => (d.policies[0].subjects = [{ issuer: 'bootstrap', subject: 'legacy:billing' }]), /policies\.0\.subjects\.0\.subject: bootstrap subjects start with/],
+    ['x509 rules without server.tls', (d) => (d.policies[0].subjects = [{ issuer: 'x509', subject: 'spiffe://dev.example/a' }]), /policies\.0\.subjects\.0\.issuer: "x509" identities need server\.tls/],
+    ['a SPIFFE ID under an OIDC issuer', (d) => (d.operators = [{ issuer: 'ci', subject: 'spiffe://dev.example/ops/a' }]), /operators\.0\.subject: an OIDC issuer never vouches for a SPIFFE ID/],
+    ['another trust domain under a JWT-SVID issuer', (d) => (d.operators = [{ issuer: 'dev', subject: 'spiffe://prod.example/ops/*' }]), /operators\.0\.subject: issuer "dev" only vouches for SPIFFE IDs of dev\.example/],
+    ['a bootstrap namespace without a trailing "/"', (d) => (d.identity.bootstrap = { subject_prefix: 'bootstrap' }), /identity\.bootstrap\.subject_prefix: must end with "\/"/],
+    ['a jwks_origins entry with a path', (d) => (d.identity.issuers[1].jwks_origins = ['https://keys.example/jwks']), /identity\.issuers\.1\.jwks_origins\.0: must be an origin/],
+    ['a jwks_origins entry that is no URL', (d) => (d.identity.issuers[1].jwks_origins = ['keys example']), /identity\.issuers\.1\.jwks_origins\.0/],
+  ])('refuses %s and names the key', (_label, mutate, message) => {
+    const doc = withCi();
+    mutate(doc);
+    expect(errorOf(doc)).toMatch(message);
+  });
+});
+
+describe('server.tls.client_ca binds each trust domain to its own CA bundle', () => {
+  const tls = (t: Record<string, unknown>) => ({ ...base(), server: { host: '127.0.0.1', port: 8200, tls: { cert: 'c.pem', key: 'k.pem', ...t } } });
+
+  it('takes one bundle per trust domain', () => {
+    const config = parseConfig(tls({ client_ca: { 'a.example': 'a.pem', 'b.example': 'b.pem' } }), env);
+    expect(config.server.tls!.client_ca).toEqual({ 'a.example': 'a.pem', 'b.example': 'b.pem' });
+  });
+
+  it('takes a single bundle only for exactly one trust domain', () => {
+    expect(parseConfig(tls({ client_ca: 'ca.pem', trust_domains: ['a.example'] }), env).server.tls!.client_ca).toEqual({ 'a.example': 'ca.pem' });
+    expect(errorOf(tls({ client_ca: 'ca.pem' }))).toMatch(/server\.tls\.client_ca: one CA bundle for several trust domains/);
+    expect(errorOf(tls({ client_ca: 'ca.pem', trust_domains: ['a.example', 'b.example'] }))).toMatch(/server\.tls\.client_ca: one CA bundle/);
+  });
+
+  it('refuses trust_domains beside a per-domain map, an empty map and a bad trust domain', () => {
+    expect(errorOf(tls({ client_ca: { 'a.example': 'a.pem' }, trust_domains: ['b.example'] }))).toMatch(/server\.tls\.trust_domains: with client_ca per trust domain/);
+    expect(errorOf(tls({ client_ca: {} }))).toMatch(/server\.tls\.client_ca/);
+    expect(errorOf(tls({ client_ca: { 'A.Example': 'a.pem' } }))).toMatch(/server\.tls\.client_ca/);
+  });
+
+  it('x509 rules are accepted with server.tls', () => {
+    const doc: any = tls({ client_ca: { 'dev.example': 'a.pem' } });
+    doc.operators = [{ issuer: 'x509', subject: 'spiffe://dev.example/ops/*' }];
+    expect(parseConfig(doc, env).operators).toHaveLength(1);
   });
 });
 
@@ -74,6 +151,6 @@ describe('the contract example (config/examples/full.yaml)', () => {
     expect([...config.connections.values()].map((c) => c.plugin).sort()).toEqual(['aws-iam', 'mysql', 'postgres']);
     expect(config.roles.get('reports-ro')).toMatchObject({ plugin: 'mysql', settings: { grants: ['SELECT ON test.*'] } });
     expect(config.roles.get('deploy-bot')).toMatchObject({ plugin: 'aws-iam', maxTtl: 7200 });
-    expect(config.limits).toEqual({ per_identity_rps: 1000, max_active_leases_per_role: 10000 });
+    expect(config.limits).toMatchObject({ per_identity_rps: 1000, max_active_leases_per_role: 10000 });
   });
 });

@@ -1,4 +1,5 @@
 import { compileSubjectPattern, patternProblem } from '../../src/policy/subject-pattern';
+import { compileSubjectRules } from '../../src/policy/subject-rules';
 import { parseSpiffeId } from '../../src/identity/spiffe-id';
 
 describe('subject patterns match whole path segments only', () => {
@@ -58,4 +59,29 @@ describe('parseSpiffeId', () => {
     `spiffe://example.org/${'a'.repeat(2040)}`,
     'spiffe://exаmple.org/a', // Cyrillic "а"
   ])('refuses %s', (id) => expect(parseSpiffeId(id)).toBeUndefined());
+});
+
+describe('subject rules compare issuer and subject', () => {
+  const rules = compileSubjectRules([
+    'spiffe://prod.example/ns/payments/*',
+    { issuer: 'cluster-a', subject: 'system:serviceaccount:payments:api' },
+    { issuer: 'bootstrap', subject: 'bootstrap/billing' },
+  ]);
+
+  it('a qualified rule matches its own issuer\'s subject only', () => {
+    expect(rules({ issuer: 'cluster-a', subject: 'system:serviceaccount:payments:api' })).toBe(true);
+    expect(rules({ issuer: 'cluster-b', subject: 'system:serviceaccount:payments:api' })).toBe(false);
+    expect(rules({ issuer: 'bootstrap', subject: 'system:serviceaccount:payments:api' })).toBe(false);
+  });
+
+  it('a plain SPIFFE pattern matches JWT-SVIDs and X.509-SVIDs, never a broker-signed identity', () => {
+    expect(rules({ issuer: 'prod', subject: 'spiffe://prod.example/ns/payments/api' })).toBe(true);
+    expect(rules({ issuer: 'x509', subject: 'spiffe://prod.example/ns/payments/api' })).toBe(true);
+    expect(rules({ issuer: 'bootstrap', subject: 'spiffe://prod.example/ns/payments/api' })).toBe(false);
+  });
+
+  it('a bootstrap identity is matched only by the rule naming issuer bootstrap', () => {
+    expect(rules({ issuer: 'bootstrap', subject: 'bootstrap/billing' })).toBe(true);
+    expect(rules({ issuer: 'cluster-a', subject: 'bootstrap/billing' })).toBe(false);
+  });
 });
