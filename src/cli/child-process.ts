@@ -10,18 +10,31 @@ export interface ChildExit {
   code: number;
 }
 
+/** Default of `--kill-timeout`: how long a child may take to exit after SIGTERM before it gets SIGKILL. */
+export const DEFAULT_KILL_TIMEOUT_SECONDS = 10;
+
 /**
  * Receives SIGINT/SIGTERM/SIGHUP for the whole life of `tessera run`: before the child exists the
  * signal is remembered (so leasing can be undone), while it runs it is forwarded, and afterwards it is
- * ignored so revocation is not cut short.
+ * ignored so revocation is not cut short. A child still running `killTimeoutMs` after a forwarded
+ * SIGTERM gets SIGKILL, as container runtimes do, so a child that ignores SIGTERM cannot keep its
+ * credentials alive. (SIGINT and SIGHUP have other meanings to many programs, so they arm no timer.)
  */
 export class SignalRelay {
   private child: ChildProcess | undefined;
   private pending: NodeJS.Signals | undefined;
+  private killTimer: NodeJS.Timeout | undefined;
   private readonly handler = (signal: NodeJS.Signals) => {
-    if (this.child && this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
-    else if (!this.child) this.pending ??= signal;
+    if (this.child && this.running(this.child)) {
+      this.child.kill(signal);
+      if (signal === 'SIGTERM') this.armKill(this.child);
+    } else if (!this.child) this.pending ??= signal;
   };
+
+  constructor(
+    private readonly killTimeoutMs = DEFAULT_KILL_TIMEOUT_SECONDS * 1000,
+    private readonly onKill: (message: string) => void = () => undefined,
+  ) {}
 
   install(): void {
     for (const signal of FORWARDED_SIGNALS) process.on(signal, this.handler);
@@ -38,6 +51,20 @@ export class SignalRelay {
 
   attach(child: ChildProcess): void {
     this.child = child;
+    child.once('exit', () => clearTimeout(this.killTimer));
+  }
+
+  private running(child: ChildProcess): boolean {
+    return child.exitCode === null && child.signalCode === null;
+  }
+
+  private armKill(child: ChildProcess): void {
+    if (this.killTimer) return;
+    this.killTimer = setTimeout(() => {
+      if (!this.running(child)) return;
+      this.onKill(`the command was still running ${this.killTimeoutMs / 1000}s after SIGTERM; sending SIGKILL`);
+      child.kill('SIGKILL');
+    }, this.killTimeoutMs);
   }
 }
 

@@ -93,5 +93,10 @@ function row(lease: LeaseView): Record<string, string | null> {
 function printLease(cmd: Command, lease: LeaseView): void {
   if (outputFormat(cmd, 'table') === 'json') return printJson(lease);
   const { lease_id, role, plugin, account, owner, run_id, state, created_at, expires_at, max_expires_at, revoked_at } = lease;
-  printRecord({ lease_id, role, plugin, account, owner, run_id, state, created_at, expires_at, max_expires_at, revoked_at, last_error: lease.last_error ?? null });
+  printRecord({
+    lease_id, role, plugin, account, owner, run_id, state, created_at, expires_at, max_expires_at, revoked_at,
+    last_error: lease.last_error ?? null,
+    // Only operators are shown the target's own words.
+    ...(lease.last_error_detail ? { last_error_detail: lease.last_error_detail } : {}),
+  });
 }

@@ -1,57 +1,99 @@
-import { Controller, Get, Inject } from '@nestjs/common';
+import { Controller, Get, Inject, OnApplicationBootstrap, OnApplicationShutdown, Req } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import { HealthCheck, HealthCheckService, HealthIndicatorService } from '@nestjs/terminus';
+import type { Request } from 'express';
+import { DomainError } from '../common/errors';
+import { CONFIG } from '../config/config.module';
+import { TesseraConfig } from '../config/config.loader';
 import { JobProducer } from '../jobs/job.producer';
 import { Public } from '../http/auth.guard';
+import { TokenBucket } from '../http/token-bucket';
+import { Metrics } from '../metrics/metrics';
 import { PluginRegistry } from '../plugins/plugin-registry';
 import { Database } from '../storage/database';
+import { TargetProbes, withTimeout } from './target-probes';
 
-const TIMEOUT_MS = 2000;
+/** How long one answer about the state database and Redis is reused: a flood costs one check a second. */
+const DEPENDENCY_CACHE_MS = 1000;
 
-function withTimeout<T>(p: Promise<T>): Promise<T> {
-  return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error('timed out')), TIMEOUT_MS).unref())]);
+/** A check whose result is reused for a moment, with concurrent callers sharing one run. */
+class CachedCheck {
+  private last: { at: number; up: boolean } | undefined;
+  private running: Promise<boolean> | undefined;
+
+  constructor(private readonly check: () => Promise<unknown>) {}
+
+  get(): Promise<boolean> {
+    if (this.last && Date.now() - this.last.at < DEPENDENCY_CACHE_MS) return Promise.resolve(this.last.up);
+    this.running ??= withTimeout(this.check())
+      .then(
+        () => true,
+        () => false,
+      )
+      .then((up) => {
+        this.last = { at: Date.now(), up };
+        this.running = undefined;
+        return up;
+      });
+    return this.running;
+  }
 }
 
 @ApiTags('health')
 @Public()
 @Controller('v1/health')
-export class HealthController {
+export class HealthController implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly targets: TargetProbes;
+  private readonly stateDb: CachedCheck;
+  private readonly queue: CachedCheck;
+  private readonly perAddress: TokenBucket;
+
   constructor(
+    @Inject(CONFIG) config: TesseraConfig,
     private readonly health: HealthCheckService,
     private readonly indicators: HealthIndicatorService,
-    @Inject(Database) private readonly db: Database,
-    private readonly jobs: JobProducer,
-    private readonly plugins: PluginRegistry,
-  ) {}
+    @Inject(Database) db: Database,
+    jobs: JobProducer,
+    plugins: PluginRegistry,
+    metrics: Metrics,
+  ) {
+    this.targets = new TargetProbes(plugins, metrics, config.health.probe_every * 1000);
+    this.stateDb = new CachedCheck(() => db.query('SELECT 1'));
+    this.queue = new CachedCheck(() => jobs.ping());
+    this.perAddress = new TokenBucket(config.health.ready_rps, config.health.ready_rps * 2);
+  }
+
+  onApplicationBootstrap(): void {
+    this.targets.start();
+  }
+
+  onApplicationShutdown(): void {
+    this.targets.stop();
+  }
 
   @Get('live')
   live() {
     return { status: 'ok' };
   }
 
-  /** 503 when the state database or Redis is down; a target that is down only shows as degraded. */
+  /**
+   * 503 when the state database or Redis is down; a target that is down only shows as degraded. The
+   * targets' state comes from the background probes (never a target call per request), the state
+   * database's and Redis's from a check at most a second old; each client address gets
+   * health.ready_rps requests a second.
+   */
   @Get('ready')
   @HealthCheck()
-  ready() {
-    return this.health.check([
-      () => this.probe('state_db', () => this.db.query('SELECT 1')),
-      () => this.probe('queue', () => this.jobs.ping()),
-      async () => {
-        const names = this.plugins.connectionNames();
-        const results = await Promise.allSettled(names.map((n) => withTimeout(this.plugins.call(n, 'ping', [], (p) => p.ping()))));
-        const degraded = names.filter((_, i) => results[i].status === 'rejected');
-        return this.indicators.check('targets').up({ degraded, state: degraded.length ? 'degraded' : 'ok' });
-      },
-    ]);
-  }
-
-  private async probe(key: string, fn: () => Promise<unknown>) {
-    const check = this.indicators.check(key);
-    try {
-      await withTimeout(fn());
-      return check.up();
-    } catch {
-      return check.down({ message: 'unreachable' });
+  async ready(@Req() req: Request) {
+    if (!this.perAddress.take(req.ip ?? 'unknown')) {
+      throw new DomainError('rate_limited', 'too_many_readiness_checks', 'too many readiness checks from this address; slow down');
     }
+    const [stateDb, queue] = await Promise.all([this.stateDb.get(), this.queue.get()]);
+    const dependency = (key: string, up: boolean) => (up ? this.indicators.check(key).up() : this.indicators.check(key).down({ message: 'unreachable' }));
+    return this.health.check([
+      () => dependency('state_db', stateDb),
+      () => dependency('queue', queue),
+      () => this.indicators.check('targets').up({ ...this.targets.report() }),
+    ]);
   }
 }

@@ -14,6 +14,9 @@ const GRACE_SECONDS = 1;
 /**
  * Sweeps PostgreSQL every `reconcile_every` and enqueues, with deterministic job ids, whatever Redis
  * lost or a crash left behind: expired leases, revocations stuck or failed, abandoned pending leases.
+ * A pending lease counts as abandoned as soon as the process issuing it is gone (its issuer lock is
+ * free), so recovery after a crash takes at most two ticks (DESIGN §9, invariant 1); `pending_timeout`
+ * is only the backstop for leases without a lock and for an issuing process that hangs.
  * Every replica ticks; the job ids make the enqueues idempotent, so each piece of work runs once.
  */
 @Injectable()

@@ -4,6 +4,7 @@ import { Metrics } from '../metrics/metrics';
 import { PluginRegistry } from '../plugins/plugin-registry';
 import { RoleSettingsResolver } from '../plugins/role-settings';
 import { Database } from '../storage/database';
+import { LeaseError } from './lease-errors';
 import { LeaseRow } from './lease.model';
 import { LeaseRepository } from './lease.repository';
 
@@ -53,11 +54,11 @@ export class LeaseRevoker {
   }
 
   /** After the last attempt: the lease is listed for operators, counted, audited, and retried by the reconciler. */
-  async giveUp(lease: LeaseRow, error: string): Promise<void> {
+  async giveUp(lease: LeaseRow, error: LeaseError): Promise<void> {
     const marked = await this.db.tx(async (tx) => {
       if (!(await this.leases.markRevokeFailed(lease.id, error, tx))) return false;
       await this.audit.append(
-        { type: 'lease.revoke_failed', actor: null, leaseId: lease.id, detail: { role: lease.role, account: lease.account, error } },
+        { type: 'lease.revoke_failed', actor: null, leaseId: lease.id, detail: { role: lease.role, account: lease.account, error: error.detail, code: error.code } },
         tx,
       );
       return true;

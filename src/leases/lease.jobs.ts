@@ -4,6 +4,7 @@ import { PluginError } from '../../plugins/contract';
 import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';
 import { JobName, JobPayloads } from '../jobs/jobs';
+import { leaseError } from './lease-errors';
 import { LeaseRow } from './lease.model';
 import { LeaseRepository } from './lease.repository';
 import { LeaseRevoker, RevokeReason } from './lease-revoker';
@@ -41,14 +42,14 @@ export class LeaseJobs {
       case 'active':
         // Not expired by the database's clock (renewed since the job was scheduled): wait again.
         return this.delayUntil(job, token, lease.expires_at.getTime());
-      case 'pending': {
-        const due = lease.created_at.getTime() + this.config.pending_timeout * 1000;
-        if (due > Date.now()) return this.delayUntil(job, token, due);
+      case 'pending':
+        // Abandoned when its issuing process is gone (its issuer lock is free) or it is older than
+        // pending_timeout. Otherwise its issue is still under way: done here, and the reconciler
+        // enqueues it again if that changes (a delayed job would hold the job id until the timeout).
         claimed = await this.leases.claimAbandoned(lease.id, this.config.pending_timeout);
         if (!claimed) return;
         reason = 'abandoned';
         break;
-      }
       case 'revoking':
       case 'revoke_failed':
         claimed = lease;
@@ -64,13 +65,13 @@ export class LeaseJobs {
     try {
       await this.revoker.revoke(claimed, reason, null);
     } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
+      const error = leaseError(err);
       const permanent = err instanceof PluginError && !err.retryable;
       if (permanent || job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) {
-        await this.revoker.giveUp(claimed, message);
-        throw new UnrecoverableError(message);
+        await this.revoker.giveUp(claimed, error);
+        throw new UnrecoverableError(error.detail);
       }
-      await this.leases.recordError(claimed.id, message);
+      await this.leases.recordError(claimed.id, error);
       throw err;
     }
   }

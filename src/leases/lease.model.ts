@@ -17,7 +17,12 @@ export interface LeaseRow {
   max_expires_at: Date;
   activated_at: Date | null;
   revoked_at: Date | null;
+  /** The target's own text of the last failure: operators only. */
   last_error: string | null;
+  /** Its stable code (see lease-errors.ts): what the owner sees. */
+  last_error_code: string | null;
+  /** The session lock of the process that issued it (see IssuerSession). */
+  issuer_lock: number | null;
 }
 
 /** The lease as the API shows it (DESIGN §5): every field present, null when unset, never a secret. */
@@ -33,7 +38,10 @@ export interface LeaseView {
   expires_at: string;
   max_expires_at: string;
   revoked_at: string | null;
+  /** A stable code for the last failure (e.g. target_unavailable, abandoned), or null. */
   last_error: string | null;
+  /** The target's own words about it: shown to operators only (null for anyone else). */
+  last_error_detail: string | null;
 }
 
 /** The answer to POST /v1/creds/{role}: the only place a lease's secret ever appears. */
@@ -54,7 +62,11 @@ export interface LeasePage {
   next_cursor: string | null;
 }
 
-export function leaseView(row: LeaseRow): LeaseView {
+/**
+ * `operator` decides whether last_error_detail is shown: a target's error text can name hosts, users and
+ * internals that are not the workload's business, so its owner gets the code only.
+ */
+export function leaseView(row: LeaseRow, operator: boolean): LeaseView {
   return {
     lease_id: row.id,
     role: row.role,
@@ -67,7 +79,9 @@ export function leaseView(row: LeaseRow): LeaseView {
     expires_at: row.expires_at.toISOString(),
     max_expires_at: row.max_expires_at.toISOString(),
     revoked_at: row.revoked_at?.toISOString() ?? null,
-    last_error: row.last_error,
+    // Rows from before error codes have text only.
+    last_error: row.last_error_code ?? (row.last_error === null ? null : 'error'),
+    last_error_detail: operator ? row.last_error : null,
   };
 }
 

@@ -1,9 +1,23 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
+import { CONFIG } from '../config/config.module';
+import { TesseraConfig } from '../config/config.loader';
 import { Database, Queryable } from '../storage/database';
+import { ISSUER_LOCK_NAMESPACE, IssuerSession } from './issuer-session';
+import { LeaseError } from './lease-errors';
 import { LeaseFilter, LeaseRow } from './lease.model';
 
 const COLUMNS =
-  'id, role, connection, plugin, account, owner, owner_issuer, run_id, state, created_at, updated_at, expires_at, max_expires_at, activated_at, revoked_at, last_error';
+  'id, role, connection, plugin, account, owner, owner_issuer, run_id, state, created_at, updated_at, expires_at, max_expires_at, activated_at, revoked_at, last_error, last_error_code, issuer_lock';
+
+/**
+ * A pending lease whose issuing process is gone: the session lock its issuer_lock names is held by
+ * nobody in this database (see IssuerSession). Leases written before issuer locks have none.
+ */
+const ISSUER_GONE = `(issuer_lock IS NOT NULL AND NOT EXISTS (
+  SELECT 1 FROM pg_locks k
+  WHERE k.locktype = 'advisory' AND k.granted AND k.objsubid = 2
+    AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    AND k.classid = ${ISSUER_LOCK_NAMESPACE}::oid AND k.objid = leases.issuer_lock::oid))`;
 
 /** States from which a lease can still be (or is being) revoked. */
 const REVOCABLE = `('active','revoking','revoke_failed')`;
@@ -21,23 +35,47 @@ export interface NewLease {
   maxExpiresAt: Date;
 }
 
+/** Why a lease-wide limit refused a new lease. */
+export type InsertRefusal = 'role_limit' | 'owner_limit';
+
 /** All SQL about leases. Every state transition is conditional on the state it leaves. */
 @Injectable()
-export class LeaseRepository {
-  constructor(@Inject(Database) private readonly db: Database) {}
+export class LeaseRepository implements OnApplicationShutdown {
+  private readonly issuerSession: IssuerSession;
+
+  constructor(
+    @Inject(Database) private readonly db: Database,
+    @Inject(CONFIG) config: TesseraConfig,
+  ) {
+    this.issuerSession = new IssuerSession(config.storage.postgres_url);
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.issuerSession.close();
+  }
 
   /**
-   * Writes the pending lease unless the role already has `cap` live leases (false then). The count
-   * stops at the cap, so it stays cheap; concurrent issues may overshoot the cap by a few.
+   * Writes the pending lease, naming this process's issuer lock, unless the role already has
+   * `caps.role` live leases or the owner (subject and issuer) `caps.owner`: then nothing is written and
+   * the refusal is returned. Each count stops at its cap and uses its own partial index, so it stays
+   * cheap however many leases exist; concurrent issues may overshoot a cap by a few.
    */
-  async insertPending(l: NewLease, cap: number): Promise<boolean> {
-    const { rowCount } = await this.db.query(
-      `INSERT INTO leases (id, role, connection, plugin, account, owner, owner_issuer, run_id, state, expires_at, max_expires_at)
-       SELECT $1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10
-       WHERE (SELECT count(*) FROM (SELECT 1 FROM leases WHERE role = $2 AND state IN ('pending','active') LIMIT $11) live) < $11`,
-      [l.id, l.role, l.connection, l.plugin, l.account, l.owner, l.ownerIssuer, l.runId, l.expiresAt, l.maxExpiresAt, cap],
+  async insertPending(l: NewLease, caps: { role: number; owner: number }): Promise<InsertRefusal | undefined> {
+    const issuerLock = await this.issuerSession.key();
+    const { rows } = await this.db.query<{ inserted: boolean; role_full: boolean; owner_full: boolean }>(
+      `WITH role_full AS (SELECT count(*) >= $11 AS reached FROM (SELECT 1 FROM leases WHERE role = $2 AND state IN ('pending','active') LIMIT $11) r),
+       owner_full AS (SELECT count(*) >= $12 AS reached FROM (SELECT 1 FROM leases WHERE owner = $6 AND owner_issuer = $7 AND state IN ('pending','active') LIMIT $12) o),
+       ins AS (
+         INSERT INTO leases (id, role, connection, plugin, account, owner, owner_issuer, run_id, state, expires_at, max_expires_at, issuer_lock)
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $13
+         WHERE NOT (SELECT reached FROM role_full) AND NOT (SELECT reached FROM owner_full)
+         RETURNING 1)
+       SELECT EXISTS (SELECT 1 FROM ins) AS inserted, (SELECT reached FROM role_full) AS role_full, (SELECT reached FROM owner_full) AS owner_full`,
+      [l.id, l.role, l.connection, l.plugin, l.account, l.owner, l.ownerIssuer, l.runId, l.expiresAt, l.maxExpiresAt, caps.role, caps.owner, issuerLock],
     );
-    return rowCount === 1;
+    const r = rows[0];
+    if (r.inserted) return undefined;
+    return r.role_full ? 'role_limit' : 'owner_limit';
   }
 
   /** Transitions that carry their audit event in the same statement (see AuditLog.appendGuarded). */
@@ -54,7 +92,8 @@ export class LeaseRepository {
     /** revoking → revoked (or failed, for a lease that never went live). */
     finish: (id: string) => ({
       sql: `UPDATE leases SET state = CASE WHEN activated_at IS NULL THEN 'failed' ELSE 'revoked' END,
-              revoked_at = now(), updated_at = now(), last_error = CASE WHEN activated_at IS NULL THEN last_error END
+              revoked_at = now(), updated_at = now(), last_error = CASE WHEN activated_at IS NULL THEN last_error END,
+              last_error_code = CASE WHEN activated_at IS NULL THEN last_error_code END
             WHERE id = $1 AND state IN ('revoking','revoke_failed') RETURNING ${COLUMNS}`,
       values: [id],
     }),
@@ -80,20 +119,23 @@ export class LeaseRepository {
   }
 
   /** pending → revoking, after a failed create (whatever the plugin left is removed next). */
-  async abandon(id: string, error: string): Promise<LeaseRow | undefined> {
+  async abandon(id: string, error: LeaseError): Promise<LeaseRow | undefined> {
     const { rows } = await this.db.query<LeaseRow>(
-      `UPDATE leases SET state = 'revoking', last_error = $2, updated_at = now()
+      `UPDATE leases SET state = 'revoking', last_error = $2, last_error_code = $3, updated_at = now()
        WHERE id = $1 AND state = 'pending' RETURNING ${COLUMNS}`,
-      [id, error],
+      [id, error.detail, error.code],
     );
     return rows[0];
   }
 
-  /** pending → revoking for a lease whose issuer crashed: older than the pending timeout. */
+  /**
+   * pending → revoking for a lease whose issuer is gone: its issuer lock is held by nobody, or (for a
+   * lease without one, or a process stuck that long) it is older than the pending timeout.
+   */
   async claimAbandoned(id: string, pendingTimeoutSeconds: number): Promise<LeaseRow | undefined> {
     const { rows } = await this.db.query<LeaseRow>(
-      `UPDATE leases SET state = 'revoking', last_error = 'abandoned while pending', updated_at = now()
-       WHERE id = $1 AND state = 'pending' AND created_at <= now() - make_interval(secs => $2) RETURNING ${COLUMNS}`,
+      `UPDATE leases SET state = 'revoking', last_error = 'abandoned while pending', last_error_code = 'abandoned', updated_at = now()
+       WHERE id = $1 AND state = 'pending' AND (created_at <= now() - make_interval(secs => $2) OR ${ISSUER_GONE}) RETURNING ${COLUMNS}`,
       [id, pendingTimeoutSeconds],
     );
     return rows[0];
@@ -134,14 +176,14 @@ export class LeaseRepository {
     return rows.map((r) => r.id);
   }
 
-  async recordError(id: string, error: string): Promise<void> {
-    await this.db.query(`UPDATE leases SET last_error = $2 WHERE id = $1`, [id, error]);
+  async recordError(id: string, error: LeaseError): Promise<void> {
+    await this.db.query(`UPDATE leases SET last_error = $2, last_error_code = $3 WHERE id = $1`, [id, error.detail, error.code]);
   }
 
-  async markRevokeFailed(id: string, error: string, q: Queryable): Promise<boolean> {
+  async markRevokeFailed(id: string, error: LeaseError, q: Queryable): Promise<boolean> {
     const { rowCount } = await q.query(
-      `UPDATE leases SET state = 'revoke_failed', last_error = $2, updated_at = now() WHERE id = $1 AND state = 'revoking'`,
-      [id, error],
+      `UPDATE leases SET state = 'revoke_failed', last_error = $2, last_error_code = $3, updated_at = now() WHERE id = $1 AND state = 'revoking'`,
+      [id, error.detail, error.code],
     );
     return (rowCount ?? 0) > 0;
   }
@@ -163,14 +205,17 @@ export class LeaseRepository {
     return rows;
   }
 
-  /** Leases the reconciler must hand to the workers: expired, stuck revoking, failed, or abandoned. */
+  /**
+   * Leases the reconciler must hand to the workers: expired, stuck revoking, failed, or abandoned
+   * (pending with their issuing process gone, or older than the pending timeout).
+   */
   async findDue(opts: { graceSeconds: number; staleSeconds: number; pendingTimeoutSeconds: number; limit: number }): Promise<string[]> {
     const { rows } = await this.db.query<{ id: string }>(
       `(SELECT id FROM leases WHERE state = 'active' AND expires_at <= now() - make_interval(secs => $1) ORDER BY expires_at LIMIT $4)
        UNION ALL
        (SELECT id FROM leases WHERE state IN ('revoking','revoke_failed') AND updated_at <= now() - make_interval(secs => $2) LIMIT $4)
        UNION ALL
-       (SELECT id FROM leases WHERE state = 'pending' AND created_at <= now() - make_interval(secs => $3) LIMIT $4)`,
+       (SELECT id FROM leases WHERE state = 'pending' AND (created_at <= now() - make_interval(secs => $3) OR ${ISSUER_GONE}) LIMIT $4)`,
       [opts.graceSeconds, opts.staleSeconds, opts.pendingTimeoutSeconds, opts.limit],
     );
     return rows.map((r) => r.id);

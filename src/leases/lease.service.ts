@@ -11,6 +11,8 @@ import { PluginRegistry } from '../plugins/plugin-registry';
 import { PolicyService } from '../policy/policy.service';
 import { IssuedLease, LeaseFilter, LeasePage, LeaseRow, LeaseState, LeaseView, leaseView } from './lease.model';
 import { LeaseRepository } from './lease.repository';
+import { leaseError } from './lease-errors';
+import { ownerIssuers } from './owner-issuers';
 import { LeaseRevoker, RevokeReason } from './lease-revoker';
 import { LEASE_ID, newAccountName, newLeaseId, newPassword } from './names';
 
@@ -56,8 +58,8 @@ export class LeaseService {
     const account = newAccountName(role.name, this.plugins.maxUsernameLength(role.connection));
     const password = newPassword();
 
-    const limit = this.config.limits.max_active_leases_per_role;
-    const inserted = await this.leases.insertPending({
+    const { max_active_leases_per_role: roleCap, max_active_leases_per_owner: ownerCap } = this.config.limits;
+    const refused = await this.leases.insertPending({
       id,
       role: role.name,
       connection: role.connection,
@@ -68,9 +70,12 @@ export class LeaseService {
       runId: input.runId ?? null,
       expiresAt,
       maxExpiresAt,
-    }, limit);
-    if (!inserted) {
-      throw new DomainError('rate_limited', 'role_lease_limit', `role ${role.name} has ${limit} live leases, its limit; revoke some or raise limits.max_active_leases_per_role`);
+    }, { role: roleCap, owner: ownerCap });
+    if (refused === 'role_limit') {
+      throw new DomainError('rate_limited', 'role_lease_limit', `role ${role.name} has ${roleCap} live leases, its limit; revoke some or raise limits.max_active_leases_per_role`);
+    }
+    if (refused === 'owner_limit') {
+      throw new DomainError('rate_limited', 'owner_lease_limit', `you hold ${ownerCap} live leases, the limit per workload; revoke some or raise limits.max_active_leases_per_owner`);
     }
 
     let credentials: Record<string, string | number>;
@@ -114,7 +119,7 @@ export class LeaseService {
   }
 
   async get(identity: Identity, id: string): Promise<LeaseView> {
-    return leaseView(await this.visible(identity, id));
+    return leaseView(await this.visible(identity, id), identity.operator);
   }
 
   async list(identity: Identity, query: { role?: string; state?: LeaseState; runId?: string; owner?: string; limit: number; cursor?: string }): Promise<LeasePage> {
@@ -129,7 +134,7 @@ export class LeaseService {
     const page = rows.slice(0, query.limit);
     const last = page[page.length - 1];
     return {
-      items: page.map(leaseView),
+      items: page.map((row) => leaseView(row, identity.operator)),
       next_cursor: rows.length > query.limit && last ? encodeCursor(last) : null,
     };
   }
@@ -164,7 +169,7 @@ export class LeaseService {
     const row = updated && LeaseRepository.fromJson(updated);
     if (!row) throw new DomainError('conflict', 'lease_not_active', 'the lease expired or was revoked while it was being renewed');
     await this.jobs.tryScheduleExpiry(id, row.expires_at, true);
-    return leaseView(row);
+    return leaseView(row, identity.operator);
   }
 
   /** Revokes one lease now. 'revoking' means the target was unreachable and workers keep retrying. */
@@ -184,9 +189,15 @@ export class LeaseService {
     return { revoked: ids.length };
   }
 
-  /** A signed workload.completed event: the subject's leases (all, or one run's), whatever issuer. */
-  async completeWorkload(subject: string, runId: string | undefined, actor: string): Promise<{ revoked: number }> {
-    const ids = await this.leases.claimMatching({ owner: subject, runId });
+  /**
+   * A signed workload.completed event: the subject's leases (all, or one run's) under its issuer only
+   * (see ownerIssuers), so the same subject emitted by another issuer keeps its leases.
+   */
+  async completeWorkload(owner: { subject: string; issuer?: string }, runId: string | undefined, actor: string): Promise<{ revoked: number }> {
+    const ids: string[] = [];
+    for (const ownerIssuer of ownerIssuers(this.config, owner.subject, owner.issuer)) {
+      ids.push(...(await this.leases.claimMatching({ owner: owner.subject, ownerIssuer, runId })));
+    }
     await this.revokeMany(ids, 'owner', actor);
     return { revoked: ids.length };
   }
@@ -223,8 +234,7 @@ export class LeaseService {
     try {
       return (await this.revoker.revoke(lease, reason, actor)).state;
     } catch (err) {
-      const message = err instanceof PluginError ? err.message : 'revocation failed';
-      await this.leases.recordError(lease.id, message);
+      await this.leases.recordError(lease.id, leaseError(err));
       await this.jobs.revokeNow([lease.id]).catch(() => this.log.warn(`queue unavailable; the reconciler will revoke ${lease.id}`));
       return 'revoking';
     }
@@ -232,7 +242,7 @@ export class LeaseService {
 
   /**
    * Callers learn that the target failed and whether retrying may help; the target's own message (which
-   * can name internals) goes to the log and to the lease's last_error for operators.
+   * can name internals) goes to the log and to the lease's last_error_detail, which only operators see.
    */
   private targetError(err: unknown, step: string, leaseId: string): DomainError {
     if (err instanceof DomainError) return err;
@@ -245,8 +255,7 @@ export class LeaseService {
   }
 
   private async cleanUpFailedIssue(id: string, identity: Identity, err: unknown): Promise<void> {
-    const message = err instanceof PluginError ? err.message : 'issue failed';
-    const row = await this.leases.abandon(id, message);
+    const row = await this.leases.abandon(id, leaseError(err));
     // The plugin undid its own partial work; removing the account once more covers a connection lost
     // mid-create, where the plugin cannot know what the target did.
     if (row) await this.revokeInline(row, 'issue_failed', identity.subject);
@@ -271,7 +280,8 @@ export class LeaseService {
 
   private async deny(identity: Identity, status: number, action: string, target: string): Promise<void> {
     this.metrics.deniedRequests.inc({ status: String(status) });
-    await this.audit.append({ type: 'request.denied', actor: identity.subject, detail: { status, action, target } });
+    // Sampled per identity by the audit log: a probe of many ids writes a few rows and a summary.
+    await this.audit.append({ type: 'request.denied', actor: identity.subject, detail: { status, action, target, issuer: identity.issuer } });
   }
 }
 

@@ -53,6 +53,12 @@ export class Metrics {
     labelNames: ['result'] as const,
     registers: [this.registry],
   });
+  readonly targetUp = new Gauge({
+    name: 'tessera_target_up',
+    help: 'Whether the last background probe of a target connection succeeded (1) or not (0).',
+    labelNames: ['connection'] as const,
+    registers: [this.registry],
+  });
   readonly deniedRequests = new Counter({
     name: 'tessera_requests_denied_total',
     help: 'Requests refused for identity (401) or policy (403).',

@@ -113,6 +113,88 @@ describe('tessera run and the client CLI', () => {
     }
   });
 
+  it('SIGKILLs a child that ignores SIGTERM after --kill-timeout, then revokes and exits 137', async () => {
+    const ignoresTerm = "process.on('SIGTERM', () => console.log('ignored SIGTERM')); console.log('started'); setInterval(() => {}, 1000)";
+    const cli = spawnCli(['run', '--role', broker.role, '--kill-timeout', '2s', '--', process.execPath, '-e', ignoresTerm], await envFor('stubborn'));
+    try {
+      await cli.waitForStdout(/started/);
+      expect((await leasesOf('stubborn'))[0].state).toBe('active');
+      const sentAt = Date.now();
+      cli.child.kill('SIGTERM');
+      await cli.waitForStdout(/ignored SIGTERM/);
+      const result = await Promise.race([cli.exited, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 15_000))]);
+      expect(result).toEqual({ code: 137, signal: null });
+      const tookMs = Date.now() - sentAt;
+      expect(tookMs).toBeGreaterThanOrEqual(1900);
+      expect(tookMs).toBeLessThan(8000);
+      expect(cli.stderr()).toContain('still running 2s after SIGTERM; sending SIGKILL');
+      const [lease] = await leasesOf('stubborn');
+      expect(lease.state).toBe('revoked');
+      expect(await rolesLike(lease.account)).toEqual([]);
+    } finally {
+      killQuietly(cli.child);
+    }
+  });
+
+  it('--kill-timeout must be a duration', async () => {
+    const res = await runCli(['run', '--role', broker.role, '--kill-timeout', 'soon', '--', 'true'], await envFor('badkill'));
+    expect(res.code).toBe(2);
+    expect(res.stderr).toContain('--kill-timeout');
+    expect(await leasesOf('badkill')).toEqual([]);
+  });
+
+  describe('when the answer to the issue request is lost', () => {
+    // Forwards to the broker, but drops the connection instead of answering an issue request: the
+    // lease is made, and `tessera run` never learns its id.
+    let proxyUrl: string;
+    const proxy = createHttpServer(async (req, res) => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of req) chunks.push(chunk as Buffer);
+      const headers: Record<string, string> = {};
+      for (const name of ['authorization', 'content-type', 'accept']) if (typeof req.headers[name] === 'string') headers[name] = req.headers[name] as string;
+      const upstream = await fetch(`${broker.url}${req.url}`, { method: req.method, headers, body: chunks.length ? Buffer.concat(chunks) : undefined });
+      const text = await upstream.text();
+      if (req.method === 'POST' && req.url?.startsWith('/v1/creds/')) {
+        req.socket.destroy();
+        return;
+      }
+      res.writeHead(upstream.status, { 'content-type': upstream.headers.get('content-type') ?? 'application/json' }).end(text);
+    });
+    beforeAll(async () => {
+      await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+      proxyUrl = `http://127.0.0.1:${(proxy.address() as { port: number }).port}`;
+    });
+    afterAll(async () => {
+      proxy.closeAllConnections();
+      await new Promise((r) => proxy.close(r));
+    });
+
+    it('revokes the run\'s leases on exit (revoke-owned for its run id), so none waits for its TTL', async () => {
+      const env: NodeJS.ProcessEnv = { ...(await envFor('lostanswer')), TESSERA_ADDR: proxyUrl };
+      const res = await runCli(['run', '--role', broker.role, '--', 'sh', '-c', 'echo never ran'], env);
+      expect(res.code).toBe(6);
+      expect(res.stdout).toBe('');
+      expect(res.stderr).toMatch(/broker unreachable/);
+      const leases = await leasesOf('lostanswer');
+      expect(leases).toHaveLength(1);
+      expect(leases[0].run_id).toMatch(/^run-/);
+      expect(leases[0].state).toBe('revoked');
+      expect(await rolesLike(leases[0].account)).toEqual([]);
+    });
+
+    it('with a run id of the user\'s (maybe shared), leaves the siblings alone and says how to find the lease', async () => {
+      const env: NodeJS.ProcessEnv = { ...(await envFor('lostshared')), TESSERA_ADDR: proxyUrl };
+      const sibling = await broker.api('POST', `/v1/creds/${broker.role}`, { token: env.TESSERA_TOKEN, body: { run_id: 'ci-42' } });
+      const res = await runCli(['run', '--role', broker.role, '--run-id', 'ci-42', '--', 'true'], env);
+      expect(res.code).toBe(6);
+      expect(res.stderr).toContain('tessera leases list --run-id ci-42');
+      const leases = await leasesOf('lostshared');
+      expect(leases.map((l) => l.state)).toEqual(['active', 'active']);
+      expect(leases.find((l) => l.id === sibling.body.lease_id)).toBeDefined();
+      await broker.api('POST', '/v1/leases/revoke-owned', { token: env.TESSERA_TOKEN, body: { run_id: 'ci-42' } });
+    });
+  });
+
   it('exits 127 when the command does not exist, and revokes what it leased', async () => {
     const res = await runCli(['run', '--role', broker.role, '--', '/nonexistent/tessera-cmd'], await envFor('nocmd'));
     expect(res.code).toBe(127);

@@ -131,6 +131,35 @@ describe('bad input and refused requests change nothing', () => {
     expect(await snapshot()).toEqual(before);
   });
 
+  it('415 for a non-JSON Content-Type on a POST even with an empty body; a bodiless POST without one is fine', async () => {
+    const before = await snapshot();
+    for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x']) {
+      expectError(await broker.api('POST', `/v1/creds/${broker.role}`, { token: workload, raw: '', headers: { 'content-type': type } }), 415, 'unsupported_media_type');
+      expectError(await broker.api('POST', `/v1/creds/${broker.role}`, { token: workload, headers: { 'content-type': type } }), 415, 'unsupported_media_type');
+    }
+    expect(await snapshot()).toEqual(before);
+
+    const issued = await broker.api('POST', `/v1/creds/${broker.role}`, { token: workload, body: { ttl: '1m', run_id: 'ctype' } });
+    expect(issued.status).toBe(201);
+    // A refused request changes nothing: the lease is still there after a text/plain revoke-owned.
+    expectError(await broker.api('POST', '/v1/leases/revoke-owned', { token: workload, raw: '', headers: { 'content-type': 'text/plain' } }), 415);
+    expectError(await broker.api('POST', `/v1/leases/${issued.body.lease_id}/revoke`, { token: workload, headers: { 'content-type': 'text/plain' } }), 415);
+    expect((await broker.api('GET', `/v1/leases/${issued.body.lease_id}`, { token: workload })).body.state).toBe('active');
+
+    // No Content-Type and no body: fine where the route takes no body (or an optional one).
+    const revoked = await broker.api('POST', `/v1/leases/${issued.body.lease_id}/revoke`, { token: workload });
+    expect(revoked.status).toBe(200);
+    expect(revoked.body).toEqual({ state: 'revoked' });
+    const bare = await broker.api('POST', `/v1/creds/${broker.role}`, { token: workload });
+    expect(bare.status).toBe(201);
+    // JSON declared with an empty body is an empty object.
+    const empty = await broker.api('POST', `/v1/leases/${bare.body.lease_id}/renew`, { token: workload, raw: '', headers: { 'content-type': 'application/json; charset=utf-8' } });
+    expect(empty.status).toBe(200);
+    await broker.api('POST', `/v1/leases/${bare.body.lease_id}/revoke`, { token: workload });
+    // A GET is not judged by a Content-Type it has no body for.
+    expect((await broker.api('GET', '/v1/whoami', { token: workload, headers: { 'content-type': 'text/plain' } })).status).toBe(200);
+  });
+
   it('health, docs and metrics need no token', async () => {
     expect((await broker.api('GET', '/v1/health/live')).status).toBe(200);
     const ready = await broker.api('GET', '/v1/health/ready');

@@ -16,6 +16,7 @@ describe('a target that goes away', () => {
       doc.connections.target.connect_timeout = 2;
       doc.revoke_attempts = 2;
       doc.reconcile_every = '1s';
+      doc.health = { probe_every: '1s' };
     });
     workload = await broker.token('ns/app/api');
     operator = await broker.token('ops/carol');
@@ -31,9 +32,13 @@ describe('a target that goes away', () => {
     const creds = { username: issued.body.credentials.username, password: issued.body.credentials.password };
     await proxy.stop();
 
-    const ready = await broker.api('GET', '/v1/health/ready');
-    expect(ready.status).toBe(200);
-    expect(ready.body.details.targets).toMatchObject({ state: 'degraded', degraded: ['target'] });
+    // Readiness serves the background probe's view: degraded within a probe interval, still 200.
+    const ready = await eventually(async () => {
+      const res = await broker.api('GET', '/v1/health/ready');
+      return res.body.details?.targets?.state === 'degraded' ? res : undefined;
+    }, 10_000);
+    expect(ready?.status).toBe(200);
+    expect(ready?.body.details.targets).toMatchObject({ state: 'degraded', degraded: ['target'] });
 
     const revoke = await broker.api('POST', `/v1/leases/${issued.body.lease_id}/revoke`, { token: workload });
     expect(revoke.status).toBe(202);
@@ -43,8 +48,15 @@ describe('a target that goes away', () => {
       const list = await broker.api('GET', '/v1/leases?state=revoke_failed', { token: operator });
       return list.body.items.find((l: { lease_id: string }) => l.lease_id === issued.body.lease_id);
     }, 20_000);
-    expect(failed).toMatchObject({ state: 'revoke_failed', last_error: expect.stringContaining('cannot reach') });
+    // Operators see the stable code and the target's own words.
+    expect(failed).toMatchObject({ state: 'revoke_failed', last_error: 'target_unavailable', last_error_detail: expect.stringContaining('cannot reach') });
     expect(JSON.stringify(failed)).not.toContain(creds.password);
+    // The owner sees the code only: the target's text can name hosts, users and internals.
+    const own = await broker.api('GET', `/v1/leases/${issued.body.lease_id}`, { token: workload });
+    expect(own.body).toMatchObject({ state: 'revoke_failed', last_error: 'target_unavailable', last_error_detail: null });
+    const ownList = await broker.api('GET', '/v1/leases?state=revoke_failed', { token: workload });
+    expect(ownList.body.items[0]).toMatchObject({ last_error: 'target_unavailable', last_error_detail: null });
+    expect(JSON.stringify([own.body, ownList.body])).not.toContain('cannot reach');
     const metrics = await broker.api('GET', '/metrics');
     expect(metrics.body).toMatch(/tessera_lease_revoke_failures_total 1/);
     const events = await broker.state(`SELECT body FROM audit_events WHERE type = 'lease.revoke_failed' AND lease_id = $1`, [issued.body.lease_id]);
