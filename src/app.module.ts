@@ -28,8 +28,8 @@ import { LeaseRepository } from './leases/lease.repository';
 import { LeaseRevoker } from './leases/lease-revoker';
 import { LeaseService } from './leases/lease.service';
 import { Metrics } from './metrics/metrics';
-import { PluginRegistry } from './plugins/plugin-registry';
-import { RoleSettingsResolver } from './plugins/role-settings';
+import { PluginHost } from './plugin-host/plugin-host';
+import { RoleSettingsResolver } from './plugin-host/role-settings';
 import { PolicyService } from './policy/policy.service';
 import { EventSignatureRepository } from './statics/event-signature.repository';
 import { EventsService } from './statics/events.service';
@@ -50,8 +50,8 @@ export interface Roles {
 /** I/O and shared services used by every feature. */
 @Global()
 @Module({
-  providers: [...storageProviders, Metrics, AuditLog, PluginRegistry, RoleSettingsResolver, RedisConnections, JobProducer],
-  exports: [...storageProviders, Metrics, AuditLog, PluginRegistry, RoleSettingsResolver, RedisConnections, JobProducer],
+  providers: [...storageProviders, Metrics, AuditLog, PluginHost, RoleSettingsResolver, RedisConnections, JobProducer],
+  exports: [...storageProviders, Metrics, AuditLog, PluginHost, RoleSettingsResolver, RedisConnections, JobProducer],
 })
 class CoreModule {}
 

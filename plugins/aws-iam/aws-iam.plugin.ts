@@ -33,13 +33,19 @@ import {
   CreateUserResponse,
   CredentialPlugin,
   PluginError,
+  PingResponse,
+  PluginCapabilities,
   PluginFactory,
   RenewUserRequest,
+  RenewUserResponse,
   RetireStaticSecretRequest,
+  RetireStaticSecretResponse,
   RevokeUserRequest,
+  RevokeUserResponse,
   SetStaticSecretRequest,
   StaticSecretResult,
   VerifyRequest,
+  VerifyResponse,
 } from '../contract';
 import { AwsIamConnectionConfig, AwsIamRoleSettings, awsIamConnectionSchema, awsIamRoleSchema } from './aws-iam.config';
 
@@ -65,6 +71,8 @@ const isMissing = (err: unknown) => codeOf(err) === 'NoSuchEntity';
  */
 export class AwsIamPlugin implements CredentialPlugin {
   readonly maxUsernameLength = 64;
+  /** Static secrets are access keys (two may coexist); keys have no expiry and no sessions to end. */
+  readonly capabilities: PluginCapabilities = { staticStrategies: ['single'], targetExpiry: false, keyOverlap: true, sessions: false };
   private readonly iam: IAMClient;
 
   constructor(
@@ -119,22 +127,24 @@ export class AwsIamPlugin implements CredentialPlugin {
   }
 
   /** IAM keys have no expiry to move; renew checks the user is still there. */
-  async renewUser(req: RenewUserRequest): Promise<void> {
+  async renewUser(req: RenewUserRequest): Promise<RenewUserResponse> {
     try {
       await this.iam.send(new GetUserCommand({ UserName: req.username }));
+      return {};
     } catch (err) {
       if (isMissing(err)) throw new AccountNotFoundError(req.username);
       throw this.translate('renew', err);
     }
   }
 
-  async revokeUser(req: RevokeUserRequest): Promise<void> {
+  async revokeUser(req: RevokeUserRequest): Promise<RevokeUserResponse> {
     try {
       const existed = await this.strip(req.username);
       if (!existed && req.issuedAt && Date.now() - req.issuedAt.getTime() < this.config.consistency_window * 1000) {
         // Created moments ago but not visible: IAM is eventually consistent. Try again later.
         throw new PluginError(`aws-iam ${this.name}: user ${req.username} is not visible yet; will retry`, true, 'not_visible_yet');
       }
+      return {};
     } catch (err) {
       throw this.translate('revoke', err);
     }
@@ -168,7 +178,7 @@ export class AwsIamPlugin implements CredentialPlugin {
   }
 
   /** Deletes one key (`handle`), or every key but `keep`. */
-  async retireStaticSecret(req: RetireStaticSecretRequest): Promise<void> {
+  async retireStaticSecret(req: RetireStaticSecretRequest): Promise<RetireStaticSecretResponse> {
     const UserName = req.account;
     try {
       const doomed = req.handle !== undefined ? [req.handle] : req.keep !== undefined ? (await this.keyIds(UserName)).filter((k) => !req.keep!.includes(k)) : [];
@@ -180,6 +190,7 @@ export class AwsIamPlugin implements CredentialPlugin {
     } catch (err) {
       if (!isMissing(err)) throw this.translate('retire', err);
     }
+    return {};
   }
 
   private async keyIds(UserName: string): Promise<string[]> {
@@ -191,23 +202,24 @@ export class AwsIamPlugin implements CredentialPlugin {
   }
 
   /** Signs a call with the key itself (STS GetCallerIdentity needs no permission) and checks whose it is. */
-  async verifyLogin(req: VerifyRequest): Promise<boolean> {
-    if (!req.keyId) return false;
+  async verifyLogin(req: VerifyRequest): Promise<VerifyResponse> {
+    if (!req.keyId) return { ok: false };
     const sts = new STSClient({ ...this.clientConfig({ accessKeyId: req.keyId, secretAccessKey: req.password }), maxAttempts: 1 });
     try {
       const { Arn } = await sts.send(new GetCallerIdentityCommand({}));
-      return typeof Arn === 'string' && Arn.includes(':user/') && Arn.endsWith(`/${req.username}`);
+      return { ok: typeof Arn === 'string' && Arn.includes(':user/') && Arn.endsWith(`/${req.username}`) };
     } catch (err) {
-      if (LOGIN_REFUSED.has(codeOf(err))) return false;
+      if (LOGIN_REFUSED.has(codeOf(err))) return { ok: false };
       throw this.translate('verify', err);
     } finally {
       sts.destroy();
     }
   }
 
-  async ping(): Promise<void> {
+  async ping(): Promise<PingResponse> {
     try {
       await this.iam.send(new ListUsersCommand({ MaxItems: 1, PathPrefix: this.config.path }));
+      return {};
     } catch (err) {
       throw this.translate('ping', err);
     }
@@ -268,7 +280,7 @@ export class AwsIamPlugin implements CredentialPlugin {
   private async waitUntilUsable(user: string, keyId: string, secret: string): Promise<void> {
     const deadline = Date.now() + this.config.key_wait_timeout * 1000;
     for (let delay = 250; ; delay = Math.min(delay * 2, 2000)) {
-      if (await this.verifyLogin({ username: user, keyId, password: secret }).catch(() => false)) return;
+      if ((await this.verifyLogin({ username: user, keyId, password: secret }).catch(() => ({ ok: false }))).ok) return;
       if (Date.now() + delay > deadline) throw new PluginError(`aws-iam ${this.name}: new key not usable after ${this.config.key_wait_timeout}s`, true);
       await new Promise((r) => setTimeout(r, delay));
     }

@@ -84,12 +84,43 @@ export interface StaticSecretResult {
   handle?: string;
 }
 
+/** Empty today; a response object lets a verb's answer grow without breaking callers. */
+export type RenewUserResponse = Record<string, never>;
+export type RevokeUserResponse = Record<string, never>;
+export type RetireStaticSecretResponse = Record<string, never>;
+export type PingResponse = Record<string, never>;
+
+export interface VerifyResponse {
+  /** True when the target accepted the login. */
+  ok: boolean;
+}
+
+/** What a target can do, so core code asks the plugin instead of checking which plugin it is. */
+export interface PluginCapabilities {
+  /** Static-secret strategies the target supports. */
+  staticStrategies: readonly ('single' | 'alternating')[];
+  /** The target enforces a credential's expiry itself (PostgreSQL `VALID UNTIL`). */
+  targetExpiry: boolean;
+  /**
+   * Static secrets are keys that coexist on one account (IAM access keys): a new key overlaps the
+   * old, whose handle must be retired later; a failed rotation deletes the new key rather than
+   * setting an old password back.
+   */
+  keyOverlap: boolean;
+  /** Accounts hold sessions that revocation and exposure end. */
+  sessions: boolean;
+}
+
+/** The request fields that carry secrets: the broker scrubs their values out of every plugin error. */
+export const SECRET_FIELDS = ['password'] as const;
+
 export interface CredentialPlugin {
   /**
    * Longest account name the target accepts; the broker generates names that fit. Targets that make
    * their own secret (IAM access keys) ignore the broker's password and return theirs in the credentials.
    */
   readonly maxUsernameLength: number;
+  readonly capabilities: PluginCapabilities;
 
   /**
    * Creates the account. Undoes its own partial work before it throws, so a failed create leaves
@@ -97,12 +128,12 @@ export interface CredentialPlugin {
    */
   createUser(req: CreateUserRequest): Promise<CreateUserResponse>;
   /** Moves the account's expiry on the target where the target can enforce one. */
-  renewUser(req: RenewUserRequest): Promise<void>;
+  renewUser(req: RenewUserRequest): Promise<RenewUserResponse>;
   /**
    * Removes the account. Idempotent (already gone is success) and best-effort: it strips as much
    * access as it can (no new logins, open sessions ended) even when a later step fails.
    */
-  revokeUser(req: RevokeUserRequest): Promise<void>;
+  revokeUser(req: RevokeUserRequest): Promise<RevokeUserResponse>;
   /** Sets a new secret on an existing account (DB: its password; IAM: a new access key). Idempotent. */
   setStaticSecret(req: SetStaticSecretRequest): Promise<StaticSecretResult>;
   /**
@@ -110,11 +141,11 @@ export interface CredentialPlugin {
    * password of an account no longer current, replaced by one nobody knows, and its sessions).
    * Idempotent; an account that is gone is success.
    */
-  retireStaticSecret(req: RetireStaticSecretRequest): Promise<void>;
-  /** Logs in with the credential; true when the target accepts it. */
-  verifyLogin(req: VerifyRequest): Promise<boolean>;
+  retireStaticSecret(req: RetireStaticSecretRequest): Promise<RetireStaticSecretResponse>;
+  /** Logs in with the credential; `ok` when the target accepts it. Throws when the target cannot be reached. */
+  verifyLogin(req: VerifyRequest): Promise<VerifyResponse>;
   /** Throws when the target cannot be reached. */
-  ping(): Promise<void>;
+  ping(): Promise<PingResponse>;
   close(): Promise<void>;
 }
 

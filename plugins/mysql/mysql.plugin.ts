@@ -5,13 +5,19 @@ import {
   CreateUserResponse,
   CredentialPlugin,
   PluginError,
+  PingResponse,
+  PluginCapabilities,
   PluginFactory,
   RenewUserRequest,
+  RenewUserResponse,
   RetireStaticSecretRequest,
+  RetireStaticSecretResponse,
   RevokeUserRequest,
+  RevokeUserResponse,
   SetStaticSecretRequest,
   StaticSecretResult,
   VerifyRequest,
+  VerifyResponse,
   renderTemplate,
 } from '../contract';
 import { MysqlConnectionConfig, MysqlRoleSettings, mysqlConnectionSchema, mysqlRoleSchema } from './mysql.config';
@@ -23,6 +29,7 @@ const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE
 const LOGIN_REFUSED_ERRNO = new Set([1044, 1045, 1698, 3118, 4151]);
 const OPERATION_FAILED_FOR_USER = 1396; // ER_CANNOT_USER: the account does not exist
 const NO_SUCH_THREAD = 1094;
+const PARSE_ERROR = 1064;
 
 interface MysqlError {
   code?: string;
@@ -37,8 +44,12 @@ interface MysqlError {
  */
 export class MysqlPlugin implements CredentialPlugin {
   readonly maxUsernameLength = 32; // MySQL's limit (MariaDB allows 80)
+  /** No per-account expiry time (MySQL's password expiry only forces a password change). */
+  readonly capabilities: PluginCapabilities = { staticStrategies: ['single', 'alternating'], targetExpiry: false, keyOverlap: false, sessions: true };
   private readonly pool: Pool;
   private readonly target: { host: string; port: number; database?: string };
+  /** Whether the server has dual passwords (MySQL 8); learned at the first password change. */
+  private dualPasswords?: boolean;
 
   constructor(
     private readonly name: string,
@@ -95,14 +106,15 @@ export class MysqlPlugin implements CredentialPlugin {
   }
 
   /** MySQL has no per-account expiry time to move; renew only checks the account is still there. */
-  async renewUser(req: RenewUserRequest): Promise<void> {
+  async renewUser(req: RenewUserRequest): Promise<RenewUserResponse> {
     const [rows] = await this.run('renew', [], (conn) =>
       conn.query('SELECT 1 FROM mysql.user WHERE User = ? AND Host = ?', [req.username, this.config.user_host]),
     );
     if (!(rows as unknown[]).length) throw new AccountNotFoundError(req.username);
+    return {};
   }
 
-  async revokeUser(req: RevokeUserRequest): Promise<void> {
+  async revokeUser(req: RevokeUserRequest): Promise<RevokeUserResponse> {
     const role = req.role as MysqlRoleSettings;
     const account = this.account(req.username);
     await this.run('revoke', [], async (conn) => {
@@ -117,6 +129,7 @@ export class MysqlPlugin implements CredentialPlugin {
       for (const statement of role.revocation_statements ?? []) await conn.query(renderTemplate(statement, { name: account }));
       await conn.query(`DROP USER IF EXISTS ${account}`);
     });
+    return {};
   }
 
   /** A configured account is "name" (host from user_host) or "name@host". */
@@ -144,9 +157,10 @@ export class MysqlPlugin implements CredentialPlugin {
   }
 
   /** An account has one password: retiring it means replacing it with one nobody knows, and ending its sessions. */
-  async retireStaticSecret(req: RetireStaticSecretRequest): Promise<void> {
-    if (req.password !== undefined && !(await this.setPassword('retire', req.account, req.password, { missingIsGone: true }))) return;
+  async retireStaticSecret(req: RetireStaticSecretRequest): Promise<RetireStaticSecretResponse> {
+    if (req.password !== undefined && !(await this.setPassword('retire', req.account, req.password, { missingIsGone: true }))) return {};
     if (req.endSessions) await this.endSessions(this.staticAccount(req.account).user);
+    return {};
   }
 
   /** False when the account is gone and that is acceptable. */
@@ -154,7 +168,19 @@ export class MysqlPlugin implements CredentialPlugin {
     const { user, host } = this.staticAccount(account);
     return this.run(step, [password], async (conn) => {
       try {
-        await conn.query(`ALTER USER ${mysql.escape(user)}@${mysql.escape(host)} IDENTIFIED BY ${mysql.escape(password)}`);
+        const account = `${mysql.escape(user)}@${mysql.escape(host)}`;
+        await conn.query(`ALTER USER ${account} IDENTIFIED BY ${mysql.escape(password)}`);
+        // MySQL 8 keeps a secondary password for an account that used RETAIN CURRENT PASSWORD (dual
+        // passwords): drop it, or the old one keeps logging in. MariaDB has no such thing and no syntax.
+        if (this.dualPasswords !== false) {
+          await conn.query(`ALTER USER ${account} DISCARD OLD PASSWORD`).then(
+            () => (this.dualPasswords = true),
+            (err: MysqlError) => {
+              if (err.errno !== PARSE_ERROR) throw err;
+              this.dualPasswords = false;
+            },
+          );
+        }
         return true;
       } catch (err) {
         if ((err as MysqlError).errno === OPERATION_FAILED_FOR_USER) {
@@ -179,7 +205,7 @@ export class MysqlPlugin implements CredentialPlugin {
     });
   }
 
-  async verifyLogin(req: VerifyRequest): Promise<boolean> {
+  async verifyLogin(req: VerifyRequest): Promise<VerifyResponse> {
     let conn: mysql.Connection | undefined;
     try {
       conn = await mysql.createConnection({
@@ -191,17 +217,18 @@ export class MysqlPlugin implements CredentialPlugin {
       });
       conn.on('error', () => undefined);
       await conn.query('SELECT 1');
-      return true;
+      return { ok: true };
     } catch (err) {
-      if (LOGIN_REFUSED_ERRNO.has((err as MysqlError).errno ?? 0)) return false;
+      if (LOGIN_REFUSED_ERRNO.has((err as MysqlError).errno ?? 0)) return { ok: false };
       throw this.translate('verify', err, [req.password]);
     } finally {
       await conn?.end().catch(() => undefined);
     }
   }
 
-  async ping(): Promise<void> {
+  async ping(): Promise<PingResponse> {
     await this.run('ping', [], (conn) => conn.query('SELECT 1'));
+    return {};
   }
 
   async close(): Promise<void> {

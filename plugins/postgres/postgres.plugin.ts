@@ -5,13 +5,19 @@ import {
   CreateUserResponse,
   CredentialPlugin,
   PluginError,
+  PingResponse,
+  PluginCapabilities,
   PluginFactory,
   RenewUserRequest,
+  RenewUserResponse,
   RetireStaticSecretRequest,
+  RetireStaticSecretResponse,
   RevokeUserRequest,
+  RevokeUserResponse,
   SetStaticSecretRequest,
   StaticSecretResult,
   VerifyRequest,
+  VerifyResponse,
   renderTemplate,
 } from '../contract';
 import {
@@ -30,6 +36,7 @@ const DEPENDENT_OBJECTS = '2BP01';
 
 export class PostgresPlugin implements CredentialPlugin {
   readonly maxUsernameLength = 63;
+  readonly capabilities: PluginCapabilities = { staticStrategies: ['single', 'alternating'], targetExpiry: true, keyOverlap: false, sessions: true };
   private readonly pool: Pool;
   private readonly target: { host: string; port: number; database: string };
 
@@ -91,7 +98,7 @@ export class PostgresPlugin implements CredentialPlugin {
     };
   }
 
-  async renewUser(req: RenewUserRequest): Promise<void> {
+  async renewUser(req: RenewUserRequest): Promise<RenewUserResponse> {
     await this.run('renew', async (client) => {
       try {
         await client.query(
@@ -102,9 +109,10 @@ export class PostgresPlugin implements CredentialPlugin {
         throw err;
       }
     });
+    return {};
   }
 
-  async revokeUser(req: RevokeUserRequest): Promise<void> {
+  async revokeUser(req: RevokeUserRequest): Promise<RevokeUserResponse> {
     const role = req.role as PostgresRoleSettings;
     const name = escapeIdentifier(req.username);
     await this.run('revoke', async (client) => {
@@ -131,6 +139,7 @@ export class PostgresPlugin implements CredentialPlugin {
         throw err;
       }
     });
+    return {};
   }
 
   async setStaticSecret(req: SetStaticSecretRequest): Promise<StaticSecretResult> {
@@ -145,9 +154,10 @@ export class PostgresPlugin implements CredentialPlugin {
   }
 
   /** A role has one password: retiring it means replacing it with one nobody knows, and ending its sessions. */
-  async retireStaticSecret(req: RetireStaticSecretRequest): Promise<void> {
-    if (req.password !== undefined && !(await this.setPassword('retire', req.account, req.password, { missingIsGone: true }))) return;
+  async retireStaticSecret(req: RetireStaticSecretRequest): Promise<RetireStaticSecretResponse> {
+    if (req.password !== undefined && !(await this.setPassword('retire', req.account, req.password, { missingIsGone: true }))) return {};
     if (req.endSessions) await this.endSessions(req.account);
+    return {};
   }
 
   /** ALTER ROLE with a verifier computed here. False when the role is gone and that is acceptable. */
@@ -186,7 +196,7 @@ export class PostgresPlugin implements CredentialPlugin {
     });
   }
 
-  async verifyLogin(req: VerifyRequest): Promise<boolean> {
+  async verifyLogin(req: VerifyRequest): Promise<VerifyResponse> {
     // The connection URL's settings (TLS, options) apply; only the login changes.
     const url = new URL(this.config.url);
     url.username = encodeURIComponent(req.username);
@@ -196,17 +206,18 @@ export class PostgresPlugin implements CredentialPlugin {
     try {
       await client.connect();
       await client.query('SELECT 1');
-      return true;
+      return { ok: true };
     } catch (err) {
-      if (err instanceof DatabaseError && AUTH_FAILED.has(err.code ?? '')) return false;
+      if (err instanceof DatabaseError && AUTH_FAILED.has(err.code ?? '')) return { ok: false };
       throw this.translate('verify', err);
     } finally {
       await client.end().catch(() => undefined);
     }
   }
 
-  async ping(): Promise<void> {
+  async ping(): Promise<PingResponse> {
     await this.run('ping', (client) => client.query('SELECT 1'));
+    return {};
   }
 
   async close(): Promise<void> {

@@ -9,7 +9,7 @@ import { JobProducer } from '../jobs/job.producer';
 import { Public } from '../http/auth.guard';
 import { TokenBucket } from '../http/token-bucket';
 import { Metrics } from '../metrics/metrics';
-import { PluginRegistry } from '../plugins/plugin-registry';
+import { PluginHost } from '../plugin-host/plugin-host';
 import { Database } from '../storage/database';
 import { TargetProbes, withTimeout } from './target-probes';
 
@@ -54,7 +54,7 @@ export class HealthController implements OnApplicationBootstrap, OnApplicationSh
     private readonly indicators: HealthIndicatorService,
     @Inject(Database) db: Database,
     jobs: JobProducer,
-    plugins: PluginRegistry,
+    plugins: PluginHost,
     metrics: Metrics,
   ) {
     this.targets = new TargetProbes(plugins, metrics, config.health.probe_every * 1000);

@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { Metrics } from '../metrics/metrics';
-import { PluginRegistry } from '../plugins/plugin-registry';
+import { PluginHost } from '../plugin-host/plugin-host';
 
 export const PROBE_TIMEOUT_MS = 2000;
 
@@ -34,7 +34,7 @@ export class TargetProbes {
   private checkedAt: Date | null = null;
 
   constructor(
-    private readonly plugins: PluginRegistry,
+    private readonly plugins: PluginHost,
     private readonly metrics: Metrics,
     private readonly everyMs: number,
   ) {}
@@ -63,7 +63,7 @@ export class TargetProbes {
 
   private async round(): Promise<void> {
     const names = this.plugins.connectionNames();
-    const results = await Promise.allSettled(names.map((n) => withTimeout(this.plugins.call(n, 'ping', [], (p) => p.ping()))));
+    const results = await Promise.allSettled(names.map((n) => withTimeout(this.plugins.for(n).ping())));
     const degraded: string[] = [];
     names.forEach((name, i) => {
       const up = results[i].status === 'fulfilled';

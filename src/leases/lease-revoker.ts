@@ -1,8 +1,8 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { AuditLog, AuditType } from '../audit/audit.log';
 import { Metrics } from '../metrics/metrics';
-import { PluginRegistry } from '../plugins/plugin-registry';
-import { RoleSettingsResolver } from '../plugins/role-settings';
+import { PluginHost } from '../plugin-host/plugin-host';
+import { RoleSettingsResolver } from '../plugin-host/role-settings';
 import { Database } from '../storage/database';
 import { LeaseError } from './lease-errors';
 import { LeaseRow } from './lease.model';
@@ -29,7 +29,7 @@ export class LeaseRevoker {
   constructor(
     @Inject(Database) private readonly db: Database,
     private readonly leases: LeaseRepository,
-    private readonly plugins: PluginRegistry,
+    private readonly plugins: PluginHost,
     private readonly roleSettings: RoleSettingsResolver,
     private readonly audit: AuditLog,
     private readonly metrics: Metrics,
@@ -37,7 +37,7 @@ export class LeaseRevoker {
 
   async revoke(lease: LeaseRow, reason: RevokeReason, actor: string | null): Promise<LeaseRow> {
     const role = this.roleSettings.forLease(lease);
-    await this.plugins.call(lease.connection, 'revokeUser', [], (p) => p.revokeUser({ username: lease.account, role, issuedAt: lease.activated_at ?? undefined }));
+    await this.plugins.for(lease.connection).revokeUser({ username: lease.account, role, issuedAt: lease.activated_at ?? undefined });
     const lateness = reason === 'expired' ? Math.max(0, Date.now() - lease.expires_at.getTime()) / 1000 : undefined;
     const finished = await this.audit.appendGuarded(this.leases.guards.finish(lease.id), {
       type: AUDIT_TYPE[reason],

@@ -7,7 +7,7 @@ import { RoleConfig, TesseraConfig } from '../config/config.loader';
 import { Identity } from '../identity/identity';
 import { JobProducer } from '../jobs/job.producer';
 import { Metrics } from '../metrics/metrics';
-import { PluginRegistry } from '../plugins/plugin-registry';
+import { PluginHost } from '../plugin-host/plugin-host';
 import { PolicyService } from '../policy/policy.service';
 import { IssuedLease, LeaseFilter, LeasePage, LeaseRow, LeaseState, LeaseView, leaseView } from './lease.model';
 import { LeaseRepository } from './lease.repository';
@@ -27,7 +27,7 @@ export class LeaseService {
     @Inject(CONFIG) private readonly config: TesseraConfig,
     private readonly leases: LeaseRepository,
     private readonly revoker: LeaseRevoker,
-    private readonly plugins: PluginRegistry,
+    private readonly plugins: PluginHost,
     private readonly policy: PolicyService,
     private readonly audit: AuditLog,
     private readonly jobs: JobProducer,
@@ -55,7 +55,7 @@ export class LeaseService {
     const expiresAt = new Date(now + ttl * 1000);
     const maxExpiresAt = new Date(now + cap * 1000);
     const id = newLeaseId();
-    const account = newAccountName(role.name, this.plugins.maxUsernameLength(role.connection));
+    const account = newAccountName(role.name, this.plugins.for(role.connection).maxUsernameLength);
     const password = newPassword();
 
     const { max_active_leases_per_role: roleCap, max_active_leases_per_owner: ownerCap } = this.config.limits;
@@ -80,9 +80,7 @@ export class LeaseService {
 
     let credentials: Record<string, string | number>;
     try {
-      ({ credentials } = await this.plugins.call(role.connection, 'createUser', [password], (p) =>
-        p.createUser({ username: account, password, expiresAt, role: role.settings }),
-      ));
+      ({ credentials } = await this.plugins.for(role.connection).createUser({ username: account, password, expiresAt, role: role.settings }));
     } catch (err) {
       this.metrics.issueFailures.inc({ role: role.name });
       await this.cleanUpFailedIssue(id, identity, err);
@@ -100,7 +98,8 @@ export class LeaseService {
       // (older than pending_timeout), or a bulk revoke matched it. Their clean-up may have run before
       // our CREATE committed, so remove the account once more; the caller gets no credential.
       await this.plugins
-        .call(role.connection, 'revokeUser', [], (p) => p.revokeUser({ username: account, role: role.settings }))
+        .for(role.connection)
+        .revokeUser({ username: account, role: role.settings })
         .catch(() => this.log.warn(`could not remove ${account} after its lease was revoked during issue; the lease is ${id}`));
       throw new DomainError('unavailable', 'issue_interrupted', 'the lease was revoked or timed out while it was being issued; try again');
     }
@@ -151,7 +150,7 @@ export class LeaseService {
     // moved only if it is still active and unexpired, so an expiry or revoke that won meanwhile stands
     // (the target's later VALID UNTIL is harmless: the account is being dropped).
     try {
-      await this.plugins.call(lease.connection, 'renewUser', [], (p) => p.renewUser({ username: lease.account, expiresAt, role: role.settings }));
+      await this.plugins.for(lease.connection).renewUser({ username: lease.account, expiresAt, role: role.settings });
     } catch (err) {
       if (err instanceof PluginError && err.code === 'account_not_found') {
         const claimed = await this.leases.claimForRevocation(id);

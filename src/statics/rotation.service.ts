@@ -10,7 +10,7 @@ import { SecretBox } from '../crypto/secret-box';
 import { JobProducer } from '../jobs/job.producer';
 import { newPassword } from '../leases/names';
 import { Metrics } from '../metrics/metrics';
-import { PluginRegistry } from '../plugins/plugin-registry';
+import { PluginHost } from '../plugin-host/plugin-host';
 import { Database } from '../storage/database';
 import { nextRotation } from './schedule';
 import { SealedVersion, StaticSecretConfig, nextAccount, staticConfig } from './static-secrets';
@@ -37,8 +37,6 @@ export const isExposure = (trigger: RotationTrigger) => trigger === 'emergency' 
 
 export const newRotationId = () => `rot_${randomBytes(12).toString('base64url')}`;
 
-/** A version identified by a key on the target (IAM), not by a password on an account. */
-const isKeyVersion = (v: VersionRow) => Boolean(v.handle && v.handle !== 'set');
 
 /**
  * Rotation of static secrets as resumable, idempotent steps: write the encrypted intent (pending
@@ -54,7 +52,7 @@ export class RotationService {
     @Inject(Database) private readonly db: Database,
     @Inject(SecretBox) private readonly box: SecretBox,
     private readonly statics: StaticRepository,
-    private readonly plugins: PluginRegistry,
+    private readonly plugins: PluginHost,
     private readonly jobs: JobProducer,
     private readonly audit: AuditLog,
     private readonly metrics: Metrics,
@@ -105,18 +103,27 @@ export class RotationService {
     await this.statics.step(name, target, 'started', 'running');
     const current = await this.statics.version(name, 'current');
     let pending = await this.statics.version(name, 'pending');
-    await this.guarded(name, target, secret, lastAttempt, current, () => pending, async () => {
+    // Once the new version is promoted, a failure must never set the old password back (it may be the
+    // exposed one, and the stored current version is the new one).
+    let promoted = false;
+    await this.guarded(name, target, secret, lastAttempt, current, () => (promoted ? undefined : pending), async () => {
       if (pending && pending.version !== target) throw new RotationBusy(name);
       pending ??= await this.writeIntent(name, target, secret, current);
       const result = await this.setOnTarget(secret, pending, current, Boolean(exposedAt));
       await this.statics.step(name, target, 'set', 'running');
       await this.verify(secret, result);
       await this.statics.step(name, target, 'verified', 'running');
-      await this.db.tx(async (tx) => {
-        await this.statics.promote(name, target, exposedAt ? 0 : secret.grace, nextRotation(secret, new Date()), tx, { finish: !exposedAt });
-        await this.audit.append({ type: 'static.rotated', actor: null, detail: { name, version: target, account: pending!.account, exposed: Boolean(exposedAt) } }, tx);
+      // Exposure is read again under the secret's row lock: a report that came in while this rotation
+      // ran (it started as a routine one) makes it an exposure rotation from here on.
+      const exposedNow = await this.db.tx(async (tx) => {
+        const exposure = await this.statics.exposure(name, tx);
+        await this.statics.promote(name, target, exposure ? 0 : secret.grace, nextRotation(secret, new Date()), tx, { finish: !exposure });
+        await this.audit.append({ type: 'static.rotated', actor: null, detail: { name, version: target, account: pending!.account, exposed: Boolean(exposure) } }, tx);
+        return exposure;
       });
-      if (exposedAt) await this.contain(name, secret, exposedAt, false);
+      promoted = true;
+      // Sessions were ended when the password was set only if the rotation knew of the exposure then.
+      if (exposedNow) await this.contain(name, secret, exposedNow, !exposedAt);
       this.metrics.rotations.inc({ result: 'succeeded' });
     });
   }
@@ -161,26 +168,44 @@ export class RotationService {
   private async contain(name: string, secret: StaticSecretConfig, exposedAt: Date, endCurrentSessions: boolean): Promise<void> {
     const current = await this.statics.version(name, 'current');
     if (!current) return;
-    const plugin = secret.connection;
+    const plugin = this.plugins.for(secret.connection);
     const destroyed: string[] = [];
-    if (isKeyVersion(current)) {
-      await this.plugins.call(plugin, 'retireStaticSecret', [], (p) => p.retireStaticSecret({ account: current.account, keep: [current.handle!] }));
+    if (plugin.capabilities.keyOverlap) {
+      await plugin.retireStaticSecret({ account: current.account, keep: current.handle ? [current.handle] : [] });
       destroyed.push(current.account);
     } else {
       const others = (secret.usernames ?? []).filter((a) => a !== current.account);
       if (others.length) await new Promise((r) => setTimeout(r, EXPOSURE_DRAIN_MS));
       for (const account of others) {
         const password = newPassword();
-        await this.plugins.call(plugin, 'retireStaticSecret', [password], (p) => p.retireStaticSecret({ account, password, endSessions: true }));
+        await plugin.retireStaticSecret({ account, password, endSessions: true });
         destroyed.push(account);
       }
-      if (endCurrentSessions) await this.plugins.call(plugin, 'retireStaticSecret', [], (p) => p.retireStaticSecret({ account: current.account, endSessions: true }));
+      if (endCurrentSessions) await plugin.retireStaticSecret({ account: current.account, endSessions: true });
+      await this.proveDead(name, secret, current);
     }
     await this.statics.step(name, current.version, 'contained', 'running');
     await this.db.tx(async (tx) => {
       await this.statics.contained(name, current.version, exposedAt, tx);
       await this.audit.append({ type: 'static.exposure_contained', actor: null, detail: { name, version: current.version, destroyed } }, tx);
     });
+  }
+
+  /**
+   * Before an exposure rotation reports success: the passwords of the versions before the current one
+   * (the exposed ones) must be refused, and the current one accepted. This catches what the steps
+   * alone would not (a target that kept a secondary password, an account changed behind our back).
+   */
+  private async proveDead(name: string, secret: StaticSecretConfig, current: VersionRow): Promise<void> {
+    const plugin = this.plugins.for(secret.connection);
+    for (const old of await this.statics.versionsBefore(name, current.version, 2)) {
+      const { verify } = this.open(old);
+      if (verify && (await plugin.verifyLogin(verify)).ok) {
+        throw new PluginError(`version ${old.version} of ${name} still logs in after the exposure rotation`, true, 'exposed_still_works');
+      }
+    }
+    const { verify } = this.open(current);
+    if (verify && !(await plugin.verifyLogin(verify)).ok) throw new PluginError(`the current version of ${name} does not log in`, true, 'verify_failed');
   }
 
   /** Step 1: the new version, sealed, before anything touches the target. */
@@ -197,19 +222,18 @@ export class RotationService {
     const intent = this.open(pending);
     // A key made by an earlier attempt is reused (making another would orphan it); a password is set
     // again every attempt, since a failed attempt put the current one back.
-    if (intent.credentials && intent.verify && isKeyVersion(pending)) return { credentials: intent.credentials, verify: intent.verify };
-    const result = await this.plugins.call(secret.connection, 'setStaticSecret', [intent.password ?? ''], (p) =>
-      p.setStaticSecret({ account: pending.account, password: intent.password!, keep: current?.handle ? [current.handle] : [], endSessions }),
-    );
+    const plugin = this.plugins.for(secret.connection);
+    if (intent.credentials && intent.verify && plugin.capabilities.keyOverlap && pending.handle) return { credentials: intent.credentials, verify: intent.verify };
+    const result = await plugin.setStaticSecret({ account: pending.account, password: intent.password!, keep: current?.handle ? [current.handle] : [], endSessions });
     const sealed = this.seal(pending.name, pending.version, { password: intent.password, credentials: result.credentials, verify: result.verify });
-    await this.statics.updatePending(pending.name, pending.version, sealed, result.handle ?? 'set');
+    await this.statics.updatePending(pending.name, pending.version, sealed, result.handle);
     return result;
   }
 
   /** Step 3: log in with the new secret (a few tries: IAM keys take seconds to work everywhere). */
   private async verify(secret: StaticSecretConfig, result: { verify: { username: string; password: string; keyId?: string } }): Promise<void> {
     for (let attempt = 1; ; attempt++) {
-      if (await this.plugins.call(secret.connection, 'verifyLogin', [result.verify.password], (p) => p.verifyLogin(result.verify))) return;
+      if ((await this.plugins.for(secret.connection).verifyLogin(result.verify)).ok) return;
       if (attempt >= VERIFY_ATTEMPTS) throw new PluginError('the new secret does not log in', true, 'verify_failed');
       await new Promise((r) => setTimeout(r, 250 * attempt));
     }
@@ -221,10 +245,11 @@ export class RotationService {
    * current key untouched by construction.
    */
   private async restoreCurrent(secret: StaticSecretConfig, current: VersionRow | undefined, pending: VersionRow | undefined): Promise<boolean> {
-    if (!current || !pending || current.account !== pending.account || isKeyVersion(current)) return true;
+    const plugin = this.plugins.for(secret.connection);
+    if (!current || !pending || current.account !== pending.account || plugin.capabilities.keyOverlap) return true;
     const old = this.open(current);
     if (!old.password) return true;
-    await this.plugins.call(secret.connection, 'setStaticSecret', [old.password], (p) => p.setStaticSecret({ account: current.account, password: old.password! }));
+    await plugin.setStaticSecret({ account: current.account, password: old.password });
     return true;
   }
 
@@ -241,11 +266,14 @@ export class RotationService {
     let undone = !pending;
     if (pending) {
       try {
-        if (isKeyVersion(pending)) {
-          await this.plugins.call(secret.connection, 'retireStaticSecret', [], (p) => p.retireStaticSecret({ account: pending.account, handle: pending.handle! }));
-          undone = true;
-        } else if (!(current && isKeyVersion(current)) && this.plugins.pluginOf(secret.connection) !== 'aws-iam') {
+        const plugin = this.plugins.for(secret.connection);
+        if (!plugin.capabilities.keyOverlap) {
           undone = await this.restoreCurrent(secret, current, pending);
+        } else if (pending.handle) {
+          // A key made and recorded: delete it. One made but never recorded cannot be found; it stays
+          // pending and the next rotation resumes it.
+          await plugin.retireStaticSecret({ account: pending.account, handle: pending.handle });
+          undone = true;
         }
       } catch (err) {
         this.log.warn(`rotation of ${name} could not be undone (it will be resumed): ${(err as Error).message}`);
@@ -275,17 +303,15 @@ export class RotationService {
         return;
       }
       const account = nextAccount(secret, undefined);
-      const result = await this.plugins.call(secret.connection, 'setStaticSecret', [secret.password], (p) =>
-        p.setStaticSecret({ account, password: secret.password!, apply: false }),
-      );
+      const plugin = this.plugins.for(secret.connection);
+      const result = await plugin.setStaticSecret({ account, password: secret.password, apply: false });
       // A target that cannot be reached is not a wrong password: stay unowned, and try again next sweep.
-      const works = await this.plugins.call(secret.connection, 'verifyLogin', [secret.password], (p) => p.verifyLogin(result.verify));
-      if (!works) {
+      if (!(await plugin.verifyLogin(result.verify)).ok) {
         await this.statics.markFailed(name, 'the configured password does not log in; Tessera will rotate it', 0);
         return;
       }
       const sealed = this.seal(name, 1, { password: secret.password, credentials: result.credentials, verify: result.verify });
-      if (!(await this.statics.insertPending({ name, version: 1, account, sealed, handle: 'set' }))) return;
+      if (!(await this.statics.insertPending({ name, version: 1, account, sealed }))) return;
       await this.db.tx(async (tx) => {
         await this.statics.promote(name, 1, secret.grace, nextRotation(secret, new Date()), tx);
         await this.audit.append({ type: 'static.imported', actor: null, detail: { name, version: 1, account } }, tx);
@@ -306,11 +332,11 @@ export class RotationService {
       await this.statics
         .withLock(v.name, async () => {
           const current = await this.statics.version(v.name, 'current');
-          if (isKeyVersion(v)) {
-            await this.plugins.call(secret.connection, 'retireStaticSecret', [], (p) => p.retireStaticSecret({ account: v.account, handle: v.handle! }));
+          const plugin = this.plugins.for(secret.connection);
+          if (plugin.capabilities.keyOverlap) {
+            if (v.handle) await plugin.retireStaticSecret({ account: v.account, handle: v.handle });
           } else if (current && current.account !== v.account) {
-            const password = newPassword();
-            await this.plugins.call(secret.connection, 'retireStaticSecret', [password], (p) => p.retireStaticSecret({ account: v.account, password, endSessions: true }));
+            await plugin.retireStaticSecret({ account: v.account, password: newPassword(), endSessions: true });
           }
           await this.statics.markRetired(v.name, v.version);
         })

@@ -157,13 +157,36 @@ export class StaticRepository implements OnApplicationShutdown {
     if (opts.finish) await this.finishRotations(name, version, q);
   }
 
-  private async finishRotations(name: string, version: number, q: Queryable): Promise<void> {
-    await q.query(`UPDATE rotations SET status = 'succeeded', finished_at = now() WHERE name = $1 AND target_version <= $2 AND status IN ('queued','running')`, [name, version]);
+  /** Rotation requests up to `version` succeed; exposure requests only once contained. */
+  private async finishRotations(name: string, version: number, q: Queryable, opts: { exposure: boolean } = { exposure: false }): Promise<void> {
+    await q.query(
+      `UPDATE rotations SET status = 'succeeded', finished_at = now()
+       WHERE name = $1 AND target_version <= $2 AND status IN ('queued','running') AND ($3 OR trigger NOT IN ('emergency','event'))`,
+      [name, version, opts.exposure],
+    );
   }
 
-  /** Reported exposed: every rotation until `contained` destroys all earlier credentials. */
+  /**
+   * Reported exposed: every rotation until `contained` destroys all earlier credentials. The time is
+   * the latest report's, so a report during a containment is not cleared by it.
+   */
   async markExposed(name: string): Promise<void> {
-    await this.db.query(`UPDATE static_secrets SET exposed_at = COALESCE(exposed_at, now()), updated_at = now() WHERE name = $1`, [name]);
+    await this.db.query(`UPDATE static_secrets SET exposed_at = date_trunc('milliseconds', clock_timestamp()), updated_at = now() WHERE name = $1`, [name]);
+  }
+
+  /** The secret's exposure, read under its row lock (in a transaction). */
+  async exposure(name: string, q: Queryable): Promise<Date | null> {
+    const { rows } = await q.query<{ exposed_at: Date | null }>('SELECT exposed_at FROM static_secrets WHERE name = $1 FOR UPDATE', [name]);
+    return rows[0]?.exposed_at ?? null;
+  }
+
+  /** Up to `limit` versions before `version`, newest first (with their sealed content). */
+  async versionsBefore(name: string, version: number, limit: number): Promise<VersionRow[]> {
+    const { rows } = await this.db.query<VersionRow>(
+      `SELECT * FROM static_versions WHERE name = $1 AND version < $2 AND state IN ('previous','retired') ORDER BY version DESC LIMIT $3`,
+      [name, version, limit],
+    );
+    return rows;
   }
 
   /**
@@ -173,7 +196,7 @@ export class StaticRepository implements OnApplicationShutdown {
   async contained(name: string, version: number, exposedAt: Date, q: Queryable): Promise<void> {
     await q.query(`UPDATE static_versions SET state = 'retired' WHERE name = $1 AND state = 'previous'`, [name]);
     await q.query(`UPDATE static_secrets SET exposed_at = NULL, updated_at = now() WHERE name = $1 AND exposed_at = $2`, [name, exposedAt]);
-    await this.finishRotations(name, version, q);
+    await this.finishRotations(name, version, q, { exposure: true });
   }
 
   /** rotation_failed, retried by the sweeper after `retryAfterSeconds` (not at every tick). */

@@ -106,6 +106,8 @@ describe('exposure kills the exposed credential', () => {
     const after = await creds('pg-single');
     expect(after.version).toBe(before.version + 1);
     expect((await pgLogin({ username: after.username, password: after.password })).ok).toBe(true);
+    // The exposure is over: the sweeper does not rotate the secret again.
+    expect(await broker.state('SELECT exposed_at FROM static_secrets WHERE name = $1', ['pg-single'])).toEqual([{ exposed_at: null }]);
   });
 
   it('single (MariaDB), emergency rotate: the old password is refused and its open session is dead', async () => {

@@ -38,7 +38,7 @@ describe('postgres plugin specifics', () => {
     const { rows } = await withAdmin('postgres', (c) => c.query<{ rolpassword: string }>('SELECT rolpassword FROM pg_authid WHERE rolname = $1', [username]));
     expect(rows[0].rolpassword).toMatch(/^SCRAM-SHA-256\$1:/);
     expect(rows[0].rolpassword).not.toContain(password);
-    expect(await fast.verifyLogin({ username, password })).toBe(true);
+    expect((await fast.verifyLogin({ username, password })).ok).toBe(true);
     await fast.revokeUser({ username, role: {} });
     await fast.close();
   });

@@ -1,0 +1,79 @@
+import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
+import { PLUGINS } from '../../plugins';
+import { CredentialPlugin, PluginError, SECRET_FIELDS } from '../../plugins/contract';
+import { CONFIG } from '../config/config.module';
+import { TesseraConfig } from '../config/config.loader';
+import { Metrics } from '../metrics/metrics';
+
+/** What the broker's services call: a plugin's verbs, behind the middleware. Closing is the host's business. */
+export type TargetPlugin = Omit<CredentialPlugin, 'close'>;
+
+const VERBS = ['createUser', 'renewUser', 'revokeUser', 'setStaticSecret', 'retireStaticSecret', 'verifyLogin', 'ping'] as const;
+type Verb = (typeof VERBS)[number];
+
+/**
+ * One plugin instance per configured connection, created at boot (a configured plugin that is missing
+ * or whose config is invalid stopped start-up already, in the config loader). `for(connection)` hands
+ * out the plugin wrapped in one middleware, the same for every plugin and verb, as Vault wraps its
+ * database plugins: timing and metrics per call, and every secret of the request (its `password`
+ * fields) scrubbed out of any error before it leaves.
+ */
+@Injectable()
+export class PluginHost implements OnApplicationShutdown {
+  private readonly instances = new Map<string, { impl: CredentialPlugin; wrapped: TargetPlugin }>();
+
+  constructor(@Inject(CONFIG) config: TesseraConfig, metrics: Metrics) {
+    for (const conn of config.connections.values()) {
+      const impl = PLUGINS[conn.plugin].create(conn.name, conn.settings);
+      this.instances.set(conn.name, { impl, wrapped: wrap(impl, conn.plugin, metrics) });
+    }
+  }
+
+  for(connection: string): TargetPlugin {
+    const entry = this.instances.get(connection);
+    if (!entry) throw new Error(`no plugin instance for connection ${connection}`);
+    return entry.wrapped;
+  }
+
+  connectionNames(): string[] {
+    return [...this.instances.keys()];
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await Promise.all([...this.instances.values()].map((i) => i.impl.close().catch(() => undefined)));
+  }
+}
+
+function wrap(impl: CredentialPlugin, plugin: string, metrics: Metrics): TargetPlugin {
+  const wrapped = { maxUsernameLength: impl.maxUsernameLength, capabilities: impl.capabilities } as TargetPlugin;
+  for (const verb of VERBS) {
+    const call = (impl[verb] as (req?: unknown) => Promise<unknown>).bind(impl);
+    (wrapped as unknown as Record<Verb, (req?: unknown) => Promise<unknown>>)[verb] = async (req?: unknown) => {
+      const end = metrics.pluginCalls.startTimer({ plugin, operation: verb });
+      try {
+        const result = await call(req);
+        end({ outcome: 'ok' });
+        return result;
+      } catch (err) {
+        end({ outcome: 'error' });
+        throw scrub(err, secretsOf(req));
+      }
+    };
+  }
+  return wrapped;
+}
+
+/** The values of a request's secret fields. */
+export function secretsOf(req: unknown): string[] {
+  if (!req || typeof req !== 'object') return [];
+  return SECRET_FIELDS.map((f) => (req as Record<string, unknown>)[f]).filter((v): v is string => typeof v === 'string' && v.length > 0);
+}
+
+/** Returns a PluginError whose message cannot contain any of the given secrets. */
+export function scrub(err: unknown, secrets: readonly string[]): PluginError {
+  const source = err instanceof PluginError ? err : new PluginError(String((err as Error)?.message ?? err), true, 'plugin_error');
+  let message = source.message;
+  for (const secret of secrets) if (secret) message = message.split(secret).join('[redacted]');
+  if (message === source.message) return source;
+  return new PluginError(message, source.retryable, source.code);
+}
