@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { JWK, exportJWK, generateKeyPair } from 'jose';
 import { Client } from 'pg';
 import { stringify } from 'yaml';
+import { flushQueue as flushRedisQueue, withPgAdmin } from '../devkit/admin';
 import { mintJwtSvid } from '../scripts/tokens';
 
 export const PG = process.env.TESSERA_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432';
@@ -49,15 +50,7 @@ export async function load(n: number, concurrency: number, task: (i: number) => 
   return stats(latencies, (performance.now() - started) / 1000);
 }
 
-export async function admin<T>(database: string, fn: (c: Client) => Promise<T>): Promise<T> {
-  const c = new Client({ connectionString: `${PG}/${database}` });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
+export const admin = <T>(database: string, fn: (c: Client) => Promise<T>): Promise<T> => withPgAdmin(PG, database, fn);
 
 export async function recreateDatabase(name: string): Promise<void> {
   await admin('postgres', async (c) => {
@@ -172,16 +165,5 @@ export const round = (x: number, digits = 1) => (Number.isFinite(x) ? Math.round
 
 /** Deletes the bench queue's keys, so jobs of an earlier run do not fire into this one. */
 export async function flushQueue(prefix = 'tessera-bench'): Promise<void> {
-  const { default: IORedis } = await import('ioredis');
-  const redis = new IORedis(REDIS);
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) await redis.del(...keys);
-    } while (cursor !== '0');
-  } finally {
-    redis.disconnect();
-  }
+  await flushRedisQueue(REDIS, prefix);
 }

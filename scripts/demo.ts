@@ -7,6 +7,7 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Client } from 'pg';
+import { withPgAdmin } from '../devkit/admin';
 import { mintJwtSvid } from './tokens';
 
 const ADDR = 'http://127.0.0.1:8200';
@@ -16,15 +17,7 @@ function step(text: string): void {
   process.stdout.write(`\n==> ${text}\n`);
 }
 
-async function admin<T>(database: string, fn: (c: Client) => Promise<T>): Promise<T> {
-  const client = new Client({ connectionString: `${ADMIN}/${database}` });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
+const admin = <T>(database: string, fn: (c: Client) => Promise<T>): Promise<T> => withPgAdmin(ADMIN, database, fn);
 
 async function prepareTarget(): Promise<void> {
   await admin('postgres', async (c) => {

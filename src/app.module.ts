@@ -1,5 +1,5 @@
 import { DynamicModule, Global, Module, Provider } from '@nestjs/common';
-import { APP_GUARD } from '@nestjs/core';
+import { APP_GUARD, DiscoveryModule } from '@nestjs/core';
 import { ScheduleModule } from '@nestjs/schedule';
 import { TerminusModule } from '@nestjs/terminus';
 import { ThrottlerModule } from '@nestjs/throttler';
@@ -10,20 +10,28 @@ import { ConfigModule } from './config/config.module';
 import { TesseraConfig } from './config/config.loader';
 import { HealthController } from './health/health.controller';
 import { AuthGuard } from './http/auth.guard';
-import { DenialLimiter } from './http/denial-limiter';
-import { MetricsController, OperatorController, WhoamiController } from './http/misc.controller';
+import { AuditDenials } from './audit/audit-denials';
+import { AuditController } from './audit/audit.controller';
+import { ConfigController } from './config/config.controller';
 import { BootstrapController } from './identity/bootstrap.controller';
+import { WhoamiController } from './identity/whoami.controller';
+import { MetricsController } from './metrics/metrics.controller';
 import { BootstrapService } from './identity/bootstrap.service';
 import { BrokerKeys } from './identity/broker-keys';
+import { BearerTokenExtractor } from './identity/bearer-token.extractor';
+import { ClientCertificateExtractor } from './identity/client-certificate.extractor';
+import { CREDENTIAL_EXTRACTORS, CredentialExtractor } from './identity/credential-extractor';
 import { IdentityService } from './identity/identity.service';
 import { TokenVerifier } from './identity/token-verifier';
 import { IdentityThrottlerGuard } from './http/identity-throttler.guard';
 import { JobProducer } from './jobs/job.producer';
+import { JobRegistry } from './jobs/job-registry';
 import { JobWorkers } from './jobs/job-workers';
-import { Reconciler } from './jobs/reconciler';
 import { RedisConnections } from './jobs/redis';
 import { LeaseController } from './leases/lease.controller';
+import { Clock, SystemClock } from './common/clock';
 import { LeaseJobs } from './leases/lease.jobs';
+import { LeaseReconciler } from './leases/lease.reconciler';
 import { LeaseRepository } from './leases/lease.repository';
 import { LeaseRevoker } from './leases/lease-revoker';
 import { LeaseService } from './leases/lease.service';
@@ -40,7 +48,8 @@ import { StaticRepository } from './statics/static.repository';
 import { StaticService } from './statics/static.service';
 import { storageProviders } from './storage/storage.providers';
 
-export interface Roles {
+/** What a process does: serve HTTP, run the job processors and ticks, or both. */
+export interface ProcessRoles {
   /** Serve the HTTP API. */
   http: boolean;
   /** Run the job processors and the reconciler. */
@@ -50,8 +59,8 @@ export interface Roles {
 /** I/O and shared services used by every feature. */
 @Global()
 @Module({
-  providers: [...storageProviders, Metrics, AuditLog, PluginHost, RoleSettingsResolver, RedisConnections, JobProducer],
-  exports: [...storageProviders, Metrics, AuditLog, PluginHost, RoleSettingsResolver, RedisConnections, JobProducer],
+  providers: [...storageProviders, Metrics, AuditLog, AuditDenials, PluginHost, RoleSettingsResolver, RedisConnections, JobProducer, { provide: Clock, useClass: SystemClock }],
+  exports: [...storageProviders, Metrics, AuditLog, AuditDenials, PluginHost, RoleSettingsResolver, RedisConnections, JobProducer, Clock],
 })
 class CoreModule {}
 
@@ -71,22 +80,29 @@ class StaticsModule {}
 /** One set of providers, two entrypoints: `tessera server` (HTTP, and by default the worker) and `tessera worker`. */
 @Module({})
 export class AppModule {
-  static forRoot(config: TesseraConfig, roles: Roles): DynamicModule {
+  static forRoot(config: TesseraConfig, roles: ProcessRoles): DynamicModule {
     // Guards run in this order: who is calling, then how often they may.
     const http: Provider[] = roles.http
       ? [
           BrokerKeys,
           TokenVerifier,
+          BearerTokenExtractor,
+          ClientCertificateExtractor,
+          // Asked in this order; a new surface (a Vault token, a console session) adds its extractor here.
+          {
+            provide: CREDENTIAL_EXTRACTORS,
+            useFactory: (bearer: BearerTokenExtractor, cert: ClientCertificateExtractor): CredentialExtractor[] => [bearer, cert],
+            inject: [BearerTokenExtractor, ClientCertificateExtractor],
+          },
           IdentityService,
           BootstrapService,
           EventsService,
           EventSignatureRepository,
-          DenialLimiter,
           { provide: APP_GUARD, useClass: AuthGuard },
           { provide: APP_GUARD, useClass: IdentityThrottlerGuard },
         ]
       : [];
-    const worker: Provider[] = roles.worker ? [JobWorkers, Reconciler, RotationSweeper] : [];
+    const worker: Provider[] = roles.worker ? [JobRegistry, JobWorkers, LeaseReconciler, RotationSweeper] : [];
     return {
       module: AppModule,
       imports: [
@@ -107,9 +123,9 @@ export class AppModule {
         LeasesModule,
         StaticsModule,
         ...(roles.http ? [TerminusModule, ThrottlerModule.forRoot([{ name: 'identity', ttl: 1000, limit: config.limits.per_identity_rps }])] : []),
-        ...(roles.worker ? [ScheduleModule.forRoot()] : []),
+        ...(roles.worker ? [ScheduleModule.forRoot(), DiscoveryModule] : []),
       ],
-      controllers: roles.http ? [LeaseController, StaticController, BootstrapController, WhoamiController, OperatorController, MetricsController, HealthController] : [],
+      controllers: roles.http ? [LeaseController, StaticController, BootstrapController, WhoamiController, AuditController, ConfigController, MetricsController, HealthController] : [],
       providers: [...http, ...worker],
     };
   }

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { AppModule } from './app.module';
 import { ConfigError, TesseraConfig } from './config/config.loader';
-import { ErrorFilter, errorBody, toHttpError } from './http/error.filter';
+import { ErrorFilter, ErrorSurfaces, toHttpError } from './http/error.filter';
 import { migrate } from './storage/migrator';
 
 export interface ServerOptions {
@@ -68,6 +68,8 @@ export async function createServer(config: TesseraConfig, options: ServerOptions
     },
   });
   app.useLogger(app.get(Logger));
+  // Every error, from the router or before it, is written in the shape of the request's API surface.
+  const errors = new ErrorSurfaces();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
   app.use((req: Request & { id?: string }, res: Response, next: NextFunction) => {
@@ -85,7 +87,7 @@ export async function createServer(config: TesseraConfig, options: ServerOptions
     const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
     const declared = req.headers['content-type'] !== undefined;
     if ((hasBody || (declared && BODY_METHODS.has(req.method))) && !isJson(req.headers['content-type'])) {
-      res.status(415).json(errorBody(req, 'unsupported_media_type', 'send the body as application/json'));
+      errors.send(req, res, { status: 415, code: 'unsupported_media_type', message: 'send the body as application/json' });
       return;
     }
     next();
@@ -95,10 +97,9 @@ export async function createServer(config: TesseraConfig, options: ServerOptions
   app.use(express.json({ limit: config.server.body_limit, inflate: false, verify: (req, _res, buf) => ((req as { rawBody?: Buffer }).rawBody = buf) }));
   // Body-parser errors happen before Nest's router; give them the same error shape.
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    const mapped = toHttpError(err);
-    res.status(mapped.status).json(errorBody(req, mapped.code, mapped.message));
+    errors.send(req, res, toHttpError(err));
   });
-  app.useGlobalFilters(new ErrorFilter());
+  app.useGlobalFilters(new ErrorFilter(errors));
   app.enableShutdownHooks();
   const doc = SwaggerModule.createDocument(
     app,

@@ -30,8 +30,4 @@ export function parseDuration(input: unknown): number | undefined {
   return seconds;
 }
 
-export function formatDuration(seconds: number): string {
-  if (seconds % 3600 === 0) return `${seconds / 3600}h`;
-  if (seconds % 60 === 0) return `${seconds / 60}m`;
-  return `${seconds}s`;
-}
+

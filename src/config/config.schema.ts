@@ -3,7 +3,7 @@
  * result of this schema; nothing else reads process.env.
  */
 import { z } from 'zod';
-import { parseDuration } from '../../plugins/contract';
+import { duration as durationSchema } from '../../plugins/contract';
 import { RESERVED_ISSUER_NAMES } from '../identity/identity';
 import { isAllowedKeyUrl } from '../identity/key-sets';
 import { patternProblem } from '../policy/subject-pattern';
@@ -11,20 +11,8 @@ import { patternProblem } from '../policy/subject-pattern';
 export const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const name = z.string().regex(NAME, 'must be 1-64 letters, digits, "_", "." or "-", starting with a letter or digit');
 
-/** A duration in whole seconds ("90s", "15m", "1h", or integer seconds). */
-export const duration = (opts: { min?: number } = {}) =>
-  z.union([z.string(), z.number()]).transform((value, ctx) => {
-    const seconds = parseDuration(value);
-    if (seconds === undefined) {
-      ctx.addIssue({ code: 'custom', message: `invalid duration ${JSON.stringify(value)} (use e.g. "90s", "15m", "1h" or seconds)` });
-      return z.NEVER;
-    }
-    if (seconds < (opts.min ?? 1)) {
-      ctx.addIssue({ code: 'custom', message: `must be at least ${opts.min ?? 1}s` });
-      return z.NEVER;
-    }
-    return seconds;
-  });
+/** A duration in whole seconds (one schema for config, plugins and requests). */
+export const duration = durationSchema;
 
 const masterKey = z.string().refine((v) => Buffer.from(v, 'base64').length === 32 && /^[A-Za-z0-9+/]+={0,2}$/.test(v), {
   message: 'must be the base64 of exactly 32 bytes (generate one with: openssl rand -base64 32)',
@@ -317,6 +305,18 @@ export const configSchema = z
       })
       .strict()
       .default({ probe_every: 10, ready_rps: 10 }),
+    /** The audit trail (DESIGN §9, invariant 5). */
+    audit: z
+      .object({
+        /**
+         * A keyed audit.heartbeat event is written when the newest one is this old (about one per
+         * interval across all replicas), so events cut off the end are found; verify reports a newest
+         * heartbeat older than twice this.
+         */
+        heartbeat_every: duration().default(300),
+      })
+      .strict()
+      .default({ heartbeat_every: 300 }),
     static_secrets: z.record(name, staticSecretSchema).default({}),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).strict().default({ level: 'info' }),
   })

@@ -1,12 +1,10 @@
 import { CanActivate, ExecutionContext, Injectable, SetMetadata } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { Request } from 'express';
-import { AuditLog } from '../audit/audit.log';
+import { AuditDenials } from '../audit/audit-denials';
 import { DomainError } from '../common/errors';
 import { Identity } from '../identity/identity';
 import { IdentityService } from '../identity/identity.service';
-import { Metrics } from '../metrics/metrics';
-import { DenialLimiter } from './denial-limiter';
 
 const PUBLIC = 'tessera:public';
 const OPERATOR = 'tessera:operator';
@@ -25,11 +23,9 @@ export type AuthedRequest = Request & { identity?: Identity };
 @Injectable()
 export class AuthGuard implements CanActivate {
   constructor(
-    private readonly denials: DenialLimiter,
     private readonly reflector: Reflector,
     private readonly identities: IdentityService,
-    private readonly audit: AuditLog,
-    private readonly metrics: Metrics,
+    private readonly denials: AuditDenials,
   ) {}
 
   async canActivate(context: ExecutionContext): Promise<boolean> {
@@ -45,16 +41,13 @@ export class AuthGuard implements CanActivate {
     }
     req.identity = identity;
     if (this.reflector.getAllAndOverride<boolean>(OPERATOR, targets) && !identity.operator) {
-      await this.denied(req, 403, identity.subject, 'operator only');
+      await this.denied(req, 403, identity, 'operator only');
       throw new DomainError('forbidden', 'operator_only', 'only operators may do this');
     }
     return true;
   }
 
-  private async denied(req: Request, status: number, actor: string | null, reason: string): Promise<void> {
-    this.metrics.deniedRequests.inc({ status: String(status) });
-    // A flood of bad tokens must not turn into a flood of audit writes.
-    this.denials.check(req);
-    await this.audit.append({ type: 'request.denied', actor, detail: { status, reason, method: req.method, path: req.path.slice(0, 256), client: req.ip ?? null } });
+  private denied(req: Request, status: number, identity: Identity | null, reason: string): Promise<void> {
+    return this.denials.denied({ status, action: `${req.method} ${req.path.slice(0, 256)}`, reason, identity, client: req.ip ?? null });
   }
 }

@@ -53,9 +53,45 @@ function isDependencyDown(err: unknown): boolean {
   return typeof e?.message === 'string' && /timeout exceeded when trying to connect|Connection terminated|Stream isn't writeable|Connection is closed/.test(e.message);
 }
 
+export interface HttpError {
+  status: number;
+  code: string;
+  message: string;
+}
+
+/**
+ * How one API surface writes its errors. The native API writes `{error: {code, message, request_id}}`;
+ * another surface (the Vault-compatible API's `{errors: [...]}`) adds its own renderer for its routes
+ * instead of editing the filter.
+ */
+export interface ErrorSurface {
+  matches(req: Request): boolean;
+  render(req: Request, res: Response, error: HttpError): void;
+}
+
+export const nativeErrors: ErrorSurface = {
+  matches: () => true,
+  render: (req, res, error) => void res.status(error.status).json(errorBody(req, error.code, error.message)),
+};
+
+/** Picks the surface of a request (the first that matches; the native API last) and writes the error. */
+export class ErrorSurfaces {
+  private readonly surfaces: readonly ErrorSurface[];
+
+  constructor(surfaces: readonly ErrorSurface[] = []) {
+    this.surfaces = [...surfaces, nativeErrors];
+  }
+
+  send(req: Request, res: Response, error: HttpError): void {
+    this.surfaces.find((s) => s.matches(req))!.render(req, res, error);
+  }
+}
+
 @Catch()
 export class ErrorFilter implements ExceptionFilter {
   private readonly log = new Logger('http');
+
+  constructor(private readonly surfaces: ErrorSurfaces = new ErrorSurfaces()) {}
 
   catch(err: unknown, host: ArgumentsHost): void {
     const ctx = host.switchToHttp();
@@ -69,7 +105,7 @@ export class ErrorFilter implements ExceptionFilter {
       res.status(503).json(err.getResponse());
       return;
     }
-    res.status(mapped.status).json(errorBody(req, mapped.code, mapped.message));
+    this.surfaces.send(req, res, mapped);
   }
 }
 

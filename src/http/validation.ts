@@ -1,20 +1,12 @@
 import { z } from 'zod';
-import { parseDuration } from '../../plugins/contract';
+import { duration } from '../../plugins/contract';
 import { DomainError } from '../common/errors';
 
 /** A request duration: "90s", "15m", "1h" or integer seconds; at least 1 s. */
-export const durationInput = z.union([z.string(), z.number()]).transform((value, ctx) => {
-  const seconds = parseDuration(value);
-  if (seconds === undefined) {
-    ctx.addIssue({ code: 'custom', message: 'must be a duration such as "90s", "15m", "1h" or whole seconds' });
-    return z.NEVER;
-  }
-  if (seconds < 1) {
-    ctx.addIssue({ code: 'custom', message: 'must be at least 1 second' });
-    return z.NEVER;
-  }
-  return seconds;
-});
+export const durationInput = duration();
+
+/** A subject named in a request (an owner filter, a bootstrap subject, a completed workload). */
+export const subjectInput = z.string().min(1).max(2048).regex(/^[^\u0000-\u001f\u007f]+$/, 'must not contain control characters');
 
 export const runIdInput = z.string().regex(/^[A-Za-z0-9._:@/-]{1,128}$/, 'must be 1-128 characters of letters, digits and . _ : @ / -');
 

@@ -2,12 +2,12 @@ import { Body, Controller, HttpCode, Post, Req } from '@nestjs/common';
 import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
 import { AuthedRequest, OperatorOnly, Public } from '../http/auth.guard';
-import { durationInput, parseInput } from '../http/validation';
+import { durationInput, parseInput, subjectInput } from '../http/validation';
 import { BootstrapService } from './bootstrap.service';
 
 const createBody = z
   .object({
-    subject: z.string().min(1).max(2048).regex(/^[^\u0000-\u001f\u007f]+$/, 'must not contain control characters'),
+    subject: subjectInput,
     expires_in: durationInput.optional(),
     uses: z.number().int().min(1).max(100).optional(),
   })

@@ -4,7 +4,7 @@ import { AuditLog } from '../audit/audit.log';
 import { DomainError } from '../common/errors';
 import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';
-import { DenialLimiter } from '../http/denial-limiter';
+import { AuditDenials } from '../audit/audit-denials';
 import { Database } from '../storage/database';
 import { BootstrapHasher } from './bootstrap-hash';
 import { BrokerKeys } from './broker-keys';
@@ -30,7 +30,7 @@ export class BootstrapService {
     @Inject(CONFIG) private readonly config: TesseraConfig,
     @Inject(Database) private readonly db: Database,
     private readonly keys: BrokerKeys,
-    private readonly denials: DenialLimiter,
+    private readonly denials: AuditDenials,
     private readonly audit: AuditLog,
   ) {
     this.hasher = new BootstrapHasher(config.encryption.key, config.encryption.previous_keys);
@@ -65,9 +65,8 @@ export class BootstrapService {
   async exchange(secretId: string, client: { ip?: string }): Promise<{ token: string; expires_at: string }> {
     const match = SECRET_FORMAT.exec(secretId);
     if (!match) throw refused();
-    const denied = async (detail: Record<string, unknown>) => {
-      this.denials.check(client);
-      await this.audit.append({ type: 'request.denied', actor: null, detail: { status: 401, action: 'bootstrap', ...detail } });
+    const denied = async (detail: { id: string; reason?: string }) => {
+      await this.denials.denied({ status: 401, action: 'bootstrap', target: detail.id, reason: detail.reason, client: client.ip ?? null });
     };
     const [, id, secret] = match;
     const { rows } = await this.db.query<{ hash: Buffer }>('SELECT hash FROM bootstrap_secrets WHERE id = $1', [id]);

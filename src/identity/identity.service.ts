@@ -1,72 +1,22 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Request } from 'express';
-import { X509Certificate } from 'node:crypto';
-import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
 import { DomainError } from '../common/errors';
-import { CONFIG } from '../config/config.module';
-import { TesseraConfig } from '../config/config.loader';
-import { Identity, X509_ISSUER_NAME } from './identity';
-import { TokenVerifier } from './token-verifier';
-import { TrustDomainBundles, checkX509Svid } from './x509-svid';
+import { CREDENTIAL_EXTRACTORS, CredentialExtractor } from './credential-extractor';
+import { Identity } from './identity';
 
-const deny = (code: string, message: string) => new DomainError('unauthenticated', code, message);
-
-/** Establishes who is calling: a bearer token if one is sent, else an X.509-SVID over mTLS. */
+/**
+ * Establishes who is calling by asking each credential extractor in turn (a bearer token if one is
+ * sent, else an X.509-SVID over mTLS): the first that finds a credential decides.
+ */
 @Injectable()
 export class IdentityService {
-  private readonly bundles?: TrustDomainBundles;
-  /** The identity of a connection's client certificate, checked once per certificate and connection. */
-  private readonly bySocket = new WeakMap<TLSSocket, { fingerprint: string; identity: Identity }>();
-
-  constructor(
-    @Inject(CONFIG) config: TesseraConfig,
-    private readonly tokens: TokenVerifier,
-  ) {
-    if (config.server.tls) this.bundles = new TrustDomainBundles(config.server.tls.client_ca);
-  }
+  constructor(@Inject(CREDENTIAL_EXTRACTORS) private readonly extractors: readonly CredentialExtractor[]) {}
 
   async authenticate(req: Request): Promise<Identity> {
-    const header = req.headers.authorization;
-    if (header !== undefined) {
-      const match = /^Bearer ([^\s]+)$/i.exec(header);
-      if (!match) throw deny('invalid_token', 'Authorization must be "Bearer <token>"');
-      return this.tokens.verify(match[1], { ip: req.ip });
+    for (const extractor of this.extractors) {
+      const identity = await extractor.extract(req);
+      if (identity) return identity;
     }
-    const svid = this.fromClientCertificate(req);
-    if (svid) return svid;
-    throw deny('missing_token', 'Authorization: Bearer <token> required');
+    throw new DomainError('unauthenticated', 'missing_token', 'Authorization: Bearer <token> required');
   }
-
-  private fromClientCertificate(req: Request): Identity | undefined {
-    const socket = req.socket as TLSSocket;
-    if (!this.bundles || !socket.encrypted || typeof socket.getPeerCertificate !== 'function') return undefined;
-    const peer = socket.getPeerCertificate(true);
-    if (!peer || !peer.raw) return undefined;
-    // The TLS stack validated the chain against the union of the client CA bundles...
-    if (!socket.authorized) throw deny('invalid_certificate', `client certificate not trusted (${socket.authorizationError})`);
-    if (Date.parse(peer.valid_to) < Date.now()) throw deny('invalid_certificate', 'client certificate expired');
-    const cached = this.bySocket.get(socket);
-    if (cached?.fingerprint === peer.fingerprint256) return cached.identity;
-    const check = checkX509Svid(peer.raw, this.bundles.trustDomains);
-    if (!check.ok) throw deny('invalid_certificate', check.reason);
-    // ...and the chain must end in the bundle of the SVID's own trust domain, not any configured one.
-    if (!this.bundles.chainEndsIn(check.trustDomain, chainOf(peer))) {
-      throw deny('invalid_certificate', `the certificate is not signed by a CA of trust domain ${check.trustDomain}`);
-    }
-    const who = { subject: check.spiffeId, issuer: X509_ISSUER_NAME };
-    const identity = { ...who, operator: this.tokens.isOperator(who), claims: {} };
-    this.bySocket.set(socket, { fingerprint: peer.fingerprint256, identity });
-    return identity;
-  }
-}
-
-/** The leaf and the certificates above it, as the TLS stack linked them (a root links to itself). */
-function chainOf(peer: DetailedPeerCertificate): X509Certificate[] {
-  const chain: X509Certificate[] = [];
-  const seen = new Set<string>();
-  for (let cert: DetailedPeerCertificate | undefined = peer; cert?.raw && !seen.has(cert.fingerprint256); cert = cert.issuerCertificate) {
-    seen.add(cert.fingerprint256);
-    chain.push(new X509Certificate(cert.raw));
-  }
-  return chain;
 }

@@ -68,11 +68,6 @@ export class TokenVerifier {
     this.perAddress = new TokenBucket(rps, rps * 2);
   }
 
-  /** Key documents fetched so far for an issuer (remote key sets only). */
-  fetchesOf(issuerName: string): number {
-    return [...this.byTrustDomain.values(), ...this.byIss.values()].find((e) => e.name === issuerName)?.remote?.fetches ?? 0;
-  }
-
   /** Whether the operators list names this issuer's subject. Broker-signed identities never are operators. */
   isOperator(who: Principal): boolean {
     return who.issuer !== BOOTSTRAP_ISSUER_NAME && this.operators(who);

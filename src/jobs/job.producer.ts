@@ -1,90 +1,95 @@
-import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { JobsOptions, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';
-import { JobName, JobPayloads, QueueName, jobIds } from './jobs';
+import { JOBS, JobConfig, JobName, JobPayloads, JobQueues, QueueName } from './jobs';
 import { RedisConnections } from './redis';
 
-/** The only code that enqueues jobs. */
-@Injectable()
-export class JobProducer implements OnApplicationShutdown {
-  private readonly log = new Logger(JobProducer.name);
-  readonly connection: Redis;
-  private readonly leases: Queue;
-  private readonly rotations: Queue;
-  private readonly emergency: Queue;
-  private readonly defaults: JobsOptions;
-  private readonly rotationAttempts: number;
+export interface EnqueueOptions<N extends JobName> {
+  /** One of the job's queues (see JOBS); its first by default. */
+  queue?: JobQueues[N];
+  /** Run no earlier than this: a delayed job, with the job's delayed id. Now by default. */
+  runAt?: Date;
+  /**
+   * With runAt: if the job is already waiting, move it to runAt in place (atomic: there is no moment
+   * without a job, as removing and adding again would leave); if it is gone, enqueue it.
+   */
+  reschedule?: boolean;
+}
 
-  constructor(@Inject(CONFIG) config: TesseraConfig, redis: RedisConnections) {
-    this.connection = redis.open('producer');
-    this.leases = new Queue(QueueName.Leases, { connection: this.connection, prefix: config.queue.prefix });
-    this.rotations = new Queue(QueueName.Rotations, { connection: this.connection, prefix: config.queue.prefix });
-    this.emergency = new Queue(QueueName.Emergency, { connection: this.connection, prefix: config.queue.prefix });
-    for (const q of [this.leases, this.rotations, this.emergency]) q.on('error', () => undefined);
-    // Failed jobs are removed: the failure is recorded on the lease in PostgreSQL, and removing the job
-    // frees its id so the reconciler can enqueue the same work again.
-    this.rotationAttempts = config.rotation_attempts;
-    this.defaults = {
-      attempts: config.revoke_attempts,
-      backoff: { type: 'exponential', delay: 1000 },
+export interface PlannedJob {
+  queue: QueueName;
+  name: JobName;
+  data: unknown;
+  opts: JobsOptions & { jobId: string; delay: number };
+}
+
+/**
+ * Where a job goes and how: its queue, deterministic id and retry policy all come from JOBS. Failed
+ * jobs are removed: a failure is recorded in PostgreSQL, and removing the job frees its id so the
+ * reconcilers can enqueue the same work again.
+ */
+export function planJob<N extends JobName>(config: JobConfig, name: N, payload: JobPayloads[N], opts: EnqueueOptions<N>, now: number): PlannedJob {
+  const spec = JOBS[name];
+  const queue = opts.queue ?? spec.queues[0];
+  if (!(spec.queues as readonly QueueName[]).includes(queue)) throw new Error(`job ${name} does not go to queue ${queue}`);
+  const retry = spec.retry(config);
+  return {
+    queue,
+    name,
+    data: payload,
+    opts: {
+      jobId: spec.id(payload, { queue, delayed: opts.runAt !== undefined }),
+      delay: opts.runAt ? Math.max(0, opts.runAt.getTime() - now) : 0,
+      attempts: retry.attempts,
+      backoff: { type: 'exponential', delay: retry.backoffMs },
       removeOnComplete: true,
       removeOnFail: true,
-    };
-  }
+    },
+  };
+}
 
-  async scheduleExpiry(leaseId: string, expiresAt: Date): Promise<void> {
-    await this.add(JobName.EnforceLease, { leaseId }, jobIds.expiry(leaseId), Math.max(0, expiresAt.getTime() - Date.now()));
-  }
+/** The only code that enqueues jobs. Every job goes through `enqueue`. */
+@Injectable()
+export class JobProducer implements OnApplicationShutdown {
+  private readonly connection: Redis;
+  private readonly queues: ReadonlyMap<QueueName, Queue>;
 
-  /** Moves the delayed expiry job atomically (no remove-and-add window); recreates it when it is gone. */
-  async moveExpiry(leaseId: string, expiresAt: Date): Promise<void> {
-    const job = await this.leases.getJob(jobIds.expiry(leaseId));
-    const delay = Math.max(0, expiresAt.getTime() - Date.now());
-    if (!job) return this.scheduleExpiry(leaseId, expiresAt);
-    try {
-      await job.changeDelay(delay);
-    } catch {
-      // Not delayed any more (it is running or waiting): the job re-reads expires_at from PostgreSQL
-      // and delays itself again, so nothing is lost.
-    }
-  }
-
-  async revokeNow(leaseIds: readonly string[]): Promise<void> {
-    if (!leaseIds.length) return;
-    await this.leases.addBulk(
-      leaseIds.map((leaseId) => ({
-        name: JobName.EnforceLease,
-        data: { leaseId },
-        opts: { ...this.defaults, jobId: jobIds.revokeNow(leaseId) },
-      })),
+  constructor(
+    @Inject(CONFIG) private readonly config: TesseraConfig,
+    redis: RedisConnections,
+  ) {
+    this.connection = redis.open('producer');
+    this.queues = new Map(
+      Object.values(QueueName).map((name) => {
+        const queue = new Queue(name, { connection: this.connection, prefix: config.queue.prefix });
+        queue.on('error', () => undefined);
+        return [name, queue];
+      }),
     );
   }
 
-  async bulkRevoke(requestId: string, leaseIds: string[]): Promise<string> {
-    const jobId = jobIds.bulk(requestId);
-    await this.add(JobName.BulkRevoke, { requestId, leaseIds }, jobId, 0);
-    return jobId;
+  /** Enqueues one job; returns its id. Enqueuing work that is already queued changes nothing. */
+  async enqueue<N extends JobName>(name: N, payload: JobPayloads[N], opts: EnqueueOptions<N> = {}): Promise<string> {
+    const job = planJob(this.config, name, payload, opts, Date.now());
+    const queue = this.queues.get(job.queue)!;
+    if (opts.reschedule && opts.runAt) {
+      const waiting = await queue.getJob(job.opts.jobId);
+      if (waiting) {
+        // A job no longer delayed (waiting or running) cannot move, and need not: its handler reads
+        // the work from PostgreSQL when it runs and, finding it not due yet, asks to run again.
+        await waiting.changeDelay(job.opts.delay).catch(() => undefined);
+        return job.opts.jobId;
+      }
+    }
+    await queue.add(job.name, job.data, job.opts);
+    return job.opts.jobId;
   }
 
-  /** Rotation jobs carry the secret's name and target version only, never a secret. */
+  /** RotateStatic on its routine or emergency queue (kept for the rotation code; it may call enqueue directly). */
   async rotate(name: string, targetVersion: number, emergency: boolean): Promise<void> {
-    const queue = emergency ? this.emergency : this.rotations;
-    await queue.add(
-      JobName.RotateStatic,
-      { name, targetVersion },
-      { jobId: jobIds.rotation(name, targetVersion, emergency), attempts: this.rotationAttempts, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: true, removeOnFail: true },
-    );
-  }
-
-  /** Enqueues without throwing: a lost enqueue is repaired by the reconciler from PostgreSQL. */
-  async tryScheduleExpiry(leaseId: string, expiresAt: Date, move = false): Promise<void> {
-    try {
-      await (move ? this.moveExpiry(leaseId, expiresAt) : this.scheduleExpiry(leaseId, expiresAt));
-    } catch (err) {
-      this.log.warn(`could not schedule the expiry of ${leaseId} (the reconciler will): ${(err as Error).message}`);
-    }
+    await this.enqueue(JobName.RotateStatic, { name, targetVersion }, { queue: emergency ? QueueName.Emergency : QueueName.Rotations });
   }
 
   async ping(): Promise<void> {
@@ -92,10 +97,6 @@ export class JobProducer implements OnApplicationShutdown {
   }
 
   async onApplicationShutdown(): Promise<void> {
-    await Promise.all([this.leases, this.rotations, this.emergency].map((q) => q.close().catch(() => undefined)));
-  }
-
-  private async add<N extends JobName>(name: N, data: JobPayloads[N], jobId: string, delay: number): Promise<void> {
-    await this.leases.add(name, data, { ...this.defaults, jobId, delay });
+    await Promise.all([...this.queues.values()].map((q) => q.close().catch(() => undefined)));
   }
 }

@@ -1,14 +1,17 @@
-import { Inject, Injectable } from '@nestjs/common';
-import { AuditLog, AuditType } from '../audit/audit.log';
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { PluginError } from '../../plugins/contract';
+import { AuditType } from '../audit/audit.log';
+import { JobContext, PermanentJobError } from '../jobs/job-handler';
+import { JobProducer } from '../jobs/job.producer';
+import { JobName } from '../jobs/jobs';
 import { Metrics } from '../metrics/metrics';
 import { PluginHost } from '../plugin-host/plugin-host';
 import { RoleSettingsResolver } from '../plugin-host/role-settings';
-import { Database } from '../storage/database';
-import { LeaseError } from './lease-errors';
-import { LeaseRow } from './lease.model';
+import { Clock } from '../common/clock';
+import { LeaseError, leaseError } from './lease-errors';
+import { LeaseRow, LeaseState, RevokeReason } from './lease.model';
 import { LeaseRepository } from './lease.repository';
-
-export type RevokeReason = 'expired' | 'revoked' | 'bulk' | 'owner' | 'abandoned' | 'issue_failed';
+import { revokeReasonOf } from './lease-state';
 
 const AUDIT_TYPE: Record<RevokeReason, AuditType> = {
   expired: 'lease.expired',
@@ -20,48 +23,77 @@ const AUDIT_TYPE: Record<RevokeReason, AuditType> = {
 };
 
 /**
- * Removes a lease's account from its target and records the outcome. Used by the API, the expiry
- * jobs and the reconciler alike. The lease must already be `revoking`; the plugin call is idempotent,
- * so two revokers racing on one lease are harmless, and only one of them writes the final state.
+ * Removes a lease's account from its target and records the outcome. Used by the API, the lease jobs
+ * and (through them) the reconciler alike. The lease must already be `revoking` (or `revoke_failed`);
+ * the plugin call is idempotent, so two revokers racing on one lease are harmless, and only one of them
+ * writes the final state.
  */
 @Injectable()
 export class LeaseRevoker {
+  private readonly log = new Logger(LeaseRevoker.name);
+
   constructor(
-    @Inject(Database) private readonly db: Database,
     private readonly leases: LeaseRepository,
     private readonly plugins: PluginHost,
     private readonly roleSettings: RoleSettingsResolver,
-    private readonly audit: AuditLog,
+    private readonly jobs: JobProducer,
     private readonly metrics: Metrics,
+    @Inject(Clock) private readonly clock: Clock,
   ) {}
 
-  async revoke(lease: LeaseRow, reason: RevokeReason, actor: string | null): Promise<LeaseRow> {
+  /**
+   * One attempt at revoking, and the one retry policy for what follows a failure, wherever the attempt
+   * is made. The failure is recorded on the lease; then:
+   * - in a job (`job` given): a permanent error or the last attempt gives up — the lease becomes
+   *   `revoke_failed` (listed, counted, audited, retried by the reconciler) and the job stops with a
+   *   PermanentJobError; any other error is thrown so the queue retries it with backoff (JOBS);
+   * - inline (the API, bulk and owner revokes): the queue takes over with a revoke job, whose attempts
+   *   apply the rule above; the lease stays `revoking` meanwhile.
+   * Returns the state the lease is left in.
+   */
+  async revokeOrDefer(lease: LeaseRow, actor: string | null, job?: JobContext): Promise<LeaseState> {
+    try {
+      return (await this.revoke(lease, actor)).state;
+    } catch (err) {
+      const error = leaseError(err);
+      if (job && (job.lastAttempt || (err instanceof PluginError && !err.retryable))) {
+        await this.giveUp(lease, error);
+        throw new PermanentJobError(error.detail, { cause: err });
+      }
+      await this.leases.recordError(lease.id, error);
+      if (job) throw err;
+      await this.jobs
+        .enqueue(JobName.EnforceLease, { leaseId: lease.id })
+        .catch(() => this.log.warn(`queue unavailable; the reconciler will revoke ${lease.id}`));
+      return 'revoking';
+    }
+  }
+
+  private async revoke(lease: LeaseRow, actor: string | null): Promise<LeaseRow> {
+    const reason = revokeReasonOf(lease);
     const role = this.roleSettings.forLease(lease);
     await this.plugins.for(lease.connection).revokeUser({ username: lease.account, role, issuedAt: lease.activated_at ?? undefined });
-    const lateness = reason === 'expired' ? Math.max(0, Date.now() - lease.expires_at.getTime()) / 1000 : undefined;
-    const finished = await this.audit.appendGuarded(this.leases.guards.finish(lease.id), {
+    const lateness = reason === 'expired' ? Math.max(0, this.clock.now().getTime() - lease.expires_at.getTime()) / 1000 : undefined;
+    const finished = await this.leases.finish(lease.id, {
       type: AUDIT_TYPE[reason],
       actor,
       leaseId: lease.id,
       detail: { role: lease.role, account: lease.account, reason, ...(lateness !== undefined && { lateness_seconds: lateness }) },
     });
     // Nothing finished: another revoker got there first and wrote the event.
-    const done = finished && { row: LeaseRepository.fromJson(finished), lateness };
-    if (!done) return (await this.leases.get(lease.id)) ?? lease;
+    if (!finished) return (await this.leases.get(lease.id)) ?? lease;
     this.metrics.revocations.inc({ reason });
-    if (done.lateness !== undefined) this.metrics.expiryLateness.observe(done.lateness);
-    return done.row;
+    if (lateness !== undefined) this.metrics.expiryLateness.observe(lateness);
+    return finished;
   }
 
   /** After the last attempt: the lease is listed for operators, counted, audited, and retried by the reconciler. */
-  async giveUp(lease: LeaseRow, error: LeaseError): Promise<void> {
-    const marked = await this.db.tx(async (tx) => {
-      if (!(await this.leases.markRevokeFailed(lease.id, error, tx))) return false;
-      await this.audit.append(
-        { type: 'lease.revoke_failed', actor: null, leaseId: lease.id, detail: { role: lease.role, account: lease.account, error: error.detail, code: error.code } },
-        tx,
-      );
-      return true;
+  private async giveUp(lease: LeaseRow, error: LeaseError): Promise<void> {
+    const marked = await this.leases.markRevokeFailed(lease.id, error, {
+      type: 'lease.revoke_failed',
+      actor: null,
+      leaseId: lease.id,
+      detail: { role: lease.role, account: lease.account, error: error.detail, code: error.code },
     });
     if (marked) this.metrics.revokeFailures.inc();
   }

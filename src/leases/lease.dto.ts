@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { NAME } from '../config/config.schema';
-import { durationInput, runIdInput } from '../http/validation';
+import { durationInput, runIdInput, subjectInput } from '../http/validation';
 import { LEASE_STATES } from './lease.model';
 
 export const issueBody = z.object({ ttl: durationInput.optional(), run_id: runIdInput.optional() }).strict();
@@ -9,7 +9,7 @@ export const revokeOwnedBody = z.object({ run_id: runIdInput.optional() }).stric
 
 const name = z.string().regex(NAME, 'not a valid name');
 /** A subject as tokens carry it: printable, at most 2048 characters. */
-const subject = z.string().min(1).max(2048).regex(/^[^\u0000-\u001f\u007f]+$/, 'must not contain control characters');
+const subject = subjectInput;
 export const bulkRevokeBody = z
   .object({ role: name.optional(), connection: name.optional(), owner: subject.optional(), run_id: runIdInput.optional() })
   .strict()

@@ -1,6 +1,10 @@
 export const LEASE_STATES = ['pending', 'active', 'revoking', 'revoked', 'failed', 'revoke_failed'] as const;
 export type LeaseState = (typeof LEASE_STATES)[number];
 
+/** Why a lease is being revoked: decided once, by the transition that moves it to `revoking`. */
+export const REVOKE_REASONS = ['expired', 'revoked', 'bulk', 'owner', 'abandoned', 'issue_failed'] as const;
+export type RevokeReason = (typeof REVOKE_REASONS)[number];
+
 export interface LeaseRow {
   id: string;
   role: string;
@@ -23,6 +27,8 @@ export interface LeaseRow {
   last_error_code: string | null;
   /** The session lock of the process that issued it (see IssuerSession). */
   issuer_lock: number | null;
+  /** Set by the move to `revoking` (see lease-state.ts); null before it. */
+  revoke_reason: RevokeReason | null;
 }
 
 /** The lease as the API shows it (DESIGN §5): every field present, null when unset, never a secret. */

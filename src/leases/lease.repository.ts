@@ -1,13 +1,16 @@
 import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
+import { QueryResultRow } from 'pg';
+import { AuditEvent, AuditLog } from '../audit/audit.log';
 import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';
 import { Database, Queryable } from '../storage/database';
 import { ISSUER_LOCK_NAMESPACE, IssuerSession } from './issuer-session';
 import { LeaseError } from './lease-errors';
 import { LeaseFilter, LeaseRow } from './lease.model';
+import { TRANSITIONS, Transition } from './lease-state';
 
 const COLUMNS =
-  'id, role, connection, plugin, account, owner, owner_issuer, run_id, state, created_at, updated_at, expires_at, max_expires_at, activated_at, revoked_at, last_error, last_error_code, issuer_lock';
+  'id, role, connection, plugin, account, owner, owner_issuer, run_id, state, created_at, updated_at, expires_at, max_expires_at, activated_at, revoked_at, last_error, last_error_code, issuer_lock, revoke_reason';
 
 /**
  * A pending lease whose issuing process is gone: the session lock its issuer_lock names is held by
@@ -18,9 +21,6 @@ const ISSUER_GONE = `(issuer_lock IS NOT NULL AND NOT EXISTS (
   WHERE k.locktype = 'advisory' AND k.granted AND k.objsubid = 2
     AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
     AND k.classid = ${ISSUER_LOCK_NAMESPACE}::oid AND k.objid = leases.issuer_lock::oid))`;
-
-/** States from which a lease can still be (or is being) revoked. */
-const REVOCABLE = `('active','revoking','revoke_failed')`;
 
 export interface NewLease {
   id: string;
@@ -38,7 +38,10 @@ export interface NewLease {
 /** Why a lease-wide limit refused a new lease. */
 export type InsertRefusal = 'role_limit' | 'owner_limit';
 
-/** All SQL about leases. Every state transition is conditional on the state it leaves. */
+/**
+ * All SQL about leases. Each transition is one method, conditional on the states lease-state.ts lets
+ * it start from; a transition that is audited takes its event and appends it in the same transaction.
+ */
 @Injectable()
 export class LeaseRepository implements OnApplicationShutdown {
   private readonly issuerSession: IssuerSession;
@@ -46,6 +49,7 @@ export class LeaseRepository implements OnApplicationShutdown {
   constructor(
     @Inject(Database) private readonly db: Database,
     @Inject(CONFIG) config: TesseraConfig,
+    @Inject(AuditLog) private readonly audit: Pick<AuditLog, 'append'>,
   ) {
     this.issuerSession = new IssuerSession(config.storage.postgres_url);
   }
@@ -55,7 +59,7 @@ export class LeaseRepository implements OnApplicationShutdown {
   }
 
   /**
-   * Writes the pending lease, naming this process's issuer lock, unless the role already has
+   * issue: writes the pending lease, naming this process's issuer lock, unless the role already has
    * `caps.role` live leases or the owner (subject and issuer) `caps.owner`: then nothing is written and
    * the refusal is returned. Each count stops at its cap and uses its own partial index, so it stays
    * cheap however many leases exist; concurrent issues may overshoot a cap by a few.
@@ -78,87 +82,33 @@ export class LeaseRepository implements OnApplicationShutdown {
     return r.role_full ? 'role_limit' : 'owner_limit';
   }
 
-  /** Transitions that carry their audit event in the same statement (see AuditLog.appendGuarded). */
-  readonly guards = {
-    activate: (id: string) => ({
-      sql: `UPDATE leases SET state = 'active', activated_at = now(), updated_at = now() WHERE id = $1 AND state = 'pending' RETURNING id`,
-      values: [id],
-    }),
-    /** Moves the expiry of a lease that is still active and unexpired. */
-    extend: (id: string, expiresAt: Date) => ({
-      sql: `UPDATE leases SET expires_at = $2, updated_at = now() WHERE id = $1 AND state = 'active' AND expires_at > now() RETURNING ${COLUMNS}`,
-      values: [id, expiresAt],
-    }),
-    /** revoking → revoked (or failed, for a lease that never went live). */
-    finish: (id: string) => ({
-      sql: `UPDATE leases SET state = CASE WHEN activated_at IS NULL THEN 'failed' ELSE 'revoked' END,
-              revoked_at = now(), updated_at = now(), last_error = CASE WHEN activated_at IS NULL THEN last_error END,
-              last_error_code = CASE WHEN activated_at IS NULL THEN last_error_code END
-            WHERE id = $1 AND state IN ('revoking','revoke_failed') RETURNING ${COLUMNS}`,
-      values: [id],
-    }),
-  };
-
-  /** A lease row as a guard returns it (JSON: timestamps as text). */
-  static fromJson(row: Record<string, any>): LeaseRow {
-    const date = (v: unknown) => (v == null ? null : new Date(v as string));
-    return {
-      ...(row as LeaseRow),
-      created_at: date(row.created_at)!,
-      updated_at: date(row.updated_at)!,
-      expires_at: date(row.expires_at)!,
-      max_expires_at: date(row.max_expires_at)!,
-      activated_at: date(row.activated_at),
-      revoked_at: date(row.revoked_at),
-    };
-  }
-
-  async get(id: string, q: Queryable = this.db): Promise<LeaseRow | undefined> {
-    const { rows } = await q.query<LeaseRow>(`SELECT ${COLUMNS} FROM leases WHERE id = $1`, [id]);
-    return rows[0];
-  }
-
-  /** pending → revoking, after a failed create (whatever the plugin left is removed next). */
-  async abandon(id: string, error: LeaseError): Promise<LeaseRow | undefined> {
-    const { rows } = await this.db.query<LeaseRow>(
-      `UPDATE leases SET state = 'revoking', last_error = $2, last_error_code = $3, updated_at = now()
-       WHERE id = $1 AND state = 'pending' RETURNING ${COLUMNS}`,
-      [id, error.detail, error.code],
+  /** pending → active, with its `lease.issued` event. False when the lease was taken meanwhile. */
+  async activate(id: string, event: AuditEvent): Promise<boolean> {
+    const row = await this.withEvent<{ id: string }>(
+      `UPDATE leases SET state = 'active', activated_at = now(), updated_at = now() WHERE id = $1 AND state IN ${from('activate')} RETURNING id`,
+      [id],
+      event,
     );
-    return rows[0];
+    return row !== undefined;
   }
 
-  /**
-   * pending → revoking for a lease whose issuer is gone: its issuer lock is held by nobody, or (for a
-   * lease without one, or a process stuck that long) it is older than the pending timeout.
-   */
-  async claimAbandoned(id: string, pendingTimeoutSeconds: number): Promise<LeaseRow | undefined> {
-    const { rows } = await this.db.query<LeaseRow>(
-      `UPDATE leases SET state = 'revoking', last_error = 'abandoned while pending', last_error_code = 'abandoned', updated_at = now()
-       WHERE id = $1 AND state = 'pending' AND (created_at <= now() - make_interval(secs => $2) OR ${ISSUER_GONE}) RETURNING ${COLUMNS}`,
-      [id, pendingTimeoutSeconds],
+  /** A new expiry for a lease still active and unexpired, with its `lease.renewed` event. */
+  async renew(id: string, expiresAt: Date, event: AuditEvent): Promise<LeaseRow | undefined> {
+    return this.withEvent<LeaseRow>(
+      `UPDATE leases SET expires_at = $2, updated_at = now() WHERE id = $1 AND state IN ${from('renew')} AND expires_at > now() RETURNING ${COLUMNS}`,
+      [id, expiresAt],
+      event,
     );
-    return rows[0];
   }
 
   /** active → revoking once expires_at has passed (a renew that moved it wins). */
-  async claimExpired(id: string): Promise<LeaseRow | undefined> {
-    const { rows } = await this.db.query<LeaseRow>(
-      `UPDATE leases SET state = 'revoking', updated_at = now()
-       WHERE id = $1 AND state = 'active' AND expires_at <= now() RETURNING ${COLUMNS}`,
-      [id],
-    );
-    return rows[0];
+  async expire(id: string): Promise<LeaseRow | undefined> {
+    return this.toRevoking('expire', id, { when: 'expires_at <= now()' });
   }
 
-  /** active/revoke_failed → revoking, for an explicit revoke. Returns the row as it now is. */
-  async claimForRevocation(id: string): Promise<LeaseRow | undefined> {
-    const { rows } = await this.db.query<LeaseRow>(
-      `UPDATE leases SET state = 'revoking', updated_at = now()
-       WHERE id = $1 AND state IN ${REVOCABLE} RETURNING ${COLUMNS}`,
-      [id],
-    );
-    return rows[0];
+  /** An explicit revoke: → revoking. Returns the row as it now is. */
+  async beginRevoke(id: string): Promise<LeaseRow | undefined> {
+    return this.toRevoking('beginRevoke', id);
   }
 
   /**
@@ -166,26 +116,64 @@ export class LeaseRepository implements OnApplicationShutdown {
    * A pending lease claimed here ends failed: its issue finds it taken and removes the account. Leases
    * already revoking are left alone (their updated_at keeps them visible to the reconciler).
    */
-  async claimMatching(filter: LeaseFilter): Promise<string[]> {
+  async beginRevokeMatching(filter: LeaseFilter, reason: 'owner' | 'bulk'): Promise<string[]> {
     const { where, values } = whereClause(filter);
+    values.push(reason);
     const { rows } = await this.db.query<{ id: string }>(
-      `UPDATE leases SET state = 'revoking', updated_at = now()
-       WHERE state IN ('pending','active','revoke_failed') ${where ? `AND ${where}` : ''} RETURNING id`,
+      `UPDATE leases SET state = 'revoking', revoke_reason = COALESCE(revoke_reason, $${values.length}), updated_at = now()
+       WHERE state IN ${from('beginRevokeMatching')} ${where ? `AND ${where}` : ''} RETURNING id`,
       values,
     );
     return rows.map((r) => r.id);
   }
 
-  async recordError(id: string, error: LeaseError): Promise<void> {
-    await this.db.query(`UPDATE leases SET last_error = $2, last_error_code = $3 WHERE id = $1`, [id, error.detail, error.code]);
+  /** pending → revoking after a failed create (whatever the plugin left is removed next). */
+  async failIssue(id: string, error: LeaseError): Promise<LeaseRow | undefined> {
+    return this.toRevoking('failIssue', id, { error });
   }
 
-  async markRevokeFailed(id: string, error: LeaseError, q: Queryable): Promise<boolean> {
-    const { rowCount } = await q.query(
-      `UPDATE leases SET state = 'revoke_failed', last_error = $2, last_error_code = $3, updated_at = now() WHERE id = $1 AND state = 'revoking'`,
-      [id, error.detail, error.code],
+  /**
+   * pending → revoking for a lease whose issuer is gone: its issuer lock is held by nobody, or (for a
+   * lease without one, or a process stuck that long) it is older than the pending timeout.
+   */
+  async abandon(id: string, pendingTimeoutSeconds: number): Promise<LeaseRow | undefined> {
+    return this.toRevoking('abandon', id, {
+      when: `(created_at <= now() - make_interval(secs => $5) OR ${ISSUER_GONE})`,
+      params: [pendingTimeoutSeconds],
+      error: { code: 'abandoned', detail: 'abandoned while pending' },
+    });
+  }
+
+  /** revoking → revoked (or failed, for a lease that never went live), with its event. */
+  async finish(id: string, event: AuditEvent): Promise<LeaseRow | undefined> {
+    return this.withEvent<LeaseRow>(
+      `UPDATE leases SET state = CASE WHEN activated_at IS NULL THEN 'failed' ELSE 'revoked' END,
+         revoked_at = now(), updated_at = now(), last_error = CASE WHEN activated_at IS NULL THEN last_error END,
+         last_error_code = CASE WHEN activated_at IS NULL THEN last_error_code END
+       WHERE id = $1 AND state IN ${from('finish')} RETURNING ${COLUMNS}`,
+      [id],
+      event,
     );
-    return (rowCount ?? 0) > 0;
+  }
+
+  /** revoking → revoke_failed with its event; false when the lease was not revoking (already marked, or done). */
+  async markRevokeFailed(id: string, error: LeaseError, event: AuditEvent): Promise<boolean> {
+    const row = await this.withEvent<{ id: string }>(
+      `UPDATE leases SET state = 'revoke_failed', last_error = $2, last_error_code = $3, updated_at = now()
+       WHERE id = $1 AND state IN ${from('markRevokeFailed')} RETURNING id`,
+      [id, error.detail, error.code],
+      event,
+    );
+    return row !== undefined;
+  }
+
+  async get(id: string, q: Queryable = this.db): Promise<LeaseRow | undefined> {
+    const { rows } = await q.query<LeaseRow>(`SELECT ${COLUMNS} FROM leases WHERE id = $1`, [id]);
+    return rows[0];
+  }
+
+  async recordError(id: string, error: LeaseError): Promise<void> {
+    await this.db.query(`UPDATE leases SET last_error = $2, last_error_code = $3 WHERE id = $1`, [id, error.detail, error.code]);
   }
 
   /** Keyset pagination, newest first. */
@@ -227,6 +215,41 @@ export class LeaseRepository implements OnApplicationShutdown {
     );
     return Number(rows[0].n);
   }
+
+  /**
+   * A move to revoking that records the transition's reason (the first reason given stands) and, when
+   * given, the error that caused it. `when` is an extra condition; its parameters start at $5.
+   */
+  private async toRevoking(
+    transition: 'expire' | 'beginRevoke' | 'failIssue' | 'abandon',
+    id: string,
+    opts: { when?: string; params?: unknown[]; error?: LeaseError } = {},
+  ): Promise<LeaseRow | undefined> {
+    const { rows } = await this.db.query<LeaseRow>(
+      `UPDATE leases SET state = 'revoking', revoke_reason = COALESCE(revoke_reason, $2), updated_at = now(),
+         last_error = COALESCE($3::text, last_error), last_error_code = COALESCE($4::text, last_error_code)
+       WHERE id = $1 AND state IN ${from(transition)}${opts.when ? ` AND ${opts.when}` : ''} RETURNING ${COLUMNS}`,
+      [id, TRANSITIONS[transition].reason, opts.error?.detail ?? null, opts.error?.code ?? null, ...(opts.params ?? [])],
+    );
+    return rows[0];
+  }
+
+  /**
+   * A transition and its audit event, atomically: the event is appended in the transition's
+   * transaction, and only when the transition happened.
+   */
+  private withEvent<R extends QueryResultRow>(sql: string, values: unknown[], event: AuditEvent): Promise<R | undefined> {
+    return this.db.tx(async (tx) => {
+      const { rows } = await tx.query<R>(sql, values);
+      if (rows[0]) await this.audit.append(event, tx);
+      return rows[0];
+    });
+  }
+}
+
+/** The SQL list of the states a transition may start from. */
+function from(transition: Transition): string {
+  return `(${TRANSITIONS[transition].from.map((s) => `'${s}'`).join(',')})`;
 }
 
 function whereClause(filter: LeaseFilter): { where: string; values: unknown[] } {

@@ -1,20 +1,25 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { PluginError } from '../../plugins/contract';
+import { AuditDenials } from '../audit/audit-denials';
 import { AuditLog } from '../audit/audit.log';
 import { DomainError } from '../common/errors';
 import { CONFIG } from '../config/config.module';
 import { RoleConfig, TesseraConfig } from '../config/config.loader';
 import { Identity } from '../identity/identity';
 import { JobProducer } from '../jobs/job.producer';
+import { JobName } from '../jobs/jobs';
 import { Metrics } from '../metrics/metrics';
 import { PluginHost } from '../plugin-host/plugin-host';
 import { PolicyService } from '../policy/policy.service';
+import { Clock } from '../common/clock';
 import { IssuedLease, LeaseFilter, LeasePage, LeaseRow, LeaseState, LeaseView, leaseView } from './lease.model';
 import { LeaseRepository } from './lease.repository';
 import { leaseError } from './lease-errors';
 import { ownerIssuers } from './owner-issuers';
-import { LeaseRevoker, RevokeReason } from './lease-revoker';
+import { LeaseRevoker } from './lease-revoker';
+import { checkRenewable, renewedExpiry, revokeStep } from './lease-state';
 import { LEASE_ID, newAccountName, newLeaseId, newPassword } from './names';
+import { decodeCursor, encodeCursor } from './lease-cursor';
 
 const notFound = () => new DomainError('not_found', 'lease_not_found', 'no such lease');
 const INLINE_REVOKE_CONCURRENCY = 8;
@@ -32,6 +37,8 @@ export class LeaseService {
     private readonly audit: AuditLog,
     private readonly jobs: JobProducer,
     private readonly metrics: Metrics,
+    @Inject(Clock) private readonly clock: Clock,
+    private readonly denials: AuditDenials,
   ) {}
 
   /**
@@ -51,7 +58,7 @@ export class LeaseService {
     if (!role) throw new DomainError('not_found', 'role_not_found', `no role named ${JSON.stringify(roleName)}`);
     const cap = Math.min(role.maxTtl, decision.maxTtl ?? Infinity);
     const ttl = Math.min(input.ttl ?? role.defaultTtl, cap);
-    const now = Date.now();
+    const now = this.clock.now().getTime();
     const expiresAt = new Date(now + ttl * 1000);
     const maxExpiresAt = new Date(now + cap * 1000);
     const id = newLeaseId();
@@ -87,7 +94,7 @@ export class LeaseService {
       throw this.targetError(err, 'issue', id);
     }
 
-    const activated = await this.audit.appendGuarded(this.leases.guards.activate(id), {
+    const activated = await this.leases.activate(id, {
       type: 'lease.issued',
       actor: identity.subject,
       leaseId: id,
@@ -103,7 +110,7 @@ export class LeaseService {
         .catch(() => this.log.warn(`could not remove ${account} after its lease was revoked during issue; the lease is ${id}`));
       throw new DomainError('unavailable', 'issue_interrupted', 'the lease was revoked or timed out while it was being issued; try again');
     }
-    await this.jobs.tryScheduleExpiry(id, expiresAt);
+    await this.scheduleExpiry(id, expiresAt);
     this.metrics.leasesIssued.inc({ role: role.name });
     return {
       lease_id: id,
@@ -140,12 +147,12 @@ export class LeaseService {
 
   async renew(identity: Identity, id: string, increment: number | undefined): Promise<LeaseView> {
     const lease = await this.visible(identity, id);
-    if (lease.state !== 'active') throw new DomainError('conflict', 'lease_not_active', `lease is ${lease.state}; only active leases renew`);
-    if (lease.expires_at.getTime() <= Date.now()) throw new DomainError('conflict', 'lease_expired', 'lease has expired');
+    const now = this.clock.now();
+    checkRenewable(lease, now);
     const role = this.roleOf(lease);
     if (!role) throw new DomainError('conflict', 'role_removed', `role ${lease.role} is no longer configured for this lease's connection`);
     const step = increment ?? role.defaultTtl;
-    const expiresAt = new Date(Math.min(Date.now() + step * 1000, lease.max_expires_at.getTime()));
+    const expiresAt = renewedExpiry(lease, now, step);
     // The target learns the new expiry first; if it refuses, nothing changes. The lease row is then
     // moved only if it is still active and unexpired, so an expiry or revoke that won meanwhile stands
     // (the target's later VALID UNTIL is harmless: the account is being dropped).
@@ -153,38 +160,36 @@ export class LeaseService {
       await this.plugins.for(lease.connection).renewUser({ username: lease.account, expiresAt, role: role.settings });
     } catch (err) {
       if (err instanceof PluginError && err.code === 'account_not_found') {
-        const claimed = await this.leases.claimForRevocation(id);
-        if (claimed) await this.revokeInline(claimed, 'revoked', null);
+        const claimed = await this.leases.beginRevoke(id);
+        if (claimed) await this.revoker.revokeOrDefer(claimed, null);
         throw new DomainError('conflict', 'account_missing', 'the account no longer exists on the target; the lease has been revoked');
       }
       throw this.targetError(err, 'renew', id);
     }
-    const updated = await this.audit.appendGuarded(this.leases.guards.extend(id, expiresAt), {
+    const row = await this.leases.renew(id, expiresAt, {
       type: 'lease.renewed',
       actor: identity.subject,
       leaseId: id,
       detail: { role: lease.role, expires_at: expiresAt.toISOString(), increment_seconds: step },
     });
-    const row = updated && LeaseRepository.fromJson(updated);
     if (!row) throw new DomainError('conflict', 'lease_not_active', 'the lease expired or was revoked while it was being renewed');
-    await this.jobs.tryScheduleExpiry(id, row.expires_at, true);
+    await this.scheduleExpiry(id, row.expires_at, true);
     return leaseView(row, identity.operator);
   }
 
   /** Revokes one lease now. 'revoking' means the target was unreachable and workers keep retrying. */
   async revoke(identity: Identity, id: string): Promise<{ state: LeaseState }> {
     const lease = await this.visible(identity, id);
-    if (lease.state === 'revoked' || lease.state === 'failed') return { state: lease.state };
-    if (lease.state === 'pending') throw new DomainError('conflict', 'lease_pending', 'lease is still being issued');
-    const claimed = (await this.leases.claimForRevocation(id)) ?? (await this.leases.get(id));
+    if (revokeStep(lease.state) === 'done') return { state: lease.state };
+    const claimed = (await this.leases.beginRevoke(id)) ?? (await this.leases.get(id));
     if (!claimed || claimed.state !== 'revoking') return { state: claimed?.state ?? lease.state };
-    return { state: await this.revokeInline(claimed, 'revoked', identity.subject) };
+    return { state: await this.revoker.revokeOrDefer(claimed, identity.subject) };
   }
 
   /** Workload completion: the caller's own leases, all or one run's. */
   async revokeOwned(identity: Identity, runId: string | undefined): Promise<{ revoked: number }> {
-    const ids = await this.leases.claimMatching({ owner: identity.subject, ownerIssuer: identity.issuer, runId });
-    await this.revokeMany(ids, 'owner', identity.subject);
+    const ids = await this.leases.beginRevokeMatching({ owner: identity.subject, ownerIssuer: identity.issuer, runId }, 'owner');
+    await this.revokeMany(ids, identity.subject);
     return { revoked: ids.length };
   }
 
@@ -195,15 +200,15 @@ export class LeaseService {
   async completeWorkload(owner: { subject: string; issuer?: string }, runId: string | undefined, actor: string): Promise<{ revoked: number }> {
     const ids: string[] = [];
     for (const ownerIssuer of ownerIssuers(this.config, owner.subject, owner.issuer)) {
-      ids.push(...(await this.leases.claimMatching({ owner: owner.subject, ownerIssuer, runId })));
+      ids.push(...(await this.leases.beginRevokeMatching({ owner: owner.subject, ownerIssuer, runId }, 'owner')));
     }
-    await this.revokeMany(ids, 'owner', actor);
+    await this.revokeMany(ids, actor);
     return { revoked: ids.length };
   }
 
   /** Operator bulk revoke: leases move to `revoking` now; a job removes the accounts. */
   async bulkRevoke(identity: Identity, filter: Pick<LeaseFilter, 'role' | 'connection' | 'owner' | 'runId'>): Promise<{ job_id: string; matched: number }> {
-    const ids = await this.leases.claimMatching(filter);
+    const ids = await this.leases.beginRevokeMatching(filter, 'bulk');
     const requestId = newLeaseId().slice(4);
     await this.audit.append({
       type: 'lease.bulk_revoke',
@@ -211,32 +216,32 @@ export class LeaseService {
       detail: { request_id: requestId, matched: ids.length, filter: { role: filter.role ?? null, connection: filter.connection ?? null, owner: filter.owner ?? null, run_id: filter.runId ?? null } },
     });
     try {
-      return { job_id: await this.jobs.bulkRevoke(requestId, ids), matched: ids.length };
+      return { job_id: await this.jobs.enqueue(JobName.BulkRevoke, { requestId, leaseIds: ids }), matched: ids.length };
     } catch {
       throw new DomainError('unavailable', 'queue_unavailable', `queue unavailable: ${ids.length} leases are marked revoking and the reconciler will revoke them`);
     }
   }
 
   /** Revokes leases already moved to `revoking`, a few at a time; what fails is left to the workers. */
-  async revokeMany(ids: readonly string[], reason: RevokeReason, actor: string | null): Promise<void> {
+  async revokeMany(ids: readonly string[], actor: string | null): Promise<void> {
     let next = 0;
     const worker = async () => {
       while (next < ids.length) {
         const row = await this.leases.get(ids[next++]);
-        if (row?.state === 'revoking') await this.revokeInline(row, reason, actor);
+        if (row?.state === 'revoking') await this.revoker.revokeOrDefer(row, actor);
       }
     };
     await Promise.all(Array.from({ length: Math.min(INLINE_REVOKE_CONCURRENCY, ids.length) }, worker));
   }
 
-  private async revokeInline(lease: LeaseRow, reason: RevokeReason, actor: string | null): Promise<LeaseState> {
-    try {
-      return (await this.revoker.revoke(lease, reason, actor)).state;
-    } catch (err) {
-      await this.leases.recordError(lease.id, leaseError(err));
-      await this.jobs.revokeNow([lease.id]).catch(() => this.log.warn(`queue unavailable; the reconciler will revoke ${lease.id}`));
-      return 'revoking';
-    }
+  /**
+   * The lease's one delayed expiry job, enqueued or (`move`) moved in place. A lost enqueue is not an
+   * error: the reconciler finds the lease from PostgreSQL.
+   */
+  private async scheduleExpiry(leaseId: string, expiresAt: Date, move = false): Promise<void> {
+    await this.jobs
+      .enqueue(JobName.EnforceLease, { leaseId }, { runAt: expiresAt, reschedule: move })
+      .catch((err: Error) => this.log.warn(`could not schedule the expiry of ${leaseId} (the reconciler will): ${err.message}`));
   }
 
   /**
@@ -254,10 +259,10 @@ export class LeaseService {
   }
 
   private async cleanUpFailedIssue(id: string, identity: Identity, err: unknown): Promise<void> {
-    const row = await this.leases.abandon(id, leaseError(err));
+    const row = await this.leases.failIssue(id, leaseError(err));
     // The plugin undid its own partial work; removing the account once more covers a connection lost
     // mid-create, where the plugin cannot know what the target did.
-    if (row) await this.revokeInline(row, 'issue_failed', identity.subject);
+    if (row) await this.revoker.revokeOrDefer(row, identity.subject);
   }
 
   private async visible(identity: Identity, id: string): Promise<LeaseRow> {
@@ -277,25 +282,7 @@ export class LeaseService {
     return role && role.connection === lease.connection ? role : undefined;
   }
 
-  private async deny(identity: Identity, status: number, action: string, target: string): Promise<void> {
-    this.metrics.deniedRequests.inc({ status: String(status) });
-    // Sampled per identity by the audit log: a probe of many ids writes a few rows and a summary.
-    await this.audit.append({ type: 'request.denied', actor: identity.subject, detail: { status, action, target, issuer: identity.issuer } });
+  private deny(identity: Identity, status: number, action: string, target: string): Promise<void> {
+    return this.denials.denied({ status, action, target, identity });
   }
-}
-
-function encodeCursor(row: LeaseRow): string {
-  return Buffer.from(JSON.stringify([row.created_at.toISOString(), row.id])).toString('base64url');
-}
-
-function decodeCursor(cursor: string): { createdAt: Date; id: string } {
-  try {
-    const [createdAt, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    const date = new Date(createdAt);
-    const year = date.getUTCFullYear();
-    if (typeof id === 'string' && LEASE_ID.test(id) && year >= 2000 && year <= 9999) return { createdAt: date, id };
-  } catch {
-    /* fall through */
-  }
-  throw new DomainError('invalid', 'invalid_cursor', 'cursor is not one this API returned');
 }

@@ -7,8 +7,9 @@ import { DomainError } from '../common/errors';
 import { CONFIG } from '../config/config.module';
 import { NAME } from '../config/config.schema';
 import { TesseraConfig } from '../config/config.loader';
-import { DenialLimiter } from '../http/denial-limiter';
-import { runIdInput } from '../http/validation';
+import { AuditDenials } from '../audit/audit-denials';
+import { Identity } from '../identity/identity';
+import { runIdInput, subjectInput } from '../http/validation';
 import { IdentityService } from '../identity/identity.service';
 import { LeaseService } from '../leases/lease.service';
 import { EventSignatureRepository } from './event-signature.repository';
@@ -21,7 +22,7 @@ export const eventBody = z.union([
   z
     .object({
       type: z.literal('workload.completed'),
-      subject: z.string().min(1).max(2048).regex(/^[^\u0000-\u001f\u007f]+$/, 'must not contain control characters'),
+      subject: subjectInput,
       /** The name of the issuer that vouches for the subject: required unless the subject is a SPIFFE ID. */
       issuer: name.optional(),
       run_id: runIdInput.optional(),
@@ -48,7 +49,7 @@ export class EventsService {
     private readonly statics: StaticService,
     private readonly leases: LeaseService,
     private readonly audit: AuditLog,
-    private readonly denials: DenialLimiter,
+    private readonly denials: AuditDenials,
     private readonly signatures: EventSignatureRepository,
   ) {}
 
@@ -57,11 +58,11 @@ export class EventsService {
     const header = req.headers['x-tessera-signature'];
     if (header === undefined) {
       const identity = await this.identities.authenticate(req).catch(async (err: unknown) => {
-        await this.deny(req, null, 401, 'no valid signature or token');
+        await this.deny(req, 401, 'no valid signature or token');
         throw err;
       });
       if (identity.operator) return identity.subject;
-      await this.deny(req, identity.subject, 403, 'operator or signature required');
+      await this.deny(req, 403, 'operator or signature required', identity);
       throw new DomainError('forbidden', 'operator_only', 'events need a valid X-Tessera-Signature or an operator token');
     }
     const match = typeof header === 'string' ? SIGNATURE.exec(header) : null;
@@ -72,16 +73,16 @@ export class EventsService {
         : undefined;
     const signature = match ? Buffer.from(match[2], 'hex') : undefined;
     if (!match || !expected || !signature || !timingSafeEqual(signature, expected)) {
-      await this.deny(req, null, 401, 'bad signature');
+      await this.deny(req, 401, 'bad signature');
       throw new DomainError('unauthenticated', 'invalid_signature', 'X-Tessera-Signature must be t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>." and the body>');
     }
     const t = Number(match[1]);
     if (Math.abs(Date.now() / 1000 - t) > SIGNATURE_TOLERANCE_SECONDS) {
-      await this.deny(req, null, 401, 'stale signature');
+      await this.deny(req, 401, 'stale signature');
       throw new DomainError('unauthenticated', 'stale_signature', `the signature's timestamp is more than ${SIGNATURE_TOLERANCE_SECONDS}s from the broker's clock`);
     }
     if (!(await this.signatures.claim(signature, new Date((t + 2 * SIGNATURE_TOLERANCE_SECONDS) * 1000)))) {
-      await this.deny(req, null, 401, 'replayed signature');
+      await this.deny(req, 401, 'replayed signature');
       throw new DomainError('unauthenticated', 'replayed_signature', 'this signature was already used');
     }
     return 'webhook';
@@ -94,8 +95,7 @@ export class EventsService {
     return { rotation_ids: [(await this.statics.rotateFromEvent(actor, event.static)).rotation_id] };
   }
 
-  private async deny(req: Request, actor: string | null, status: number, reason: string): Promise<void> {
-    this.denials.check(req);
-    await this.audit.append({ type: 'request.denied', actor, detail: { status, action: 'events', reason } });
+  private deny(req: Request, status: number, reason: string, identity: Identity | null = null): Promise<void> {
+    return this.denials.denied({ status, action: 'events', reason, identity, client: req.ip ?? null });
   }
 }

@@ -1,5 +1,4 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { UnrecoverableError } from 'bullmq';
 import { randomBytes } from 'node:crypto';
 import { PluginError } from '../../plugins/contract';
 import { AuditLog } from '../audit/audit.log';
@@ -7,6 +6,7 @@ import { DomainError } from '../common/errors';
 import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';
 import { SecretBox } from '../crypto/secret-box';
+import { PermanentJobError } from '../jobs/job-handler';
 import { JobProducer } from '../jobs/job.producer';
 import { newPassword } from '../leases/names';
 import { Metrics } from '../metrics/metrics';
@@ -146,11 +146,14 @@ export class RotationService {
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       const final = lastAttempt || (err instanceof PluginError && !err.retryable && !(err instanceof RotationBusy));
-      await this.statics.step(name, target, 'error', final ? 'failed' : 'running', message);
       if (final) {
+        // The secret is marked rotation_failed before the rotation reads `failed`, so whoever polls
+        // the rotation sees the secret's final state too.
         await this.giveUp(name, target, secret, message);
-        throw new UnrecoverableError(message);
+        await this.statics.step(name, target, 'error', 'failed', message);
+        throw new PermanentJobError(message, { cause: err });
       }
+      await this.statics.step(name, target, 'error', 'running', message);
       // single: readers still get the current password, so put it back on the target until the
       // next attempt (which sets the pending one again); the lock-out window is one attempt long.
       if (pending) await this.restoreCurrent(secret, current, pending()).catch(() => undefined);

@@ -1,10 +1,10 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
-import { Job } from 'bullmq';
 import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';
 import { JobProducer } from '../jobs/job.producer';
 import { Ticker } from '../jobs/ticker';
+import { JobContext, OnJob } from '../jobs/job-handler';
 import { JobName, JobPayloads } from '../jobs/jobs';
 import { RotationService, newRotationId } from './rotation.service';
 import { StaticRepository } from './static.repository';
@@ -30,10 +30,10 @@ export class RotationSweeper implements OnApplicationBootstrap, OnApplicationShu
     this.ticker = new Ticker(scheduler, 'rotation-sweep', this.log);
   }
 
-  readonly handlers = {
-    [JobName.RotateStatic]: (job: Job<JobPayloads[JobName.RotateStatic]>) =>
-      this.rotations.rotate(job.data.name, job.data.targetVersion, job.attemptsMade + 1 >= (job.opts.attempts ?? 1)),
-  };
+  @OnJob(JobName.RotateStatic)
+  rotate({ name, targetVersion }: JobPayloads[JobName.RotateStatic], ctx: JobContext): Promise<void> {
+    return this.rotations.rotate(name, targetVersion, ctx.lastAttempt);
+  }
 
   onApplicationBootstrap(): void {
     this.ticker.start(this.config.reconcile_every, () => this.tick());

@@ -1,4 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
+import { AuditDenials } from '../audit/audit-denials';
 import { AuditLog } from '../audit/audit.log';
 import { DomainError } from '../common/errors';
 import { CONFIG } from '../config/config.module';
@@ -20,6 +21,7 @@ export class StaticService {
     private readonly rotations: RotationService,
     private readonly policy: PolicyService,
     private readonly audit: AuditLog,
+    private readonly denials: AuditDenials,
   ) {}
 
   /** The current credentials, for workloads the policy allows (409 until Tessera owns the secret). */
@@ -58,9 +60,12 @@ export class StaticService {
       version: row.current_version,
       rotated_at: row.rotated_at?.toISOString() ?? null,
       next_rotation_at: row.next_rotation_at?.toISOString() ?? null,
-      last_error: row.last_error,
+      // A target's error text can name hosts, users and internals: policy readers get a stable code,
+      // operators also the text (as with a lease's last_error / last_error_detail).
+      last_error: row.last_error === null ? null : 'rotation_failed',
+      last_error_detail: identity.operator ? row.last_error : null,
       versions: versions.map((v) => ({ version: v.version, account: v.account, state: v.state, created_at: v.created_at.toISOString(), promoted_at: v.promoted_at?.toISOString() ?? null })),
-      rotations: rotations.map((r) => this.rotationView(r)),
+      rotations: rotations.map((r) => this.rotationView(r, identity.operator)),
     };
   }
 
@@ -93,10 +98,20 @@ export class StaticService {
   async rotationStatus(id: string) {
     const r = /^rot_[A-Za-z0-9_-]{16}$/.test(id) ? await this.statics.rotation(id) : undefined;
     if (!r) throw new DomainError('not_found', 'rotation_not_found', 'no such rotation');
-    return this.rotationView(r);
+    return this.rotationView(r, true);
   }
 
-  private rotationView(r: { id: string; name: string; target_version: number; trigger: string; reason: string | null; status: string; steps: unknown; error: string | null; created_at: Date; finished_at: Date | null }) {
+  /**
+   * Operators (the only callers of GET /v1/rotations/{id}) see the target's error text; policy readers
+   * of GET /v1/static/{name} see stable codes instead: `rotation_failed` for a rotation that gave up,
+   * `attempt_failed` for a failed attempt that is retried, and for each failed step.
+   */
+  private rotationView(
+    r: { id: string; name: string; target_version: number; trigger: string; reason: string | null; status: string; steps: unknown; error: string | null; created_at: Date; finished_at: Date | null },
+    operator: boolean,
+  ) {
+    const code = r.error === null ? undefined : r.status === 'failed' ? 'rotation_failed' : 'attempt_failed';
+    const steps = operator || !Array.isArray(r.steps) ? r.steps : r.steps.map((s: Record<string, unknown>) => (s && s.error !== undefined ? { ...s, error: 'attempt_failed' } : s));
     return {
       rotation_id: r.id,
       name: r.name,
@@ -104,8 +119,8 @@ export class StaticService {
       trigger: r.trigger,
       reason: r.reason,
       status: r.status,
-      steps: r.steps,
-      error: r.error ?? undefined,
+      steps,
+      error: operator ? (r.error ?? undefined) : code,
       created_at: r.created_at.toISOString(),
       finished_at: r.finished_at?.toISOString() ?? null,
     };
@@ -113,7 +128,7 @@ export class StaticService {
 
   private async authorize(identity: Identity, name: string, action: string): Promise<void> {
     if (this.policy.canReadStatic(identity, name).allowed) return;
-    await this.audit.append({ type: 'request.denied', actor: identity.subject, detail: { status: 403, action, target: name } });
+    await this.denials.denied({ status: 403, action, target: name, identity });
     throw new DomainError('forbidden', 'policy_denied', `policy does not allow ${identity.subject} to read ${JSON.stringify(name)}`);
   }
 }

@@ -168,4 +168,26 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX leases_live_by_owner ON leases (owner, owner_issuer) WHERE state IN ('pending','active');
     `,
   },
+  {
+    version: 6,
+    name: 'audit heartbeats',
+    sql: `
+      -- Every heartbeat tick looks up the newest audit.heartbeat event.
+      CREATE INDEX audit_events_heartbeats ON audit_events (id) WHERE type = 'audit.heartbeat';
+    `,
+  },
+  {
+    version: 7,
+    name: 'lease revoke reason',
+    sql: `
+      -- Why a lease is being revoked, recorded by the move to revoking, so whoever finishes the
+      -- revocation (the API, a job, the reconciler after Redis lost the job) audits it as what it is.
+      ALTER TABLE leases ADD COLUMN revoke_reason text
+        CHECK (revoke_reason IN ('expired','revoked','bulk','owner','abandoned','issue_failed'));
+      -- Revocations in flight get the reason the broker used to infer from their timestamps.
+      UPDATE leases SET revoke_reason = CASE WHEN activated_at IS NULL THEN 'abandoned'
+                                             WHEN expires_at <= updated_at THEN 'expired' ELSE 'revoked' END
+       WHERE state IN ('revoking','revoke_failed');
+    `,
+  },
 ];

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { stringify } from 'yaml';
+import { flushQueue as flushRedisQueue } from '../../devkit/admin';
 import { createServer } from '../../src/app';
 import { TesseraConfig, parseConfig } from '../../src/config/config.loader';
 import { TestIssuer, spiffe, testIssuer } from './identity';
@@ -55,21 +56,7 @@ export async function resetState(doc: ConfigDoc, name: string): Promise<void> {
   await dropRolesLike(accountPrefix(name));
 }
 
-export async function flushQueue(prefix: string): Promise<number> {
-  const redis = new IORedis(REDIS_URL);
-  let deleted = 0;
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) deleted += await redis.del(...keys);
-    } while (cursor !== '0');
-  } finally {
-    redis.disconnect();
-  }
-  return deleted;
-}
+export const flushQueue = (prefix: string): Promise<number> => flushRedisQueue(REDIS_URL, prefix);
 
 export interface ApiResponse {
   status: number;

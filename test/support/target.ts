@@ -1,4 +1,5 @@
 import { Client } from 'pg';
+import { withPgAdmin } from '../../devkit/admin';
 import { PG_ADMIN_URL, TARGET_DB } from './services';
 
 export interface PgCredentials {
@@ -33,15 +34,7 @@ export async function pgLogin(creds: PgCredentials): Promise<{ ok: true; user: s
   }
 }
 
-export async function withAdmin<T>(database: string, fn: (c: Client) => Promise<T>): Promise<T> {
-  const client = new Client({ connectionString: `${PG_ADMIN_URL}/${database}` });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
+export const withAdmin = <T>(database: string, fn: (c: Client) => Promise<T>): Promise<T> => withPgAdmin(PG_ADMIN_URL, database, fn);
 
 export async function rolesLike(prefix: string): Promise<string[]> {
   const { rows } = await withAdmin('postgres', (c) =>

@@ -37,7 +37,7 @@ describe('config', () => {
   });
 
   it.each<[string, (d: any) => void, RegExp]>([
-    ['bad duration', (d) => (d.roles.ro.default_ttl = 'soon'), /roles\.ro\.default_ttl: invalid duration/],
+    ['bad duration', (d) => (d.roles.ro.default_ttl = 'soon'), /roles\.ro\.default_ttl: must be a duration/],
     ['default above max', (d) => (d.roles.ro.default_ttl = '2h'), /roles\.ro\.default_ttl: must not exceed max_ttl/],
     ['unknown plugin', (d) => (d.connections.pg.plugin = 'oracle'), /connections\.pg\.plugin: unknown plugin "oracle"/],
     ['unknown connection', (d) => (d.roles.ro.connection = 'nope'), /roles\.ro\.connection: unknown connection "nope"/],

@@ -2,12 +2,15 @@ import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdo
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';
-import { LeaseRepository } from '../leases/lease.repository';
+import { JobProducer } from '../jobs/job.producer';
+import { JobName } from '../jobs/jobs';
+import { Ticker } from '../jobs/ticker';
 import { Metrics } from '../metrics/metrics';
-import { JobProducer } from './job.producer';
-import { Ticker } from './ticker';
+import { LeaseRepository } from './lease.repository';
 
 const BATCH = 5000;
+/** Enqueues in flight at once (they share one pipelined Redis connection). */
+const ENQUEUE_CHUNK = 500;
 /** An expiry job normally fires on time; the reconciler steps in only for leases this late. */
 const GRACE_SECONDS = 1;
 
@@ -20,7 +23,7 @@ const GRACE_SECONDS = 1;
  * Every replica ticks; the job ids make the enqueues idempotent, so each piece of work runs once.
  */
 @Injectable()
-export class Reconciler implements OnApplicationBootstrap, OnApplicationShutdown {
+export class LeaseReconciler implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly ticker: Ticker;
 
   constructor(
@@ -30,7 +33,7 @@ export class Reconciler implements OnApplicationBootstrap, OnApplicationShutdown
     private readonly jobs: JobProducer,
     private readonly metrics: Metrics,
   ) {
-    this.ticker = new Ticker(scheduler, 'reconciler', new Logger(Reconciler.name));
+    this.ticker = new Ticker(scheduler, 'reconciler', new Logger(LeaseReconciler.name));
   }
 
   onApplicationBootstrap(): void {
@@ -49,7 +52,9 @@ export class Reconciler implements OnApplicationBootstrap, OnApplicationShutdown
       pendingTimeoutSeconds: this.config.pending_timeout,
       limit: BATCH,
     });
-    for (let i = 0; i < ids.length; i += 500) await this.jobs.revokeNow(ids.slice(i, i + 500));
+    for (let i = 0; i < ids.length; i += ENQUEUE_CHUNK) {
+      await Promise.all(ids.slice(i, i + ENQUEUE_CHUNK).map((leaseId) => this.jobs.enqueue(JobName.EnforceLease, { leaseId })));
+    }
     this.metrics.revokeFailedLeases.set(await this.leases.countRevokeFailed());
     return ids.length;
   }

@@ -1,0 +1,250 @@
+import { Logger } from '@nestjs/common';
+import { PluginError } from '../../../plugins/contract';
+import { AuditDenials } from '../../../src/audit/audit-denials';
+import { AuditEvent } from '../../../src/audit/audit.log';
+import { TesseraConfig } from '../../../src/config/config.loader';
+import { Identity } from '../../../src/identity/identity';
+import { EnqueueOptions } from '../../../src/jobs/job.producer';
+import { JobName, JobPayloads } from '../../../src/jobs/jobs';
+import { Metrics } from '../../../src/metrics/metrics';
+import { Clock } from '../../../src/common/clock';
+import { LeaseError } from '../../../src/leases/lease-errors';
+import { LeaseFilter, LeaseRow, RevokeReason } from '../../../src/leases/lease.model';
+import { InsertRefusal, LeaseRepository, NewLease } from '../../../src/leases/lease.repository';
+import { LeaseRevoker } from '../../../src/leases/lease-revoker';
+import { LeaseJobs } from '../../../src/leases/lease.jobs';
+import { LeaseService } from '../../../src/leases/lease.service';
+import { Transition, TRANSITIONS, finishedState, isExpired, may, revokeReasonAfter } from '../../../src/leases/lease-state';
+import { PluginHost } from '../../../src/plugin-host/plugin-host';
+import { RoleSettingsResolver } from '../../../src/plugin-host/role-settings';
+import { PolicyService } from '../../../src/policy/policy.service';
+
+type Public<T> = { [K in keyof T]: T[K] };
+
+// The services log what they hand to the workers; the tests assert it instead.
+Logger.overrideLogger(false);
+
+export class FakeClock extends Clock {
+  constructor(private t = Date.parse('2030-01-01T00:00:00Z')) {
+    super();
+  }
+  now(): Date {
+    return new Date(this.t);
+  }
+  advance(seconds: number): void {
+    this.t += seconds * 1000;
+  }
+}
+
+/**
+ * LeaseRepository in memory: every transition checks its from-states with lease-state.ts, as the SQL
+ * does, and the audited ones record their event only when they happen. Time is the fake clock's.
+ */
+export class InMemoryLeases implements Public<LeaseRepository> {
+  readonly rows = new Map<string, LeaseRow>();
+  /** Pending leases whose issuing process is gone (its issuer lock is free). */
+  readonly issuerGone = new Set<string>();
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly audit: FakeAudit,
+  ) {}
+
+  async onApplicationShutdown(): Promise<void> {}
+
+  async insertPending(l: NewLease, caps: { role: number; owner: number }): Promise<InsertRefusal | undefined> {
+    const live = [...this.rows.values()].filter((r) => r.state === 'pending' || r.state === 'active');
+    if (live.filter((r) => r.role === l.role).length >= caps.role) return 'role_limit';
+    if (live.filter((r) => r.owner === l.owner && r.owner_issuer === l.ownerIssuer).length >= caps.owner) return 'owner_limit';
+    const now = this.clock.now();
+    this.rows.set(l.id, {
+      id: l.id, role: l.role, connection: l.connection, plugin: l.plugin, account: l.account, owner: l.owner,
+      owner_issuer: l.ownerIssuer, run_id: l.runId, state: 'pending', created_at: now, updated_at: now,
+      expires_at: l.expiresAt, max_expires_at: l.maxExpiresAt, activated_at: null, revoked_at: null,
+      last_error: null, last_error_code: null, issuer_lock: 1, revoke_reason: null,
+    });
+    return undefined;
+  }
+
+  async activate(id: string, event: AuditEvent): Promise<boolean> {
+    return this.move('activate', id, event, (r) => ({ state: 'active', activated_at: this.clock.now() })) !== undefined;
+  }
+
+  async renew(id: string, expiresAt: Date, event: AuditEvent): Promise<LeaseRow | undefined> {
+    return this.move('renew', id, event, (r) => (isExpired(r, this.clock.now()) ? undefined : { expires_at: expiresAt }));
+  }
+
+  async expire(id: string): Promise<LeaseRow | undefined> {
+    return this.toRevoking('expire', id, (r) => isExpired(r, this.clock.now()));
+  }
+
+  async beginRevoke(id: string): Promise<LeaseRow | undefined> {
+    return this.toRevoking('beginRevoke', id);
+  }
+
+  async beginRevokeMatching(filter: LeaseFilter, reason: 'owner' | 'bulk'): Promise<string[]> {
+    const ids = [...this.rows.values()].filter((r) => matches(r, filter) && may('beginRevokeMatching', r.state)).map((r) => r.id);
+    for (const id of ids) this.toRevoking('beginRevokeMatching', id, undefined, reason);
+    return ids;
+  }
+
+  async failIssue(id: string, error: LeaseError): Promise<LeaseRow | undefined> {
+    return this.toRevoking('failIssue', id, undefined, undefined, error);
+  }
+
+  async abandon(id: string, pendingTimeoutSeconds: number): Promise<LeaseRow | undefined> {
+    const old = (r: LeaseRow) => r.created_at.getTime() <= this.clock.now().getTime() - pendingTimeoutSeconds * 1000;
+    return this.toRevoking('abandon', id, (r) => old(r) || this.issuerGone.has(r.id), undefined, { code: 'abandoned', detail: 'abandoned while pending' });
+  }
+
+  async finish(id: string, event: AuditEvent): Promise<LeaseRow | undefined> {
+    return this.move('finish', id, event, (r) => {
+      const state = finishedState(r);
+      return { state, revoked_at: this.clock.now(), ...(state === 'revoked' && { last_error: null, last_error_code: null }) };
+    });
+  }
+
+  async markRevokeFailed(id: string, error: LeaseError, event: AuditEvent): Promise<boolean> {
+    return this.move('markRevokeFailed', id, event, () => ({ state: 'revoke_failed', last_error: error.detail, last_error_code: error.code })) !== undefined;
+  }
+
+  async get(id: string): Promise<LeaseRow | undefined> {
+    const row = this.rows.get(id);
+    return row && { ...row };
+  }
+
+  async recordError(id: string, error: LeaseError): Promise<void> {
+    const row = this.rows.get(id);
+    if (row) Object.assign(row, { last_error: error.detail, last_error_code: error.code });
+  }
+
+  async list(filter: LeaseFilter, limit: number): Promise<LeaseRow[]> {
+    return [...this.rows.values()].filter((r) => matches(r, filter)).slice(0, limit);
+  }
+
+  async findDue(): Promise<string[]> {
+    return [...this.rows.values()].filter((r) => r.state !== 'revoked' && r.state !== 'failed').map((r) => r.id);
+  }
+
+  async countRevokeFailed(): Promise<number> {
+    return [...this.rows.values()].filter((r) => r.state === 'revoke_failed').length;
+  }
+
+  /** Puts a lease straight into a state, for tests that start there. */
+  force(id: string, patch: Partial<LeaseRow>): void {
+    Object.assign(this.rows.get(id)!, patch);
+  }
+
+  private move(transition: Transition, id: string, event: AuditEvent | undefined, change: (r: LeaseRow) => Partial<LeaseRow> | undefined): LeaseRow | undefined {
+    const row = this.rows.get(id);
+    if (!row || !may(transition, row.state)) return undefined;
+    const patch = change(row);
+    if (!patch) return undefined;
+    Object.assign(row, patch, { updated_at: this.clock.now() });
+    if (event) this.audit.events.push(event);
+    return { ...row };
+  }
+
+  private toRevoking(transition: Transition, id: string, when?: (r: LeaseRow) => boolean, reason?: RevokeReason, error?: LeaseError) {
+    return this.move(transition, id, undefined, (r) => {
+      if (when && !when(r)) return undefined;
+      const given = (TRANSITIONS[transition] as { reason?: RevokeReason }).reason ?? reason!;
+      return { state: 'revoking', revoke_reason: revokeReasonAfter(r, given), ...(error && { last_error: error.detail, last_error_code: error.code }) };
+    });
+  }
+}
+
+function matches(r: LeaseRow, f: LeaseFilter): boolean {
+  return (
+    (f.role === undefined || r.role === f.role) &&
+    (f.connection === undefined || r.connection === f.connection) &&
+    (f.state === undefined || r.state === f.state) &&
+    (f.runId === undefined || r.run_id === f.runId) &&
+    (f.owner === undefined || r.owner === f.owner) &&
+    (f.ownerIssuer === undefined || r.owner_issuer === f.ownerIssuer)
+  );
+}
+
+export class FakeAudit {
+  readonly events: AuditEvent[] = [];
+  async append(event: AuditEvent): Promise<void> {
+    this.events.push(event);
+  }
+  ofType(type: AuditEvent['type']): AuditEvent[] {
+    return this.events.filter((e) => e.type === type);
+  }
+}
+
+/** A target that keeps its accounts in a set; `failWith` makes its next calls of one verb throw. */
+export class FakeTarget {
+  readonly accounts = new Map<string, Date>();
+  readonly failures: Partial<Record<'createUser' | 'renewUser' | 'revokeUser', PluginError>> = {};
+  /** Runs inside createUser, after the account exists (to race the issue). */
+  duringCreate?: () => Promise<void>;
+  readonly maxUsernameLength = 63;
+  readonly capabilities = { staticStrategies: [], targetExpiry: true, keyOverlap: false };
+
+  async createUser(req: { username: string; password: string; expiresAt: Date }) {
+    if (this.failures.createUser) throw this.failures.createUser;
+    this.accounts.set(req.username, req.expiresAt);
+    await this.duringCreate?.();
+    return { credentials: { username: req.username, password: req.password } };
+  }
+
+  async renewUser(req: { username: string; expiresAt: Date }) {
+    if (this.failures.renewUser) throw this.failures.renewUser;
+    if (!this.accounts.has(req.username)) throw new PluginError(`account ${req.username} does not exist`, false, 'account_not_found');
+    this.accounts.set(req.username, req.expiresAt);
+    return {};
+  }
+
+  async revokeUser(req: { username: string }) {
+    if (this.failures.revokeUser) throw this.failures.revokeUser;
+    this.accounts.delete(req.username);
+    return {};
+  }
+}
+
+/** The job producer: remembers what was enqueued; `down` makes it fail like Redis gone. */
+export class FakeJobs {
+  readonly enqueued: { name: JobName; payload: unknown; opts: EnqueueOptions<JobName> }[] = [];
+  down = false;
+
+  async enqueue<N extends JobName>(name: N, payload: JobPayloads[N], opts: EnqueueOptions<N> = {}): Promise<string> {
+    if (this.down) throw new Error('queue unavailable');
+    this.enqueued.push({ name, payload, opts: opts as EnqueueOptions<JobName> });
+    return `${name}-${this.enqueued.length}`;
+  }
+}
+
+export const ROLE = 'app-ro';
+export const workload = (name = 'api'): Identity => ({ subject: `spiffe://test.example/ns/app/${name}`, issuer: 'test', operator: false, claims: {} });
+export const operator: Identity = { subject: 'spiffe://test.example/ops/carol', issuer: 'test', operator: true, claims: {} };
+
+/** LeaseService, LeaseRevoker and LeaseJobs over in-memory fakes. */
+export function leaseWorld(opts: { maxTtl?: number; policyMaxTtl?: number; roleCap?: number } = {}) {
+  const clock = new FakeClock();
+  const audit = new FakeAudit();
+  const leases = new InMemoryLeases(clock, audit);
+  const target = new FakeTarget();
+  const jobs = new FakeJobs();
+  const metrics = new Metrics();
+  const config = {
+    roles: new Map([[ROLE, { name: ROLE, connection: 'target', plugin: 'postgres', defaultTtl: 300, maxTtl: opts.maxTtl ?? 3600, settings: {} }]]),
+    limits: { max_active_leases_per_role: opts.roleCap ?? 100, max_active_leases_per_owner: 100 },
+    pending_timeout: 60,
+    identity: { issuers: [{ name: 'test', type: 'jwt-svid', trust_domain: 'test.example' }] },
+  } as unknown as TesseraConfig;
+  const plugins = { for: () => target } as unknown as PluginHost;
+  const policy = {
+    canIssue: (identity: Identity, role: string) =>
+      identity.subject.includes('/ns/app/') && role === ROLE ? { allowed: true, policy: 'app', maxTtl: opts.policyMaxTtl } : { allowed: false },
+  } as unknown as PolicyService;
+  const roleSettings = { forLease: () => ({}) } as unknown as RoleSettingsResolver;
+  const repo = leases as unknown as LeaseRepository;
+  const producer = jobs as never;
+  const revoker = new LeaseRevoker(repo, plugins, roleSettings, producer, metrics, clock);
+  const service = new LeaseService(config, repo, revoker, plugins, policy, audit as never, producer, metrics, clock, new AuditDenials(audit as never, metrics));
+  const leaseJobs = new LeaseJobs(config, clock, repo, revoker, service);
+  return { clock, leases, target, jobs, audit, metrics, service, revoker, leaseJobs };
+}
