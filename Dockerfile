@@ -4,6 +4,7 @@ COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY plugins ./plugins
 COPY scripts ./scripts
+COPY devkit ./devkit
 COPY bin ./bin
 # No config/ at all: the development config trusts config/dev/'s JWKS for operators, and that key's
 # private half is public in this repository. The image trusts no key of its own; mount a config at

@@ -39,8 +39,12 @@ import { Metrics } from './metrics/metrics';
 import { PluginHost } from './plugin-host/plugin-host';
 import { RoleSettingsResolver } from './plugin-host/role-settings';
 import { PolicyService } from './policy/policy.service';
-import { EventSignatureRepository } from './statics/event-signature.repository';
-import { EventsService } from './statics/events.service';
+import { EventSignatureRepository } from './events/event-signature.repository';
+import { EventsController } from './events/events.controller';
+import { EventsService } from './events/events.service';
+import { ExposureContainment } from './statics/exposure';
+import { OwnershipService } from './statics/ownership.service';
+import { DEFAULT_ROTATION_TIMINGS, ROTATION_TIMINGS } from './statics/rotation.model';
 import { RotationService } from './statics/rotation.service';
 import { RotationSweeper } from './statics/rotation.sweeper';
 import { StaticController } from './statics/static.controller';
@@ -72,8 +76,8 @@ class LeasesModule {}
 
 @Module({
   imports: [LeasesModule],
-  providers: [StaticRepository, RotationService, StaticService],
-  exports: [StaticRepository, RotationService, StaticService],
+  providers: [StaticRepository, { provide: ROTATION_TIMINGS, useValue: DEFAULT_ROTATION_TIMINGS }, ExposureContainment, RotationService, OwnershipService, StaticService],
+  exports: [StaticRepository, RotationService, OwnershipService, StaticService],
 })
 class StaticsModule {}
 
@@ -125,7 +129,7 @@ export class AppModule {
         ...(roles.http ? [TerminusModule, ThrottlerModule.forRoot([{ name: 'identity', ttl: 1000, limit: config.limits.per_identity_rps }])] : []),
         ...(roles.worker ? [ScheduleModule.forRoot(), DiscoveryModule] : []),
       ],
-      controllers: roles.http ? [LeaseController, StaticController, BootstrapController, WhoamiController, AuditController, ConfigController, MetricsController, HealthController] : [],
+      controllers: roles.http ? [LeaseController, StaticController, EventsController, BootstrapController, WhoamiController, AuditController, ConfigController, MetricsController, HealthController] : [],
       providers: [...http, ...worker],
     };
   }

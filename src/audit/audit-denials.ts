@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DomainError } from '../common/errors';
-import { TokenBucket } from '../http/token-bucket';
+import { TokenBucket } from '../common/token-bucket';
 import { Metrics } from '../metrics/metrics';
 import { AuditLog } from './audit.log';
 

@@ -1,6 +1,7 @@
 /**
  * The one schema of the config file (DESIGN §7). Everything that reads configuration reads the parsed
- * result of this schema; nothing else reads process.env.
+ * result of this schema; nothing else reads process.env. It is longer than our usual file on purpose:
+ * one place to read every key the file accepts (plugins keep their own keys in their own schemas).
  */
 import { z } from 'zod';
 import { duration as durationSchema } from '../../plugins/contract';

@@ -7,7 +7,7 @@ import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';
 import { JobProducer } from '../jobs/job.producer';
 import { Public } from '../http/auth.guard';
-import { TokenBucket } from '../http/token-bucket';
+import { TokenBucket } from '../common/token-bucket';
 import { Metrics } from '../metrics/metrics';
 import { PluginHost } from '../plugin-host/plugin-host';
 import { Database } from '../storage/database';

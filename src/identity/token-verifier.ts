@@ -3,7 +3,7 @@ import { JWTPayload, decodeJwt, decodeProtectedHeader, errors as joseErrors, jwt
 import { DomainError } from '../common/errors';
 import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';
-import { TokenBucket } from '../http/token-bucket';
+import { TokenBucket } from '../common/token-bucket';
 import { Principal, PrincipalMatcher, compileSubjectRules } from '../policy/subject-rules';
 import { BROKER_ISSUER, BrokerKeys } from './broker-keys';
 import { BOOTSTRAP_ISSUER_NAME, Identity } from './identity';

@@ -87,11 +87,6 @@ export class JobProducer implements OnApplicationShutdown {
     return job.opts.jobId;
   }
 
-  /** RotateStatic on its routine or emergency queue (kept for the rotation code; it may call enqueue directly). */
-  async rotate(name: string, targetVersion: number, emergency: boolean): Promise<void> {
-    await this.enqueue(JobName.RotateStatic, { name, targetVersion }, { queue: emergency ? QueueName.Emergency : QueueName.Rotations });
-  }
-
   async ping(): Promise<void> {
     await this.connection.ping();
   }

@@ -1,47 +1,31 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { randomBytes } from 'node:crypto';
 import { PluginError } from '../../plugins/contract';
 import { AuditLog } from '../audit/audit.log';
+import { Clock } from '../common/clock';
 import { DomainError } from '../common/errors';
 import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';
-import { SecretBox } from '../crypto/secret-box';
 import { PermanentJobError } from '../jobs/job-handler';
 import { JobProducer } from '../jobs/job.producer';
+import { JobName, QueueName } from '../jobs/jobs';
 import { newPassword } from '../leases/names';
 import { Metrics } from '../metrics/metrics';
 import { PluginHost } from '../plugin-host/plugin-host';
 import { Database } from '../storage/database';
+import { ExposureContainment } from './exposure';
+import { ROTATION_TIMINGS, RotationBusy, RotationTimings, RotationTrigger, isExposure, isPermanent, newRotationId, pause } from './rotation.model';
 import { nextRotation } from './schedule';
-import { SealedVersion, StaticSecretConfig, nextAccount, staticConfig } from './static-secrets';
+import { StaticSecretConfig, nextAccount, staticConfig } from './static-secrets';
 import { StaticRepository, VersionRow } from './static.repository';
 
-export type RotationTrigger = 'cadence' | 'emergency' | 'event' | 'manual' | 'register' | 'retry';
-
-/** A rotation that found another one of the same secret in flight: retry later, it will be done then. */
-class RotationBusy extends PluginError {
-  constructor(name: string) {
-    super(`another rotation of ${name} is in progress`, true, 'rotation_busy');
-  }
-}
-
 const VERIFY_ATTEMPTS = 5;
-/**
- * After an exposed alternating secret flips, how long the account that was current keeps its
- * password: a reader that fetched it an instant before the flip can still log in with it.
- */
-const EXPOSURE_DRAIN_MS = 1000;
-
-/** Triggers that report the current credential as leaked (DESIGN §4: the exposed credential dies). */
-export const isExposure = (trigger: RotationTrigger) => trigger === 'emergency' || trigger === 'event';
-
-export const newRotationId = () => `rot_${randomBytes(12).toString('base64url')}`;
-
 
 /**
- * Rotation of static secrets as resumable, idempotent steps: write the encrypted intent (pending
- * version) → set it on the target → verify by logging in → promote to current (the previous version
- * stays usable for `grace`) → audit. The pending version is also the lock: one rotation per secret.
+ * Rotating static secrets: requests, the job's steps, undoing a failed attempt, retiring after grace.
+ *
+ * A rotation runs as resumable, idempotent steps: write the encrypted intent (pending version) → set
+ * it on the target → verify by logging in → promote to current (the previous version stays usable
+ * for `grace`) → audit. The pending version is also the lock: one rotation per secret.
  */
 @Injectable()
 export class RotationService {
@@ -49,13 +33,15 @@ export class RotationService {
 
   constructor(
     @Inject(CONFIG) private readonly config: TesseraConfig,
-    @Inject(Database) private readonly db: Database,
-    @Inject(SecretBox) private readonly box: SecretBox,
+    @Inject(Database) private readonly db: Pick<Database, 'tx'>,
     private readonly statics: StaticRepository,
-    private readonly plugins: PluginHost,
-    private readonly jobs: JobProducer,
-    private readonly audit: AuditLog,
+    @Inject(PluginHost) private readonly plugins: Pick<PluginHost, 'for'>,
+    @Inject(JobProducer) private readonly jobs: Pick<JobProducer, 'enqueue'>,
+    @Inject(AuditLog) private readonly audit: Pick<AuditLog, 'append'>,
     private readonly metrics: Metrics,
+    private readonly clock: Clock,
+    private readonly exposure: ExposureContainment,
+    @Inject(ROTATION_TIMINGS) private readonly timings: RotationTimings,
   ) {}
 
   /** Records a request and enqueues its job; returns the rotation id to poll. */
@@ -68,8 +54,14 @@ export class RotationService {
     const target = (row.current_version ?? 0) + 1;
     const id = newRotationId();
     await this.statics.createRotation({ id, name, target, trigger, reason: opts.reason, requestedBy: opts.actor });
-    await this.jobs.rotate(name, target, isExposure(trigger));
+    await this.enqueue(name, target, isExposure(trigger));
     return { rotation_id: id, status: 'queued' };
+  }
+
+  /** The sweeper's and registration's rotations: a record unless one already waits for `target`, and its job. */
+  async schedule(name: string, target: number, trigger: RotationTrigger, emergency: boolean): Promise<void> {
+    await this.statics.ensureRotation(name, target, trigger, newRotationId());
+    await this.enqueue(name, target, emergency);
   }
 
   /** The job: brings the secret to `target`, resuming whatever an earlier attempt or a crash left. */
@@ -79,6 +71,10 @@ export class RotationService {
       return true;
     });
     if (!done) throw new RotationBusy(name);
+  }
+
+  private enqueue(name: string, targetVersion: number, emergency: boolean): Promise<string> {
+    return this.jobs.enqueue(JobName.RotateStatic, { name, targetVersion }, { queue: emergency ? QueueName.Emergency : QueueName.Rotations });
   }
 
   private async rotateLocked(name: string, target: number, lastAttempt: boolean): Promise<void> {
@@ -95,7 +91,7 @@ export class RotationService {
       // to a later version, deals with it.)
       const current = exposedAt ? await this.statics.version(name, 'current') : undefined;
       if (exposedAt && current?.promoted_at && current.promoted_at > exposedAt) {
-        return this.guarded(name, target, secret, lastAttempt, undefined, undefined, () => this.contain(name, secret, exposedAt, true));
+        return this.guarded(name, target, secret, lastAttempt, undefined, undefined, () => this.exposure.contain(name, secret, exposedAt, true));
       }
       await this.statics.step(name, target, 'already_rotated', exposedAt ? 'running' : 'succeeded');
       return;
@@ -117,20 +113,20 @@ export class RotationService {
       // ran (it started as a routine one) makes it an exposure rotation from here on.
       const exposedNow = await this.db.tx(async (tx) => {
         const exposure = await this.statics.exposure(name, tx);
-        await this.statics.promote(name, target, exposure ? 0 : secret.grace, nextRotation(secret, new Date()), tx, { finish: !exposure });
+        await this.statics.promote(name, target, exposure ? 0 : secret.grace, nextRotation(secret, this.clock.now()), tx, { finish: !exposure });
         await this.audit.append({ type: 'static.rotated', actor: null, detail: { name, version: target, account: pending!.account, exposed: Boolean(exposure) } }, tx);
         return exposure;
       });
       promoted = true;
       // Sessions were ended when the password was set only if the rotation knew of the exposure then.
-      if (exposedNow) await this.contain(name, secret, exposedNow, !exposedAt);
+      if (exposedNow) await this.exposure.contain(name, secret, exposedNow, !exposedAt);
       this.metrics.rotations.inc({ result: 'succeeded' });
     });
   }
 
   /**
    * Runs a rotation's steps; on failure records the error and either lets the job retry (after putting
-   * the current password back, for single) or, on the last attempt, gives up.
+   * the current password back, for single) or, on the last attempt or a permanent error, gives up.
    */
   private async guarded(
     name: string,
@@ -145,8 +141,7 @@ export class RotationService {
       await steps();
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
-      const final = lastAttempt || (err instanceof PluginError && !err.retryable && !(err instanceof RotationBusy));
-      if (final) {
+      if (lastAttempt || isPermanent(err)) {
         // The secret is marked rotation_failed before the rotation reads `failed`, so whoever polls
         // the rotation sees the secret's final state too.
         await this.giveUp(name, target, secret, message);
@@ -161,75 +156,23 @@ export class RotationService {
     }
   }
 
-  /**
-   * The exposure's last step: no credential of the secret from before `current` keeps working. IAM:
-   * every key but the current one is deleted. Databases: every configured account that is not the
-   * current one gets a random password nobody records, and its sessions are ended (the current
-   * account's sessions were ended when its new password was set, or now with `endCurrentSessions`).
-   * Grace does not apply.
-   */
-  private async contain(name: string, secret: StaticSecretConfig, exposedAt: Date, endCurrentSessions: boolean): Promise<void> {
-    const current = await this.statics.version(name, 'current');
-    if (!current) return;
-    const plugin = this.plugins.for(secret.connection);
-    const destroyed: string[] = [];
-    if (plugin.capabilities.keyOverlap) {
-      await plugin.retireStaticSecret({ account: current.account, keep: current.handle ? [current.handle] : [] });
-      destroyed.push(current.account);
-    } else {
-      const others = (secret.usernames ?? []).filter((a) => a !== current.account);
-      if (others.length) await new Promise((r) => setTimeout(r, EXPOSURE_DRAIN_MS));
-      for (const account of others) {
-        const password = newPassword();
-        await plugin.retireStaticSecret({ account, password, endSessions: true });
-        destroyed.push(account);
-      }
-      if (endCurrentSessions) await plugin.retireStaticSecret({ account: current.account, endSessions: true });
-      await this.proveDead(name, secret, current);
-    }
-    await this.statics.step(name, current.version, 'contained', 'running');
-    await this.db.tx(async (tx) => {
-      await this.statics.contained(name, current.version, exposedAt, tx);
-      await this.audit.append({ type: 'static.exposure_contained', actor: null, detail: { name, version: current.version, destroyed } }, tx);
-    });
-  }
-
-  /**
-   * Before an exposure rotation reports success: the passwords of the versions before the current one
-   * (the exposed ones) must be refused, and the current one accepted. This catches what the steps
-   * alone would not (a target that kept a secondary password, an account changed behind our back).
-   */
-  private async proveDead(name: string, secret: StaticSecretConfig, current: VersionRow): Promise<void> {
-    const plugin = this.plugins.for(secret.connection);
-    for (const old of await this.statics.versionsBefore(name, current.version, 2)) {
-      const { verify } = this.open(old);
-      if (verify && (await plugin.verifyLogin(verify)).ok) {
-        throw new PluginError(`version ${old.version} of ${name} still logs in after the exposure rotation`, true, 'exposed_still_works');
-      }
-    }
-    const { verify } = this.open(current);
-    if (verify && !(await plugin.verifyLogin(verify)).ok) throw new PluginError(`the current version of ${name} does not log in`, true, 'verify_failed');
-  }
-
   /** Step 1: the new version, sealed, before anything touches the target. */
   private async writeIntent(name: string, target: number, secret: StaticSecretConfig, current: VersionRow | undefined): Promise<VersionRow> {
     const account = nextAccount(secret, current?.account);
-    const sealed = this.seal(name, target, { password: newPassword() });
-    if (!(await this.statics.insertPending({ name, version: target, account, sealed }))) throw new RotationBusy(name);
+    if (!(await this.statics.insertPending({ name, version: target, account, content: { password: newPassword() } }))) throw new RotationBusy(name);
     await this.statics.step(name, target, 'intent', 'running');
     return (await this.statics.version(name, 'pending'))!;
   }
 
   /** Step 2: idempotent. A key-making target's result is sealed at once, so a crash cannot lose it. */
   private async setOnTarget(secret: StaticSecretConfig, pending: VersionRow, current: VersionRow | undefined, endSessions: boolean) {
-    const intent = this.open(pending);
+    const intent = this.statics.open(pending);
     // A key made by an earlier attempt is reused (making another would orphan it); a password is set
     // again every attempt, since a failed attempt put the current one back.
     const plugin = this.plugins.for(secret.connection);
     if (intent.credentials && intent.verify && plugin.capabilities.keyOverlap && pending.handle) return { credentials: intent.credentials, verify: intent.verify };
     const result = await plugin.setStaticSecret({ account: pending.account, password: intent.password!, keep: current?.handle ? [current.handle] : [], endSessions });
-    const sealed = this.seal(pending.name, pending.version, { password: intent.password, credentials: result.credentials, verify: result.verify });
-    await this.statics.updatePending(pending.name, pending.version, sealed, result.handle);
+    await this.statics.updatePending(pending.name, pending.version, { password: intent.password, credentials: result.credentials, verify: result.verify }, result.handle);
     return result;
   }
 
@@ -238,7 +181,7 @@ export class RotationService {
     for (let attempt = 1; ; attempt++) {
       if ((await this.plugins.for(secret.connection).verifyLogin(result.verify)).ok) return;
       if (attempt >= VERIFY_ATTEMPTS) throw new PluginError('the new secret does not log in', true, 'verify_failed');
-      await new Promise((r) => setTimeout(r, 250 * attempt));
+      await pause(this.timings.verifyBackoffMs * attempt);
     }
   }
 
@@ -250,7 +193,7 @@ export class RotationService {
   private async restoreCurrent(secret: StaticSecretConfig, current: VersionRow | undefined, pending: VersionRow | undefined): Promise<boolean> {
     const plugin = this.plugins.for(secret.connection);
     if (!current || !pending || current.account !== pending.account || plugin.capabilities.keyOverlap) return true;
-    const old = this.open(current);
+    const old = this.statics.open(current);
     if (!old.password) return true;
     await plugin.setStaticSecret({ account: current.account, password: old.password });
     return true;
@@ -291,38 +234,6 @@ export class RotationService {
   }
 
   /**
-   * Takes ownership of a secret not owned yet: imports a configured password (after checking it logs
-   * in), else rotates once. Under the secret's lock, so replicas starting together do it once.
-   */
-  async takeOwnership(name: string): Promise<void> {
-    const secret = staticConfig(this.config, name);
-    if (!secret) return;
-    await this.statics.withLock(name, async () => {
-      const row = await this.statics.get(name);
-      if (!row || row.status !== 'unowned' || (await this.statics.version(name, 'pending'))) return;
-      if (secret.password === undefined) {
-        await this.statics.ensureRotation(name, 1, 'register', newRotationId());
-        await this.jobs.rotate(name, 1, false);
-        return;
-      }
-      const account = nextAccount(secret, undefined);
-      const plugin = this.plugins.for(secret.connection);
-      const result = await plugin.setStaticSecret({ account, password: secret.password, apply: false });
-      // A target that cannot be reached is not a wrong password: stay unowned, and try again next sweep.
-      if (!(await plugin.verifyLogin(result.verify)).ok) {
-        await this.statics.markFailed(name, 'the configured password does not log in; Tessera will rotate it', 0);
-        return;
-      }
-      const sealed = this.seal(name, 1, { password: secret.password, credentials: result.credentials, verify: result.verify });
-      if (!(await this.statics.insertPending({ name, version: 1, account, sealed }))) return;
-      await this.db.tx(async (tx) => {
-        await this.statics.promote(name, 1, secret.grace, nextRotation(secret, new Date()), tx);
-        await this.audit.append({ type: 'static.imported', actor: null, detail: { name, version: 1, account } }, tx);
-      });
-    });
-  }
-
-  /**
    * Previous versions past their grace are destroyed, so no superseded credential works forever: IAM
    * keys are deleted; an alternating secret's previous account gets a random password nobody records
    * and its sessions are ended. (single: the account's one password was already replaced.) Under the
@@ -345,13 +256,5 @@ export class RotationService {
         })
         .catch((err) => this.log.warn(`retiring version ${v.version} of ${v.name} (retried next sweep): ${(err as Error).message}`));
     }
-  }
-
-  seal(name: string, version: number, content: SealedVersion) {
-    return this.box.seal(JSON.stringify(content), `static:${name}:v${version}`);
-  }
-
-  open(v: Pick<VersionRow, 'name' | 'version' | 'key_id' | 'sealed'>): SealedVersion {
-    return JSON.parse(this.box.open({ keyId: v.key_id, blob: v.sealed }, `static:${v.name}:v${v.version}`));
   }
 }

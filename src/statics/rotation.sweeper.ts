@@ -2,11 +2,11 @@ import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdo
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';
-import { JobProducer } from '../jobs/job.producer';
 import { Ticker } from '../jobs/ticker';
 import { JobContext, OnJob } from '../jobs/job-handler';
 import { JobName, JobPayloads } from '../jobs/jobs';
-import { RotationService, newRotationId } from './rotation.service';
+import { OwnershipService } from './ownership.service';
+import { RotationService } from './rotation.service';
 import { StaticRepository } from './static.repository';
 
 /**
@@ -25,7 +25,7 @@ export class RotationSweeper implements OnApplicationBootstrap, OnApplicationShu
     scheduler: SchedulerRegistry,
     private readonly statics: StaticRepository,
     private readonly rotations: RotationService,
-    private readonly jobs: JobProducer,
+    private readonly ownership: OwnershipService,
   ) {
     this.ticker = new Ticker(scheduler, 'rotation-sweep', this.log);
   }
@@ -49,14 +49,13 @@ export class RotationSweeper implements OnApplicationBootstrap, OnApplicationShu
     for (const due of await this.statics.due(500)) {
       if (!Object.hasOwn(this.config.static_secrets, due.name)) continue;
       if (due.status === 'unowned') {
-        await this.rotations.takeOwnership(due.name).catch((err) => this.log.warn(`taking ownership of ${due.name}: ${(err as Error).message}`));
+        await this.ownership.takeOwnership(due.name).catch((err) => this.log.warn(`taking ownership of ${due.name}: ${(err as Error).message}`));
         continue;
       }
       const target = (due.current_version ?? 0) + 1;
       // An exposed secret (its emergency rotation failed or its job was lost) is retried as one.
       const trigger = due.exposed ? 'retry' : due.current_version === null ? 'register' : 'cadence';
-      await this.statics.ensureRotation(due.name, target, trigger, newRotationId());
-      await this.jobs.rotate(due.name, target, due.exposed);
+      await this.rotations.schedule(due.name, target, trigger, due.exposed);
     }
     await this.rotations.retireExpired();
   }

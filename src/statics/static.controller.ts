@@ -2,9 +2,8 @@ import { Body, Controller, Get, HttpCode, Param, Post, Req } from '@nestjs/commo
 import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
 import { NAME } from '../config/config.schema';
-import { AuthedRequest, OperatorOnly, Public } from '../http/auth.guard';
+import { AuthedRequest, OperatorOnly } from '../http/auth.guard';
 import { parseInput } from '../http/validation';
-import { EventsService, eventBody } from './events.service';
 import { StaticService } from './static.service';
 
 const reason = z.string().max(500).regex(/^[^\u0000-\u001f\u007f]*$/, 'must not contain control characters');
@@ -16,10 +15,7 @@ const connectionBody = z.object({ connection: z.string().regex(NAME, 'not a vali
 @ApiBearerAuth()
 @Controller('v1')
 export class StaticController {
-  constructor(
-    private readonly statics: StaticService,
-    private readonly events: EventsService,
-  ) {}
+  constructor(private readonly statics: StaticService) {}
 
   @Get('static')
   @OperatorOnly()
@@ -63,14 +59,5 @@ export class StaticController {
   @ApiOperation({ summary: 'Status and steps of a rotation' })
   rotation(@Param('id') id: string) {
     return this.statics.rotationStatus(id);
-  }
-
-  @Post('events')
-  @HttpCode(202)
-  @Public()
-  @ApiOperation({ summary: 'Signed webhook (X-Tessera-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>." + body>; 300 s window; each signature once) or operator: secret.exposed, workload.completed' })
-  async event(@Req() req: AuthedRequest, @Body() body: unknown) {
-    const actor = await this.events.authenticate(req);
-    return this.events.handle(actor, parseInput(eventBody, body));
   }
 }

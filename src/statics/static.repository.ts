@@ -1,9 +1,8 @@
-import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
-import { Pool } from 'pg';
-import { CONFIG } from '../config/config.module';
-import { TesseraConfig } from '../config/config.loader';
-import { Sealed } from '../crypto/secret-box';
+import { Inject, Injectable } from '@nestjs/common';
+import { SecretBox } from '../crypto/secret-box';
 import { Database, Queryable } from '../storage/database';
+import { LOCK_POOL, LockPool } from '../storage/storage.providers';
+import { SealedVersion } from './static-secrets';
 
 export type StaticStatus = 'unowned' | 'active' | 'rotation_failed';
 export type RotationStatus = 'queued' | 'running' | 'succeeded' | 'failed';
@@ -49,23 +48,21 @@ export interface RotationRow {
 
 const UNIQUE_VIOLATION = '23505';
 
-/** All SQL about static secrets, their versions and rotations. */
-@Injectable()
-export class StaticRepository implements OnApplicationShutdown {
-  /** Rotation locks hold a session for a whole rotation: their own small pool, so they never starve the API's. */
-  private readonly locks: Pool;
+/** Binds a sealed version to its row: a ciphertext copied into another secret or version does not open. */
+const versionAad = (name: string, version: number) => `static:${name}:v${version}`;
 
+/**
+ * All SQL about static secrets, their versions and rotations. A version's content is sealed here on
+ * the way in and opened here on the way out, bound to its secret's name and version.
+ */
+@Injectable()
+export class StaticRepository {
   constructor(
     @Inject(Database) private readonly db: Database,
-    @Inject(CONFIG) config: TesseraConfig,
-  ) {
-    this.locks = new Pool({ connectionString: config.storage.postgres_url, max: 24, application_name: 'tessera-locks' });
-    this.locks.on('error', () => undefined);
-  }
-
-  async onApplicationShutdown(): Promise<void> {
-    await this.locks.end();
-  }
+    @Inject(SecretBox) private readonly box: SecretBox,
+    /** Rotation locks hold a session for a whole rotation: storage's lock pool, never the API's. */
+    @Inject(LOCK_POOL) private readonly locks: LockPool,
+  ) {}
 
   /** Registers configured secrets; returns the names that were new. */
   async register(secrets: { name: string; connection: string }[]): Promise<string[]> {
@@ -110,12 +107,13 @@ export class StaticRepository implements OnApplicationShutdown {
     return rows[0];
   }
 
-  /** Writes the intent of a rotation. False when another rotation of the secret is already in flight. */
-  async insertPending(v: { name: string; version: number; account: string; sealed: Sealed; handle?: string }): Promise<boolean> {
+  /** Writes the intent of a rotation, sealed. False when another rotation of the secret is already in flight. */
+  async insertPending(v: { name: string; version: number; account: string; content: SealedVersion; handle?: string }): Promise<boolean> {
+    const sealed = this.seal(v.name, v.version, v.content);
     try {
       await this.db.query(
         `INSERT INTO static_versions (name, version, account, key_id, sealed, handle, state) VALUES ($1, $2, $3, $4, $5, $6, 'pending')`,
-        [v.name, v.version, v.account, v.sealed.keyId, v.sealed.blob, v.handle ?? null],
+        [v.name, v.version, v.account, sealed.keyId, sealed.blob, v.handle ?? null],
       );
       return true;
     } catch (err) {
@@ -124,7 +122,9 @@ export class StaticRepository implements OnApplicationShutdown {
     }
   }
 
-  async updatePending(name: string, version: number, sealed: Sealed, handle: string | undefined): Promise<void> {
+  /** Replaces a pending version's sealed content (and records its handle on the target). */
+  async updatePending(name: string, version: number, content: SealedVersion, handle: string | undefined): Promise<void> {
+    const sealed = this.seal(name, version, content);
     await this.db.query(`UPDATE static_versions SET key_id = $3, sealed = $4, handle = $5 WHERE name = $1 AND version = $2 AND state = 'pending'`, [
       name,
       version,
@@ -132,6 +132,15 @@ export class StaticRepository implements OnApplicationShutdown {
       sealed.blob,
       handle ?? null,
     ]);
+  }
+
+  /** What a version holds (its password, credentials, how to verify them). */
+  open(v: Pick<VersionRow, 'name' | 'version' | 'key_id' | 'sealed'>): SealedVersion {
+    return JSON.parse(this.box.open({ keyId: v.key_id, blob: v.sealed }, versionAad(v.name, v.version))) as SealedVersion;
+  }
+
+  private seal(name: string, version: number, content: SealedVersion) {
+    return this.box.seal(JSON.stringify(content), versionAad(name, version));
   }
 
   async deletePending(name: string, version: number): Promise<void> {

@@ -31,7 +31,7 @@ export class StaticService {
     if (!row) throw new DomainError('conflict', 'rotation_pending', 'the secret is not registered yet; try again shortly');
     const current = await this.statics.version(name, 'current');
     if (!current) throw new DomainError('conflict', 'rotation_pending', 'Tessera does not own this secret yet (its first rotation is pending)');
-    const { credentials } = this.rotations.open(current);
+    const { credentials } = this.statics.open(current);
     await this.audit.append({ type: 'static.read', actor: identity.subject, detail: { name, version: current.version } });
     return {
       name,

@@ -1,18 +1,9 @@
 import { createHash } from 'node:crypto';
+import { AuditRow } from '../../src/audit/audit-chain';
 import { sealLegacyAudit } from '../../src/audit/seal-legacy';
 import { ConfigDoc, TestBroker, eventually, sleep, startBroker } from '../support/broker';
 
-interface Row {
-  id: string;
-  at: Date;
-  type: string;
-  actor: string | null;
-  lease_id: string | null;
-  body: string;
-  prev_hash: Buffer;
-  hash: Buffer;
-  key_id: string | null;
-}
+type Row = AuditRow;
 
 const ZERO: Buffer = Buffer.alloc(32);
 const sha256 = (prev: Buffer, body: string) => createHash('sha256').update(prev).update(body, 'utf8').digest();

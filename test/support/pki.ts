@@ -48,20 +48,29 @@ export class TestCa {
     return this.cert.toString('pem');
   }
 
-  /** An intermediate CA signed by this one; what it issues carries it in the chain it presents. */
-  async intermediate(name = 'Tessera Test Intermediate CA'): Promise<TestCa> {
+  /** A new key pair and a certificate for it, signed by this CA and valid for a day either side of now. */
+  private async sign(subject: string, extensions: x509.Extension[]): Promise<{ keys: CryptoKeyPair; cert: x509.X509Certificate }> {
     const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: Date.now().toString(16) + Math.floor(Math.random() * 1e6).toString(16),
-      subject: `CN=${name}`,
+      subject,
       issuer: this.cert.subject,
       notBefore: new Date(Date.now() - day),
       notAfter: new Date(Date.now() + day),
       signingKey: this.keys.privateKey,
       publicKey: keys.publicKey,
       signingAlgorithm: ALG,
-      extensions: [new x509.BasicConstraintsExtension(true, 1, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true)],
+      extensions,
     });
+    return { keys, cert };
+  }
+
+  /** An intermediate CA signed by this one; what it issues carries it in the chain it presents. */
+  async intermediate(name = 'Tessera Test Intermediate CA'): Promise<TestCa> {
+    const { keys, cert } = await this.sign(`CN=${name}`, [
+      new x509.BasicConstraintsExtension(true, 1, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+    ]);
     const child = new TestCa(keys, cert);
     child.chain = [child.pem, ...this.chain];
     return child;
@@ -71,28 +80,17 @@ export class TestCa {
   private chain: string[] = [];
 
   async issue(opts: { uris?: string[]; dns?: string[]; ips?: string[]; ca?: boolean; usage?: number; serverAuth?: boolean }): Promise<Issued> {
-    const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
     const names = [
       ...(opts.uris ?? []).map((value) => ({ type: 'url' as const, value })),
       ...(opts.dns ?? []).map((value) => ({ type: 'dns' as const, value })),
       ...(opts.ips ?? []).map((value) => ({ type: 'ip' as const, value })),
     ];
-    const cert = await x509.X509CertificateGenerator.create({
-      serialNumber: Date.now().toString(16) + Math.floor(Math.random() * 1e6).toString(16),
-      subject: 'CN=test',
-      issuer: this.cert.subject,
-      notBefore: new Date(Date.now() - day),
-      notAfter: new Date(Date.now() + day),
-      signingKey: this.keys.privateKey,
-      publicKey: keys.publicKey,
-      signingAlgorithm: ALG,
-      extensions: [
-        new x509.BasicConstraintsExtension(opts.ca ?? false, undefined, true),
-        new x509.KeyUsagesExtension(opts.usage ?? x509.KeyUsageFlags.digitalSignature, true),
-        new x509.ExtendedKeyUsageExtension([opts.serverAuth ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth]),
-        ...(names.length ? [new x509.SubjectAlternativeNameExtension(names)] : []),
-      ],
-    });
+    const { keys, cert } = await this.sign('CN=test', [
+      new x509.BasicConstraintsExtension(opts.ca ?? false, undefined, true),
+      new x509.KeyUsagesExtension(opts.usage ?? x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([opts.serverAuth ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth]),
+      ...(names.length ? [new x509.SubjectAlternativeNameExtension(names)] : []),
+    ]);
     // A leaf of an intermediate presents its chain: leaf, then each intermediate up to the root.
     return { cert: [cert.toString('pem'), ...this.chain].join('\n'), key: await keyPem(keys.privateKey) };
   }

@@ -13,7 +13,7 @@ import { runIdInput, subjectInput } from '../http/validation';
 import { IdentityService } from '../identity/identity.service';
 import { LeaseService } from '../leases/lease.service';
 import { EventSignatureRepository } from './event-signature.repository';
-import { StaticService } from './static.service';
+import { StaticService } from '../statics/static.service';
 
 const name = z.string().regex(NAME, 'not a valid name');
 export const eventBody = z.union([
