@@ -10,6 +10,7 @@ import { JobProducer } from '../jobs/job.producer';
 import { JobName } from '../jobs/jobs';
 import { Metrics } from '../metrics/metrics';
 import { PluginHost } from '../plugin-host/plugin-host';
+import { roleForLease } from '../plugin-host/role-settings';
 import { PolicyService } from '../policy/policy.service';
 import { Clock } from '../common/clock';
 import { IssuedLease, LeaseFilter, LeasePage, LeaseRow, LeaseState, LeaseView, leaseView } from './lease.model';
@@ -149,7 +150,7 @@ export class LeaseService {
     const lease = await this.visible(identity, id);
     const now = this.clock.now();
     checkRenewable(lease, now);
-    const role = this.roleOf(lease);
+    const role = roleForLease(this.config, lease);
     if (!role) throw new DomainError('conflict', 'role_removed', `role ${lease.role} is no longer configured for this lease's connection`);
     const step = increment ?? role.defaultTtl;
     const expiresAt = renewedExpiry(lease, now, step);
@@ -275,11 +276,6 @@ export class LeaseService {
       throw notFound();
     }
     return lease;
-  }
-
-  private roleOf(lease: LeaseRow): RoleConfig | undefined {
-    const role = this.config.roles.get(lease.role);
-    return role && role.connection === lease.connection ? role : undefined;
   }
 
   private deny(identity: Identity, status: number, action: string, target: string): Promise<void> {
