@@ -42,4 +42,16 @@ describe('postgres plugin specifics', () => {
     await fast.revokeUser({ username, role: {} });
     await fast.close();
   });
+
+  it('by default writes a 16-round verifier (broker passwords need no stretching), which logs in', async () => {
+    const username = newAccountName('scram-default', 63);
+    const password = newPassword();
+    const byDefault = new PostgresPlugin('pg', postgresConnectionSchema.parse({ url: TARGET_URL }));
+    await byDefault.createUser({ username, password, expiresAt: expiresAt(), role: postgresRoleSchema.parse({}) });
+    const { rows } = await withAdmin('postgres', (c) => c.query<{ rolpassword: string }>('SELECT rolpassword FROM pg_authid WHERE rolname = $1', [username]));
+    expect(rows[0].rolpassword).toMatch(/^SCRAM-SHA-256\$16:/);
+    expect((await byDefault.verifyLogin({ username, password })).ok).toBe(true);
+    await byDefault.revokeUser({ username, role: {} });
+    await byDefault.close();
+  });
 });
