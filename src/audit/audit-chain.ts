@@ -50,6 +50,8 @@ export interface Walk extends AuditVerification {
   keyed: boolean;
   /** The unkeyed prefix, if any. */
   legacy?: { firstId: string; endId: string; endHash: Buffer; count: number; accepted: boolean };
+  /** The shards whose creation this walk's `audit.shards` events recorded (shard 1 only): their first events' hashes. */
+  created?: Map<number, Buffer>;
 }
 
 /** Why a head may not be extended without first recording that it is broken. */
@@ -104,6 +106,11 @@ export interface WalkOptions {
   heartbeatEveryMs?: number;
   /** Do not fail on an unaccepted unkeyed prefix (seal-legacy inspects it instead). */
   ignoreLegacy?: boolean;
+  /**
+   * Set for every shard but the first: such a shard has no unkeyed events, and its first event is the
+   * one whose hash its creation recorded in shard 1 (genesis; undefined when none did).
+   */
+  laterShard?: { genesis: Buffer | undefined };
 }
 
 /**
@@ -127,6 +134,10 @@ export interface WalkOptions {
  *   2 × audit.heartbeat_every old: every running broker writes one at start and then whenever the
  *   newest is heartbeat_every old, so an idle but running broker passes, and a head restored from
  *   longer ago does not.
+ * Shards: the trail is several such chains (see AuditShards), each walked on its own. Only the first
+ * may have an unkeyed prefix; every other one starts with the `audit.keyed` event whose hash an
+ * `audit.shards` event in the first shard recorded when the shard was created, and a shard recorded
+ * as created twice fails (its first events were removed and the shard made anew).
  * Consecutive heartbeats far apart are not a fault by themselves: a broker that was stopped, or could
  * not reach PostgreSQL, leaves such a gap legitimately, and a cut tail is already caught above while a
  * broker that saw it runs. What this cannot catch: events cut off the end since the newest heartbeat
@@ -142,6 +153,7 @@ export class ChainWalk {
   private legacy: Walk['legacy'];
   private lastHeartbeatAt: string | null = null;
   private seenKept = false;
+  private readonly created = new Map<number, Buffer>();
 
   constructor(
     private readonly keys: AuditKeys,
@@ -151,6 +163,8 @@ export class ChainWalk {
   /** Checks the next row; returns the failed walk at the first fault, undefined while all is well. */
   add(row: AuditRow): Walk | undefined {
     const id = String(row.id);
+    const later = this.opts.laterShard;
+    if (later && row.key_id === null) return this.bad(id, 'an unkeyed event outside the first shard');
     const body = parseBody(row.body);
     const expected = expectedLink(this.keys, row, this.prev, this.keyed);
     if (!expected || !row.prev_hash.equals(this.prev) || !row.hash.equals(expected) || !body || !matchesColumns(row, body)) {
@@ -163,6 +177,15 @@ export class ChainWalk {
       return this.bad(id, reason);
     }
     const detail = (body.detail ?? {}) as Record<string, any>;
+    if (later && this.checked === 0 && !(later.genesis && row.hash.equals(later.genesis))) {
+      return this.bad(id, 'the shard does not start with the event its creation recorded in shard 1: the shard was replaced, or events at its start were removed');
+    }
+    if (row.type === 'audit.shards' && row.key_id !== null) {
+      for (const [shard, hash] of Object.entries((detail.shards ?? {}) as Record<string, unknown>)) {
+        if (this.created.has(Number(shard))) return this.bad(id, `shard ${shard} was created again: the events it had were removed`);
+        this.created.set(Number(shard), Buffer.from(String(hash), 'hex'));
+      }
+    }
     if (row.key_id === null) {
       const legacy = this.legacy;
       this.legacy = { firstId: legacy?.firstId ?? id, endId: id, endHash: row.hash, count: (legacy?.count ?? 0) + 1, accepted: false };
@@ -218,7 +241,7 @@ export class ChainWalk {
         'tail',
       );
     }
-    return { ok: true, events_checked: this.checked, keyed: this.keyed, legacy };
+    return { ok: true, events_checked: this.checked, keyed: this.keyed, legacy, created: this.created.size ? this.created : undefined };
   }
 
   private bad(id: string, reason: string, broken: Walk['broken'] = 'chain'): Walk {

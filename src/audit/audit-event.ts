@@ -15,6 +15,7 @@ export type AuditType =
   | 'audit.keyed'
   | 'audit.heartbeat'
   | 'audit.head_broken'
+  | 'audit.shards'
   | 'bootstrap.created'
   | 'bootstrap.used'
   | 'static.rotated'

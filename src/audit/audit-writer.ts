@@ -1,10 +1,10 @@
-/** Writes events onto a locked audit head: the keyed link and new seal, after evidence of a broken head when there is one. */
+/** Writes events onto a locked shard head: the keyed link and new seal, after evidence of a broken head when there is one. */
 import { Logger } from '@nestjs/common';
 import { Queryable } from '../storage/database';
-import { AuditHead, HeadProblem, hasSeal, nextLink, sealProblem, unsealedHeadProblem } from './audit-chain';
+import { HeadProblem, hasSeal, nextLink, sealProblem, unsealedHeadProblem } from './audit-chain';
 import { StoredEvent, storedEvent } from './audit-event';
 import { AuditKeys } from './audit-keys';
-import { AuditRepository } from './audit.repository';
+import { AuditRepository, ShardHead } from './audit.repository';
 
 /**
  * The MAC is computed here, between locking the head and writing the event, so the key never reaches
@@ -20,32 +20,36 @@ export class AuditWriter {
   ) {}
 
   /**
-   * Writes one event onto `head`, which the caller has locked (see AuditRepository.lockHead). `genesis`
-   * allows the initial head, for the event that keys an empty trail.
+   * Writes one event onto `head`, which the caller has locked (see AuditRepository), in its shard.
+   * `genesis` allows the initial head, for the event that keys an empty shard. Returns the event and
+   * the head as it now is (still locked), for a caller that writes more events in the transaction.
    */
-  async link(q: Queryable, head: AuditHead, event: StoredEvent, opts: { genesis?: boolean } = {}): Promise<{ id: string; hash: Buffer }> {
+  async link(q: Queryable, head: ShardHead, event: StoredEvent, opts: { genesis?: boolean } = {}): Promise<{ id: string; hash: Buffer; head: ShardHead }> {
     let prev = head.hash;
     const problem = await this.headProblem(q, head, opts.genesis === true);
     if (problem) {
-      this.log.error(`the audit head's seal does not verify (${problem}): events were cut off the end or the head was replaced; recorded in the trail`);
+      this.log.error(
+        `the audit head of shard ${head.shard} has a seal that does not verify (${problem}): events were cut off the end or the head was replaced; recorded in the trail`,
+      );
       const evidence = storedEvent({
         type: 'audit.head_broken',
         actor: null,
         detail: { problem, head_hash: head.hash.toString('hex'), head_key_id: head.key_id },
       });
-      prev = (await this.insert(q, prev, evidence)).hash;
+      prev = (await this.insert(q, head.shard, prev, evidence)).hash;
     }
-    return this.insert(q, prev, event);
+    const written = await this.insert(q, head.shard, prev, event);
+    return { ...written, head: { shard: head.shard, hash: written.hash, key_id: this.keys.currentId, seal: this.keys.seal(written.hash)! } };
   }
 
-  private async insert(q: Queryable, prev: Buffer, event: StoredEvent): Promise<{ id: string; hash: Buffer }> {
+  private async insert(q: Queryable, shard: number, prev: Buffer, event: StoredEvent): Promise<{ id: string; hash: Buffer }> {
     const link = nextLink(this.keys, prev, event.body);
-    return { id: await this.repo.insert(q, event, link), hash: link.hash };
+    return { id: await this.repo.insert(q, shard, event, link), hash: link.hash };
   }
 
-  /** Undefined when the head may be extended; the newest event is read only for a head with no seal. */
-  private async headProblem(q: Queryable, head: AuditHead, genesis: boolean): Promise<HeadProblem | undefined> {
+  /** Undefined when the head may be extended; the shard's newest event is read only for a head with no seal. */
+  private async headProblem(q: Queryable, head: ShardHead, genesis: boolean): Promise<HeadProblem | undefined> {
     if (hasSeal(head)) return sealProblem(this.keys, head);
-    return unsealedHeadProblem(head, await this.repo.newestEvent(q), genesis);
+    return unsealedHeadProblem(head, await this.repo.newestEvent(q, head.shard), genesis);
   }
 }

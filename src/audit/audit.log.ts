@@ -3,10 +3,11 @@ import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBoo
 import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';
 import { Database, Queryable } from '../storage/database';
-import { AuditVerification, ChainWalk, SEAL_LEGACY_HINT, Walk, WalkOptions, ZERO } from './audit-chain';
+import { AuditVerification } from './audit-chain';
 import { AuditEvent, storedEvent } from './audit-event';
 import { AuditHeartbeat } from './audit-heartbeat';
 import { AuditKeys } from './audit-keys';
+import { AuditShards } from './audit-shards';
 import { AuditWriter } from './audit-writer';
 import { AuditRepository } from './audit.repository';
 import { DenialSampler } from './denial-sampler';
@@ -41,8 +42,10 @@ export type LegacySeal =
  * Events from before the chain was keyed (key_id null, plain SHA-256 links) are accepted only up to a
  * boundary an operator recorded in a keyed `audit.keyed` event (`tessera audit seal-legacy`).
  *
- * Cutting events off the end by restoring an old head row (whose seal is genuine) is found with keyed
- * heartbeats (AuditHeartbeat); the rules verify applies are ChainWalk's.
+ * The trail is sharded: audit.shards independent chains, each with its own head, so concurrent appends
+ * lock different heads (see AuditShards). Cutting events off the end of a shard by restoring an old
+ * head row (whose seal is genuine) is found with keyed heartbeats in every shard (AuditHeartbeat); the
+ * rules verify applies to each shard are ChainWalk's.
  *
  * Refused requests are sampled per caller (see DenialSampler), so a flood of them writes few rows.
  */
@@ -52,6 +55,7 @@ export class AuditLog implements OnApplicationBootstrap, BeforeApplicationShutdo
   private readonly keys: AuditKeys;
   private readonly repo: AuditRepository;
   private readonly writer: AuditWriter;
+  private readonly shards: AuditShards;
   private readonly heartbeats: AuditHeartbeat;
   private readonly denials: DenialSampler;
   private readonly denialWindowMs: number;
@@ -64,34 +68,19 @@ export class AuditLog implements OnApplicationBootstrap, BeforeApplicationShutdo
     this.keys = new AuditKeys(config.encryption.key, config.encryption.previous_keys);
     this.repo = new AuditRepository(db);
     this.writer = new AuditWriter(this.keys, this.repo, this.log);
-    this.heartbeats = new AuditHeartbeat(db, this.repo, this.writer, config.audit.heartbeat_every * 1000, this.log);
+    this.shards = new AuditShards(this.keys, this.repo, this.writer, this.log, config.audit.shards);
+    this.heartbeats = new AuditHeartbeat(db, this.repo, this.writer, config.audit.heartbeat_every * 1000, this.log, (n) => (this.shards.count = n));
     this.denialWindowMs = config.limits.audited_denials_window * 1000;
     this.denials = new DenialSampler(config.limits.audited_denials_per_identity, this.denialWindowMs);
   }
 
   /**
-   * Keys a new, empty trail with an `audit.keyed` event. A trail that already has events is never
-   * sealed here: an unsealed head or an unaccepted unkeyed prefix is logged, and verify reports it.
-   * Then writes this process's first heartbeat and starts the heartbeat ticker.
+   * Keys a new, empty trail and creates missing shards (AuditShards.open). A trail that already has
+   * events is never sealed here: an unsealed head or an unaccepted unkeyed prefix is logged, and verify
+   * reports it. Then writes this process's first heartbeat in every shard and starts the ticker.
    */
   async onApplicationBootstrap(): Promise<void> {
-    await this.db.tx(async (tx) => {
-      const head = await this.repo.lockHead(tx);
-      const oldest = await this.repo.oldestEvent(tx);
-      if (!oldest) {
-        if (!head.seal && head.hash.equals(ZERO)) {
-          await this.writer.link(tx, head, storedEvent({ type: 'audit.keyed', actor: null, detail: { key_id: this.keys.currentId } }), { genesis: true });
-        } else {
-          this.log.error('the audit trail is empty but its head is not the initial one: events were deleted; GET /v1/audit/verify reports it');
-        }
-        return;
-      }
-      if (oldest.key_id === null && !(await this.repo.hasLegacyBoundary(tx))) {
-        this.log.error(`the audit trail starts with events written before it was keyed and not accepted by an operator: GET /v1/audit/verify reports not ok until then; ${SEAL_LEGACY_HINT}`);
-      } else if (!head.seal) {
-        this.log.error('the audit head is not sealed although the trail has keyed events: events may have been cut off the end; the next event records this and GET /v1/audit/verify reports it');
-      }
-    });
+    await this.db.tx((tx) => this.shards.open(tx));
     await this.heartbeats.start();
     // Summaries are written within a quarter window of the window's end.
     this.timer = setInterval(() => void this.writeSummaries(false), Math.max(250, Math.min(this.denialWindowMs / 4, 15_000)));
@@ -107,11 +96,8 @@ export class AuditLog implements OnApplicationBootstrap, BeforeApplicationShutdo
   async append(event: AuditEvent, q?: Queryable): Promise<void> {
     if (event.type === 'request.denied' && !(await this.admitDenial(event))) return;
     const record = storedEvent(event);
-    const chain = async (tx: Queryable) => {
-      await this.writer.link(tx, await this.repo.lockHead(tx), record);
-    };
-    if (q) await chain(q);
-    else await this.db.tx(chain);
+    if (q) await this.writer.link(q, await this.shards.lockForAppend(q, true), record);
+    else await this.db.tx(async (tx) => this.writer.link(tx, await this.shards.lockForAppend(tx, false), record));
   }
 
   async list(since: Date | undefined, limit: number): Promise<AuditRecord[]> {
@@ -122,14 +108,14 @@ export class AuditLog implements OnApplicationBootstrap, BeforeApplicationShutdo
   }
 
   /**
-   * Walks the chain from the first event (see ChainWalk for the rules). One snapshot throughout, so
-   * events appended meanwhile are neither half-seen nor mistaken for a broken head.
+   * Walks every shard from its first event (see AuditShards.walk and ChainWalk for the rules). One
+   * snapshot throughout, so events appended meanwhile are neither half-seen nor mistaken for a broken head.
    */
   async verify(): Promise<AuditVerification> {
     // Taken before the snapshot: a heartbeat this process knows of was committed before it began.
     const seen = this.heartbeats.lastSeen;
     const heartbeatEveryMs = this.heartbeats.started ? this.heartbeats.everyMs : undefined;
-    const walk = await this.db.tx((q) => this.walk(q, { seen, heartbeatEveryMs }), { snapshot: true });
+    const walk = await this.db.tx((q) => this.shards.walk(q, (shard) => ({ seen: seen.get(shard), heartbeatEveryMs })), { snapshot: true });
     const { ok, events_checked, first_bad_id, reason } = walk;
     return ok ? { ok, events_checked } : { ok, events_checked, first_bad_id, reason };
   }
@@ -142,9 +128,10 @@ export class AuditLog implements OnApplicationBootstrap, BeforeApplicationShutdo
    */
   async sealLegacy(): Promise<LegacySeal> {
     return this.db.tx(async (tx) => {
-      // The head's lock keeps appends out while the trail is checked and the boundary written.
-      const head = await this.repo.lockHead(tx);
-      const walk = await this.walk(tx, { ignoreLegacy: true });
+      // The heads' locks keep appends out while the trail is checked and the boundary written.
+      const head = (await this.repo.lockHeads(tx)).find((h) => h.shard === 1);
+      if (!head) throw new Error('the audit head of shard 1 is missing; nothing was accepted');
+      const walk = await this.shards.walk(tx, () => ({ ignoreLegacy: true }));
       const legacy = walk.legacy;
       if (!legacy) {
         if (!walk.ok) throw new Error(`the audit trail does not verify (${walk.reason}, event ${walk.first_bad_id}); nothing was accepted`);
@@ -171,18 +158,6 @@ export class AuditLog implements OnApplicationBootstrap, BeforeApplicationShutdo
       const written = await this.writer.link(tx, head, record);
       return { status: 'accepted', first_id: legacy.firstId, boundary_id: legacy.endId, events: legacy.count, event_id: written.id };
     });
-  }
-
-  /** Feeds every event, then the head, to a ChainWalk; stops reading at the first fault. */
-  private async walk(q: Queryable, opts: WalkOptions): Promise<Walk> {
-    const walk = new ChainWalk(this.keys, opts);
-    for await (const rows of this.repo.pages(q)) {
-      for (const row of rows) {
-        const bad = walk.add(row);
-        if (bad) return bad;
-      }
-    }
-    return walk.end(await this.repo.readHead(q), Date.now());
   }
 
   /** Whether a refusal is written one by one; a summary of the caller's previous window is written first. */

@@ -1,61 +1,100 @@
-/** The audit trail's SQL: the head's row lock, the insert that moves the head, and the reads behind list, verify and heartbeats. */
+/** The audit trail's SQL: the shards' head row locks, the insert that moves a head, and the reads behind list, verify and heartbeats. */
 import { Database, Queryable } from '../storage/database';
-import { AuditHead, AuditRow, Heartbeat } from './audit-chain';
+import { AuditHead, AuditRow, Heartbeat, ZERO } from './audit-chain';
 import { StoredEvent } from './audit-event';
 
-/** Taken first by every append: the row lock on audit_head serialises appends. */
-const LOCK_HEAD = 'SELECT hash, key_id, seal FROM audit_head WHERE id = 1 FOR UPDATE';
-/** Chains the event onto the locked head and moves the head (with its new seal) in one statement. */
+/** A shard's audit_head row (its id is the shard), as read or locked. */
+export interface ShardHead extends AuditHead {
+  shard: number;
+}
+
+const HEAD = 'SELECT id AS shard, hash, key_id, seal FROM audit_head';
+/** Locks the first head, in id order from $1 round to $1 - 1, that no other transaction holds; none when all are held. */
+const PICK_HEAD = `${HEAD} ORDER BY id < $1, id LIMIT 1 FOR UPDATE SKIP LOCKED`;
+/** Chains the event onto the locked head of its shard and moves that head (with its new seal) in one statement. */
 const INSERT = `
   WITH ins AS (
-    INSERT INTO audit_events (at, type, actor, lease_id, body, prev_hash, hash, key_id)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id)
-  UPDATE audit_head SET hash = $7, key_id = $8, seal = $9 FROM ins WHERE audit_head.id = 1 RETURNING ins.id`;
-const NEWEST_HEARTBEAT = `SELECT id, hash, body FROM audit_events WHERE type = 'audit.heartbeat' ORDER BY id DESC LIMIT 1`;
-const HEARTBEAT_KEPT = 'SELECT 1 FROM audit_events WHERE id = $1 AND hash = $2';
+    INSERT INTO audit_events (shard, at, type, actor, lease_id, body, prev_hash, hash, key_id)
+    VALUES ($10, $1, $2, $3, $4, $5, $6, $7, $8) RETURNING id)
+  UPDATE audit_head SET hash = $7, key_id = $8, seal = $9 FROM ins WHERE audit_head.id = $10 RETURNING ins.id`;
+/** Each shard's newest heartbeat (none for a shard without one), one index probe per shard. */
+const NEWEST_HEARTBEATS = `
+  SELECT h.id AS shard, e.id, e.hash, e.body FROM audit_head h
+  LEFT JOIN LATERAL (SELECT id, hash, body FROM audit_events
+                      WHERE type = 'audit.heartbeat' AND shard = h.id ORDER BY id DESC LIMIT 1) e ON true
+  ORDER BY h.id`;
+/** The shards that have events, by a skip scan of the (shard, id) index. */
+const SHARDS_WITH_EVENTS = `
+  WITH RECURSIVE s(shard) AS (
+    SELECT min(shard) FROM audit_events
+    UNION ALL SELECT (SELECT min(shard) FROM audit_events WHERE shard > s.shard) FROM s WHERE s.shard IS NOT NULL)
+  SELECT shard FROM s WHERE shard IS NOT NULL`;
 /** Rows verify reads per query. */
 const PAGE = 5000;
 
 /**
- * Every method but list takes the Queryable to run on (the pool, or the caller's transaction), so the
+ * Every method but list takes the Queryable to run on (the pool, or the caller's transaction), so a
  * head's lock and the statements after it share one transaction.
  */
 export class AuditRepository {
   constructor(private readonly db: Database) {}
 
-  /** Locks the head's row until the transaction ends, and reads it. */
-  async lockHead(q: Queryable): Promise<AuditHead> {
-    return (await q.query<AuditHead>(LOCK_HEAD)).rows[0];
+  /** Locks a head no other transaction holds, trying shards from `from` on; undefined when every head is held. */
+  async pickHead(q: Queryable, from: number): Promise<ShardHead | undefined> {
+    return (await q.query<ShardHead>(PICK_HEAD, [from])).rows[0];
   }
 
-  /** Reads the head without locking it (undefined if its row is missing). */
-  async readHead(q: Queryable): Promise<AuditHead | undefined> {
-    return (await q.query<AuditHead>('SELECT hash, key_id, seal FROM audit_head WHERE id = 1')).rows[0];
+  /** Locks one shard's head until the transaction ends (waiting for it), and reads it; undefined if its row is missing. */
+  async lockHead(q: Queryable, shard: number): Promise<ShardHead | undefined> {
+    return (await q.query<ShardHead>(`${HEAD} WHERE id = $1 FOR UPDATE`, [shard])).rows[0];
   }
 
-  async oldestEvent(q: Queryable): Promise<{ key_id: string | null } | undefined> {
-    return (await q.query<{ key_id: string | null }>('SELECT key_id FROM audit_events ORDER BY id LIMIT 1')).rows[0];
+  /** Locks every head, in id order (so two such transactions cannot deadlock). */
+  async lockHeads(q: Queryable): Promise<ShardHead[]> {
+    return (await q.query<ShardHead>(`${HEAD} ORDER BY id FOR UPDATE`)).rows;
   }
 
-  async newestEvent(q: Queryable): Promise<{ hash: Buffer; key_id: string | null } | undefined> {
-    return (await q.query<{ hash: Buffer; key_id: string | null }>('SELECT hash, key_id FROM audit_events ORDER BY id DESC LIMIT 1')).rows[0];
+  /** Reads every head without locking them. */
+  async readHeads(q: Queryable): Promise<ShardHead[]> {
+    return (await q.query<ShardHead>(`${HEAD} ORDER BY id`)).rows;
+  }
+
+  /** Creates the initial heads of shards 2..`count` that have no row yet; returns the shards created. */
+  async createHeads(q: Queryable, count: number): Promise<number[]> {
+    const { rows } = await q.query<{ id: number }>(
+      'INSERT INTO audit_head (id, hash) SELECT g, $2 FROM generate_series(2, $1::int) g ON CONFLICT (id) DO NOTHING RETURNING id',
+      [count, ZERO],
+    );
+    return rows.map((r) => r.id).sort((a, b) => a - b);
+  }
+
+  async shardsWithEvents(q: Queryable): Promise<number[]> {
+    return (await q.query<{ shard: number }>(SHARDS_WITH_EVENTS)).rows.map((r) => r.shard);
+  }
+
+  async oldestEvent(q: Queryable, shard: number): Promise<{ key_id: string | null } | undefined> {
+    return (await q.query<{ key_id: string | null }>('SELECT key_id FROM audit_events WHERE shard = $1 ORDER BY id LIMIT 1', [shard])).rows[0];
+  }
+
+  async newestEvent(q: Queryable, shard: number): Promise<{ hash: Buffer; key_id: string | null } | undefined> {
+    return (await q.query<{ hash: Buffer; key_id: string | null }>('SELECT hash, key_id FROM audit_events WHERE shard = $1 ORDER BY id DESC LIMIT 1', [shard])).rows[0];
   }
 
   /** Whether a keyed event records an accepted legacy boundary (start-up's hint only; verify decides). */
   async hasLegacyBoundary(q: Queryable): Promise<boolean> {
     const { rows } = await q.query(
-      `SELECT 1 FROM audit_events WHERE type = 'audit.keyed' AND key_id IS NOT NULL AND body::jsonb->'detail' ? 'legacy_boundary' LIMIT 1`,
+      `SELECT 1 FROM audit_events WHERE shard = 1 AND type = 'audit.keyed' AND key_id IS NOT NULL AND body::jsonb->'detail' ? 'legacy_boundary' LIMIT 1`,
     );
     return rows.length > 0;
   }
 
-  /** Writes the event with its link and moves the head to it; the caller holds the head's lock. Returns the event's id. */
-  async insert(q: Queryable, e: StoredEvent, link: { prev: Buffer; hash: Buffer; keyId: string; seal: Buffer }): Promise<string> {
-    const { rows } = await q.query<{ id: string }>(INSERT, [e.at, e.type, e.actor, e.leaseId, e.body, link.prev, link.hash, link.keyId, link.seal]);
+  /** Writes the event with its link and moves its shard's head to it; the caller holds that head's lock. Returns the event's id. */
+  async insert(q: Queryable, shard: number, e: StoredEvent, link: { prev: Buffer; hash: Buffer; keyId: string; seal: Buffer }): Promise<string> {
+    const { rows } = await q.query<{ id: string }>(INSERT, [e.at, e.type, e.actor, e.leaseId, e.body, link.prev, link.hash, link.keyId, link.seal, shard]);
     return String(rows[0].id);
   }
 
-  /** Events at or after `since`, oldest first: their ids and canonical text. */
+  /** Events at or after `since`, oldest first (all shards): their ids and canonical text. */
   async list(since: Date | undefined, limit: number): Promise<{ id: string; body: string }[]> {
     const { rows } = await this.db.query<{ id: string; body: string }>(
       `SELECT id, body FROM audit_events WHERE ($1::timestamptz IS NULL OR at >= $1) ORDER BY id LIMIT $2`,
@@ -64,13 +103,13 @@ export class AuditRepository {
     return rows;
   }
 
-  /** Every event in id order, a page at a time. */
-  async *pages(q: Queryable): AsyncGenerator<AuditRow[]> {
+  /** One shard's events in id order, a page at a time. */
+  async *pages(q: Queryable, shard: number): AsyncGenerator<AuditRow[]> {
     let after = '0';
     for (;;) {
       const { rows } = await q.query<AuditRow>(
-        'SELECT id, at, type, actor, lease_id, body, prev_hash, hash, key_id FROM audit_events WHERE id > $1 ORDER BY id LIMIT $2',
-        [after, PAGE],
+        'SELECT id, at, type, actor, lease_id, body, prev_hash, hash, key_id FROM audit_events WHERE shard = $1 AND id > $2 ORDER BY id LIMIT $3',
+        [shard, after, PAGE],
       );
       if (rows.length) yield rows;
       if (rows.length < PAGE) return;
@@ -78,13 +117,29 @@ export class AuditRepository {
     }
   }
 
-  async newestHeartbeat(q: Queryable): Promise<Heartbeat | undefined> {
-    const { rows } = await q.query<{ id: string; hash: Buffer; body: string }>(NEWEST_HEARTBEAT);
+  /** Every shard (every head row), with its newest heartbeat if it has one. */
+  async newestHeartbeats(q: Queryable): Promise<Map<number, Heartbeat | undefined>> {
+    const { rows } = await q.query<{ shard: number; id: string | null; hash: Buffer | null; body: string | null }>(NEWEST_HEARTBEATS);
+    return new Map(rows.map((r) => [r.shard, r.id === null ? undefined : { id: String(r.id), hash: r.hash!, at: JSON.parse(r.body!).at }]));
+  }
+
+  async newestHeartbeat(q: Queryable, shard: number): Promise<Heartbeat | undefined> {
+    const { rows } = await q.query<{ id: string; hash: Buffer; body: string }>(
+      `SELECT id, hash, body FROM audit_events WHERE type = 'audit.heartbeat' AND shard = $1 ORDER BY id DESC LIMIT 1`,
+      [shard],
+    );
     return rows[0] && { id: String(rows[0].id), hash: rows[0].hash, at: JSON.parse(rows[0].body).at };
   }
 
-  /** Whether the heartbeat is still in the trail, unchanged. */
-  async heartbeatKept(q: Queryable, heartbeat: Heartbeat): Promise<boolean> {
-    return (await q.query(HEARTBEAT_KEPT, [heartbeat.id, heartbeat.hash])).rows.length > 0;
+  /** Which of the heartbeats (each with its shard) are still in the trail, unchanged: their ids. */
+  async heartbeatsKept(q: Queryable, heartbeats: { shard: number; heartbeat: Heartbeat }[]): Promise<Set<string>> {
+    if (!heartbeats.length) return new Set();
+    const { rows } = await q.query<{ id: string; shard: number; hash: Buffer }>('SELECT id, shard, hash FROM audit_events WHERE id = ANY($1::bigint[])', [
+      heartbeats.map((h) => h.heartbeat.id),
+    ]);
+    const found = new Map(rows.map((r) => [String(r.id), r]));
+    return new Set(
+      heartbeats.filter(({ shard, heartbeat }) => found.get(heartbeat.id)?.shard === shard && found.get(heartbeat.id)!.hash.equals(heartbeat.hash)).map((h) => h.heartbeat.id),
+    );
   }
 }

@@ -315,9 +315,15 @@ export const configSchema = z
          * heartbeat older than twice this.
          */
         heartbeat_every: duration().default(300),
+        /**
+         * Independent keyed chains the trail is split into, each with its own head, so concurrent
+         * state changes do not queue on one row lock. Only grows: raising it adds shards at the next
+         * start; lowering it keeps every existing shard in use.
+         */
+        shards: z.number().int().min(1).max(256).default(16),
       })
       .strict()
-      .default({ heartbeat_every: 300 }),
+      .default({ heartbeat_every: 300, shards: 16 }),
     static_secrets: z.record(name, staticSecretSchema).default({}),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).strict().default({ level: 'info' }),
   })

@@ -190,4 +190,22 @@ export const MIGRATIONS: readonly Migration[] = [
        WHERE state IN ('revoking','revoke_failed');
     `,
   },
+  {
+    version: 8,
+    name: 'sharded audit chain',
+    sql: `
+      -- The audit trail becomes several independent keyed chains (shards), each with its own head row
+      -- (audit_head.id is the shard), so appends lock one head of many. Existing events and the
+      -- existing head are shard 1; the broker creates heads 2..audit.shards at start-up.
+      ALTER TABLE audit_head DROP CONSTRAINT IF EXISTS audit_head_id_check;
+      ALTER TABLE audit_head ADD CONSTRAINT audit_head_shard CHECK (id >= 1);
+      ALTER TABLE audit_events ADD COLUMN shard integer NOT NULL DEFAULT 1;
+      -- Every writer names its shard.
+      ALTER TABLE audit_events ALTER COLUMN shard DROP DEFAULT;
+      -- Verify walks each shard in id order; heartbeat ticks look up each shard's newest heartbeat.
+      CREATE INDEX audit_events_by_shard ON audit_events (shard, id);
+      DROP INDEX IF EXISTS audit_events_heartbeats;
+      CREATE INDEX audit_events_heartbeats_by_shard ON audit_events (shard, id) WHERE type = 'audit.heartbeat';
+    `,
+  },
 ];

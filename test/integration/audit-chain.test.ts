@@ -1,45 +1,57 @@
 import { createHash } from 'node:crypto';
 import { AuditRow } from '../../src/audit/audit-chain';
+import { AuditLog } from '../../src/audit/audit.log';
 import { sealLegacyAudit } from '../../src/audit/seal-legacy';
+import { Database } from '../../src/storage/database';
 import { ConfigDoc, TestBroker, eventually, sleep, startBroker } from '../support/broker';
 
-type Row = AuditRow;
+type Row = AuditRow & { shard: number };
+type Head = { shard: number; hash: Buffer; key_id: string | null; seal: Buffer | null };
 
 const ZERO: Buffer = Buffer.alloc(32);
 const sha256 = (prev: Buffer, body: string) => createHash('sha256').update(prev).update(body, 'utf8').digest();
+const SELECT_ROWS = 'SELECT id, shard, at, type, actor, lease_id, body, prev_hash, hash, key_id FROM audit_events';
+const byShard = (rows: Row[]): Map<number, Row[]> => {
+  const shards = new Map<number, Row[]>();
+  for (const row of rows) shards.set(row.shard, [...(shards.get(row.shard) ?? []), row]);
+  return shards;
+};
 
 /**
  * The attacks of someone who can write the state database but does not hold the master key: change the
  * events, then recompute the chain the way the old, unkeyed scheme did (SHA-256 of the previous hash and
- * the event's text) and move the head, so that every link and the head are consistent again.
+ * the event's text) and move the head, so that every link and the head are consistent again. The trail
+ * is sharded (audit.shards, 16 by default): each shard is a chain of its own with its own head.
  */
 describe('the audit chain is keyed from the master key', () => {
   let broker: TestBroker;
   let operator: string;
-  let saved: { rows: Row[]; head: Record<string, unknown> };
+  let saved: { rows: Row[]; heads: Head[] };
 
-  const rows = () => broker.state<Row>('SELECT id, at, type, actor, lease_id, body, prev_hash, hash, key_id FROM audit_events ORDER BY id');
+  const rows = () => broker.state<Row>(`${SELECT_ROWS} ORDER BY id`);
   const verify = async () => (await broker.api('GET', '/v1/audit/verify', { token: operator })).body;
 
-  /** Recomputes every link as plain SHA-256 from the start, and points the head at the new last hash. */
+  /** Recomputes every shard's links as plain SHA-256 from the start, and points each head at its new last hash. */
   const recomputePlainChain = async (opts: { dropKeyIds?: boolean } = {}) => {
-    let prev: Buffer = ZERO;
-    for (const row of await rows()) {
-      const hash = sha256(prev, row.body);
-      await broker.state(`UPDATE audit_events SET prev_hash = $2, hash = $3${opts.dropKeyIds ? ', key_id = NULL' : ''} WHERE id = $1`, [row.id, prev, hash]);
-      prev = hash;
+    for (const [shard, shardRows] of byShard(await rows())) {
+      let prev: Buffer = ZERO;
+      for (const row of shardRows) {
+        const hash = sha256(prev, row.body);
+        await broker.state(`UPDATE audit_events SET prev_hash = $2, hash = $3${opts.dropKeyIds ? ', key_id = NULL' : ''} WHERE id = $1`, [row.id, prev, hash]);
+        prev = hash;
+      }
+      await broker.state(`UPDATE audit_head SET hash = $1${opts.dropKeyIds ? ', key_id = NULL, seal = NULL' : ''} WHERE id = $2`, [prev, shard]);
     }
-    await broker.state(`UPDATE audit_head SET hash = $1${opts.dropKeyIds ? ', key_id = NULL, seal = NULL' : ''} WHERE id = 1`, [prev]);
   };
 
   const restore = async () => {
     await broker.state('DELETE FROM audit_events');
     for (const r of saved.rows) {
-      await broker.state('INSERT INTO audit_events (id, at, type, actor, lease_id, body, prev_hash, hash, key_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)', [
-        r.id, r.at, r.type, r.actor, r.lease_id, r.body, r.prev_hash, r.hash, r.key_id,
+      await broker.state('INSERT INTO audit_events (id, shard, at, type, actor, lease_id, body, prev_hash, hash, key_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)', [
+        r.id, r.shard, r.at, r.type, r.actor, r.lease_id, r.body, r.prev_hash, r.hash, r.key_id,
       ]);
     }
-    await broker.state('UPDATE audit_head SET hash = $1, key_id = $2, seal = $3 WHERE id = 1', [saved.head.hash, saved.head.key_id, saved.head.seal]);
+    for (const h of saved.heads) await broker.state('UPDATE audit_head SET hash = $1, key_id = $2, seal = $3 WHERE id = $4', [h.hash, h.key_id, h.seal, h.shard]);
     expect((await verify()).ok).toBe(true);
   };
 
@@ -47,13 +59,14 @@ describe('the audit chain is keyed from the master key', () => {
     broker = await startBroker('auditk');
     operator = await broker.token('ops/auditor');
     const workload = await broker.token('ns/app/api');
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < 6; i++) {
       const issued = await broker.api('POST', `/v1/creds/${broker.role}`, { token: workload, body: { ttl: '1m' } });
       await broker.api('POST', `/v1/leases/${issued.body.lease_id}/renew`, { token: workload, body: { increment: '2m' } });
       await broker.api('POST', `/v1/leases/${issued.body.lease_id}/revoke`, { token: workload });
     }
-    saved = { rows: await rows(), head: (await broker.state('SELECT hash, key_id, seal FROM audit_head'))[0] };
-    expect(saved.rows.length).toBeGreaterThanOrEqual(10);
+    saved = { rows: await rows(), heads: await broker.state<Head>('SELECT id AS shard, hash, key_id, seal FROM audit_head ORDER BY id') };
+    expect(saved.heads).toHaveLength(16);
+    expect(byShard(saved.rows).size).toBe(16);
     expect(await verify()).toEqual({ ok: true, events_checked: saved.rows.length });
   });
   afterAll(() => broker.close());
@@ -64,10 +77,13 @@ describe('the audit chain is keyed from the master key', () => {
     const keyIds = new Set(all.map((r) => r.key_id));
     expect(keyIds.size).toBe(1);
     expect([...keyIds][0]).toMatch(/^audit-[0-9a-f]{16}$/);
-    let prev: Buffer = ZERO;
-    for (const row of all) {
-      expect(row.hash.equals(sha256(prev, row.body))).toBe(false);
-      prev = row.hash;
+    for (const shardRows of byShard(all).values()) {
+      let prev: Buffer = ZERO;
+      for (const row of shardRows) {
+        expect(row.prev_hash.equals(prev)).toBe(true);
+        expect(row.hash.equals(sha256(prev, row.body))).toBe(false);
+        prev = row.hash;
+      }
     }
     const masterKey = broker.doc.encryption.key as string;
     const dump = JSON.stringify([all, await broker.state('SELECT * FROM audit_head')]);
@@ -76,51 +92,72 @@ describe('the audit chain is keyed from the master key', () => {
   });
 
   it('an edited event is found although the chain was recomputed after it', async () => {
-    const [renewed] = await broker.state<{ id: string }>(`SELECT id FROM audit_events WHERE type = 'lease.renewed' ORDER BY id LIMIT 1`);
-    await broker.state(`UPDATE audit_events SET body = replace(body, '"increment_seconds":120', '"increment_seconds":1') WHERE id = $1`, [renewed.id]);
+    const [renewed] = await broker.state<Row>(`${SELECT_ROWS} WHERE type = 'lease.renewed' ORDER BY id LIMIT 1`);
+    const edit = () => broker.state(`UPDATE audit_events SET body = replace(body, '"increment_seconds":120', '"increment_seconds":1') WHERE id = $1`, [renewed.id]);
+    await edit();
     await recomputePlainChain();
     expect(await verify()).toMatchObject({ ok: false, first_bad_id: String(saved.rows[0].id) });
     // Recomputing only from the edited event on leaves the keyed links before it intact: found there.
     await restore();
-    await broker.state(`UPDATE audit_events SET body = replace(body, '"increment_seconds":120', '"increment_seconds":1') WHERE id = $1`, [renewed.id]);
-    let prev = (await broker.state<{ hash: Buffer }>('SELECT hash FROM audit_events WHERE id < $1 ORDER BY id DESC LIMIT 1', [renewed.id]))[0].hash;
-    for (const row of await broker.state<Row>('SELECT id, body FROM audit_events WHERE id >= $1 ORDER BY id', [renewed.id])) {
+    await edit();
+    const [before] = await broker.state<{ hash: Buffer }>('SELECT hash FROM audit_events WHERE shard = $1 AND id < $2 ORDER BY id DESC LIMIT 1', [renewed.shard, renewed.id]);
+    let prev = before.hash;
+    for (const row of await broker.state<Row>('SELECT id, body FROM audit_events WHERE shard = $1 AND id >= $2 ORDER BY id', [renewed.shard, renewed.id])) {
       const hash = sha256(prev, row.body);
       await broker.state('UPDATE audit_events SET prev_hash = $2, hash = $3 WHERE id = $1', [row.id, prev, hash]);
       prev = hash;
     }
-    await broker.state('UPDATE audit_head SET hash = $1 WHERE id = 1', [prev]);
-    expect(await verify()).toMatchObject({ ok: false, first_bad_id: String(renewed.id) });
+    await broker.state('UPDATE audit_head SET hash = $1 WHERE id = $2', [prev, renewed.shard]);
+    expect(await verify()).toMatchObject({ ok: false, first_bad_id: String(renewed.id), reason: expect.stringContaining(`shard ${renewed.shard}:`) });
   });
 
-  it('a deleted event is found although the chain was recomputed', async () => {
-    const [revoked] = await broker.state<{ id: string }>(`SELECT id FROM audit_events WHERE type = 'lease.revoked' ORDER BY id LIMIT 1`);
+  it('a deleted event is found although the chain was recomputed, in any shard', async () => {
+    const [revoked] = await broker.state<Row>(`${SELECT_ROWS} WHERE type = 'lease.revoked' ORDER BY id LIMIT 1`);
     await broker.state('DELETE FROM audit_events WHERE id = $1', [revoked.id]);
     await recomputePlainChain();
     expect((await verify()).ok).toBe(false);
-    // Even with the links left alone: the event after the gap no longer chains.
+    // Even with the links left alone: the event after the gap no longer chains. Here in a shard other than the first.
     await restore();
-    await broker.state('DELETE FROM audit_events WHERE id = $1', [revoked.id]);
-    const [next] = await broker.state<{ id: string }>('SELECT id FROM audit_events WHERE id > $1 ORDER BY id LIMIT 1', [revoked.id]);
-    expect(await verify()).toMatchObject({ ok: false, first_bad_id: String(next.id) });
+    const later = [...byShard(saved.rows).entries()].find(([shard, r]) => shard > 1 && r.length >= 3)!;
+    const [shard, [, gone, next]] = later;
+    await broker.state('DELETE FROM audit_events WHERE id = $1', [gone.id]);
+    expect(await verify()).toMatchObject({ ok: false, first_bad_id: String(next.id), reason: expect.stringMatching(new RegExp(`^shard ${shard}: .*one before it deleted`)) });
+    // Or the shard's first event (its audit.keyed, recorded in shard 1), with the rest relinked from the start without the key.
+    await restore();
+    const [first, ...rest] = byShard(saved.rows).get(shard)!;
+    await broker.state('DELETE FROM audit_events WHERE id = $1', [first.id]);
+    let prev: Buffer = ZERO;
+    for (const row of rest) {
+      const hash = sha256(prev, row.body);
+      await broker.state('UPDATE audit_events SET prev_hash = $2, hash = $3 WHERE id = $1', [row.id, prev, hash]);
+      prev = hash;
+    }
+    await broker.state('UPDATE audit_head SET hash = $1 WHERE id = $2', [prev, shard]);
+    expect(await verify()).toMatchObject({ ok: false, first_bad_id: String(rest[0].id) });
   });
 
   it('an inserted event is found although the chain was recomputed', async () => {
     const last = saved.rows[saved.rows.length - 1];
     const body = JSON.stringify({ at: new Date().toISOString(), type: 'lease.revoked', actor: 'spiffe://test.example/ops/auditor', lease_id: null, detail: {} });
     await broker.state(
-      'INSERT INTO audit_events (at, type, actor, lease_id, body, prev_hash, hash, key_id) VALUES ($1, $2, $3, NULL, $4, $5, $6, $7)',
-      [JSON.parse(body).at, 'lease.revoked', 'spiffe://test.example/ops/auditor', body, last.hash, sha256(last.hash, body), last.key_id],
+      'INSERT INTO audit_events (shard, at, type, actor, lease_id, body, prev_hash, hash, key_id) VALUES ($1, $2, $3, $4, NULL, $5, $6, $7, $8)',
+      [last.shard, JSON.parse(body).at, 'lease.revoked', 'spiffe://test.example/ops/auditor', body, last.hash, sha256(last.hash, body), last.key_id],
     );
     await recomputePlainChain();
     expect((await verify()).ok).toBe(false);
   });
 
-  it('events cut off the end, with the head moved back to the new last event, are found', async () => {
-    const keep = saved.rows[saved.rows.length - 3];
-    await broker.state('DELETE FROM audit_events WHERE id > $1', [keep.id]);
-    await broker.state('UPDATE audit_head SET hash = $1 WHERE id = 1', [keep.hash]);
-    expect(await verify()).toMatchObject({ ok: false, first_bad_id: String(Number(keep.id) + 1) });
+  it('events cut off the end of any shard, with its head moved back to the new last event, are found', async () => {
+    const later = [...byShard(saved.rows).entries()].find(([shard, r]) => shard > 1 && r.length >= 3)![0];
+    for (const shard of [1, later]) {
+      const shardRows = byShard(saved.rows).get(shard)!;
+      expect(shardRows.length).toBeGreaterThanOrEqual(3);
+      const keep = shardRows[shardRows.length - 3];
+      await broker.state('DELETE FROM audit_events WHERE shard = $1 AND id > $2', [shard, keep.id]);
+      await broker.state('UPDATE audit_head SET hash = $1 WHERE id = $2', [keep.hash, shard]);
+      expect(await verify()).toMatchObject({ ok: false, first_bad_id: String(Number(keep.id) + 1), reason: expect.stringMatching(new RegExp(`^shard ${shard}: .*cut off the end`)) });
+      await restore();
+    }
   });
 
   it('the whole chain rewritten as unkeyed (key ids dropped, plain SHA-256 throughout) is found', async () => {
@@ -131,17 +168,21 @@ describe('the audit chain is keyed from the master key', () => {
     expect((await verify()).ok).toBe(false);
     // And so is an emptied trail.
     await broker.state('DELETE FROM audit_events');
-    await broker.state(`UPDATE audit_head SET hash = $1, key_id = NULL, seal = NULL WHERE id = 1`, [ZERO]);
+    await broker.state(`UPDATE audit_head SET hash = $1, key_id = NULL, seal = NULL`, [ZERO]);
     expect((await verify()).ok).toBe(false);
   });
 
   it('a keyed tail cut off with the seal removed is not sealed again by the next event', async () => {
-    const keep = saved.rows[saved.rows.length - 3];
-    await broker.state('DELETE FROM audit_events WHERE id > $1', [keep.id]);
-    await broker.state('UPDATE audit_head SET hash = $1, key_id = NULL, seal = NULL WHERE id = 1', [keep.hash]);
-    // Any append: here a refused request.
-    expect((await broker.api('GET', '/v1/audit', { token: await broker.token('ns/app/api') })).status).toBe(403);
-    const [broken] = await broker.state<{ id: string; detail: any }>(`SELECT id, body::jsonb->'detail' AS detail FROM audit_events WHERE type = 'audit.head_broken'`);
+    const shard = 5;
+    const shardRows = byShard(saved.rows).get(shard)!;
+    const keep = shardRows[shardRows.length - 2];
+    await broker.state('DELETE FROM audit_events WHERE shard = $1 AND id > $2', [shard, keep.id]);
+    await broker.state('UPDATE audit_head SET hash = $1, key_id = NULL, seal = NULL WHERE id = $2', [keep.hash, shard]);
+    // Any appends (here refused requests) until one lands in that shard.
+    const broken = await eventually(async () => {
+      expect((await broker.api('GET', '/v1/audit', { token: await broker.token(`ns/app/nosy-${Math.random()}`) })).status).toBe(403);
+      return (await broker.state<{ id: string; detail: any }>(`SELECT id, body::jsonb->'detail' AS detail FROM audit_events WHERE type = 'audit.head_broken'`))[0];
+    }, 10_000, 0);
     expect(broken.detail).toMatchObject({ problem: 'seal_missing' });
     expect(await verify()).toMatchObject({ ok: false, first_bad_id: String(broken.id), reason: expect.stringMatching(/seal did not verify/) });
   });
@@ -171,8 +212,11 @@ describe('events from before the chain was keyed are accepted only by an operato
     }
     expect((await verify()).ok).toBe(true);
 
-    // The attacker drops the chain's own events and rewrites the rest the old, unkeyed way.
+    // The attacker drops the chain's own events and rewrites the rest the old, unkeyed way, as one
+    // chain: what a trail from before keying (and before sharding) looks like.
     await broker.state(`DELETE FROM audit_events WHERE type LIKE 'audit.%'`);
+    await broker.state('UPDATE audit_events SET shard = 1');
+    await broker.state('DELETE FROM audit_head WHERE id > 1');
     let prev: Buffer = ZERO;
     for (const row of await broker.state<Row>('SELECT id, body FROM audit_events ORDER BY id')) {
       const hash = sha256(prev, row.body);
@@ -186,14 +230,16 @@ describe('events from before the chain was keyed are accepted only by an operato
     broker = await restart(broker, 'auditlg');
     const refused = await verify();
     expect(refused).toMatchObject({ ok: false, first_bad_id: String(first.id), reason: expect.stringMatching(/not been accepted by an operator.*seal-legacy/) });
-    // Start-up did not key (seal) the rewritten events.
-    expect(await broker.state(`SELECT 1 FROM audit_events WHERE type = 'audit.keyed'`)).toHaveLength(0);
-    // Events written since (this start's heartbeat) are keyed on top of them: still not ok.
-    expect(await broker.state(`SELECT 1 FROM audit_events WHERE key_id IS NOT NULL AND type = 'audit.heartbeat'`)).toHaveLength(1);
+    // Start-up did not key (seal) the rewritten events; it created the other shards, each keyed on its own.
+    expect(await broker.state(`SELECT 1 FROM audit_events WHERE type = 'audit.keyed' AND shard = 1`)).toHaveLength(0);
+    expect(await broker.state(`SELECT 1 FROM audit_events WHERE type = 'audit.keyed' AND shard > 1`)).toHaveLength(15);
+    // Events written since (this start's heartbeat, the record of the new shards) are keyed on top of them: still not ok.
+    expect(await broker.state(`SELECT 1 FROM audit_events WHERE key_id IS NOT NULL AND type = 'audit.heartbeat' AND shard = 1`)).toHaveLength(1);
+    expect(await broker.state(`SELECT 1 FROM audit_events WHERE key_id IS NULL AND shard > 1`)).toHaveLength(0);
 
     const accepted = await sealLegacyAudit(broker.config);
     expect(accepted).toMatchObject({ status: 'accepted', first_id: String(first.id), events: first.n });
-    const [keyed] = await broker.state<{ key_id: string; detail: any }>(`SELECT key_id, body::jsonb->'detail' AS detail FROM audit_events WHERE type = 'audit.keyed'`);
+    const [keyed] = await broker.state<{ key_id: string; detail: any }>(`SELECT key_id, body::jsonb->'detail' AS detail FROM audit_events WHERE type = 'audit.keyed' AND shard = 1`);
     expect(keyed.key_id).toMatch(/^audit-/);
     expect(keyed.detail.legacy_boundary).toMatchObject({ id: accepted.status === 'accepted' ? accepted.boundary_id : '', events: first.n });
     expect(await verify()).toMatchObject({ ok: true });
@@ -210,8 +256,11 @@ describe('keyed heartbeats find events cut off the end by restoring an old head'
     doc.audit = { heartbeat_every: '1s' };
   };
   const verify = async () => (await broker.api('GET', '/v1/audit/verify', { token: await broker.token('ops/auditor') })).body;
-  const heartbeats = () =>
-    broker.state<{ id: string; at: string; detail: any }>(`SELECT id, body::jsonb->>'at' AS at, body::jsonb->'detail' AS detail FROM audit_events WHERE type = 'audit.heartbeat' ORDER BY id`);
+  const heartbeats = (shard: number) =>
+    broker.state<{ id: string; at: string; detail: any }>(
+      `SELECT id, body::jsonb->>'at' AS at, body::jsonb->'detail' AS detail FROM audit_events WHERE type = 'audit.heartbeat' AND shard = $1 ORDER BY id`,
+      [shard],
+    );
 
   beforeAll(async () => {
     broker = await startBroker('audithb', fast);
@@ -221,47 +270,101 @@ describe('keyed heartbeats find events cut off the end by restoring an old head'
   it('an idle broker, and one restarted after a pause, still verify', async () => {
     await sleep(3000); // more than twice heartbeat_every without a request
     expect(await verify()).toMatchObject({ ok: true });
-    const beats = await heartbeats();
-    expect(beats.length).toBeGreaterThanOrEqual(3);
-    expect(beats[0].detail).toEqual({ previous_at: null, started: true, every_seconds: 1 });
-    expect(beats[1].detail).toEqual({ previous_at: beats[0].at, started: false, every_seconds: 1 });
+    // Every shard has its own heartbeats.
+    for (const shard of [1, 16]) {
+      const beats = await heartbeats(shard);
+      expect(beats.length).toBeGreaterThanOrEqual(3);
+      expect(beats[0].detail).toEqual({ previous_at: null, started: true, every_seconds: 1 });
+      expect(beats[1].detail).toEqual({ previous_at: beats[0].at, started: false, every_seconds: 1 });
+    }
 
     broker = await restart(broker, 'audithb', fast);
     await sleep(2500);
     expect(await verify()).toMatchObject({ ok: true });
   });
 
-  it('a tail cut off by restoring a saved head row is found, and stays found after a restart', async () => {
-    // What the attacker saved earlier: the head row, consistent with every event up to it.
+  it('a tail cut off a shard other than the first by restoring its saved head row is found, and stays found after a restart', async () => {
+    const shard = 2;
+    // What the attacker saved earlier: the shard's head row, consistent with every event of the shard up to it.
     await broker.state('BEGIN');
-    const [head] = await broker.state('SELECT hash, key_id, seal FROM audit_head WHERE id = 1 FOR UPDATE');
-    const [{ id: savedMax }] = await broker.state<{ id: string }>('SELECT max(id) AS id FROM audit_events');
+    const [head] = await broker.state('SELECT hash, key_id, seal FROM audit_head WHERE id = $1 FOR UPDATE', [shard]);
+    const [{ id: savedMax }] = await broker.state<{ id: string }>('SELECT max(id) AS id FROM audit_events WHERE shard = $1', [shard]);
     await broker.state('COMMIT');
-    const lastKept = (await heartbeats()).filter((h) => Number(h.id) <= Number(savedMax)).pop()!;
+    const lastKept = (await heartbeats(shard)).filter((h) => Number(h.id) <= Number(savedMax)).pop()!;
 
     const workload = await broker.token('ns/app/api');
     expect((await broker.api('POST', `/v1/creds/${broker.role}`, { token: workload, body: { ttl: '1m' } })).status).toBe(201);
-    await eventually(async () => (await heartbeats()).some((h) => Number(h.id) > Number(savedMax)), 5000, 50);
+    await eventually(async () => (await heartbeats(shard)).some((h) => Number(h.id) > Number(savedMax)), 5000, 50);
     expect(await verify()).toMatchObject({ ok: true });
 
-    // Cut everything after the saved point and put the saved head back: links and seal are genuine.
+    // Cut everything of the shard after the saved point and put the saved head back: links and seal are genuine.
     await broker.state('BEGIN');
-    await broker.state('SELECT 1 FROM audit_head WHERE id = 1 FOR UPDATE');
-    await broker.state('DELETE FROM audit_events WHERE id > $1', [savedMax]);
-    await broker.state('UPDATE audit_head SET hash = $1, key_id = $2, seal = $3 WHERE id = 1', [head.hash, head.key_id, head.seal]);
+    await broker.state('SELECT 1 FROM audit_head WHERE id = $1 FOR UPDATE', [shard]);
+    await broker.state('DELETE FROM audit_events WHERE shard = $1 AND id > $2', [shard, savedMax]);
+    await broker.state('UPDATE audit_head SET hash = $1, key_id = $2, seal = $3 WHERE id = $4', [head.hash, head.key_id, head.seal, shard]);
     await broker.state('COMMIT');
-    // The broker saw a heartbeat that is gone.
-    expect((await verify()).ok).toBe(false);
+    // The broker saw a heartbeat in that shard that is gone.
+    expect(await verify()).toMatchObject({ ok: false, reason: expect.stringMatching(/^shard 2: .*this broker saw is gone/) });
 
-    // The next heartbeat records the one its writer saw last, which the chain no longer has.
-    const next = (await eventually(async () => (await heartbeats()).find((h) => Number(h.id) > Number(savedMax)), 5000, 50))!;
+    // The shard's next heartbeat records the one its writer saw last, which the shard no longer has.
+    const next = (await eventually(async () => (await heartbeats(shard)).find((h) => Number(h.id) > Number(savedMax)), 5000, 50))!;
     expect(next.detail.started).toBe(false);
     expect(next.detail.previous_at).not.toBe(lastKept.at);
-    expect(await verify()).toMatchObject({ ok: false, first_bad_id: String(next.id), reason: expect.stringMatching(/cut off/) });
+    expect(await verify()).toMatchObject({ ok: false, first_bad_id: String(next.id), reason: expect.stringMatching(/^shard 2: .*cut off/) });
 
     // Durable: a restarted broker (which remembers nothing) still finds it.
     broker = await restart(broker, 'audithb', fast);
     expect(await verify()).toMatchObject({ ok: false, first_bad_id: String(next.id) });
+  });
+});
+
+describe('the trail is sharded: concurrent appends lock different heads, and every shard is verified', () => {
+  let broker: TestBroker;
+  afterAll(() => broker.close());
+  const verify = async () => (await broker.api('GET', '/v1/audit/verify', { token: await broker.token('ops/auditor') })).body;
+
+  it('32 parallel transactions, each appending twice while holding its head, leave a trail that verifies', async () => {
+    broker = await startBroker('auditsh');
+    const db = new Database(broker.config.storage.postgres_url, 40);
+    const audit = new AuditLog(db, broker.config);
+    try {
+      const before = (await verify()).events_checked as number;
+      await Promise.all(
+        Array.from({ length: 32 }, (_, i) =>
+          db.tx(async (tx) => {
+            await audit.append({ type: 'lease.issued', actor: `spiffe://test.example/ns/app/p${i}`, leaseId: `p-${i}` }, tx);
+            await tx.query('SELECT pg_sleep(0.05)');
+            await audit.append({ type: 'lease.revoked', actor: `spiffe://test.example/ns/app/p${i}`, leaseId: `p-${i}` }, tx);
+          }),
+        ),
+      );
+      expect(await verify()).toEqual({ ok: true, events_checked: before + 64 });
+      const placed = await broker.state<{ lease_id: string; shards: number[] }>(`SELECT lease_id, array_agg(DISTINCT shard) AS shards FROM audit_events WHERE lease_id LIKE 'p-%' GROUP BY lease_id`);
+      expect(placed).toHaveLength(32);
+      // A transaction's events share its shard (one transaction holds one head); the transactions spread over the shards.
+      expect(placed.every((p) => p.shards.length === 1)).toBe(true);
+      expect(new Set(placed.map((p) => p.shards[0])).size).toBeGreaterThanOrEqual(8);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('a shard other than the first, emptied with its head reset, or removed with its head row, is found, also after restarts', async () => {
+    const shard = 7;
+    await broker.state('DELETE FROM audit_events WHERE shard = $1', [shard]);
+    await broker.state('UPDATE audit_head SET hash = $1, key_id = NULL, seal = NULL WHERE id = $2', [ZERO, shard]);
+    expect(await verify()).toMatchObject({ ok: false, reason: expect.stringMatching(/^shard 7: /) });
+    // Start-up does not key it again.
+    broker = await restart(broker, 'auditsh');
+    expect(await verify()).toMatchObject({ ok: false, reason: expect.stringMatching(/^shard 7: /) });
+    expect(await broker.state('SELECT 1 FROM audit_events WHERE shard = $1 AND type = $2', [shard, 'audit.keyed'])).toHaveLength(0);
+
+    await broker.state('DELETE FROM audit_events WHERE shard = $1', [shard]);
+    await broker.state('DELETE FROM audit_head WHERE id = $1', [shard]);
+    expect(await verify()).toMatchObject({ ok: false, reason: expect.stringMatching(/^shard 7: /) });
+    // Start-up creates the shard anew, which shard 1's record shows.
+    broker = await restart(broker, 'auditsh');
+    expect(await verify()).toMatchObject({ ok: false, reason: expect.stringMatching(/^shard 1: shard 7 was created again/) });
   });
 });
 

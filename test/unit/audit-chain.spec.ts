@@ -348,3 +348,55 @@ describe('the unkeyed prefix', () => {
     expect(walk(trail.rows, trail.head)).toMatchObject({ ok: false, broken: 'legacy' });
   });
 });
+
+describe('shards', () => {
+  /** Shard 1 records the creation of shard 2, whose trail starts with its own audit.keyed event. */
+  function sharded(): { first: Trail; second: Trail } {
+    const first = brokerTrail();
+    const second = new Trail();
+    const genesis = second.keyed({ type: 'audit.keyed', detail: { key_id: keys.currentId, shard: 2 } });
+    first.keyed({ type: 'audit.shards', detail: { shards: { 2: genesis.hash.toString('hex') } } });
+    second.keyed({ type: 'audit.heartbeat', detail: { previous_at: null, started: true, every_seconds: 60 } });
+    second.keyed({ type: 'lease.issued', leaseId: 'l-9' });
+    return { first, second };
+  }
+  const later = (first: Trail) => ({ laterShard: { genesis: walk(first.rows, first.head).created?.get(2) } });
+
+  it('shard 1 reports the shards whose creation it recorded, and a later shard starting with that event verifies', () => {
+    const { first, second } = sharded();
+    expect(walk(first.rows, first.head).created).toEqual(new Map([[2, second.rows[0].hash]]));
+    expect(walk(second.rows, second.head, later(first))).toMatchObject({ ok: true, events_checked: 3 });
+  });
+
+  it('a later shard whose first events were removed, or that was made anew, is found', () => {
+    const { first, second } = sharded();
+    // Its first event deleted and the rest relinked from the start: the start no longer matches the record.
+    const relinked = new Trail();
+    for (const row of second.rows.slice(1)) relinked.keyed({ type: row.type as any, leaseId: row.lease_id, detail: JSON.parse(row.body).detail });
+    expect(walk(relinked.rows, relinked.head, later(first))).toMatchObject({ ok: false, first_bad_id: '10', reason: expect.stringMatching(/creation recorded in shard 1/) });
+    // A shard nobody recorded.
+    expect(walk(second.rows, second.head, { laterShard: { genesis: undefined } })).toMatchObject({ ok: false, first_bad_id: '10' });
+    // Created a second time: found in shard 1.
+    first.keyed({ type: 'audit.shards', detail: { shards: { 2: randomBytes(32).toString('hex') } } });
+    expect(walk(first.rows, first.head)).toMatchObject({ ok: false, first_bad_id: first.rows[first.rows.length - 1].id, reason: expect.stringMatching(/shard 2 was created again/) });
+  });
+
+  it('a later shard has no unkeyed events, and an emptied one does not verify', () => {
+    const { first } = sharded();
+    const legacy = new Trail();
+    legacy.unkeyed({ type: 'lease.issued' });
+    expect(walk(legacy.rows, legacy.head, { ...later(first), ignoreLegacy: true })).toMatchObject({ ok: false, first_bad_id: '10', reason: 'an unkeyed event outside the first shard' });
+    expect(walk([], { hash: ZERO, key_id: null, seal: null }, later(first))).toMatchObject({ ok: false, broken: 'unsealed' });
+  });
+
+  it('a later shard\'s tail cut off is found like the first shard\'s: at its seal and by its heartbeats', () => {
+    const { first, second } = sharded();
+    const savedRows = [...second.rows];
+    const savedHead = { ...second.head };
+    const beat = second.keyed({ type: 'audit.heartbeat', detail: { previous_at: JSON.parse(second.rows[1].body).at, started: false, every_seconds: 60 } });
+    const seen = { id: beat.id, hash: beat.hash, at: JSON.parse(beat.body).at };
+    expect(walk(second.rows, second.head, { ...later(first), seen }, second.now)).toMatchObject({ ok: true });
+    expect(walk(savedRows, { ...second.head, hash: savedRows[savedRows.length - 1].hash }, later(first))).toMatchObject({ ok: false, broken: 'unsealed' });
+    expect(walk(savedRows, savedHead, { ...later(first), seen }, second.now)).toMatchObject({ ok: false, broken: 'tail' });
+  });
+});
