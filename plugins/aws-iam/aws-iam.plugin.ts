@@ -72,7 +72,7 @@ const isMissing = (err: unknown) => codeOf(err) === 'NoSuchEntity';
 export class AwsIamPlugin implements CredentialPlugin {
   readonly maxUsernameLength = 64;
   /** Static secrets are access keys (two may coexist); keys have no expiry and no sessions to end. */
-  readonly capabilities: PluginCapabilities = { staticStrategies: ['single'], targetExpiry: false, keyOverlap: true, sessions: false };
+  readonly capabilities: PluginCapabilities = { staticStrategies: ['single'], targetExpiry: false, keyOverlap: true, sessions: false, batchRevoke: false };
   private readonly iam: IAMClient;
 
   constructor(

@@ -4,6 +4,7 @@
  * applies them. Every verb takes a request object so the contract can grow without breaking callers.
  */
 import type { ZodType } from 'zod';
+import type { PluginError } from './errors';
 
 /** Plugin-specific settings of a role, validated by the plugin's `roleSchema`. */
 export type RoleSettings = Record<string, unknown>;
@@ -84,6 +85,19 @@ export interface StaticSecretResult {
   handle?: string;
 }
 
+/** Many accounts removed at once (mass expiry); each user as in `revokeUser`. */
+export interface RevokeUsersRequest {
+  users: RevokeUserRequest[];
+}
+
+/** One user's outcome: removed (or already gone), or the error that user's removal ran into. */
+export type RevokeUserOutcome = { username: string; ok: true } | { username: string; ok: false; error: PluginError };
+
+export interface RevokeUsersResponse {
+  /** One outcome per requested user, in the order of the request. */
+  results: RevokeUserOutcome[];
+}
+
 /** Empty today; a response object lets a verb's answer grow without breaking callers. */
 export type RenewUserResponse = Record<string, never>;
 export type RevokeUserResponse = Record<string, never>;
@@ -109,6 +123,11 @@ export interface PluginCapabilities {
   keyOverlap: boolean;
   /** Accounts hold sessions that revocation and exposure end. */
   sessions: boolean;
+  /**
+   * The plugin implements `revokeUsers`, removing many accounts in fewer target round trips than one
+   * `revokeUser` each. Without it the broker calls `revokeUser` once per account.
+   */
+  batchRevoke: boolean;
 }
 
 /** The request fields that carry secrets: the broker scrubs their values out of every plugin error. */
@@ -134,6 +153,13 @@ export interface CredentialPlugin {
    * access as it can (no new logins, open sessions ended) even when a later step fails.
    */
   revokeUser(req: RevokeUserRequest): Promise<RevokeUserResponse>;
+  /**
+   * Removes many accounts (only when `capabilities.batchRevoke`). Each user's outcome is exactly what
+   * `revokeUser` would have given for it: idempotent, best-effort, and one user's failure never fails
+   * another's removal. Throws only when nothing could be attempted (the target is unreachable), which
+   * counts as that error for every user.
+   */
+  revokeUsers?(req: RevokeUsersRequest): Promise<RevokeUsersResponse>;
   /** Sets a new secret on an existing account (DB: its password; IAM: a new access key). Idempotent. */
   setStaticSecret(req: SetStaticSecretRequest): Promise<StaticSecretResult>;
   /**

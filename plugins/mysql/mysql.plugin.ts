@@ -13,7 +13,10 @@ import {
   RetireStaticSecretRequest,
   RetireStaticSecretResponse,
   RevokeUserRequest,
+  RevokeUserOutcome,
   RevokeUserResponse,
+  RevokeUsersRequest,
+  RevokeUsersResponse,
   SetStaticSecretRequest,
   StaticSecretResult,
   VerifyRequest,
@@ -45,7 +48,7 @@ interface MysqlError {
 export class MysqlPlugin implements CredentialPlugin {
   readonly maxUsernameLength = 32; // MySQL's limit (MariaDB allows 80)
   /** No per-account expiry time (MySQL's password expiry only forces a password change). */
-  readonly capabilities: PluginCapabilities = { staticStrategies: ['single', 'alternating'], targetExpiry: false, keyOverlap: false, sessions: true };
+  readonly capabilities: PluginCapabilities = { staticStrategies: ['single', 'alternating'], targetExpiry: false, keyOverlap: false, sessions: true, batchRevoke: true };
   private readonly pool: Pool;
   private readonly target: { host: string; port: number; database?: string };
   /** Whether the server has dual passwords (MySQL 8); learned at the first password change. */
@@ -130,6 +133,71 @@ export class MysqlPlugin implements CredentialPlugin {
       await conn.query(`DROP USER IF EXISTS ${account}`);
     });
     return {};
+  }
+
+  /**
+   * Many accounts in a few round trips: which exist; one ALTER USER locking them all; their sessions
+   * ended (one process-list query for all, repeated until they are gone); each role's own revocation
+   * statements; one DROP USER for all. Where a shared statement fails, each account goes its own way
+   * (`revokeUser`, or one DROP USER each), so one account never fails another.
+   */
+  async revokeUsers(req: RevokeUsersRequest): Promise<RevokeUsersResponse> {
+    const failed = new Map<string, PluginError>();
+    const roles = new Map(req.users.map((u) => [u.username, u.role as MysqlRoleSettings]));
+    let eachOnItsOwn: string[] = [];
+    await this.run('revoke', [], async (conn) => {
+      const [rows] = await conn.query('SELECT User AS user FROM mysql.user WHERE Host = ? AND User IN (?)', [this.config.user_host, [...roles.keys()]]);
+      // Gone already (another revoker got there first, or never created) is success.
+      let live = [...new Set((rows as { user: string | Buffer }[]).map((r) => String(r.user)))].filter((u) => roles.has(u));
+      if (!live.length) return;
+      try {
+        await conn.query(`ALTER USER IF EXISTS ${live.map((u) => this.account(u)).join(', ')} ACCOUNT LOCK`);
+      } catch (err) {
+        if (!isServerError(err)) throw err;
+        eachOnItsOwn = live; // once this connection is back in the pool
+        return;
+      }
+      for (let attempt = 0; ; attempt++) {
+        const left = await killSessionsOf(conn, live);
+        if (!left.size) break;
+        if (attempt >= 50) {
+          for (const u of left) failed.set(u, new PluginError(`mysql ${this.name}: sessions of ${u} did not end`, true));
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 20 * Math.min(attempt + 1, 5)));
+      }
+      for (const username of live) {
+        if (failed.has(username)) continue;
+        const account = this.account(username);
+        try {
+          for (const statement of roles.get(username)!.revocation_statements ?? []) await conn.query(renderTemplate(statement, { name: account }));
+        } catch (err) {
+          if (!isServerError(err)) throw err;
+          failed.set(username, this.translate('revoke', err, []));
+        }
+      }
+      live = live.filter((u) => !failed.has(u));
+      if (!live.length) return;
+      try {
+        await conn.query(`DROP USER IF EXISTS ${live.map((u) => this.account(u)).join(', ')}`);
+      } catch (err) {
+        if (!isServerError(err)) throw err;
+        for (const username of live) {
+          await conn.query(`DROP USER IF EXISTS ${this.account(username)}`).catch((e: unknown) => {
+            if (!isServerError(e)) throw e;
+            failed.set(username, this.translate('revoke', e, []));
+          });
+        }
+      }
+    });
+    for (const username of eachOnItsOwn) {
+      await this.revokeUser({ username, role: roles.get(username)! }).catch((e: unknown) => failed.set(username, this.translate('revoke', e, [])));
+    }
+    const results: RevokeUserOutcome[] = req.users.map((u) => {
+      const error = failed.get(u.username);
+      return error ? { username: u.username, ok: false, error } : { username: u.username, ok: true };
+    });
+    return { results };
   }
 
   /** A configured account is "name" (host from user_host) or "name@host". */
@@ -273,6 +341,25 @@ async function killSessions(conn: PoolConnection, user: string): Promise<number>
     });
   }
   return (sessions as unknown[]).length;
+}
+
+/**
+ * KILL CONNECTION for every session of these users but our own, one process-list query for all;
+ * returns the users that had sessions.
+ */
+async function killSessionsOf(conn: PoolConnection, users: string[]): Promise<Set<string>> {
+  const [sessions] = await conn.query('SELECT ID AS id, USER AS user FROM information_schema.PROCESSLIST WHERE USER IN (?) AND ID <> CONNECTION_ID()', [users]);
+  for (const { id } of sessions as { id: number }[]) {
+    await conn.query(`KILL CONNECTION ${Number(id)}`).catch((err: MysqlError) => {
+      if (err.errno !== NO_SUCH_THREAD) throw err;
+    });
+  }
+  return new Set((sessions as { user: string }[]).map((s) => String(s.user)));
+}
+
+/** An error the server answered with (as opposed to a lost or refused connection). */
+function isServerError(err: unknown): boolean {
+  return (err as MysqlError)?.sqlMessage !== undefined && !isRetryable(err);
 }
 
 function isRetryable(err: unknown): boolean {

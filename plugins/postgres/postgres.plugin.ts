@@ -13,7 +13,10 @@ import {
   RetireStaticSecretRequest,
   RetireStaticSecretResponse,
   RevokeUserRequest,
+  RevokeUserOutcome,
   RevokeUserResponse,
+  RevokeUsersRequest,
+  RevokeUsersResponse,
   SetStaticSecretRequest,
   StaticSecretResult,
   VerifyRequest,
@@ -36,7 +39,7 @@ const DEPENDENT_OBJECTS = '2BP01';
 
 export class PostgresPlugin implements CredentialPlugin {
   readonly maxUsernameLength = 63;
-  readonly capabilities: PluginCapabilities = { staticStrategies: ['single', 'alternating'], targetExpiry: true, keyOverlap: false, sessions: true };
+  readonly capabilities: PluginCapabilities = { staticStrategies: ['single', 'alternating'], targetExpiry: true, keyOverlap: false, sessions: true, batchRevoke: true };
   private readonly pool: Pool;
   private readonly target: { host: string; port: number; database: string };
 
@@ -140,6 +143,106 @@ export class PostgresPlugin implements CredentialPlugin {
       }
     });
     return {};
+  }
+
+  /**
+   * Many roles in a few round trips, whatever their number: which exist; no more logins for all of
+   * them (one simple-protocol batch of ALTER ROLE, committed before anything that might fail); their
+   * sessions ended (one query for all, repeated until they are gone); each role's own revocation
+   * statements; one DROP ROLE for all. Where a shared step fails, each role goes its own way (a
+   * failed batch of ALTERs: `revokeUser` for each; a failed DROP: one DROP, with DROP OWNED when
+   * needed, per role), so one role never fails another.
+   */
+  async revokeUsers(req: RevokeUsersRequest): Promise<RevokeUsersResponse> {
+    const failed = new Map<string, PluginError>();
+    const roles = new Map(req.users.map((u) => [u.username, u.role as PostgresRoleSettings]));
+    const names = [...roles.keys()];
+    let eachOnItsOwn: string[] = [];
+    await this.run('revoke', async (client) => {
+      const { rows } = await client.query<{ rolname: string }>('SELECT rolname FROM pg_roles WHERE rolname = ANY($1::text[])', [names]);
+      // Gone already (another revoker got there first, or never created) is success.
+      let live = rows.map((r) => r.rolname);
+      if (!live.length) return;
+      try {
+        await client.query(live.map((n) => `ALTER ROLE ${escapeIdentifier(n)} NOLOGIN VALID UNTIL '-infinity';`).join(' '));
+      } catch (err) {
+        if (!(err instanceof DatabaseError)) throw err;
+        // The batch is one implicit transaction: nothing of it happened. Each role on its own, once
+        // this connection is back in the pool.
+        eachOnItsOwn = live;
+        return;
+      }
+      for (const [username, error] of await this.endSessionsOf(client, live)) failed.set(username, error);
+      for (const username of live) {
+        if (failed.has(username)) continue;
+        const name = escapeIdentifier(username);
+        try {
+          for (const statement of roles.get(username)!.revocation_statements ?? []) await client.query(renderTemplate(statement, { name }));
+        } catch (err) {
+          if (!(err instanceof DatabaseError)) throw err;
+          if (err.code !== UNDEFINED_OBJECT) failed.set(username, this.translate('revoke', err));
+        }
+      }
+      live = live.filter((n) => !failed.has(n));
+      if (!live.length) return;
+      try {
+        await client.query(`DROP ROLE IF EXISTS ${live.map((n) => escapeIdentifier(n)).join(', ')}`);
+      } catch (err) {
+        if (!(err instanceof DatabaseError)) throw err;
+        // One role owns objects, or something else failed: nothing was dropped. Each role on its own.
+        for (const username of live) {
+          await this.dropRole(client, username).catch((e: unknown) => {
+            if (!(e instanceof DatabaseError)) throw e;
+            failed.set(username, this.translate('revoke', e));
+          });
+        }
+      }
+    });
+    for (const username of eachOnItsOwn) {
+      await this.revokeUser({ username, role: roles.get(username)! }).catch((e: unknown) => failed.set(username, this.translate('revoke', e)));
+    }
+    const results: RevokeUserOutcome[] = req.users.map((u) => {
+      const error = failed.get(u.username);
+      return error ? { username: u.username, ok: false, error } : { username: u.username, ok: true };
+    });
+    return { results };
+  }
+
+  /** DROP ROLE, with DROP OWNED first when the role owns objects or holds privileges here; gone is success. */
+  private async dropRole(client: PoolClient, username: string): Promise<void> {
+    const name = escapeIdentifier(username);
+    try {
+      await client.query(`DROP ROLE IF EXISTS ${name}`);
+    } catch (err) {
+      if (!(err instanceof DatabaseError) || err.code !== DEPENDENT_OBJECTS) throw err;
+      // Ownership is never reassigned: objects a workload created must not end up owned, and
+      // runnable, by the broker's admin role.
+      try {
+        await client.query(`DROP OWNED BY ${name}; DROP ROLE IF EXISTS ${name}`);
+      } catch (e) {
+        if (e instanceof DatabaseError && e.code === UNDEFINED_OBJECT) return;
+        throw e;
+      }
+    }
+  }
+
+  /**
+   * Ends every session of these roles, one query for all, and waits until they are gone (as
+   * endSessions does). Returns the roles whose sessions would not end.
+   */
+  private async endSessionsOf(client: PoolClient, usernames: string[]): Promise<Map<string, PluginError>> {
+    for (let attempt = 0; ; attempt++) {
+      const { rows } = await client.query<{ usename: string }>(
+        'SELECT usename, pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ANY($1::text[]) AND pid <> pg_backend_pid()',
+        [usernames],
+      );
+      if (!rows.length) return new Map();
+      if (attempt >= 50) {
+        const stuck = new Set(rows.map((r) => r.usename));
+        return new Map([...stuck].map((u) => [u, new PluginError(`postgres ${this.name}: session(s) of ${u} did not end`, true)]));
+      }
+      await new Promise((r) => setTimeout(r, 20 * Math.min(attempt + 1, 5)));
+    }
   }
 
   async setStaticSecret(req: SetStaticSecretRequest): Promise<StaticSecretResult> {

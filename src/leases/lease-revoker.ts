@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { PluginError } from '../../plugins/contract';
-import { AuditType } from '../audit/audit.log';
+import { PluginError, RevokeUserOutcome } from '../../plugins/contract';
+import { AuditEvent, AuditType } from '../audit/audit.log';
 import { JobContext, PermanentJobError } from '../jobs/job-handler';
 import { JobProducer } from '../jobs/job.producer';
 import { JobName } from '../jobs/jobs';
@@ -55,18 +55,75 @@ export class LeaseRevoker {
     try {
       return (await this.revoke(lease, actor)).state;
     } catch (err) {
-      const error = leaseError(err);
-      if (job && (job.lastAttempt || (err instanceof PluginError && !err.retryable))) {
-        await this.giveUp(lease, error);
-        throw new PermanentJobError(error.detail, { cause: err });
-      }
-      await this.leases.recordError(lease.id, error);
-      if (job) throw err;
-      await this.jobs
-        .enqueue(JobName.EnforceLease, { leaseId: lease.id })
-        .catch(() => this.log.warn(`queue unavailable; the reconciler will revoke ${lease.id}`));
+      if (job) await this.failInJob(lease, err, job); // throws
+      await this.leases.recordError(lease.id, leaseError(err));
+      await this.defer(lease.id);
       return 'revoking';
     }
+  }
+
+  /**
+   * Mass expiry: revokes the leases one expiry claim took (LeaseRepository.claimExpired), with one
+   * batch call per connection (`revokeUsers`), then one state update with every finished lease's
+   * event. Each lease's outcome is its own: the ones whose account is gone finish; the others are left
+   * `revoking` with their error recorded and follow the one retry policy (revokeOrDefer): the job's own
+   * lease (`job.leaseId`) as that job's failure (thrown, after everything else is recorded), each of
+   * the others in a revoke job of its own.
+   */
+  async revokeClaimed(claimed: readonly LeaseRow[], job: { leaseId: string; ctx: JobContext }): Promise<void> {
+    const failures: { lease: LeaseRow; err: unknown }[] = [];
+    const done: { lease: LeaseRow; event: AuditEvent; lateness: number }[] = [];
+    for (const [connection, leases] of groupBy(claimed, (l) => l.connection)) {
+      let results: RevokeUserOutcome[];
+      try {
+        const users = leases.map((l) => ({ username: l.account, role: this.roleSettings.forLease(l), issuedAt: l.activated_at ?? undefined }));
+        results = (await this.plugins.for(connection).revokeUsers({ users })).results;
+      } catch (err) {
+        results = leases.map((l) => ({ username: l.account, ok: false as const, error: err as PluginError }));
+      }
+      const now = this.clock.now().getTime();
+      leases.forEach((lease, i) => {
+        const outcome = results[i];
+        if (!outcome?.ok) return void failures.push({ lease, err: outcome?.error ?? new PluginError(`no outcome for ${lease.account}`, true) });
+        const reason = revokeReasonOf(lease);
+        const lateness = Math.max(0, now - lease.expires_at.getTime()) / 1000;
+        done.push({ lease, lateness, event: this.finishEvent(lease, null, reason, reason === 'expired' ? lateness : undefined) });
+      });
+    }
+    const finished = new Set((await this.leases.finishMany(done.map((d) => ({ id: d.lease.id, event: d.event })))).map((r) => r.id));
+    for (const d of done) {
+      if (!finished.has(d.lease.id)) continue; // another revoker finished it and wrote its event
+      const reason = revokeReasonOf(d.lease);
+      this.metrics.revocations.inc({ reason });
+      if (reason === 'expired') this.metrics.expiryLateness.observe(d.lateness);
+    }
+    if (!failures.length) return;
+    await this.leases.recordErrors(failures.map((f) => ({ id: f.lease.id, error: leaseError(f.err) })));
+    const own = failures.find((f) => f.lease.id === job.leaseId);
+    for (const f of failures) if (f !== own) await this.defer(f.lease.id);
+    if (own) await this.failInJob(own.lease, own.err, job.ctx);
+  }
+
+  /**
+   * The retry policy in a job: a permanent error or the last attempt gives up — the lease becomes
+   * `revoke_failed` (listed, counted, audited, retried by the reconciler) and the job stops with a
+   * PermanentJobError; any other error is recorded and thrown so the queue retries it with backoff.
+   */
+  private async failInJob(lease: LeaseRow, err: unknown, job: JobContext): Promise<never> {
+    const error = leaseError(err);
+    if (job.lastAttempt || (err instanceof PluginError && !err.retryable)) {
+      await this.giveUp(lease, error);
+      throw new PermanentJobError(error.detail, { cause: err });
+    }
+    await this.leases.recordError(lease.id, error);
+    throw err;
+  }
+
+  /** Hands a lease left `revoking` to a revoke job (whose attempts apply the retry policy). */
+  private async defer(leaseId: string): Promise<void> {
+    await this.jobs
+      .enqueue(JobName.EnforceLease, { leaseId })
+      .catch(() => this.log.warn(`queue unavailable; the reconciler will revoke ${leaseId}`));
   }
 
   private async revoke(lease: LeaseRow, actor: string | null): Promise<LeaseRow> {
@@ -74,17 +131,21 @@ export class LeaseRevoker {
     const role = this.roleSettings.forLease(lease);
     await this.plugins.for(lease.connection).revokeUser({ username: lease.account, role, issuedAt: lease.activated_at ?? undefined });
     const lateness = reason === 'expired' ? Math.max(0, this.clock.now().getTime() - lease.expires_at.getTime()) / 1000 : undefined;
-    const finished = await this.leases.finish(lease.id, {
-      type: AUDIT_TYPE[reason],
-      actor,
-      leaseId: lease.id,
-      detail: { role: lease.role, account: lease.account, reason, ...(lateness !== undefined && { lateness_seconds: lateness }) },
-    });
+    const finished = await this.leases.finish(lease.id, this.finishEvent(lease, actor, reason, lateness));
     // Nothing finished: another revoker got there first and wrote the event.
     if (!finished) return (await this.leases.get(lease.id)) ?? lease;
     this.metrics.revocations.inc({ reason });
     if (lateness !== undefined) this.metrics.expiryLateness.observe(lateness);
     return finished;
+  }
+
+  private finishEvent(lease: LeaseRow, actor: string | null, reason: RevokeReason, lateness: number | undefined): AuditEvent {
+    return {
+      type: AUDIT_TYPE[reason],
+      actor,
+      leaseId: lease.id,
+      detail: { role: lease.role, account: lease.account, reason, ...(lateness !== undefined && { lateness_seconds: lateness }) },
+    };
   }
 
   /** After the last attempt: the lease is listed for operators, counted, audited, and retried by the reconciler. */
@@ -97,4 +158,15 @@ export class LeaseRevoker {
     });
     if (marked) this.metrics.revokeFailures.inc();
   }
+}
+
+function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    const group = groups.get(k);
+    if (group) group.push(item);
+    else groups.set(k, [item]);
+  }
+  return groups;
 }

@@ -101,9 +101,45 @@ export class LeaseRepository implements OnApplicationShutdown {
     );
   }
 
-  /** active → revoking once expires_at has passed (a renew that moved it wins). */
-  async expire(id: string): Promise<LeaseRow | undefined> {
-    return this.toRevoking('expire', id, { when: 'expires_at <= now()' });
+  /**
+   * Mass expiry: claims, in one statement, up to `limit` leases of this lease's connection that are
+   * active and due (this one first when it is due), moving them to revoking for reason expired. Rows
+   * another claim holds are skipped, not waited for, so concurrent claims take disjoint batches.
+   * Returns the rows claimed (none when nothing of that connection is due).
+   */
+  async claimExpired(id: string, limit: number): Promise<LeaseRow[]> {
+    const { rows } = await this.db.query<LeaseRow>(
+      `WITH own AS (
+         SELECT id, connection FROM leases WHERE id = $1),
+       this_one AS (
+         SELECT l.id FROM leases l WHERE l.id = $1 AND l.state IN ${from('expire')} AND l.expires_at <= now()
+         FOR UPDATE SKIP LOCKED),
+       neighbours AS (
+         SELECT l.id FROM leases l
+         WHERE l.connection = (SELECT connection FROM own) AND l.id <> $1 AND l.state IN ${from('expire')} AND l.expires_at <= now()
+         ORDER BY l.expires_at LIMIT $2::int - 1
+         FOR UPDATE OF l SKIP LOCKED),
+       claimed AS (SELECT id FROM this_one UNION ALL SELECT id FROM neighbours)
+       UPDATE leases SET state = 'revoking', revoke_reason = COALESCE(revoke_reason, $3), updated_at = now()
+       FROM claimed WHERE leases.id = claimed.id AND leases.state IN ${from('expire')} AND leases.expires_at <= now()
+       RETURNING ${COLUMNS.split(', ').map((c) => `leases.${c}`).join(', ')}`,
+      [id, limit, TRANSITIONS.expire.reason],
+    );
+    return rows;
+  }
+
+  /**
+   * Whether a lease is held by an expiry claim still at work: revoking for expiry, no error recorded
+   * yet (a batch records its failures), and claimed less than `seconds` ago (a claimer that died is
+   * not waited for longer than that).
+   */
+  async heldByExpiryClaim(id: string, seconds: number): Promise<boolean> {
+    const { rows } = await this.db.query<{ held: boolean }>(
+      `SELECT (state = 'revoking' AND revoke_reason = $2 AND last_error IS NULL AND updated_at > now() - make_interval(secs => $3)) AS held
+       FROM leases WHERE id = $1`,
+      [id, TRANSITIONS.expire.reason, seconds],
+    );
+    return rows[0]?.held ?? false;
   }
 
   /** An explicit revoke: → revoking. Returns the row as it now is. */
@@ -153,6 +189,43 @@ export class LeaseRepository implements OnApplicationShutdown {
        WHERE id = $1 AND state IN ${from('finish')} RETURNING ${COLUMNS}`,
       [id],
       event,
+    );
+  }
+
+  /**
+   * `finish` for many leases at once: one update, and each finished lease's event appended in the same
+   * transaction, in the order given. Returns the rows that finished (a lease another revoker finished
+   * first is left out, and its event is not written again).
+   */
+  async finishMany(items: readonly { id: string; event: AuditEvent }[]): Promise<LeaseRow[]> {
+    if (!items.length) return [];
+    return this.db.tx(async (tx) => {
+      const { rows } = await tx.query<LeaseRow>(
+        `UPDATE leases SET state = CASE WHEN activated_at IS NULL THEN 'failed' ELSE 'revoked' END,
+           revoked_at = now(), updated_at = now(), last_error = CASE WHEN activated_at IS NULL THEN last_error END,
+           last_error_code = CASE WHEN activated_at IS NULL THEN last_error_code END
+         WHERE id = ANY($1::text[]) AND state IN ${from('finish')} RETURNING ${COLUMNS}`,
+        [items.map((i) => i.id)],
+      );
+      const finished = new Map(rows.map((r) => [r.id, r]));
+      const ordered: LeaseRow[] = [];
+      for (const item of items) {
+        const row = finished.get(item.id);
+        if (!row) continue;
+        await this.audit.append(item.event, tx);
+        ordered.push(row);
+      }
+      return ordered;
+    });
+  }
+
+  /** `recordError` for many leases at once, each with its own error. */
+  async recordErrors(errors: readonly { id: string; error: LeaseError }[]): Promise<void> {
+    if (!errors.length) return;
+    await this.db.query(
+      `UPDATE leases SET last_error = e.detail, last_error_code = e.code
+       FROM unnest($1::text[], $2::text[], $3::text[]) AS e(id, detail, code) WHERE leases.id = e.id`,
+      [errors.map((e) => e.id), errors.map((e) => e.error.detail), errors.map((e) => e.error.code)],
     );
   }
 
@@ -221,7 +294,7 @@ export class LeaseRepository implements OnApplicationShutdown {
    * given, the error that caused it. `when` is an extra condition; its parameters start at $5.
    */
   private async toRevoking(
-    transition: 'expire' | 'beginRevoke' | 'failIssue' | 'abandon',
+    transition: 'beginRevoke' | 'failIssue' | 'abandon',
     id: string,
     opts: { when?: string; params?: unknown[]; error?: LeaseError } = {},
   ): Promise<LeaseRow | undefined> {

@@ -1,15 +1,23 @@
 import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { PLUGINS } from '../../plugins';
-import { CredentialPlugin, PluginError, SECRET_FIELDS } from '../../plugins/contract';
+import { CredentialPlugin, PluginError, RevokeUserOutcome, RevokeUserRequest, RevokeUsersRequest, RevokeUsersResponse, SECRET_FIELDS } from '../../plugins/contract';
 import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';
 import { Metrics } from '../metrics/metrics';
 
-/** What the broker's services call: a plugin's verbs, behind the middleware. Closing is the host's business. */
-export type TargetPlugin = Omit<CredentialPlugin, 'close'>;
+/**
+ * What the broker's services call: a plugin's verbs, behind the middleware. Closing is the host's
+ * business. `revokeUsers` is always there: plugins without the batch verb get `revokeEach`.
+ */
+export type TargetPlugin = Omit<CredentialPlugin, 'close' | 'revokeUsers'> & {
+  revokeUsers(req: RevokeUsersRequest): Promise<RevokeUsersResponse>;
+};
 
 const VERBS = ['createUser', 'renewUser', 'revokeUser', 'setStaticSecret', 'retireStaticSecret', 'verifyLogin', 'ping'] as const;
 type Verb = (typeof VERBS)[number];
+
+/** How many single revokes the fallback for plugins without the batch verb runs at once. */
+const REVOKE_EACH_CONCURRENCY = 8;
 
 /**
  * One plugin instance per configured connection, created at boot (a configured plugin that is missing
@@ -60,7 +68,54 @@ function wrap(impl: CredentialPlugin, plugin: string, metrics: Metrics): TargetP
       }
     };
   }
+  // The batch verb: the plugin's own when it has one, else one revokeUser (wrapped above) per user.
+  // Either way each user gets an outcome, and a call that throws counts as that error for every user.
+  const batch = impl.capabilities.batchRevoke && impl.revokeUsers ? impl.revokeUsers.bind(impl) : undefined;
+  wrapped.revokeUsers = async (req: RevokeUsersRequest) => {
+    if (!batch) return revokeEach(wrapped, req);
+    const end = metrics.pluginCalls.startTimer({ plugin, operation: 'revokeUsers' });
+    let results: RevokeUserOutcome[];
+    try {
+      results = (await batch(req)).results;
+    } catch (err) {
+      end({ outcome: 'error' });
+      const error = scrub(err, []);
+      return { results: req.users.map((u) => ({ username: u.username, ok: false as const, error })) };
+    }
+    end({ outcome: results.every((r) => r.ok) ? 'ok' : 'error' });
+    return { results: answerEach(req, results) };
+  };
   return wrapped;
+}
+
+/** The batch verb for plugins without one: `revokeUser` for each user, a few at a time. */
+export async function revokeEach(plugin: Pick<TargetPlugin, 'revokeUser'>, req: RevokeUsersRequest): Promise<RevokeUsersResponse> {
+  const results: RevokeUserOutcome[] = new Array(req.users.length);
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < req.users.length; i = next++) {
+      const user: RevokeUserRequest = req.users[i];
+      results[i] = await plugin.revokeUser(user).then(
+        () => ({ username: user.username, ok: true as const }),
+        (err: unknown) => ({ username: user.username, ok: false as const, error: scrub(err, []) }),
+      );
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(REVOKE_EACH_CONCURRENCY, req.users.length) }, worker));
+  return { results };
+}
+
+/**
+ * One outcome per requested user, in the request's order, whatever the plugin answered: a user it
+ * gave no outcome for failed (retryably), and every error is a scrubbed PluginError.
+ */
+function answerEach(req: RevokeUsersRequest, results: readonly RevokeUserOutcome[]): RevokeUserOutcome[] {
+  const byName = new Map(results.map((r) => [r.username, r]));
+  return req.users.map((u) => {
+    const r = byName.get(u.username);
+    if (!r) return { username: u.username, ok: false as const, error: new PluginError(`no outcome for ${u.username}`, true) };
+    return r.ok ? r : { username: u.username, ok: false as const, error: scrub(r.error, []) };
+  });
 }
 
 /** The values of a request's secret fields. */

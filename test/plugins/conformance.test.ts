@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { CredentialPlugin, PluginError } from '../../plugins/contract';
+import { CredentialPlugin, PluginError, RevokeUsersRequest } from '../../plugins/contract';
+import { revokeEach } from '../../src/plugin-host/plugin-host';
 import { newAccountName, newPassword } from '../../src/leases/names';
 import { HostileRole, TARGETS, parseRole, verifyArgsOf } from './targets';
 
@@ -65,6 +66,27 @@ describe.each(TARGETS)('plugin conformance: $name', (target) => {
     expect(await alive()).toBe(true);
     await plugin.revokeUser({ username, role: role() });
     expect(await alive()).toBe(false);
+  });
+
+  it('revokes many users at once: each gets its own outcome, a missing one is success, open sessions end', async () => {
+    // Plugins without the batch verb get the broker's loop over revokeUser.
+    const revokeUsers = (req: RevokeUsersRequest) => (plugin.capabilities.batchRevoke && plugin.revokeUsers ? plugin.revokeUsers(req) : revokeEach(plugin, req));
+    const users = [fresh(), fresh(), fresh()];
+    const issued = [];
+    for (const u of users) issued.push((await plugin.createUser({ ...u, expiresAt: inAMinute(), role: role() })).credentials);
+    const session = target.openSession ? await target.openSession(users[1].username, users[1].password) : undefined;
+    if (session) expect(await session()).toBe(true);
+    const missing = newAccountName('never-existed', plugin.maxUsernameLength);
+    const names = [users[0].username, missing, users[1].username, users[2].username];
+
+    const { results } = await revokeUsers({ users: names.map((username) => ({ username, role: role() })) });
+    expect(results).toEqual(names.map((username) => ({ username, ok: true })));
+    for (const u of users) expect(await target.accountExists(u.username)).toBe(false);
+    for (const credentials of issued) expect(await verify(credentials)).toBe(false);
+    if (session) expect(await session()).toBe(false);
+    // Idempotent: all of them again.
+    const again = await revokeUsers({ users: names.map((username) => ({ username, role: role() })) });
+    expect(again.results.every((r) => r.ok)).toBe(true);
   });
 
   it('static secrets: a new secret can end the sessions of the old one, and retiring destroys a superseded secret', async () => {

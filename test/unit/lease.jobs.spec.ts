@@ -35,7 +35,7 @@ describe('the lease jobs (in-memory fakes)', () => {
       const w = leaseWorld();
       const id = await issued(w, 60);
       // Expired by this host's clock but not by the database's: the fake's expire refuses it.
-      jest.spyOn(w.leases, 'expire').mockResolvedValueOnce(undefined);
+      jest.spyOn(w.leases, 'claimExpired').mockResolvedValueOnce([]);
       w.clock.advance(60);
       const outcome = (await w.leaseJobs.enforce({ leaseId: id }, first)) as RunAgain;
       expect(outcome.at.getTime()).toBe(w.clock.now().getTime() + 250);
@@ -83,6 +83,72 @@ describe('the lease jobs (in-memory fakes)', () => {
       expect(await w.leaseJobs.enforce({ leaseId: id }, first)).toBeUndefined();
       expect(await w.leaseJobs.enforce({ leaseId: 'tsl_unknown' }, first)).toBeUndefined();
       expect(w.audit.events).toHaveLength(before);
+    });
+  });
+
+  describe('mass expiry (batched)', () => {
+    it('one job claims every due lease of the connection and revokes them in one batch; their own jobs find nothing to do', async () => {
+      const w = leaseWorld();
+      const ids = [await issued(w, 60), await issued(w, 60), await issued(w, 60)];
+      const later = await issued(w, 600);
+      w.clock.advance(61);
+      expect(await w.leaseJobs.enforce({ leaseId: ids[1] }, first)).toBeUndefined();
+      expect(w.target.batches).toHaveLength(1);
+      expect(w.target.batches[0]).toHaveLength(3);
+      // The job's own lease first.
+      expect(w.target.batches[0][0]).toBe(w.leases.rows.get(ids[1])!.account);
+      for (const id of ids) expect(w.leases.rows.get(id)).toMatchObject({ state: 'revoked', revoke_reason: 'expired' });
+      expect(w.leases.rows.get(later)!.state).toBe('active');
+      expect(w.audit.ofType('lease.expired')).toHaveLength(3);
+      const events = w.audit.events.length;
+      for (const id of ids) expect(await w.leaseJobs.enforce({ leaseId: id }, first)).toBeUndefined();
+      expect(w.target.batches).toHaveLength(1);
+      expect(w.audit.events).toHaveLength(events);
+    });
+
+    it('a lease another claim holds is left to it', async () => {
+      const w = leaseWorld();
+      const [a, b] = [await issued(w, 60), await issued(w, 60)];
+      w.clock.advance(61);
+      await w.leases.claimExpired(a, 200); // a claim at work elsewhere
+      expect(await w.leaseJobs.enforce({ leaseId: b }, first)).toBeUndefined();
+      expect(w.target.batches).toHaveLength(0);
+      expect(w.leases.rows.get(b)!.state).toBe('revoking');
+      // A claimer that died holds them no longer than EXPIRY_CLAIM_SECONDS.
+      w.clock.advance(61);
+      await w.leaseJobs.enforce({ leaseId: b }, first);
+      expect(w.leases.rows.get(b)!.state).toBe('revoked');
+    });
+
+    it("one account failing never fails its neighbours: they finish; it stays revoking with its error, in a revoke job of its own", async () => {
+      const w = leaseWorld();
+      const ids = [await issued(w, 60), await issued(w, 60), await issued(w, 60)];
+      w.clock.advance(61);
+      const bad = w.leases.rows.get(ids[2])!.account;
+      w.target.failingAccounts.set(bad, new PluginError('cannot reach the target', true));
+      expect(await w.leaseJobs.enforce({ leaseId: ids[0] }, first)).toBeUndefined();
+      expect(w.leases.rows.get(ids[0])!.state).toBe('revoked');
+      expect(w.leases.rows.get(ids[1])!.state).toBe('revoked');
+      expect(w.leases.rows.get(ids[2])).toMatchObject({ state: 'revoking', last_error_code: 'target_unavailable' });
+      expect(w.audit.ofType('lease.expired').map((e) => e.leaseId).sort()).toEqual([ids[0], ids[1]].sort());
+      expect(w.jobs.enqueued.filter((j) => !j.opts.runAt)).toEqual([expect.objectContaining({ payload: { leaseId: ids[2] } })]);
+      // Its revoke job follows the one retry policy: thrown while attempts remain, then given up.
+      await expect(w.leaseJobs.enforce({ leaseId: ids[2] }, first)).rejects.toThrow('cannot reach');
+      await expect(w.leaseJobs.enforce({ leaseId: ids[2] }, last)).rejects.toBeInstanceOf(PermanentJobError);
+      expect(w.leases.rows.get(ids[2])).toMatchObject({ state: 'revoke_failed', revoke_reason: 'expired' });
+      expect(w.audit.ofType('lease.revoke_failed')).toHaveLength(1);
+    });
+
+    it("the job's own lease failing fails that job only, after its neighbours are finished", async () => {
+      const w = leaseWorld();
+      const ids = [await issued(w, 60), await issued(w, 60)];
+      w.clock.advance(61);
+      w.target.failingAccounts.set(w.leases.rows.get(ids[0])!.account, new PluginError('permission denied to drop role', false));
+      await expect(w.leaseJobs.enforce({ leaseId: ids[0] }, first)).rejects.toBeInstanceOf(PermanentJobError);
+      expect(w.leases.rows.get(ids[0])).toMatchObject({ state: 'revoke_failed', last_error_code: 'target_rejected' });
+      expect(w.leases.rows.get(ids[1])!.state).toBe('revoked');
+      // No revoke job besides this one: it is this job's failure.
+      expect(w.jobs.enqueued.filter((j) => !j.opts.runAt)).toEqual([]);
     });
   });
 

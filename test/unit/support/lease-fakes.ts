@@ -1,5 +1,5 @@
 import { Logger } from '@nestjs/common';
-import { PluginError } from '../../../plugins/contract';
+import { PluginError, RevokeUsersRequest } from '../../../plugins/contract';
 import { AuditDenials } from '../../../src/audit/audit-denials';
 import { AuditEvent } from '../../../src/audit/audit.log';
 import { TesseraConfig } from '../../../src/config/config.loader';
@@ -15,7 +15,7 @@ import { LeaseRevoker } from '../../../src/leases/lease-revoker';
 import { LeaseJobs } from '../../../src/leases/lease.jobs';
 import { LeaseService } from '../../../src/leases/lease.service';
 import { Transition, TRANSITIONS, finishedState, isExpired, may, revokeReasonAfter } from '../../../src/leases/lease-state';
-import { PluginHost } from '../../../src/plugin-host/plugin-host';
+import { PluginHost, revokeEach } from '../../../src/plugin-host/plugin-host';
 import { RoleSettingsResolver } from '../../../src/plugin-host/role-settings';
 import { PolicyService } from '../../../src/policy/policy.service';
 
@@ -74,8 +74,18 @@ export class InMemoryLeases implements Public<LeaseRepository> {
     return this.move('renew', id, event, (r) => (isExpired(r, this.clock.now()) ? undefined : { expires_at: expiresAt }));
   }
 
-  async expire(id: string): Promise<LeaseRow | undefined> {
-    return this.toRevoking('expire', id, (r) => isExpired(r, this.clock.now()));
+  async claimExpired(id: string, limit: number): Promise<LeaseRow[]> {
+    const connection = this.rows.get(id)?.connection;
+    const due = (r: LeaseRow) => r.connection === connection && may('expire', r.state) && isExpired(r, this.clock.now());
+    const own = [...this.rows.values()].filter((r) => r.id === id && due(r));
+    const neighbours = [...this.rows.values()].filter((r) => r.id !== id && due(r)).sort((a, b) => a.expires_at.getTime() - b.expires_at.getTime());
+    return [...own, ...neighbours].slice(0, limit).map((r) => this.toRevoking('expire', r.id)!);
+  }
+
+  async heldByExpiryClaim(id: string, seconds: number): Promise<boolean> {
+    const r = this.rows.get(id);
+    if (!r) return false;
+    return r.state === 'revoking' && r.revoke_reason === 'expired' && r.last_error === null && r.updated_at.getTime() > this.clock.now().getTime() - seconds * 1000;
   }
 
   async beginRevoke(id: string): Promise<LeaseRow | undefined> {
@@ -102,6 +112,19 @@ export class InMemoryLeases implements Public<LeaseRepository> {
       const state = finishedState(r);
       return { state, revoked_at: this.clock.now(), ...(state === 'revoked' && { last_error: null, last_error_code: null }) };
     });
+  }
+
+  async finishMany(items: readonly { id: string; event: AuditEvent }[]): Promise<LeaseRow[]> {
+    const finished: LeaseRow[] = [];
+    for (const { id, event } of items) {
+      const row = await this.finish(id, event);
+      if (row) finished.push(row);
+    }
+    return finished;
+  }
+
+  async recordErrors(errors: readonly { id: string; error: LeaseError }[]): Promise<void> {
+    for (const { id, error } of errors) await this.recordError(id, error);
   }
 
   async markRevokeFailed(id: string, error: LeaseError, event: AuditEvent): Promise<boolean> {
@@ -182,7 +205,7 @@ export class FakeTarget {
   /** Runs inside createUser, after the account exists (to race the issue). */
   duringCreate?: () => Promise<void>;
   readonly maxUsernameLength = 63;
-  readonly capabilities = { staticStrategies: [], targetExpiry: true, keyOverlap: false };
+  readonly capabilities = { staticStrategies: [], targetExpiry: true, keyOverlap: false, batchRevoke: true };
 
   async createUser(req: { username: string; password: string; expiresAt: Date }) {
     if (this.failures.createUser) throw this.failures.createUser;
@@ -198,10 +221,23 @@ export class FakeTarget {
     return {};
   }
 
+  /** Accounts whose removal fails with the given error (their neighbours' succeed). */
+  readonly failingAccounts = new Map<string, PluginError>();
+  /** The batch calls made, one list of usernames each. */
+  readonly batches: string[][] = [];
+
   async revokeUser(req: { username: string }) {
     if (this.failures.revokeUser) throw this.failures.revokeUser;
+    const failure = this.failingAccounts.get(req.username);
+    if (failure) throw failure;
     this.accounts.delete(req.username);
     return {};
+  }
+
+  /** The batch verb, as the plugin host gives it to plugins without one. */
+  async revokeUsers(req: RevokeUsersRequest) {
+    this.batches.push(req.users.map((u) => u.username));
+    return revokeEach(this, req);
   }
 }
 

@@ -32,7 +32,7 @@ export class FakeStaticTarget {
   private keyCount = 0;
 
   constructor(opts: { keyOverlap?: boolean } = {}) {
-    this.capabilities = { staticStrategies: ['single', 'alternating'], targetExpiry: true, keyOverlap: opts.keyOverlap ?? false, sessions: !opts.keyOverlap };
+    this.capabilities = { staticStrategies: ['single', 'alternating'], targetExpiry: true, keyOverlap: opts.keyOverlap ?? false, sessions: !opts.keyOverlap, batchRevoke: false };
   }
 
   /** An account that exists before Tessera, with a password Tessera does not know. */
