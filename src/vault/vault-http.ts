@@ -5,7 +5,10 @@ import { ErrorSurface, HttpError } from '../http/error.filter';
 /** Vault's `{"errors": [...]}` with Vault's status codes, for the Vault-compatible routes (DESIGN §11). */
 export function vaultErrorSurface(config: TesseraConfig): ErrorSurface {
   const isVault = vaultRouteMatcher(config);
-  return { matches: isVault, render: (_req, res, error) => void res.status(vaultStatus(error)).json({ errors: [vaultMessage(error)] }) };
+  // A Vault client announces itself (X-Vault-Request, X-Vault-Token): on a path Tessera does not serve
+  // (KV, say) it still gets an error it can read.
+  const fromVaultClient = (req: Request) => req.headers['x-vault-request'] !== undefined || req.headers['x-vault-token'] !== undefined;
+  return { matches: (req) => isVault(req) || fromVaultClient(req), render: (_req, res, error) => void res.status(vaultStatus(error)).json({ errors: [vaultMessage(error)] }) };
 }
 
 /** The first path segments after /v1 that belong to the Vault-compatible API. */

@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
+import { AuditDenials } from '../audit/audit-denials';
 import { AuditLog } from '../audit/audit.log';
 import { Clock } from '../common/clock';
 import { DomainError } from '../common/errors';
@@ -39,13 +40,20 @@ export class VaultTokenService {
     private readonly verifier: TokenVerifier,
     private readonly leases: LeaseService,
     private readonly audit: AuditLog,
+    private readonly denials: AuditDenials,
     @Inject(Clock) private readonly clock: Clock,
   ) {
     this.hasher = new BootstrapHasher(config.encryption.key, config.encryption.previous_keys, HASH_PURPOSE);
   }
 
   async login(jwt: string, client: { ip?: string }): Promise<{ token: string; row: VaultTokenRow; identity: Identity }> {
-    const identity = await this.verifier.verify(jwt, client);
+    // The login route is public, so the auth guard does not see a refused token: it is audited here.
+    const identity = await this.verifier.verify(jwt, client).catch(async (err: unknown) => {
+      if (err instanceof DomainError && err.kind === 'unauthenticated') {
+        await this.denials.denied({ status: 403, action: 'vault.login', reason: err.message, identity: null, client: client.ip ?? null });
+      }
+      throw err;
+    });
     const id = randomBytes(12).toString('base64url');
     const secret = randomBytes(32).toString('base64url');
     const now = this.clock.now().getTime();
