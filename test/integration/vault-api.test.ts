@@ -4,6 +4,7 @@ import { TestBroker, eventually, startBroker } from '../support/broker';
 import { IamTestServer } from '../support/iam-server';
 import { mysqlLogin, mysqlUsersLike, prepareMysqlTarget } from '../support/mysql';
 import { MYSQL_ADMIN_URL } from '../support/services';
+import { createPgAccount, owned } from '../support/statics';
 import { pgLogin, rolesLike } from '../support/target';
 
 /** The Vault-compatible API (DESIGN §11) through node-vault, the npm package, unmodified. */
@@ -23,6 +24,7 @@ describe('Vault-compatible API with node-vault', () => {
   beforeAll(async () => {
     const endpoint = await iam.start();
     await prepareMysqlTarget();
+    await createPgAccount('tess_vault_static', 'initial-password-1');
     broker = await startBroker('vault', (doc) => {
       doc.connections.mysql = { plugin: 'mysql', url: MYSQL_ADMIN_URL };
       doc.connections.aws = { plugin: 'aws-iam', region: 'us-east-1', endpoint, access_key_id: 'AKIDTESSERAADMIN0000', secret_access_key: 'admin-secret', max_attempts: 1 };
@@ -33,7 +35,8 @@ describe('Vault-compatible API with node-vault', () => {
         max_ttl: '1h',
         inline_policy: { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:GetObject', Resource: '*' }] },
       };
-      doc.policies[0].allow.push({ creds: ['vault-my', 'vault-aws'] });
+      doc.policies[0].allow.push({ creds: ['vault-my', 'vault-aws'] }, { static: ['vault-legacy'] });
+      doc.static_secrets = { 'vault-legacy': { connection: 'target', username: 'tess_vault_static', rotate_every: '24h' } };
     });
     jwt = await broker.token('ns/app/api');
   });
@@ -138,6 +141,20 @@ describe('Vault-compatible API with node-vault', () => {
     await again.renew({ lease_id: secret.lease_id, increment: 60 });
     await again.revoke({ lease_id: secret.lease_id });
     expect((await pgLogin(secret.data)).ok).toBe(false);
+  });
+
+  it('reads a static secret at database/static-creds; other workloads get 403', async () => {
+    await owned(broker, jwt, 'vault-legacy');
+    const { vault } = await login();
+    const secret = await vault.read('database/static-creds/vault-legacy');
+    expect(secret).toMatchObject({ lease_id: '', renewable: false, lease_duration: 0 });
+    expect(secret.data).toMatchObject({ username: 'tess_vault_static', rotation_period: 86400 });
+    expect(secret.data.ttl).toBeGreaterThan(86000);
+    expect(Date.parse(secret.data.last_vault_rotation)).toBeLessThanOrEqual(Date.now());
+    expect((await pgLogin(secret.data)).ok).toBe(true);
+    await expect(vault.read('aws/static-creds/vault-legacy')).rejects.toMatchObject({ response: { statusCode: 400 } });
+    const { vault: other } = await login('ns/other/x');
+    await expect(other.read('database/static-creds/vault-legacy')).rejects.toMatchObject({ message: 'permission denied', response: { statusCode: 403 } });
   });
 
   it('health and mount discovery', async () => {
