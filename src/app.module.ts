@@ -58,6 +58,7 @@ import { VaultSysController } from './vault/vault-sys.controller';
 import { VaultTokenExtractor } from './vault/vault-token.extractor';
 import { VaultTokenRepository } from './vault/vault-token.repository';
 import { VaultTokenService } from './vault/vault-token.service';
+import { VaultTokenSweeper } from './vault/vault-token.sweeper';
 
 /** What a process does: serve HTTP, run the job processors and ticks, or both. */
 export interface ProcessRoles {
@@ -99,7 +100,6 @@ export class AppModule {
           TokenVerifier,
           BearerTokenExtractor,
           ClientCertificateExtractor,
-          VaultTokenRepository,
           VaultTokenService,
           VaultTokenExtractor,
           VaultLeasesService,
@@ -118,7 +118,7 @@ export class AppModule {
           { provide: APP_GUARD, useClass: IdentityThrottlerGuard },
         ]
       : [];
-    const worker: Provider[] = roles.worker ? [JobRegistry, JobWorkers, LeaseReconciler, RotationSweeper] : [];
+    const worker: Provider[] = roles.worker ? [JobRegistry, JobWorkers, LeaseReconciler, RotationSweeper, VaultTokenSweeper] : [];
     return {
       module: AppModule,
       imports: [
@@ -142,7 +142,8 @@ export class AppModule {
         ...(roles.worker ? [ScheduleModule.forRoot(), DiscoveryModule] : []),
       ],
       controllers: roles.http ? [LeaseController, StaticController, EventsController, BootstrapController, WhoamiController, AuditController, ConfigController, MetricsController, HealthController, VaultAuthController, VaultSysController, VaultSecretsController] : [],
-      providers: [...http, ...worker],
+      // Client tokens are written by the HTTP role and swept by the worker role.
+      providers: [VaultTokenRepository, ...http, ...worker],
     };
   }
 }

@@ -68,4 +68,27 @@ export class VaultTokenRepository {
     const { rows } = await this.db.query<{ lease_id: string }>('SELECT lease_id FROM vault_token_leases WHERE token_id = $1', [tokenId]);
     return rows.map((r) => r.lease_id);
   }
+
+  /** Leases recorded for tokens that are revoked or expired: what revoke_leases_with_token still has to revoke. */
+  async leasesOfEndedTokens(limit: number): Promise<Array<{ token_id: string; subject: string; issuer: string; lease_id: string }>> {
+    const { rows } = await this.db.query(
+      `SELECT l.token_id, t.subject, t.issuer, l.lease_id FROM vault_token_leases l JOIN vault_tokens t ON t.id = l.token_id
+        WHERE t.revoked_at IS NOT NULL OR t.expires_at <= now() LIMIT $1`,
+      [limit],
+    );
+    return rows;
+  }
+
+  async forgetLease(tokenId: string, leaseId: string): Promise<void> {
+    await this.db.query('DELETE FROM vault_token_leases WHERE token_id = $1 AND lease_id = $2', [tokenId, leaseId]);
+  }
+
+  /** Deletes tokens that ended (expired or revoked) more than `olderThanSeconds` ago; returns how many. */
+  async deleteEnded(olderThanSeconds: number): Promise<number> {
+    const { rowCount } = await this.db.query(
+      `DELETE FROM vault_tokens WHERE LEAST(expires_at, COALESCE(revoked_at, expires_at)) < now() - make_interval(secs => $1)`,
+      [olderThanSeconds],
+    );
+    return rowCount ?? 0;
+  }
 }

@@ -132,6 +132,7 @@ export class VaultTokenService {
       await this.leases.revoke(self.identity, leaseId).catch((err) => {
         if (!(err instanceof DomainError && err.kind === 'not_found')) throw err;
       });
+      await this.tokens.forgetLease(self.tokenId, leaseId);
     }
   }
 

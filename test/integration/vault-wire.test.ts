@@ -1,5 +1,6 @@
 import { request } from 'node:http';
-import { TestBroker, startBroker } from '../support/broker';
+import { TestBroker, eventually, startBroker } from '../support/broker';
+import { VaultTokenSweeper } from '../../src/vault/vault-token.sweeper';
 import { pgLogin } from '../support/target';
 
 interface RawResponse {
@@ -145,6 +146,15 @@ describe('Vault-compatible API on the wire, as the Go client speaks it', () => {
     expect((await vault('GET', 'sys/mounts', { token })).body).toEqual({ errors: ['unsupported path'] });
   });
 
+  it('without revoke_leases_with_token, an expired token leaves its leases alone', async () => {
+    const login = await vault('PUT', 'auth/jwt/login', { body: { jwt } });
+    const issued = await vault('GET', `database/creds/${broker.role}`, { token: login.body.auth.client_token });
+    await broker.state(`UPDATE vault_tokens SET expires_at = now() - interval '1 second' WHERE id = $1`, [login.body.auth.accessor]);
+    expect((await broker.app.get(VaultTokenSweeper).tick()).revoked).toBe(0);
+    expect((await pgLogin(issued.body.data)).ok).toBe(true);
+    expect((await vault('PUT', 'sys/leases/revoke', { token: jwt, body: { lease_id: issued.body.lease_id } })).status).toBe(204);
+  });
+
   it('the native API is untouched: JSON errors in its own shape, non-JSON bodies still 415', async () => {
     const native = await broker.api('POST', `/v1/creds/${broker.role}`, { raw: '{}', headers: { 'content-type': 'text/plain' }, token: jwt });
     expect(native.status).toBe(415);
@@ -181,5 +191,19 @@ describe('vault.revoke_leases_with_token: true restores Vault\'s behaviour', () 
     expect((await pgLogin(issued.body.data)).ok).toBe(true);
     expect((await goClient(broker.url, 'PUT', 'auth/token/revoke-self', { token })).status).toBe(204);
     expect((await pgLogin(issued.body.data)).ok).toBe(false);
+  });
+
+  it('a token that expires takes its leases with it at the next sweep; ended tokens are deleted a day later', async () => {
+    const login = await goClient(broker.url, 'PUT', 'auth/jwt/login', { body: { jwt: await broker.token('ns/app/api') } });
+    const { client_token: token, accessor } = login.body.auth;
+    const issued = await goClient(broker.url, 'GET', `database/creds/${broker.role}`, { token });
+    await broker.state(`UPDATE vault_tokens SET expires_at = now() - interval '1 second' WHERE id = $1`, [accessor]);
+    // The sweeper also runs every reconcile_every (1s here): tick it now, and accept either run's work.
+    const sweeper = broker.app.get(VaultTokenSweeper);
+    await sweeper.tick();
+    expect(await eventually(async () => !(await pgLogin(issued.body.data)).ok)).toBe(true);
+    await broker.state(`UPDATE vault_tokens SET expires_at = now() - interval '25 hours' WHERE id = $1`, [accessor]);
+    await sweeper.tick();
+    expect(await broker.state('SELECT id FROM vault_tokens WHERE id = $1', [accessor])).toEqual([]);
   });
 });
