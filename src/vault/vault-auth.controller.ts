@@ -1,6 +1,7 @@
 import { Body, Controller, Get, HttpCode, Post, Req } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
 import { DomainError } from '../common/errors';
+import { Identity } from '../identity/identity';
 import { Public } from '../http/auth.guard';
 import { parseInput } from '../http/validation';
 import { envelope, secondsUntil } from './vault-envelope';
@@ -8,7 +9,6 @@ import { VaultTokenRow } from './vault-token.repository';
 import { VaultTokenRequest } from './vault-token.extractor';
 import { VaultTokenService } from './vault-token.service';
 import { loginBody, tokenRenewBody } from './vault.dto';
-import { Identity } from '../identity/identity';
 
 type VaultRequest = VaultTokenRequest & { id?: string; identity?: Identity };
 
@@ -41,7 +41,7 @@ export class VaultAuthController {
     const now = new Date();
     return envelope(requestId(req), {
       data: {
-        id: req.headers['x-vault-token'] ?? /^Bearer (\S+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? null,
+        id: presentedToken(req),
         accessor: row.id,
         policies: ['default'],
         ttl: secondsUntil(row.expires_at, now),
@@ -64,9 +64,8 @@ export class VaultAuthController {
   async renewSelf(@Req() req: VaultRequest, @Body() body: unknown) {
     const { increment } = parseInput(tokenRenewBody, body);
     const { row, capped } = await this.tokens.renew(clientToken(req), increment);
-    const token = req.headers['x-vault-token'] ?? /^Bearer (\S+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? '';
     return envelope(requestId(req), {
-      auth: authOf(String(token), row, new Date()),
+      auth: authOf(presentedToken(req), row, new Date()),
       warnings: capped ? ['TTL of the token is capped at its max TTL (vault.token_max_ttl)'] : null,
     });
   }
@@ -82,6 +81,12 @@ export class VaultAuthController {
 function clientToken(req: VaultRequest): string {
   if (!req.vaultTokenId) throw new DomainError('malformed', 'not_a_client_token', 'the request carries no client token from auth/jwt/login');
   return req.vaultTokenId;
+}
+
+/** The client token as the caller sent it: Vault echoes it back in lookup-self and renew-self. */
+function presentedToken(req: VaultRequest): string {
+  const header = req.headers['x-vault-token'];
+  return typeof header === 'string' && header !== '' ? header : (/^Bearer (\S+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? '');
 }
 
 function authOf(token: string, row: VaultTokenRow, now: Date) {

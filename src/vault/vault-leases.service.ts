@@ -62,8 +62,9 @@ export class VaultLeasesService {
 
   async staticCreds(identity: Identity, requestId: string, mount: string, name: string): Promise<VaultEnvelope> {
     const kind = this.requireMount(mount);
-    const creds = (await this.statics.creds(identity, name)) as Record<string, unknown> & Awaited<ReturnType<StaticService['creds']>>;
-    if (mountOfPlugin(String(creds.plugin)) !== kind) throw unknownRole(name);
+    // The credentials' fields depend on the plugin: username and password, or an access key pair.
+    const creds: Record<string, unknown> & { plugin: string | null; rotated_at: string | null; next_rotation_at: string | null } = await this.statics.creds(identity, name);
+    if (!creds.plugin || mountOfPlugin(creds.plugin) !== kind) throw unknownRole(name);
     const now = this.clock.now();
     const data =
       kind === 'aws'
