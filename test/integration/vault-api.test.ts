@@ -1,11 +1,11 @@
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import nodeVault from 'node-vault';
-import { TestBroker, eventually, startBroker } from '../support/broker';
+import { TestBroker, accountPrefix, eventually, startBroker } from '../support/broker';
 import { IamTestServer } from '../support/iam-server';
 import { mysqlLogin, mysqlUsersLike, prepareMysqlTarget } from '../support/mysql';
 import { MYSQL_ADMIN_URL } from '../support/services';
 import { createPgAccount, owned } from '../support/statics';
-import { pgLogin, rolesLike } from '../support/target';
+import { pgLogin, rolesLike, withAdmin } from '../support/target';
 
 /** The Vault-compatible API (DESIGN §11) through node-vault, the npm package, unmodified. */
 describe('Vault-compatible API with node-vault', () => {
@@ -41,8 +41,15 @@ describe('Vault-compatible API with node-vault', () => {
     jwt = await broker.token('ns/app/api');
   });
   afterAll(async () => {
-    await broker.close();
-    await iam.stop();
+    try {
+      // Nothing a test leased may outlive the suite.
+      expect(await eventually(async () => (await rolesLike(accountPrefix('vault'))).length === 0)).toBe(true);
+      expect(await mysqlUsersLike('tsr_vault_my_')).toEqual([]);
+    } finally {
+      await broker.close();
+      await iam.stop();
+      await withAdmin('postgres', (c) => c.query('DROP ROLE IF EXISTS tess_vault_static'));
+    }
   });
 
   it('logs in with a JWT-SVID and gets an opaque client token carrying subject and issuer', async () => {

@@ -1,7 +1,7 @@
 import { request } from 'node:http';
-import { TestBroker, eventually, startBroker } from '../support/broker';
+import { TestBroker, accountPrefix, eventually, startBroker } from '../support/broker';
 import { VaultTokenSweeper } from '../../src/vault/vault-token.sweeper';
-import { pgLogin } from '../support/target';
+import { pgLogin, rolesLike } from '../support/target';
 
 interface RawResponse {
   status: number;
@@ -51,7 +51,14 @@ describe('Vault-compatible API on the wire, as the Go client speaks it', () => {
     expect(login.status).toBe(200);
     token = login.body.auth.client_token;
   });
-  afterAll(() => broker.close());
+  afterAll(async () => {
+    try {
+      // Nothing a test leased may outlive the suite.
+      expect(await eventually(async () => (await rolesLike(accountPrefix('vaultwire'))).length === 0)).toBe(true);
+    } finally {
+      await broker.close();
+    }
+  });
 
   it('runs the whole flow with PUT, JSON bodies without Content-Type, and X-Vault-Token', async () => {
     const issued = await vault('GET', `database/creds/${broker.role}`, { token });
@@ -125,6 +132,7 @@ describe('Vault-compatible API on the wire, as the Go client speaks it', () => {
     // An expired lease.
     await broker.state(`UPDATE leases SET expires_at = now() - interval '1 second' WHERE id = $1`, [issued.body.lease_id.split('/').pop()]);
     expect(await vault('PUT', 'sys/leases/renew', { token, body: { lease_id: issued.body.lease_id } })).toMatchObject({ status: 400, body: { errors: ['lease expired'] } });
+    expect((await vault('PUT', 'sys/leases/revoke', { token, body: { lease_id: issued.body.lease_id } })).status).toBe(204);
   });
 
   it('malformed bodies, wrapping, namespaces and unknown paths', async () => {
