@@ -95,6 +95,7 @@ export async function benchIssue(id: Identity, opts: { quick: boolean; iteration
         }
         if (iterations === opts.iterations[0]) {
           const [concurrency, n] = plan[plan.length > 2 ? 1 : plan.length - 1];
+          rows.push(await benchVaultApi(broker.url, token, concurrency, n));
           rows.push(await benchMysql(broker.url, token, concurrency, n));
           rows.push(await benchIam(broker.url, token, endpoint, concurrency, Math.min(n, 1000)));
         }
@@ -107,6 +108,41 @@ export async function benchIssue(id: Identity, opts: { quick: boolean; iteration
     await resetState();
   }
   return rows;
+}
+
+/**
+ * The same PostgreSQL issue through the Vault-compatible API (a client token from auth/jwt/login, then
+ * GET database/creds/ROLE as Vault clients do) beside the native API in the same run (DESIGN §11 aims at
+ * ≥ 0.9×). Native and Vault halves alternate so neither gets the warmer half of the run.
+ */
+export async function benchVaultApi(url: string, jwt: string, concurrency: number, n: number): Promise<IssueRow> {
+  const login = await fetch(`${url}/v1/auth/jwt/login`, { method: 'PUT', body: Buffer.from(JSON.stringify({ jwt })) });
+  const clientToken = ((await login.json()) as { auth: { client_token: string } }).auth.client_token;
+  const half = Math.max(1, Math.floor(n / 2));
+  const native = async () =>
+    load(half, concurrency, async () => {
+      const res = await post(`${url}/v1/creds/bench-pg`, jwt, { ttl: '30m' });
+      if (res.status !== 201) throw new Error(`native issue failed: ${res.status}`);
+    });
+  const vault = async () =>
+    load(half, concurrency, async () => {
+      const res = await fetch(`${url}/v1/database/creds/bench-pg`, { headers: { 'X-Vault-Token': clientToken } });
+      if (res.status !== 200) throw new Error(`vault issue failed: ${res.status} ${await res.text()}`);
+      await res.arrayBuffer().catch(() => undefined);
+    });
+  const [n1, v1, v2, n2] = [await native(), await vault(), await vault(), await native()];
+  const merge = (a: Stats, b: Stats): Stats => ({
+    n: a.n + b.n,
+    seconds: a.seconds + b.seconds,
+    rate: (a.n + b.n) / (a.seconds + b.seconds),
+    p50: (a.p50 + b.p50) / 2,
+    p95: (a.p95 + b.p95) / 2,
+    p99: Math.max(a.p99, b.p99),
+    max: Math.max(a.max, b.max),
+  });
+  const raw = merge(n1, n2);
+  const tessera = merge(v1, v2);
+  return { target: 'postgres via the Vault API', concurrency, tessera, baseline: 'native POST /v1/creds (same run)', raw, ratio: tessera.rate / raw.rate };
 }
 
 async function benchMysql(url: string, token: string, concurrency: number, n: number): Promise<IssueRow> {

@@ -51,6 +51,14 @@ import { StaticController } from './statics/static.controller';
 import { StaticRepository } from './statics/static.repository';
 import { StaticService } from './statics/static.service';
 import { storageProviders } from './storage/storage.providers';
+import { VaultAuthController } from './vault/vault-auth.controller';
+import { VaultLeasesService } from './vault/vault-leases.service';
+import { VaultSecretsController } from './vault/vault-secrets.controller';
+import { VaultSysController } from './vault/vault-sys.controller';
+import { VaultTokenExtractor } from './vault/vault-token.extractor';
+import { VaultTokenRepository } from './vault/vault-token.repository';
+import { VaultTokenService } from './vault/vault-token.service';
+import { VaultTokenSweeper } from './vault/vault-token.sweeper';
 
 /** What a process does: serve HTTP, run the job processors and ticks, or both. */
 export interface ProcessRoles {
@@ -92,11 +100,15 @@ export class AppModule {
           TokenVerifier,
           BearerTokenExtractor,
           ClientCertificateExtractor,
-          // Asked in this order; a new surface (a Vault token, a console session) adds its extractor here.
+          VaultTokenService,
+          VaultTokenExtractor,
+          VaultLeasesService,
+          // Asked in this order; a new surface (a console session) adds its extractor here. The Vault
+          // extractor goes first: it claims X-Vault-Token and bearer client tokens, and leaves JWTs to the next.
           {
             provide: CREDENTIAL_EXTRACTORS,
-            useFactory: (bearer: BearerTokenExtractor, cert: ClientCertificateExtractor): CredentialExtractor[] => [bearer, cert],
-            inject: [BearerTokenExtractor, ClientCertificateExtractor],
+            useFactory: (vault: VaultTokenExtractor, bearer: BearerTokenExtractor, cert: ClientCertificateExtractor): CredentialExtractor[] => [vault, bearer, cert],
+            inject: [VaultTokenExtractor, BearerTokenExtractor, ClientCertificateExtractor],
           },
           IdentityService,
           BootstrapService,
@@ -106,7 +118,7 @@ export class AppModule {
           { provide: APP_GUARD, useClass: IdentityThrottlerGuard },
         ]
       : [];
-    const worker: Provider[] = roles.worker ? [JobRegistry, JobWorkers, LeaseReconciler, RotationSweeper] : [];
+    const worker: Provider[] = roles.worker ? [JobRegistry, JobWorkers, LeaseReconciler, RotationSweeper, VaultTokenSweeper] : [];
     return {
       module: AppModule,
       imports: [
@@ -117,7 +129,7 @@ export class AppModule {
             genReqId: (req) => (req as { id?: string }).id ?? randomUUID(),
             // Never log credentials: request and response bodies are not logged at all, and headers
             // that carry tokens or signatures are removed.
-            redact: { paths: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-tessera-signature"]'], remove: true },
+            redact: { paths: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-tessera-signature"]', 'req.headers["x-vault-token"]'], remove: true },
             serializers: { req: (req) => ({ id: req.id, method: req.method, url: req.url }), res: (res) => ({ statusCode: res.statusCode }) },
             // One access-log line per request at info; none (and no per-request logger) above it.
             autoLogging: roles.http && ['trace', 'debug', 'info'].includes(config.log.level),
@@ -129,8 +141,9 @@ export class AppModule {
         ...(roles.http ? [TerminusModule, ThrottlerModule.forRoot([{ name: 'identity', ttl: 1000, limit: config.limits.per_identity_rps }])] : []),
         ...(roles.worker ? [ScheduleModule.forRoot(), DiscoveryModule] : []),
       ],
-      controllers: roles.http ? [LeaseController, StaticController, EventsController, BootstrapController, WhoamiController, AuditController, ConfigController, MetricsController, HealthController] : [],
-      providers: [...http, ...worker],
+      controllers: roles.http ? [LeaseController, StaticController, EventsController, BootstrapController, WhoamiController, AuditController, ConfigController, MetricsController, HealthController, VaultAuthController, VaultSysController, VaultSecretsController] : [],
+      // Client tokens are written by the HTTP role and swept by the worker role.
+      providers: [VaultTokenRepository, ...http, ...worker],
     };
   }
 }

@@ -12,6 +12,7 @@ import { AppModule } from './app.module';
 import { ConfigError, TesseraConfig } from './config/config.loader';
 import { ErrorFilter, ErrorSurfaces, toHttpError } from './http/error.filter';
 import { migrate } from './storage/migrator';
+import { isVaultRoute, vaultErrorSurface, vaultRequestHandling } from './vault/vault-http';
 
 export interface ServerOptions {
   /** Also run the job processors and reconciler in this process (the default for `tessera server`). */
@@ -69,7 +70,7 @@ export async function createServer(config: TesseraConfig, options: ServerOptions
   });
   app.useLogger(app.get(Logger));
   // Every error, from the router or before it, is written in the shape of the request's API surface.
-  const errors = new ErrorSurfaces();
+  const errors = new ErrorSurfaces([vaultErrorSurface(config)]);
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
   app.use((req: Request & { id?: string }, res: Response, next: NextFunction) => {
@@ -77,9 +78,15 @@ export async function createServer(config: TesseraConfig, options: ServerOptions
     res.setHeader('X-Request-Id', req.id);
     next();
   });
-  app.use((req: Request, res: Response, next: NextFunction) => {
+  app.use((_req: Request, res: Response, next: NextFunction) => {
     // Responses can carry credentials: never cache them.
     res.setHeader('Cache-Control', 'no-store');
+    next();
+  });
+  // The Vault-compatible routes parse their bodies as JSON whatever the Content-Type (DESIGN §11).
+  app.use(vaultRequestHandling(config, (req, res, error) => errors.send(req, res, error)));
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    if (isVaultRoute(req)) return next();
     // A body the broker would not read must not be silently ignored while the request goes ahead. And a
     // request that declares a type other than JSON is refused whether or not it has a body, so the
     // answer does not depend on the length (a browser sends text/plain and form posts cross-site

@@ -24,7 +24,9 @@ export type AuditType =
   | 'static.imported'
   | 'static.read'
   | 'static.rotation_requested'
-  | 'event.received';
+  | 'event.received'
+  | 'vault.token_created'
+  | 'vault.token_revoked';
 
 export interface AuditEvent {
   type: AuditType;

@@ -325,6 +325,23 @@ export const configSchema = z
       .strict()
       .default({ heartbeat_every: 300, shards: 16 }),
     static_secrets: z.record(name, staticSecretSchema).default({}),
+    /** The Vault-compatible API (DESIGN §11). */
+    vault: z
+      .object({
+        /** Lifetime of a client token from auth/{jwt,kubernetes}/login, and of each renew-self. */
+        token_ttl: duration().default(3600),
+        /** A client token never lives past this from its login, however often it is renewed. */
+        token_max_ttl: duration().default(86400),
+        /** Mount names the Vault clients use: `{database_mount}/creds/{role}`, `{aws_mount}/creds/{role}`. */
+        database_mount: name.default('database'),
+        aws_mount: name.default('aws'),
+        /** Vault's behaviour: revoking a client token revokes the leases issued with it (Tessera's default: leases belong to the workload). */
+        revoke_leases_with_token: z.boolean().default(false),
+      })
+      .strict()
+      .refine((v) => v.token_ttl <= v.token_max_ttl, { message: 'token_ttl must not exceed token_max_ttl', path: ['token_ttl'] })
+      .refine((v) => v.database_mount !== v.aws_mount, { message: 'database_mount and aws_mount must differ', path: ['aws_mount'] })
+      .default({ token_ttl: 3600, token_max_ttl: 86400, database_mount: 'database', aws_mount: 'aws', revoke_leases_with_token: false }),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).strict().default({ level: 'info' }),
   })
   .strict();

@@ -17,7 +17,7 @@ import { TargetProbes, withTimeout } from './target-probes';
 const DEPENDENCY_CACHE_MS = 1000;
 
 /** A check whose result is reused for a moment, with concurrent callers sharing one run. */
-class CachedCheck {
+export class CachedCheck {
   private last: { at: number; up: boolean } | undefined;
   private running: Promise<boolean> | undefined;
 

@@ -1,18 +1,21 @@
 import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
 
 const SALT = Buffer.from('tessera-bootstrap', 'utf8');
-const INFO = Buffer.from('tessera bootstrap secret v1', 'utf8');
+/** HKDF info of bootstrap secrets; another kind of stored secret passes its own, so each gets its own key. */
+const BOOTSTRAP_INFO = 'tessera bootstrap secret v1';
 
 /**
  * Bootstrap secrets are stored as HMAC-SHA256 keyed from the master key (HKDF-SHA256), bound to the
  * secret's id: a copy of the table is no dictionary to test guesses against, and a hash moved to
  * another row does not match. Secrets made under a previous master key keep working until they expire.
+ * Vault client tokens are hashed the same way under their own `purpose` (a different derived key).
  */
 export class BootstrapHasher {
   private readonly keys: Buffer[];
 
-  constructor(masterKey: string, previousKeys: readonly string[] = []) {
-    this.keys = [masterKey, ...previousKeys].map((k) => Buffer.from(hkdfSync('sha256', Buffer.from(k, 'base64'), SALT, INFO, 32)));
+  constructor(masterKey: string, previousKeys: readonly string[] = [], purpose = BOOTSTRAP_INFO) {
+    const info = Buffer.from(purpose, 'utf8');
+    this.keys = [masterKey, ...previousKeys].map((k) => Buffer.from(hkdfSync('sha256', Buffer.from(k, 'base64'), SALT, info, 32)));
   }
 
   hash(id: string, secret: string): Buffer {

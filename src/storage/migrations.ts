@@ -208,4 +208,32 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX audit_events_heartbeats_by_shard ON audit_events (shard, id) WHERE type = 'audit.heartbeat';
     `,
   },
+  {
+    version: 9,
+    name: 'vault client tokens',
+    sql: `
+      -- Client tokens of the Vault-compatible API (DESIGN §11): only a keyed hash of the secret part is
+      -- stored. They carry who logged in (subject, issuer, the JWT's claims for claim-matching policy
+      -- rules), never a decision: policy is evaluated at each request.
+      CREATE TABLE vault_tokens (
+        id text PRIMARY KEY,
+        hash bytea NOT NULL,
+        subject text NOT NULL,
+        issuer text NOT NULL,
+        claims jsonb NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        renewed_at timestamptz,
+        expires_at timestamptz NOT NULL,
+        max_expires_at timestamptz NOT NULL,
+        revoked_at timestamptz
+      );
+      CREATE INDEX vault_tokens_expiry ON vault_tokens (expires_at);
+      -- Only with vault.revoke_leases_with_token: the leases a token issued, revoked with it.
+      CREATE TABLE vault_token_leases (
+        token_id text NOT NULL REFERENCES vault_tokens (id) ON DELETE CASCADE,
+        lease_id text NOT NULL,
+        PRIMARY KEY (token_id, lease_id)
+      );
+    `,
+  },
 ];
