@@ -168,6 +168,9 @@ export const staticSecretSchema = z
     if (s.password && s.iam_user) ctx.addIssue({ code: 'custom', path: ['password'], message: 'IAM keys are not imported; Tessera makes the first key' });
   });
 
+/** First segments under /v1 the native API serves (and `sys`, `auth` of the Vault API): not mount names. */
+export const VAULT_RESERVED_MOUNTS: readonly string[] = ['health', 'whoami', 'creds', 'leases', 'static', 'rotate', 'rotations', 'events', 'auth', 'audit', 'roles', 'connections', 'sys', 'ui'];
+
 export const configSchema = z
   .object({
     server: z
@@ -341,6 +344,8 @@ export const configSchema = z
       .strict()
       .refine((v) => v.token_ttl <= v.token_max_ttl, { message: 'token_ttl must not exceed token_max_ttl', path: ['token_ttl'] })
       .refine((v) => v.database_mount !== v.aws_mount, { message: 'database_mount and aws_mount must differ', path: ['aws_mount'] })
+      .refine((v) => !VAULT_RESERVED_MOUNTS.includes(v.database_mount), { message: 'must not be a path of the native API', path: ['database_mount'] })
+      .refine((v) => !VAULT_RESERVED_MOUNTS.includes(v.aws_mount), { message: 'must not be a path of the native API', path: ['aws_mount'] })
       .default({ token_ttl: 3600, token_max_ttl: 86400, database_mount: 'database', aws_mount: 'aws', revoke_leases_with_token: false }),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).strict().default({ level: 'info' }),
   })

@@ -1,14 +1,16 @@
 import express, { NextFunction, Request, RequestHandler, Response } from 'express';
 import { TesseraConfig } from '../config/config.loader';
+import { VAULT_RESERVED_MOUNTS } from '../config/config.schema';
 import { ErrorSurface, HttpError } from '../http/error.filter';
 
 /** Vault's `{"errors": [...]}` with Vault's status codes, for the Vault-compatible routes (DESIGN §11). */
 export function vaultErrorSurface(config: TesseraConfig): ErrorSurface {
   const isVault = vaultRouteMatcher(config);
   // A Vault client announces itself (X-Vault-Request, X-Vault-Token): on a path Tessera does not serve
-  // (KV, say) it still gets an error it can read.
+  // at all (KV, say) it still gets an error it can read. A native route keeps the native shape.
   const fromVaultClient = (req: Request) => req.headers['x-vault-request'] !== undefined || req.headers['x-vault-token'] !== undefined;
-  return { matches: (req) => isVault(req) || fromVaultClient(req), render: (_req, res, error) => void res.status(vaultStatus(error)).json({ errors: [vaultMessage(error)] }) };
+  const native = nativeRouteMatcher();
+  return { matches: (req) => isVault(req) || (fromVaultClient(req) && !native(req)), render: (_req, res, error) => void res.status(vaultStatus(error)).json({ errors: [vaultMessage(error)] }) };
 }
 
 /** The first path segments after /v1 that belong to the Vault-compatible API. */
@@ -19,6 +21,16 @@ export function vaultRouteMatcher(config: TesseraConfig): (req: Request) => bool
     if (v1 !== 'v1') return false;
     if (first === 'sys' || mounts.has(first)) return true;
     return first === 'auth' && (second === 'jwt' || second === 'kubernetes' || second === 'token');
+  };
+}
+
+/** Routes of the native API (the segments Vault mounts may not use, but the Vault API's `auth` and `sys`). */
+function nativeRouteMatcher(): (req: Request) => boolean {
+  const native = new Set(VAULT_RESERVED_MOUNTS.filter((s) => s !== 'auth' && s !== 'sys'));
+  return (req) => {
+    const [v1, first, second] = req.path.split('/').slice(1);
+    if (v1 !== 'v1') return req.path === '/metrics' || req.path.startsWith('/docs');
+    return native.has(first) || (first === 'auth' && (second === 'bootstrap' || second === 'bootstrap-secrets'));
   };
 }
 

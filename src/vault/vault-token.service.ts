@@ -57,7 +57,11 @@ export class VaultTokenService {
     const id = randomBytes(12).toString('base64url');
     const secret = randomBytes(32).toString('base64url');
     const now = this.clock.now().getTime();
-    const { token_ttl, token_max_ttl } = this.config.vault;
+    // A client token never outlives what the broker allows any token (identity.max_token_lifetime): a
+    // login must not turn a short-lived JWT into a day-long credential.
+    const lifetime = Math.min(this.config.vault.token_max_ttl, this.config.identity.max_token_lifetime);
+    const token_ttl = Math.min(this.config.vault.token_ttl, lifetime);
+    const token_max_ttl = lifetime;
     const row = {
       id,
       hash: this.hasher.hash(id, secret),

@@ -26,6 +26,8 @@ describe('Vault-compatible API with node-vault', () => {
     await prepareMysqlTarget();
     await createPgAccount('tess_vault_static', 'initial-password-1');
     broker = await startBroker('vault', (doc) => {
+      // Client tokens never outlive identity.max_token_lifetime; this broker allows a day, as Vault's default.
+      doc.identity.max_token_lifetime = '24h';
       doc.connections.mysql = { plugin: 'mysql', url: MYSQL_ADMIN_URL };
       doc.connections.aws = { plugin: 'aws-iam', region: 'us-east-1', endpoint, access_key_id: 'AKIDTESSERAADMIN0000', secret_access_key: 'admin-secret', max_attempts: 1 };
       doc.roles['vault-my'] = { connection: 'mysql', default_ttl: '5m', max_ttl: '1h', grants: ['SELECT ON test.*'] };

@@ -97,6 +97,18 @@ describe('Vault-compatible API on the wire, as the Go client speaks it', () => {
     expect((await vault('PUT', 'sys/leases/revoke', { token: jwt, body: { lease_id: issued.body.lease_id } })).status).toBe(204);
   });
 
+  it('a client token is no credential on the native API, and never outlives identity.max_token_lifetime', async () => {
+    // The native API refuses it in its own shape, as with X-Vault-Token as with a Bearer header.
+    const viaHeader = await broker.api('GET', '/v1/whoami', { headers: { 'x-vault-token': token } });
+    expect(viaHeader.status).toBe(401);
+    expect(viaHeader.body.error.code).toEqual(expect.any(String));
+    expect((await broker.api('GET', '/v1/whoami', { headers: { authorization: `Bearer ${token}` } })).status).toBe(401);
+    // Renewal is capped at the broker's own token lifetime (1 h here), not token_max_ttl (24 h).
+    const renewed = await vault('PUT', 'auth/token/renew-self', { token, body: { increment: '20h' } });
+    expect(renewed.status).toBe(200);
+    expect(renewed.body.auth.lease_duration).toBeLessThanOrEqual(broker.config.identity.max_token_lifetime);
+  });
+
   it('no token, a garbage token, an expired or revoked one: 403 permission denied', async () => {
     denied(await vault('GET', `database/creds/${broker.role}`));
     denied(await vault('GET', `database/creds/${broker.role}`, { token: 'garbage' }));

@@ -46,6 +46,7 @@ describe('config', () => {
     ['short master key', (d) => (d.encryption.key = 'c2hvcnQ='), /encryption\.key: must be the base64 of exactly 32 bytes/],
     ['mid-segment glob', (d) => (d.operators = ['spiffe://dev.example/ops*']), /operators\.0: "\*" must be a whole path segment/],
     ['bad plugin key', (d) => (d.connections.pg.scram_iterations = 0), /connections\.pg\.scram_iterations/],
+    ['a Vault mount named like a native route', (d) => (d.vault = { database_mount: 'leases' }), /vault\.database_mount: must not be a path of the native API/],
     ['bad template', (d) => (d.roles.ro.creation_statements = ['CREATE ROLE {{nam}}']), /roles\.ro\.creation_statements\.0: unknown placeholder \{\{nam\}\}/],
     [
       'prototype name',
