@@ -1,3 +1,7 @@
+/**
+ * The AWS IAM plugin. Longer than our usual file on purpose: the IAM calls of every verb (issue, the
+ * full strip on revoke, access-key rotation) are read and reviewed together.
+ */
 import {
   AddUserToGroupCommand,
   AttachUserPolicyCommand,

@@ -1,3 +1,8 @@
+/**
+ * The MySQL/MariaDB plugin: every verb of the contract on one pool. Longer than our usual file on
+ * purpose: each verb's SQL is read and reviewed together, as the statements that touch a customer's
+ * database (see README.md for where MySQL 8 and MariaDB differ).
+ */
 import mysql, { Pool, PoolConnection } from 'mysql2/promise';
 import {
   AccountNotFoundError,

@@ -1,3 +1,8 @@
+/**
+ * The PostgreSQL plugin: every verb of the contract on one pool. Longer than our usual file on purpose:
+ * each verb's SQL (issue, revoke alone and in batches, static secrets, sessions) is read and reviewed
+ * together, as the statements that touch a customer's database.
+ */
 import { Client, DatabaseError, Pool, PoolClient, escapeIdentifier, escapeLiteral } from 'pg';
 import {
   AccountNotFoundError,

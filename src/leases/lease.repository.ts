@@ -1,3 +1,7 @@
+/**
+ * All SQL about leases. Longer than our usual file on purpose: every state change's statement is here,
+ * beside the transition table it is built from (lease-state.ts), so one file shows what can happen to a row.
+ */
 import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { QueryResultRow } from 'pg';
 import { AuditEvent, AuditLog } from '../audit/audit.log';
