@@ -5,12 +5,13 @@
  */
 import { ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Client } from 'pg';
 import { withPgAdmin } from '../devkit/admin';
 import { mintJwtSvid } from './tokens';
 
 const ADDR = 'http://127.0.0.1:8200';
+const DEV_KEY_FILE = '.tessera/dev-master-key';
 const ADMIN = 'postgres://postgres@127.0.0.1:5432';
 
 function step(text: string): void {
@@ -36,7 +37,11 @@ async function prepareTarget(): Promise<void> {
 
 async function waitReady(server: ChildProcess): Promise<void> {
   for (let i = 0; i < 100; i++) {
-    if (server.exitCode !== null) throw new Error(`the broker exited with code ${server.exitCode}`);
+    if (server.exitCode !== null) {
+      throw new Error(
+        `the broker exited with code ${server.exitCode} (if it says no signing key opens, the state database "tessera" was made with another master key: drop it, or set TESSERA_MASTER_KEY to that key)`,
+      );
+    }
     try {
       const res = await fetch(`${ADDR}/v1/health/ready`);
       if (res.ok) return;
@@ -77,8 +82,15 @@ async function run(): Promise<void> {
 
   const env = { ...process.env };
   if (!env.TESSERA_MASTER_KEY) {
-    env.TESSERA_MASTER_KEY = randomBytes(32).toString('base64');
-    process.stdout.write('TESSERA_MASTER_KEY was not set: using a random key for this run\n');
+    // The state database keeps what the key sealed (the broker's signing key, the audit chain's key
+    // id), so every run of the demo must use the same key: it is made once and kept, unreadable to
+    // others, in .tessera/ (ignored by git).
+    if (!existsSync(DEV_KEY_FILE)) {
+      mkdirSync('.tessera', { recursive: true, mode: 0o700 });
+      writeFileSync(DEV_KEY_FILE, randomBytes(32).toString('base64'), { mode: 0o600 });
+      process.stdout.write(`TESSERA_MASTER_KEY was not set: made a development key in ${DEV_KEY_FILE}\n`);
+    }
+    env.TESSERA_MASTER_KEY = readFileSync(DEV_KEY_FILE, 'utf8').trim();
   }
   step('Starting the broker: tessera server --config config/tessera.yaml');
   const server = spawn(process.execPath, ['bin/tessera.js', 'server', '--config', 'config/tessera.yaml'], {
