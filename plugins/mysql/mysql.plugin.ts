@@ -29,21 +29,8 @@ import {
   renderTemplate,
 } from '../contract';
 import { MysqlConnectionConfig, MysqlRoleSettings, mysqlConnectionSchema, mysqlRoleSchema } from './mysql.config';
+import { LOGIN_REFUSED_ERRNO, MysqlError, NO_SUCH_THREAD, OPERATION_FAILED_FOR_USER, PARSE_ERROR, isRetryable, isServerError, killSessionsOf } from './mysql-server';
 
-/** Server errors after which trying again can help: lock waits, deadlocks, lost or refused connections. */
-const RETRYABLE_ERRNO = new Set([1040, 1053, 1205, 1213, 2002, 2003, 2006, 2013]);
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'PROTOCOL_CONNECTION_LOST', 'PROTOCOL_SEQUENCE_TIMEOUT']);
-/** Access denied (1045; MariaDB also 1698), account locked (MySQL 3118, MariaDB 4151), database access denied. */
-const LOGIN_REFUSED_ERRNO = new Set([1044, 1045, 1698, 3118, 4151]);
-const OPERATION_FAILED_FOR_USER = 1396; // ER_CANNOT_USER: the account does not exist
-const NO_SUCH_THREAD = 1094;
-const PARSE_ERROR = 1064;
-
-interface MysqlError {
-  code?: string;
-  errno?: number;
-  sqlMessage?: string;
-}
 
 /**
  * MySQL 8 and MariaDB accounts. Everything used here is common to both (CREATE USER, GRANT,
@@ -133,7 +120,7 @@ export class MysqlPlugin implements CredentialPlugin {
         if ((err as MysqlError).errno === OPERATION_FAILED_FOR_USER) return; // already gone
         throw err;
       }
-      await killSessions(conn, req.username);
+      await killSessionsOf(conn, [req.username]);
       for (const statement of role.revocation_statements ?? []) await conn.query(renderTemplate(statement, { name: account }));
       await conn.query(`DROP USER IF EXISTS ${account}`);
     });
@@ -271,7 +258,7 @@ export class MysqlPlugin implements CredentialPlugin {
    */
   private async endSessions(user: string): Promise<void> {
     await this.run('end sessions', [], async (conn) => {
-      for (let attempt = 0; (await killSessions(conn, user)) > 0; attempt++) {
+      for (let attempt = 0; (await killSessionsOf(conn, [user])).size > 0; attempt++) {
         if (attempt >= 50) throw new PluginError(`mysql ${this.name}: sessions of ${user} did not end`, true);
         await new Promise((r) => setTimeout(r, 20 * Math.min(attempt + 1, 5)));
       }
@@ -335,41 +322,6 @@ export class MysqlPlugin implements CredentialPlugin {
     for (const secret of secrets) text = text.split(secret).join('[redacted]');
     return new PluginError(`mysql ${this.name}: ${step} failed: ${text}`, isRetryable(err));
   }
-}
-
-/** KILL CONNECTION for every session of `user` but our own; returns how many there were. */
-async function killSessions(conn: PoolConnection, user: string): Promise<number> {
-  const [sessions] = await conn.query('SELECT ID AS id FROM information_schema.PROCESSLIST WHERE USER = ? AND ID <> CONNECTION_ID()', [user]);
-  for (const { id } of sessions as { id: number }[]) {
-    await conn.query(`KILL CONNECTION ${Number(id)}`).catch((err: MysqlError) => {
-      if (err.errno !== NO_SUCH_THREAD) throw err;
-    });
-  }
-  return (sessions as unknown[]).length;
-}
-
-/**
- * KILL CONNECTION for every session of these users but our own, one process-list query for all;
- * returns the users that had sessions.
- */
-async function killSessionsOf(conn: PoolConnection, users: string[]): Promise<Set<string>> {
-  const [sessions] = await conn.query('SELECT ID AS id, USER AS user FROM information_schema.PROCESSLIST WHERE USER IN (?) AND ID <> CONNECTION_ID()', [users]);
-  for (const { id } of sessions as { id: number }[]) {
-    await conn.query(`KILL CONNECTION ${Number(id)}`).catch((err: MysqlError) => {
-      if (err.errno !== NO_SUCH_THREAD) throw err;
-    });
-  }
-  return new Set((sessions as { user: string }[]).map((s) => String(s.user)));
-}
-
-/** An error the server answered with (as opposed to a lost or refused connection). */
-function isServerError(err: unknown): boolean {
-  return (err as MysqlError)?.sqlMessage !== undefined && !isRetryable(err);
-}
-
-function isRetryable(err: unknown): boolean {
-  const e = err as MysqlError;
-  return (e.errno !== undefined && RETRYABLE_ERRNO.has(e.errno)) || (e.code !== undefined && NETWORK_CODES.has(e.code)) || !e.sqlMessage;
 }
 
 export const mysqlPlugin: PluginFactory<MysqlConnectionConfig, MysqlRoleSettings> = {

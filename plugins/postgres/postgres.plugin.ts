@@ -34,13 +34,9 @@ import {
   postgresConnectionSchema,
   postgresRoleSchema,
 } from './postgres.config';
+import { AUTH_FAILED, DEPENDENT_OBJECTS, RETRYABLE_SQLSTATE, UNDEFINED_OBJECT, endSessionsOf, translatePgError } from './postgres-server';
 import { scramSha256Verifier } from './scram';
 
-/** SQLSTATE classes and codes after which trying again can help. */
-const RETRYABLE_SQLSTATE = /^(08|53|57|58)|^(40001|40P01|55P03|55006|XX000)$/;
-const AUTH_FAILED = new Set(['28P01', '28000']);
-const UNDEFINED_OBJECT = '42704';
-const DEPENDENT_OBJECTS = '2BP01';
 
 export class PostgresPlugin implements CredentialPlugin {
   readonly maxUsernameLength = 63;
@@ -177,7 +173,7 @@ export class PostgresPlugin implements CredentialPlugin {
         eachOnItsOwn = live;
         return;
       }
-      for (const [username, error] of await this.endSessionsOf(client, live)) failed.set(username, error);
+      for (const [username, error] of await endSessionsOf(client, this.name, live)) failed.set(username, error);
       for (const username of live) {
         if (failed.has(username)) continue;
         const name = escapeIdentifier(username);
@@ -231,25 +227,6 @@ export class PostgresPlugin implements CredentialPlugin {
     }
   }
 
-  /**
-   * Ends every session of these roles, one query for all, and waits until they are gone (as
-   * endSessions does). Returns the roles whose sessions would not end.
-   */
-  private async endSessionsOf(client: PoolClient, usernames: string[]): Promise<Map<string, PluginError>> {
-    for (let attempt = 0; ; attempt++) {
-      const { rows } = await client.query<{ usename: string }>(
-        'SELECT usename, pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ANY($1::text[]) AND pid <> pg_backend_pid()',
-        [usernames],
-      );
-      if (!rows.length) return new Map();
-      if (attempt >= 50) {
-        const stuck = new Set(rows.map((r) => r.usename));
-        return new Map([...stuck].map((u) => [u, new PluginError(`postgres ${this.name}: session(s) of ${u} did not end`, true)]));
-      }
-      await new Promise((r) => setTimeout(r, 20 * Math.min(attempt + 1, 5)));
-    }
-  }
-
   async setStaticSecret(req: SetStaticSecretRequest): Promise<StaticSecretResult> {
     if (req.apply !== false) {
       await this.setPassword('rotate', req.account, req.password, { missingIsGone: false });
@@ -285,23 +262,11 @@ export class PostgresPlugin implements CredentialPlugin {
     });
   }
 
-  /**
-   * Ends every session of the role and waits until they are gone: pg_terminate_backend only signals,
-   * and a caller that reports "sessions ended" must be able to rely on it.
-   */
+  /** Ends every session of the role and waits until they are gone (see endSessionsOf). */
   private async endSessions(account: string): Promise<void> {
-    await this.run('end sessions', async (client) => {
-      for (let attempt = 0; ; attempt++) {
-        const { rows } = await client.query<{ pid: number }>(
-          'SELECT pid FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()',
-          [account],
-        );
-        if (!rows.length) return;
-        if (attempt >= 50) throw new PluginError(`postgres ${this.name}: ${rows.length} session(s) of ${account} did not end`, true);
-        await client.query('SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid', [rows.map((r) => r.pid)]);
-        await new Promise((r) => setTimeout(r, 20 * Math.min(attempt + 1, 5)));
-      }
-    });
+    const stuck = await this.run('end sessions', (client) => endSessionsOf(client, this.name, [account]));
+    const err = stuck.get(account);
+    if (err) throw err;
   }
 
   async verifyLogin(req: VerifyRequest): Promise<VerifyResponse> {
@@ -350,18 +315,8 @@ export class PostgresPlugin implements CredentialPlugin {
     }
   }
 
-  /** Plugin errors carry the SQLSTATE and the server's message, never a statement or a value. */
   private translate(step: string, err: unknown): PluginError {
-    if (err instanceof PluginError) return err;
-    if (err instanceof DatabaseError) {
-      const retryable = RETRYABLE_SQLSTATE.test(err.code ?? '');
-      // Server messages can quote a statement's text (a syntax error "at or near" a literal): the
-      // verifiers this plugin writes are cut out.
-      const message = err.message.replace(/SCRAM-SHA-256\$[^'"\s]*/g, '[verifier]');
-      return new PluginError(`postgres ${this.name}: ${step} failed: ${err.code} ${message}`, retryable);
-    }
-    const code = (err as NodeJS.ErrnoException)?.code ?? 'error';
-    return new PluginError(`postgres ${this.name}: ${step} failed: cannot reach the server (${code})`, true);
+    return translatePgError(this.name, step, err);
   }
 }
 
