@@ -26,6 +26,7 @@ export type AuditType =
   | 'static.rotation_requested'
   | 'event.received'
   | 'vault.token_created'
+  | 'vault.token_renewed'
   | 'vault.token_revoked';
 
 export interface AuditEvent {

@@ -118,6 +118,8 @@ export class VaultTokenService {
     const expiresAt = new Date(Math.min(wanted, current.max_expires_at.getTime()));
     const row = await this.tokens.renew(tokenId, expiresAt);
     if (!row) throw permissionDenied();
+    // Audited like every other change of what a credential can do (the token's new expiry, never the token).
+    await this.audit.append({ type: 'vault.token_renewed', actor: row.subject, detail: { accessor: tokenId, expires_at: row.expires_at.toISOString() } });
     return { row, capped: wanted > expiresAt.getTime() };
   }
 

@@ -107,6 +107,11 @@ describe('Vault-compatible API on the wire, as the Go client speaks it', () => {
     const renewed = await vault('PUT', 'auth/token/renew-self', { token, body: { increment: '20h' } });
     expect(renewed.status).toBe(200);
     expect(renewed.body.auth.lease_duration).toBeLessThanOrEqual(broker.config.identity.max_token_lifetime);
+    // The renewal is audited by accessor, never with the token itself.
+    const accessor = token.split('.')[1];
+    const events = await broker.state<{ body: string }>(`SELECT body FROM audit_events WHERE type = 'vault.token_renewed'`);
+    expect(events.some((e) => e.body.includes(accessor))).toBe(true);
+    expect(events.some((e) => e.body.includes(token))).toBe(false);
   });
 
   it('no token, a garbage token, an expired or revoked one: 403 permission denied', async () => {
