@@ -60,6 +60,13 @@ export function vaultRequestHandling(config: TesseraConfig, send: (req: Request,
   const json = express.json({ type: () => true, limit: config.server.body_limit, inflate: false, strict: true });
   return (req: Request, res: Response, next: NextFunction) => {
     if (!isVault(req)) return next();
+    // These routes take any body type, so a web page could post to them cross-site with credentials
+    // a browser attaches by itself (a client certificate over mTLS). Vault clients are not browsers:
+    // a request a browser marks as coming from another site, or from any page's origin, is refused.
+    const site = req.headers['sec-fetch-site'];
+    if (req.headers.origin !== undefined || (site !== undefined && site !== 'none' && site !== 'same-origin')) {
+      return send(req, res, { status: 403, code: 'cross_site', message: 'requests from web pages are not accepted on the Vault-compatible API' });
+    }
     if (req.headers['x-vault-wrap-ttl'] !== undefined) {
       return send(req, res, { status: 400, code: 'unsupported', message: 'response wrapping is not supported' });
     }

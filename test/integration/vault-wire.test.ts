@@ -114,6 +114,16 @@ describe('Vault-compatible API on the wire, as the Go client speaks it', () => {
     expect(events.some((e) => e.body.includes(token))).toBe(false);
   });
 
+  it('a request from a web page (Origin, or Sec-Fetch-Site: cross-site) is refused and changes nothing', async () => {
+    const before = await broker.state<{ n: number }>(`SELECT count(*)::int AS n FROM leases`);
+    for (const headers of [{ origin: 'https://evil.example' }, { 'sec-fetch-site': 'cross-site' }] as Record<string, string>[]) {
+      const res = await vault('GET', `database/creds/${broker.role}`, { token, headers });
+      expect(res.status).toBe(403);
+      expect(res.body).toEqual({ errors: [expect.any(String)] });
+    }
+    expect(await broker.state(`SELECT count(*)::int AS n FROM leases`)).toEqual(before);
+  });
+
   it('no token, a garbage token, an expired or revoked one: 403 permission denied', async () => {
     denied(await vault('GET', `database/creds/${broker.role}`));
     denied(await vault('GET', `database/creds/${broker.role}`, { token: 'garbage' }));
