@@ -42,6 +42,34 @@ export class AuditWriter {
     return { ...written, head: { shard: head.shard, hash: written.hash, key_id: this.keys.currentId, seal: this.keys.seal(written.hash)! } };
   }
 
+  /**
+   * Writes several events onto `head` in one statement, in order, as `link` would one after another.
+   * Returns the head as it now is (still locked).
+   */
+  async linkMany(q: Queryable, head: ShardHead, events: StoredEvent[]): Promise<{ ids: string[]; head: ShardHead }> {
+    if (events.length === 0) return { ids: [], head };
+    if (events.length === 1 || (await this.headProblem(q, head, false))) {
+      // One event, or a head to report first: the one-by-one path writes the evidence.
+      const ids: string[] = [];
+      for (const event of events) {
+        const written = await this.link(q, head, event);
+        ids.push(written.id);
+        head = written.head;
+      }
+      return { ids, head };
+    }
+    const links: ReturnType<typeof nextLink>[] = [];
+    let prev = head.hash;
+    for (const event of events) {
+      const link = nextLink(this.keys, prev, event.body);
+      links.push(link);
+      prev = link.hash;
+    }
+    const ids = await this.repo.insertMany(q, head.shard, events, links);
+    const last = links[links.length - 1];
+    return { ids, head: { shard: head.shard, hash: last.hash, key_id: last.keyId, seal: last.seal } };
+  }
+
   private async insert(q: Queryable, shard: number, prev: Buffer, event: StoredEvent): Promise<{ id: string; hash: Buffer }> {
     const link = nextLink(this.keys, prev, event.body);
     return { id: await this.repo.insert(q, shard, event, link), hash: link.hash };

@@ -7,6 +7,7 @@ import { QueryResultRow } from 'pg';
 import { AuditEvent, AuditLog } from '../audit/audit.log';
 import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';
+import { GroupCommit, ItemFailed } from '../common/group-commit';
 import { Database, Queryable } from '../storage/database';
 import { ISSUER_LOCK_NAMESPACE, IssuerSession } from './issuer-session';
 import { LeaseError } from './lease-errors';
@@ -53,10 +54,14 @@ export class LeaseRepository implements OnApplicationShutdown {
   constructor(
     @Inject(Database) private readonly db: Database,
     @Inject(CONFIG) config: TesseraConfig,
-    @Inject(AuditLog) private readonly audit: Pick<AuditLog, 'append'>,
+    @Inject(AuditLog) private readonly audit: Pick<AuditLog, 'append' | 'appendMany'>,
   ) {
     this.issuerSession = new IssuerSession(config.storage.postgres_url);
+    // A few batches in flight keep the pool busy while one waits for its commit.
+    this.activations = new GroupCommit((batch) => this.activateBatch(batch), { maxBatch: 64, inFlight: Math.max(1, Math.min(4, config.storage.pool_size >> 2)) });
   }
+
+  private readonly activations: GroupCommit<{ id: string; event: AuditEvent }, boolean>;
 
   async onApplicationShutdown(): Promise<void> {
     await this.issuerSession.close();
@@ -86,8 +91,40 @@ export class LeaseRepository implements OnApplicationShutdown {
     return r.role_full ? 'role_limit' : 'owner_limit';
   }
 
-  /** pending → active, with its `lease.issued` event. False when the lease was taken meanwhile. */
-  async activate(id: string, event: AuditEvent): Promise<boolean> {
+  /**
+   * pending → active, with its `lease.issued` event. False when the lease was taken meanwhile.
+   * Activations arriving together share one transaction (group commit): one UPDATE, one audit insert.
+   */
+  activate(id: string, event: AuditEvent): Promise<boolean> {
+    return this.activations.submit({ id, event });
+  }
+
+  private async activateBatch(batch: { id: string; event: AuditEvent }[]): Promise<(boolean | ItemFailed)[]> {
+    if (batch.length > 1) {
+      try {
+        return await this.db.tx(async (tx) => {
+          // Rows locked in id order, so two batches (or a bulk revoke doing the same) cannot deadlock.
+          const { rows } = await tx.query<{ id: string }>(
+            `UPDATE leases SET state = 'active', activated_at = now(), updated_at = now()
+             FROM (SELECT id FROM leases WHERE id = ANY($1::text[]) AND state IN ${from('activate')} ORDER BY id FOR UPDATE) due
+             WHERE leases.id = due.id RETURNING leases.id`,
+            [batch.map((b) => b.id)],
+          );
+          const done = new Set(rows.map((r) => r.id));
+          await this.audit.appendMany(batch.filter((b) => done.has(b.id)).map((b) => b.event), tx);
+          return batch.map((b) => done.has(b.id));
+        });
+      } catch {
+        // Whatever failed the batch (a deadlock with a statement locking in another order, say) is
+        // judged per lease: each is tried on its own, so one lease's failure never fails its neighbours.
+      }
+    }
+    const results: (boolean | ItemFailed)[] = [];
+    for (const b of batch) results.push(await this.activateOne(b.id, b.event).catch((err: unknown) => new ItemFailed(err)));
+    return results;
+  }
+
+  private async activateOne(id: string, event: AuditEvent): Promise<boolean> {
     const row = await this.withEvent<{ id: string }>(
       `UPDATE leases SET state = 'active', activated_at = now(), updated_at = now() WHERE id = $1 AND state IN ${from('activate')} RETURNING id`,
       [id],
@@ -212,14 +249,9 @@ export class LeaseRepository implements OnApplicationShutdown {
         [items.map((i) => i.id)],
       );
       const finished = new Map(rows.map((r) => [r.id, r]));
-      const ordered: LeaseRow[] = [];
-      for (const item of items) {
-        const row = finished.get(item.id);
-        if (!row) continue;
-        await this.audit.append(item.event, tx);
-        ordered.push(row);
-      }
-      return ordered;
+      const done = items.filter((item) => finished.has(item.id));
+      await this.audit.appendMany(done.map((item) => item.event), tx);
+      return done.map((item) => finished.get(item.id)!);
     });
   }
 
