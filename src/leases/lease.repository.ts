@@ -27,6 +27,36 @@ const ISSUER_GONE = `(issuer_lock IS NOT NULL AND NOT EXISTS (
     AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
     AND k.classid = ${ISSUER_LOCK_NAMESPACE}::oid AND k.objid = leases.issuer_lock::oid))`;
 
+/**
+ * Pending leases, in order ($1..$12 are arrays, one element per lease): each is written unless its
+ * role's or owner's live leases (counted once per role and per owner, each count stopping at its cap
+ * on its own partial index), plus those before it in this statement, reach the cap. One row out per
+ * lease, in order.
+ */
+const INSERT_PENDING = `
+  WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+                         $9::timestamptz[], $10::timestamptz[], $11::int[], $12::int[])
+      WITH ORDINALITY AS i(id, role, connection, plugin, account, owner, owner_issuer, run_id, expires_at, max_expires_at, role_cap, owner_cap, n)),
+  role_live AS (
+    SELECT g.role, (SELECT count(*) FROM (SELECT 1 FROM leases l WHERE l.role = g.role AND l.state IN ('pending','active') LIMIT g.cap) x) AS live
+    FROM (SELECT role, max(role_cap) AS cap FROM input GROUP BY role) g),
+  owner_live AS (
+    SELECT g.owner, g.owner_issuer,
+           (SELECT count(*) FROM (SELECT 1 FROM leases l WHERE l.owner = g.owner AND l.owner_issuer = g.owner_issuer AND l.state IN ('pending','active') LIMIT g.cap) x) AS live
+    FROM (SELECT owner, owner_issuer, max(owner_cap) AS cap FROM input GROUP BY owner, owner_issuer) g),
+  judged AS (
+    SELECT i.*,
+           rl.live + row_number() OVER (PARTITION BY i.role ORDER BY i.n) > i.role_cap AS role_full,
+           ol.live + row_number() OVER (PARTITION BY i.owner, i.owner_issuer ORDER BY i.n) > i.owner_cap AS owner_full
+    FROM input i JOIN role_live rl USING (role) JOIN owner_live ol USING (owner, owner_issuer)),
+  ins AS (
+    INSERT INTO leases (id, role, connection, plugin, account, owner, owner_issuer, run_id, state, expires_at, max_expires_at, issuer_lock)
+    SELECT id, role, connection, plugin, account, owner, owner_issuer, run_id, 'pending', expires_at, max_expires_at, $13
+    FROM judged WHERE NOT role_full AND NOT owner_full ORDER BY n
+    RETURNING id)
+  SELECT j.id IN (SELECT id FROM ins) AS inserted, j.role_full, j.owner_full FROM judged j ORDER BY j.n`;
+
 export interface NewLease {
   id: string;
   role: string;
@@ -58,10 +88,13 @@ export class LeaseRepository implements OnApplicationShutdown {
   ) {
     this.issuerSession = new IssuerSession(config.storage.postgres_url);
     // A few batches in flight keep the pool busy while one waits for its commit.
-    this.activations = new GroupCommit((batch) => this.activateBatch(batch), { maxBatch: 64, inFlight: Math.max(1, Math.min(4, config.storage.pool_size >> 2)) });
+    const inFlight = Math.max(1, Math.min(4, config.storage.pool_size >> 2));
+    this.activations = new GroupCommit((batch) => this.activateBatch(batch), { maxBatch: 64, inFlight });
+    this.pendings = new GroupCommit((batch) => this.insertPendingBatch(batch), { maxBatch: 64, inFlight });
   }
 
   private readonly activations: GroupCommit<{ id: string; event: AuditEvent }, boolean>;
+  private readonly pendings: GroupCommit<{ lease: NewLease; caps: { role: number; owner: number } }, InsertRefusal | undefined>;
 
   async onApplicationShutdown(): Promise<void> {
     await this.issuerSession.close();
@@ -70,25 +103,22 @@ export class LeaseRepository implements OnApplicationShutdown {
   /**
    * issue: writes the pending lease, naming this process's issuer lock, unless the role already has
    * `caps.role` live leases or the owner (subject and issuer) `caps.owner`: then nothing is written and
-   * the refusal is returned. Each count stops at its cap and uses its own partial index, so it stays
-   * cheap however many leases exist; concurrent issues may overshoot a cap by a few.
+   * the refusal is returned. Inserts arriving together share one statement (group commit; see
+   * INSERT_PENDING), and each count is made once per role or owner in it; concurrent issues may
+   * overshoot a cap by a few.
    */
-  async insertPending(l: NewLease, caps: { role: number; owner: number }): Promise<InsertRefusal | undefined> {
+  insertPending(l: NewLease, caps: { role: number; owner: number }): Promise<InsertRefusal | undefined> {
+    return this.pendings.submit({ lease: l, caps });
+  }
+
+  private async insertPendingBatch(batch: { lease: NewLease; caps: { role: number; owner: number } }[]): Promise<(InsertRefusal | undefined)[]> {
     const issuerLock = await this.issuerSession.key();
-    const { rows } = await this.db.query<{ inserted: boolean; role_full: boolean; owner_full: boolean }>(
-      `WITH role_full AS (SELECT count(*) >= $11 AS reached FROM (SELECT 1 FROM leases WHERE role = $2 AND state IN ('pending','active') LIMIT $11) r),
-       owner_full AS (SELECT count(*) >= $12 AS reached FROM (SELECT 1 FROM leases WHERE owner = $6 AND owner_issuer = $7 AND state IN ('pending','active') LIMIT $12) o),
-       ins AS (
-         INSERT INTO leases (id, role, connection, plugin, account, owner, owner_issuer, run_id, state, expires_at, max_expires_at, issuer_lock)
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $13
-         WHERE NOT (SELECT reached FROM role_full) AND NOT (SELECT reached FROM owner_full)
-         RETURNING 1)
-       SELECT EXISTS (SELECT 1 FROM ins) AS inserted, (SELECT reached FROM role_full) AS role_full, (SELECT reached FROM owner_full) AS owner_full`,
-      [l.id, l.role, l.connection, l.plugin, l.account, l.owner, l.ownerIssuer, l.runId, l.expiresAt, l.maxExpiresAt, caps.role, caps.owner, issuerLock],
-    );
-    const r = rows[0];
-    if (r.inserted) return undefined;
-    return r.role_full ? 'role_limit' : 'owner_limit';
+    const col = <K extends keyof NewLease>(k: K) => batch.map((b) => b.lease[k]);
+    const { rows } = await this.db.query<{ inserted: boolean; role_full: boolean; owner_full: boolean }>(INSERT_PENDING, [
+      col('id'), col('role'), col('connection'), col('plugin'), col('account'), col('owner'), col('ownerIssuer'), col('runId'),
+      col('expiresAt'), col('maxExpiresAt'), batch.map((b) => b.caps.role), batch.map((b) => b.caps.owner), issuerLock,
+    ]);
+    return rows.map((r) => (r.inserted ? undefined : r.role_full ? 'role_limit' : 'owner_limit'));
   }
 
   /**
