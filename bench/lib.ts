@@ -118,7 +118,9 @@ export interface Broker {
 
 export async function startBroker(configPath: string, args: string[] = []): Promise<Broker> {
   const started = performance.now();
-  const child = spawn(process.execPath, ['bin/tessera.js', 'server', '--config', configPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // BENCH_BROKER_NODE_ARGS passes node flags to the broker, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile it.
+  const nodeArgs = (process.env.BENCH_BROKER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, 'bin/tessera.js', 'server', '--config', configPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   const url = await new Promise<string>((resolve, reject) => {
     child.stderr!.on('data', (chunk: Buffer) => {
