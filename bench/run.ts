@@ -59,6 +59,11 @@ async function main(): Promise<void> {
     log('|---|---|---|---|---|---|---|---|');
     for (const r of rows) log(`| ${r.target} | ${r.concurrency} | ${rate(r.tessera)} | ${r.baseline} | ${rate(r.raw)} | **${round(r.ratio, 2)}×** | ${lat(r.tessera)} | ${lat(r.raw)} |`);
     log('');
+    const cpu = rows.filter((r) => r.brokerCpuMs !== undefined);
+    if (cpu.length) {
+      log(`Broker CPU per issued lease (user + system, from /proc): ${cpu.map((r) => `${r.target} c=${r.concurrency}: ${round(r.brokerCpuMs!, 2)} ms`).join('; ')}.`);
+      log('');
+    }
   }
   if (only.has('expiry')) {
     const rows = await benchExpiry(id, { quick });
