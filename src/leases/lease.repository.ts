@@ -348,6 +348,14 @@ export class LeaseRepository implements OnApplicationShutdown {
     return rows.map((r) => r.id);
   }
 
+  /** Live leases (pending, active, revoking, revoke_failed) counted by role, plugin and state: the tessera_leases gauge. */
+  async countLive(): Promise<{ role: string; plugin: string; state: string; count: number }[]> {
+    const { rows } = await this.db.query<{ role: string; plugin: string; state: string; count: number }>(
+      `SELECT role, plugin, state, count(*)::int AS count FROM leases WHERE state IN ('pending','active','revoking','revoke_failed') GROUP BY role, plugin, state`,
+    );
+    return rows;
+  }
+
   async countRevokeFailed(): Promise<number> {
     const { rows } = await this.db.query<{ n: string }>(
       `SELECT count(*) AS n FROM leases WHERE state = 'revoke_failed'`,
