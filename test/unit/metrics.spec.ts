@@ -91,6 +91,8 @@ describe('route label', () => {
     expect(routeLabel({ route: { path: '/v1/leases/:id' }, baseUrl: '' } as never)).toBe('/v1/leases/:id');
     expect(routeLabel({ route: undefined, baseUrl: '' } as never)).toBe(UNMATCHED);
     expect(routeLabel({ route: { path: /x/ }, baseUrl: '' } as never)).toBe(UNMATCHED);
+    for (const path of ['/{*path}', '*', '/*path', '{*splat}']) expect(routeLabel({ route: { path }, baseUrl: '' } as never)).toBe(UNMATCHED);
+    expect(routeLabel({ route: { path: '/v1/sys/internal/ui/mounts/*path' }, baseUrl: '' } as never)).toBe('/v1/sys/internal/ui/mounts/*path');
   });
 });
 
