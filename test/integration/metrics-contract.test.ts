@@ -36,6 +36,8 @@ function shippedExpressions(): { where: string; expr: string }[] {
 describe('metrics contract (DESIGN §13) on a running broker', () => {
   let broker: TestBroker;
   let scrape: Exposition;
+  let workload: string;
+  let operator: string;
   const secrets: string[] = [];
   const leaseIds: string[] = [];
   const accounts: string[] = [];
@@ -47,8 +49,8 @@ describe('metrics contract (DESIGN §13) on a running broker', () => {
       doc.static_secrets = { 'metrics-static': { connection: 'target', username: 'tess_metrics_static', strategy: 'single' } };
       doc.policies.push({ name: 'legacy', subjects: ['spiffe://test.example/ns/legacy/*'], allow: [{ static: ['metrics-static'] }] });
     });
-    const workload = await broker.token('ns/app/metrics-client');
-    const operator = await broker.token('ops/olga');
+    workload = await broker.token('ns/app/metrics-client');
+    operator = await broker.token('ops/olga');
     const reader = await broker.token('ns/legacy/app');
     const issue = async (ttl: string) => {
       const res = await broker.api('POST', `/v1/creds/${broker.role}`, { token: workload, body: { ttl } });
@@ -150,5 +152,18 @@ describe('metrics contract (DESIGN §13) on a running broker', () => {
       expect(route).toMatch(/^\/[A-Za-z0-9/_:*.{}-]*$/);
       expect(route).not.toMatch(/no-such-route|metrics-static|tsl_|rot_/);
     }
+  });
+
+  // Last: it breaks this file's audit trail on purpose.
+  it('audit chain health: a head whose seal no longer verifies is found at the next append, and verify says so too', async () => {
+    await broker.state(`UPDATE audit_head SET hash = decode(repeat('00', 32), 'hex')`);
+    expect((await broker.api('POST', `/v1/creds/${broker.role}`, { token: workload, body: { ttl: '10m' } })).status).toBe(201);
+    const verify = await broker.api('GET', '/v1/audit/verify', { token: operator });
+    expect(verify.body.ok).toBe(false);
+    scrape = parseExposition((await broker.api('GET', '/metrics')).body);
+    expect(value('tessera_audit_chain_ok', {})).toBe(0);
+    expect(value('tessera_audit_chain_problems_total', { check: 'head_seal' })).toBeGreaterThanOrEqual(1);
+    expect(value('tessera_audit_chain_problems_total', { check: 'verify' })).toBe(1);
+    expect(value('tessera_audit_events_total', { type: 'audit.head_broken' })).toBeGreaterThanOrEqual(1);
   });
 });
