@@ -69,6 +69,7 @@ export class AuditWriter {
       prev = link.hash;
     }
     const ids = await this.repo.insertMany(q, head.shard, events, links);
+    for (const event of events) this.metrics?.auditEvents.inc({ type: event.type });
     const last = links[links.length - 1];
     return { ids, head: { shard: head.shard, hash: last.hash, key_id: last.keyId, seal: last.seal } };
   }
@@ -76,7 +77,7 @@ export class AuditWriter {
   private async insert(q: Queryable, shard: number, prev: Buffer, event: StoredEvent): Promise<{ id: string; hash: Buffer }> {
     const link = nextLink(this.keys, prev, event.body);
     const id = await this.repo.insert(q, shard, event, link);
-    // Every event of the trail is written here, so this is the one place they are counted.
+    // Every event of the trail is written here or in linkMany: the two places they are counted.
     this.metrics?.auditEvents.inc({ type: event.type });
     return { id, hash: link.hash };
   }
