@@ -36,6 +36,7 @@ import { LeaseRepository } from './leases/lease.repository';
 import { LeaseRevoker } from './leases/lease-revoker';
 import { LeaseService } from './leases/lease.service';
 import { Metrics } from './metrics/metrics';
+import { MetricsGauges } from './metrics/metrics-gauges';
 import { PluginHost } from './plugin-host/plugin-host';
 import { RoleSettingsResolver } from './plugin-host/role-settings';
 import { PolicyService } from './policy/policy.service';
@@ -114,6 +115,7 @@ export class AppModule {
           BootstrapService,
           EventsService,
           EventSignatureRepository,
+          MetricsGauges,
           { provide: APP_GUARD, useClass: AuthGuard },
           { provide: APP_GUARD, useClass: IdentityThrottlerGuard },
         ]

@@ -103,6 +103,11 @@ export class JobProducer implements OnApplicationShutdown {
     return job.opts.jobId;
   }
 
+  /** Jobs per queue by state (waiting, delayed, active, failed): the tessera_queue_jobs gauge. */
+  async counts(): Promise<{ queue: QueueName; counts: Record<string, number> }[]> {
+    return Promise.all([...this.queues].map(async ([queue, q]) => ({ queue, counts: await q.getJobCounts('waiting', 'delayed', 'active', 'failed') })));
+  }
+
   async ping(): Promise<void> {
     await this.connection.ping();
   }

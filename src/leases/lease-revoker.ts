@@ -55,6 +55,7 @@ export class LeaseRevoker {
     try {
       return (await this.revoke(lease, actor)).state;
     } catch (err) {
+      this.metrics.revocations.inc({ plugin: lease.plugin, result: 'failed' });
       if (job) await this.failInJob(lease, err, job); // throws
       await this.leases.recordError(lease.id, leaseError(err));
       await this.defer(lease.id);
@@ -94,10 +95,10 @@ export class LeaseRevoker {
     for (const d of done) {
       if (!finished.has(d.lease.id)) continue; // another revoker finished it and wrote its event
       const reason = revokeReasonOf(d.lease);
-      this.metrics.revocations.inc({ reason });
-      if (reason === 'expired') this.metrics.expiryLateness.observe(d.lateness);
+      this.metrics.revoked(d.lease.plugin, reason, reason === 'expired' ? d.lateness : undefined);
     }
     if (!failures.length) return;
+    for (const f of failures) this.metrics.revocations.inc({ plugin: f.lease.plugin, result: 'failed' });
     await this.leases.recordErrors(failures.map((f) => ({ id: f.lease.id, error: leaseError(f.err) })));
     const own = failures.find((f) => f.lease.id === job.leaseId);
     for (const f of failures) if (f !== own) await this.defer(f.lease.id);
@@ -134,8 +135,7 @@ export class LeaseRevoker {
     const finished = await this.leases.finish(lease.id, this.finishEvent(lease, actor, reason, lateness));
     // Nothing finished: another revoker got there first and wrote the event.
     if (!finished) return (await this.leases.get(lease.id)) ?? lease;
-    this.metrics.revocations.inc({ reason });
-    if (lateness !== undefined) this.metrics.expiryLateness.observe(lateness);
+    this.metrics.revoked(lease.plugin, reason, lateness);
     return finished;
   }
 
@@ -156,7 +156,7 @@ export class LeaseRevoker {
       leaseId: lease.id,
       detail: { role: lease.role, account: lease.account, error: error.detail, code: error.code },
     });
-    if (marked) this.metrics.revokeFailures.inc();
+    if (marked) this.metrics.revocations.inc({ plugin: lease.plugin, result: 'revoke_failed' });
   }
 }
 

@@ -57,6 +57,7 @@ export class LeaseService {
       throw new DomainError('forbidden', 'policy_denied', `policy does not allow ${identity.subject} to lease ${JSON.stringify(roleName)}`);
     }
     if (!role) throw new DomainError('not_found', 'role_not_found', `no role named ${JSON.stringify(roleName)}`);
+    const issueTimer = this.metrics.issueSeconds.startTimer({ plugin: role.plugin });
     const cap = Math.min(role.maxTtl, decision.maxTtl ?? Infinity);
     const ttl = Math.min(input.ttl ?? role.defaultTtl, cap);
     const now = this.clock.now().getTime();
@@ -113,6 +114,7 @@ export class LeaseService {
     }
     await this.scheduleExpiry(id, expiresAt);
     this.metrics.leasesIssued.inc({ role: role.name });
+    issueTimer();
     return {
       lease_id: id,
       role: role.name,

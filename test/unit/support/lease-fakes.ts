@@ -149,6 +149,18 @@ export class InMemoryLeases implements Public<LeaseRepository> {
     return [...this.rows.values()].filter((r) => r.state !== 'revoked' && r.state !== 'failed').map((r) => r.id);
   }
 
+  async countLive(): Promise<{ role: string; plugin: string; state: string; count: number }[]> {
+    const counts = new Map<string, { role: string; plugin: string; state: string; count: number }>();
+    for (const r of this.rows.values()) {
+      if (!['pending', 'active', 'revoking', 'revoke_failed'].includes(r.state)) continue;
+      const key = JSON.stringify([r.role, r.plugin, r.state]);
+      const c = counts.get(key) ?? { role: r.role, plugin: r.plugin, state: r.state, count: 0 };
+      c.count++;
+      counts.set(key, c);
+    }
+    return [...counts.values()];
+  }
+
   async countRevokeFailed(): Promise<number> {
     return [...this.rows.values()].filter((r) => r.state === 'revoke_failed').length;
   }
