@@ -34,14 +34,12 @@ export async function redisUsersLike(prefix: string): Promise<string[]> {
   return users.filter((u) => u.startsWith(prefix));
 }
 
-/** A connection logged in as the user, never reconnecting, so a killed session stays dead. */
+/** A connection logged in as the user (rejects when the login fails), never reconnecting, so a killed session stays dead. */
 export async function redisSession(username: string, password: string): Promise<Redis> {
   const { hostname, port } = new URL(REDIS_TARGET_URL);
   const conn = new Redis({
     host: hostname,
     port: Number(port || 6379),
-    username,
-    password,
     lazyConnect: true,
     enableReadyCheck: false,
     enableOfflineQueue: false,
@@ -50,6 +48,14 @@ export async function redisSession(username: string, password: string): Promise<
   });
   conn.on('error', () => undefined);
   await conn.connect();
+  // AUTH by hand: its reply is the login's outcome (a connection whose AUTH failed stays open as
+  // `default`, which needs no password here, so connecting alone proves nothing).
+  try {
+    await conn.call('AUTH', username, password);
+  } catch (err) {
+    conn.disconnect();
+    throw err;
+  }
   return conn;
 }
 
