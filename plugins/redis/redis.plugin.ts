@@ -3,6 +3,7 @@
  * SHA-256 hashes of passwords (`#<hex>`), never a password to store; every rule is its own argument.
  */
 import Redis from 'ioredis';
+import { isIP } from 'node:net';
 import {
   AccountNotFoundError,
   CreateUserRequest,
@@ -185,7 +186,7 @@ export class RedisPlugin implements CredentialPlugin {
     const conn = new Redis({
       host: this.target.host,
       port: this.target.port,
-      ...(this.target.tls && { tls: { servername: this.target.host } }),
+      ...(this.target.tls && { tls: isIP(this.target.host) ? {} : { servername: this.target.host } }),
       lazyConnect: true,
       enableReadyCheck: false,
       enableOfflineQueue: false,
@@ -214,7 +215,8 @@ export class RedisPlugin implements CredentialPlugin {
   }
 
   async close(): Promise<void> {
-    if (this.admin.status === 'wait' || this.admin.status === 'end') return this.admin.disconnect();
+    // QUIT only on a live connection: a closed or reconnecting one would wait for a server that is gone.
+    if (this.admin.status !== 'ready') return this.admin.disconnect();
     await this.admin.quit().catch(() => this.admin.disconnect());
   }
 
