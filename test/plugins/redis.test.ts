@@ -5,6 +5,7 @@ import { RedisPlugin } from '../../plugins/redis/redis.plugin';
 import { redisConnectionSchema, redisRoleSchema } from '../../plugins/redis/redis.config';
 import { newAccountName, newPassword } from '../../src/leases/names';
 import { TestBroker, eventually, startBroker } from '../support/broker';
+import { owned, settled } from '../support/statics';
 import { REDIS_TARGET_URL, aclUser, redisSession, redisUsersLike, sessionAlive, withRedisAdmin } from '../support/redis';
 
 const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex');
@@ -204,19 +205,68 @@ describe('redis plugin specifics', () => {
   });
 });
 
-describe('redis leases through the broker', () => {
+describe('redis leases and static secrets through the broker', () => {
   let broker: TestBroker;
   let workload: string;
+  let reader: string;
+  let operator: string;
+  /** Existing users Tessera takes over: outside its lease namespace, with passwords it does not know. */
+  const legacy = ['spec_legacy_single', 'spec_legacy_a', 'spec_legacy_b'];
 
   beforeAll(async () => {
+    await withRedisAdmin(async (a) => {
+      for (const user of legacy) await a.call('ACL', 'SETUSER', user, 'reset', 'on', `>${user}-legacy-password`, '~legacy:*', '+get');
+    });
     broker = await startBroker('redisacl', (doc) => {
       doc.connections.cache = { plugin: 'redis', url: REDIS_TARGET_URL };
       doc.roles['cache-ro'] = { connection: 'cache', default_ttl: '5m', max_ttl: '1h', acl: '~tessera:broker:* +get' };
       doc.policies[0].allow.push({ creds: ['cache-ro'] });
+      doc.static_secrets = {
+        'cache-single': { connection: 'cache', username: legacy[0], strategy: 'single' },
+        'cache-alt': { connection: 'cache', usernames: [legacy[1], legacy[2]], strategy: 'alternating' },
+      };
+      doc.policies.push({ name: 'legacy', subjects: ['spiffe://test.example/ns/legacy/*'], allow: [{ static: ['cache-single', 'cache-alt'] }] });
     });
     workload = await broker.token('ns/app/api');
+    reader = await broker.token('ns/legacy/app');
+    operator = await broker.token('ops/erin');
   });
-  afterAll(() => broker.close());
+  afterAll(async () => {
+    await broker.close();
+    await withRedisAdmin((a) => a.call('ACL', 'DELUSER', ...legacy));
+  });
+
+  const emergency = async (name: string) => {
+    const res = await broker.api('POST', `/v1/static/${name}/rotate`, { token: operator, body: { emergency: true } });
+    expect(res.status).toBe(202);
+    return settled(broker, operator, res.body.rotation_id);
+  };
+  const logsIn = async (username: string, password: string) =>
+    redisSession(username, password).then(
+      (s) => (s.disconnect(), true),
+      () => false,
+    );
+
+  it('static secrets, single and alternating: taken over, rotated by hash only, and an emergency ends the old sessions', async () => {
+    for (const [name, users] of [['cache-single', [legacy[0]]], ['cache-alt', [legacy[1], legacy[2]]]] as const) {
+      const before = await owned(broker, reader, name);
+      expect(users).toContain(before.username);
+      expect(before).toMatchObject({ host: '127.0.0.1', port: 6379 });
+      expect((await aclUser(before.username))?.passwords).toEqual([sha256(before.password)]);
+      const session = await redisSession(before.username, before.password);
+      expect(await session.get('legacy:x')).toBeNull();
+
+      expect(await emergency(name)).toMatchObject({ status: 'succeeded', trigger: 'emergency' });
+      expect(await sessionAlive(session)).toBe(false);
+      expect(await logsIn(before.username, before.password)).toBe(false);
+      for (const user of users) expect(await logsIn(user, `${user}-legacy-password`)).toBe(false);
+      const after = (await broker.api('GET', `/v1/static/${name}/creds`, { token: reader })).body;
+      expect(await logsIn(after.username, after.password)).toBe(true);
+      const stored = await aclUser(after.username);
+      expect(stored?.passwords).toEqual([sha256(after.password)]);
+      expect(stored).toMatchObject({ keys: '~legacy:*', commands: '-@all +get' }); // its rules untouched
+    }
+  });
 
   it('issues a Redis user, revoke ends its session, and the broker keeps using its own Redis (expiry still fires)', async () => {
     const issued = await broker.api('POST', '/v1/creds/cache-ro', { token: workload, body: { ttl: '10m' } });
