@@ -25,6 +25,11 @@ export function credentialVars(plugin: string, creds: Record<string, string | nu
       vars.MYSQL_TCP_PORT = str('port');
       vars.MYSQL_DATABASE = str('database');
       break;
+    case 'redis':
+      vars.REDIS_USERNAME = str('username');
+      vars.REDIS_PASSWORD = str('password');
+      vars.REDIS_URL = redisUrl(creds);
+      break;
     case 'aws-iam':
       vars.AWS_ACCESS_KEY_ID = str('access_key_id');
       vars.AWS_SECRET_ACCESS_KEY = str('secret_access_key');
@@ -82,6 +87,14 @@ function postgresUrl(creds: Record<string, string | number>): string | undefined
   const hostPart = host.includes(':') ? `[${host}]` : host;
   const port = creds.port === undefined ? '' : `:${creds.port}`;
   return `postgres://${auth}@${hostPart}${port}${db}`;
+}
+
+/** redis://user:pass@host:port (rediss:// over TLS) with user and password URL-encoded; only when the host is known. */
+function redisUrl(creds: Record<string, string | number>): string | undefined {
+  if (creds.host === undefined || creds.username === undefined) return undefined;
+  const host = String(creds.host);
+  const auth = `${encodeURIComponent(String(creds.username))}:${encodeURIComponent(String(creds.password ?? ''))}`;
+  return `${creds.tls === 'true' ? 'rediss' : 'redis'}://${auth}@${host.includes(':') ? `[${host}]` : host}${creds.port === undefined ? '' : `:${creds.port}`}`;
 }
 
 /**

@@ -12,6 +12,8 @@ import { awsIamPlugin } from '../../plugins/aws-iam/aws-iam.plugin';
 import { IamTestServer } from '../support/iam-server';
 import { mysqlPlugin } from '../../plugins/mysql/mysql.plugin';
 import { postgresPlugin } from '../../plugins/postgres/postgres.plugin';
+import { redisPlugin } from '../../plugins/redis/redis.plugin';
+import { REDIS_CANARY_KEY, REDIS_TARGET_URL, aclUser, redisSession, sessionAlive, withRedisAdmin } from '../support/redis';
 import { mysqlUsersLike, withMysqlAdmin } from '../support/mysql';
 import { MYSQL_ADMIN_URL, TARGET_URL } from '../support/services';
 import { rolesLike, withAdmin } from '../support/target';
@@ -161,7 +163,49 @@ const awsIam: ConformanceTarget = {
   verifyArgs: (c) => ({ username: String(c.iam_user), password: String(c.secret_access_key), keyId: String(c.access_key_id) }),
 };
 
-export const TARGETS: ConformanceTarget[] = [postgres, mysqlTarget, awsIam];
+/** Lease users live in tsr_…; the `default` user (the broker's own queue connection) is never touched. */
+const redisTarget: ConformanceTarget = {
+  name: 'redis',
+  factory: redisPlugin,
+  setup: () => withRedisAdmin(async (admin) => void (await admin.set(REDIS_CANARY_KEY, 'intact'))),
+  connection: () => ({ url: REDIS_TARGET_URL }),
+  role: { acl: '~tessera:conf:* +get +set +ping' },
+  // Passes the plugin's grammar; Redis refuses the unknown command, so the one ACL SETUSER fails.
+  failingRole: { acl: '~tessera:conf:* +get +no_such_command_tessera' },
+  hostileRoles: [
+    { settings: { acl: '~tessera:conf:* +get +acl' }, outcome: 'refused' },
+    { settings: { acl: '~* +@all' }, outcome: 'refused' },
+    { settings: { acl: '+get +config|set' }, outcome: 'refused' },
+    { settings: { acl: '~tessera:conf:* +get >chosen-password' }, outcome: 'refused' },
+    { settings: { acl: '+get nopass' }, outcome: 'refused' },
+    { settings: { acl: '+get\r\nACL SETUSER default off' }, outcome: 'refused' },
+    { settings: { acl: '(+flushall ~*)' }, outcome: 'refused' },
+    { settings: { acl: '+get', allow_admin: 'yes' }, outcome: 'refused' },
+    {
+      // One token is one argument: a pattern that reads like more rules stays one key pattern.
+      settings: { acl: '~tessera:conf:*"+@all&*' },
+      outcome: 'created',
+      check: async (username) => {
+        const user = await aclUser(username);
+        assert.equal(user?.keys, '~tessera:conf:*"+@all&*');
+        assert.equal(user?.commands, '-@all');
+        assert.equal(user?.channels, '');
+      },
+    },
+  ],
+  accountExists: async (username) => (await aclUser(username)) !== null,
+  canaryIntact: () =>
+    withRedisAdmin(async (admin) => {
+      const flags = ((await aclUser('default'))?.flags ?? []) as string[];
+      return (await admin.get(REDIS_CANARY_KEY)) === 'intact' && flags.includes('on');
+    }),
+  openSession: async (username, password) => {
+    const conn = await redisSession(username, password);
+    return () => sessionAlive(conn);
+  },
+};
+
+export const TARGETS: ConformanceTarget[] = [postgres, mysqlTarget, awsIam, redisTarget];
 
 /** The IAM test server's state, for tests that look beyond the plugin (keys, policies, groups). */
 export const iamTestServer = iamServer;

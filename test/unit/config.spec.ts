@@ -149,7 +149,8 @@ describe('the contract example (config/examples/full.yaml)', () => {
       AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE000000000',
       AWS_SECRET_ACCESS_KEY: 'secret',
     });
-    expect([...config.connections.values()].map((c) => c.plugin).sort()).toEqual(['aws-iam', 'mysql', 'postgres']);
+    expect([...config.connections.values()].map((c) => c.plugin).sort()).toEqual(['aws-iam', 'mysql', 'postgres', 'redis']);
+    expect(config.roles.get('cache-ro')).toMatchObject({ plugin: 'redis', settings: { acl: '~cache:* +get +mget', allow_admin: false } });
     expect(config.roles.get('reports-ro')).toMatchObject({ plugin: 'mysql', settings: { grants: ['SELECT ON test.*'] } });
     expect(config.roles.get('deploy-bot')).toMatchObject({ plugin: 'aws-iam', maxTtl: 7200 });
     expect(config.limits).toMatchObject({ per_identity_rps: 1000, max_active_leases_per_role: 10000 });
