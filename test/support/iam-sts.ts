@@ -290,6 +290,10 @@ function policyText(doc: string): string {
     throw new IamError('MalformedPolicyDocument', 'Syntax errors in policy.');
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed) || !('Statement' in parsed)) throw new IamError('MalformedPolicyDocument', 'Syntax errors in policy.');
+  const statements = ([] as Statement[]).concat((parsed as { Statement: Statement | Statement[] }).Statement);
+  if (statements.some((st) => typeof st !== 'object' || st === null || (st.Effect !== 'Allow' && st.Effect !== 'Deny'))) {
+    throw new IamError('MalformedPolicyDocument', 'Policy statement must contain a valid Effect: Allow or Deny.');
+  }
   return doc;
 }
 
