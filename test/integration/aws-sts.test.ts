@@ -2,6 +2,7 @@ import { IAMClient, ListRolesCommand } from '@aws-sdk/client-iam';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { ConfigDoc, TestBroker, eventually, startBroker, testConfigDoc } from '../support/broker';
 import { IamTestServer } from '../support/iam-server';
+import { cliEnv, spawnCli } from '../support/cli';
 import { ConfigError, parseConfig } from '../../src/config/config.loader';
 
 const POLICY = { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:GetObject', Resource: '*' }] };
@@ -141,6 +142,20 @@ describe('aws-iam STS roles through the API', () => {
     expect((await broker.api('POST', '/v1/roles/nope/revoke-sessions', { token: operator })).status).toBe(404);
     expect(JSON.stringify(policies())).toBe(was);
     expect((await audit('role.sessions_revoked')).length).toBe(events);
+  });
+
+  it('tessera roles revoke-sessions ROLE does the same from the command line', async () => {
+    const env = cliEnv({ TESSERA_ADDR: broker.url, TESSERA_TOKEN: operator });
+    const ok = spawnCli(['roles', 'revoke-sessions', 'deploy-sts', '--output', 'json'], env);
+    await ok.closed;
+    expect(await ok.exited).toMatchObject({ code: 0 });
+    const out = JSON.parse(ok.stdout());
+    expect(out).toEqual({ role: 'deploy-sts', revoked_before: expect.any(String) });
+    expect(iam.rolePolicy('deploy', 'AWSRevokeOlderSessions')).toMatchObject({ Statement: [{ Condition: { DateLessThan: { 'aws:TokenIssueTime': out.revoked_before } } }] });
+    const refused = spawnCli(['roles', 'revoke-sessions', 'deploy-fed'], env);
+    await refused.closed;
+    expect((await refused.exited).code).not.toBe(0);
+    expect(refused.stderr()).toContain('assumed_role');
   });
 
   it('federation_token: a federated user named for the lease, tagged with the workload', async () => {
