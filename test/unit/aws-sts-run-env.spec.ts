@@ -1,4 +1,4 @@
-import { IssuedLease } from '../../src/client';
+import { IssuedLease, LeaseKeeper } from '../../src/client';
 import { childEnv } from '../../src/cli/run-env';
 
 const lease = (role: string, credentials: Record<string, string>): IssuedLease => ({
@@ -22,5 +22,18 @@ describe('tessera run: STS credentials', () => {
   it('an IAM user lease (no session token) leaves none set', () => {
     const env = childEnv({ AWS_SESSION_TOKEN: 'parent' }, [lease('bot', { access_key_id: 'AKIA', secret_access_key: 's', iam_user: 'u' })], 'run');
     expect(env.AWS_SESSION_TOKEN).toBeUndefined();
+  });
+});
+
+describe('tessera run: a lease that cannot be renewed', () => {
+  it('is never renewed (its max_expires_at is its expires_at); the workload is told when it ends', () => {
+    const expires = new Date(Date.now() + 900_000).toISOString();
+    const renew = jest.fn();
+    const warnings: string[] = [];
+    const keeper = new LeaseKeeper({ renew }, { ...lease('deploy-sts', sts), expires_at: expires, max_expires_at: expires }, { onWarning: (m) => warnings.push(m) });
+    keeper.start();
+    keeper.stop();
+    expect(renew).not.toHaveBeenCalled();
+    expect(warnings).toEqual([expect.stringContaining(`cannot be renewed further; its credentials stop working then`)]);
   });
 });
