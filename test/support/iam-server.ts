@@ -19,10 +19,12 @@ export { IamError } from './iam-query';
  * while any of them remains,
  * case-insensitive user and group names, and Marker/MaxItems pagination.
  *
- * What it does not: request signatures are NOT verified (STS only reads the access key id out of the
- * `Authorization` header), IAM calls are not authorised (any caller may do anything), managed policies
- * need not exist to be attached, and there is no eventual consistency (a new key works with STS at once,
- * whereas real AWS takes a few seconds).
+ * What it does not: request signatures are NOT verified (only the access key id is read out of the
+ * `Authorization` header, and a session's token out of `X-Amz-Security-Token`), IAM calls with
+ * long-term keys are not authorised (any caller may do anything; calls signed with STS session
+ * credentials are checked against expiry and the role's explicit denies, see ./iam-sts.ts), managed
+ * policies need not exist to be attached, and there is no eventual consistency (a new key works with
+ * STS at once, whereas real AWS takes a few seconds).
  */
 
 const ACCOUNT = '123456789012';
