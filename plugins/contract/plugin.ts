@@ -153,7 +153,7 @@ export interface LeaseTerms {
   maxTtl?: number;
 }
 
-export const DEFAULT_LEASE_TERMS: LeaseTerms = { renewable: true, revocable: true };
+export const DEFAULT_LEASE_TERMS: Readonly<LeaseTerms> = Object.freeze({ renewable: true, revocable: true });
 
 /** Ends, at once, every session a role's credentials opened before `before` (where the target can). */
 export interface RevokeSessionsRequest {
