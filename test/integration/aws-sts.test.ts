@@ -1,6 +1,6 @@
 import { IAMClient, ListRolesCommand } from '@aws-sdk/client-iam';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
-import { ConfigDoc, TestBroker, eventually, startBroker, testConfigDoc } from '../support/broker';
+import { ConfigDoc, TestBroker, eventually, redisDump, startBroker, testConfigDoc } from '../support/broker';
 import { IamTestServer } from '../support/iam-server';
 import { cliEnv, spawnCli } from '../support/cli';
 import { ConfigError, parseConfig } from '../../src/config/config.loader';
@@ -80,8 +80,10 @@ describe('aws-iam STS roles through the API', () => {
     const { sts } = clients(credentials);
     expect((await sts.send(new GetCallerIdentityCommand({}))).Arn).toBe(credentials.arn);
     sts.destroy();
-    // The full subject is in the audit trail.
+    // The full subject is in the audit trail; the secret key and session token are nowhere but the answer.
     expect((await audit('lease.issued', lease_id))[0].actor).toBe(SUBJECT);
+    const stored = JSON.stringify(await broker.state('SELECT body FROM audit_events')) + JSON.stringify(await broker.state('SELECT * FROM leases')) + (await redisDump(broker.doc.queue.prefix));
+    for (const secret of [credentials.secret_access_key, credentials.session_token]) expect(stored).not.toContain(secret);
 
     // Renew: 409 not_renewable, and nothing changes.
     const renew = await broker.api('POST', `/v1/leases/${lease_id}/renew`, { token: workload, body: { increment: '30m' } });
