@@ -13,8 +13,9 @@ import { benchRedis } from './redis';
 import { Stats, identity, round } from './lib';
 import { benchRotation } from './rotation';
 import { benchScale } from './scale';
+import { benchSts } from './sts';
 
-const SECTIONS = ['issue', 'expiry', 'scale', 'rotation', 'horizontal', 'redis'] as const;
+const SECTIONS = ['issue', 'expiry', 'scale', 'rotation', 'horizontal', 'redis', 'sts'] as const;
 
 function version(cmd: string): string {
   try {
@@ -116,6 +117,16 @@ async function main(): Promise<void> {
     log('| path | concurrency | Tessera rate | raw ACL SETUSER rate | ratio | Tessera p50 / p95 / p99 | raw p50 / p95 / p99 |');
     log('|---|---|---|---|---|---|---|');
     for (const r of rows) log(`| ${r.path} | ${r.concurrency} | ${rate(r.tessera)} | ${rate(r.raw)} | **${round(r.ratio, 2)}×** | ${lat(r.tessera)} | ${lat(r.raw)} |`);
+    log('');
+  }
+  if (only.has('sts')) {
+    const rows = await benchSts(id, { quick });
+    results.sts = rows;
+    log('## STS issue: HTTP API (assumed_role) vs a raw AssumeRole loop, same IAM test server');
+    log('');
+    log('| concurrency | Tessera rate | raw operation | raw rate | ratio | Tessera p50 / p95 / p99 | raw p50 / p95 / p99 |');
+    log('|---|---|---|---|---|---|---|');
+    for (const r of rows) log(`| ${r.concurrency} | ${rate(r.tessera)} | ${r.baseline} | ${rate(r.raw)} | **${round(r.ratio, 2)}×** | ${lat(r.tessera)} | ${lat(r.raw)} |`);
     log('');
   }
   log(`Total bench time: ${round((Date.now() - started) / 1000, 0)} s. Reproduce: \`npm run bench${quick ? ' -- --quick' : ''}\`.`);

@@ -40,6 +40,8 @@ import { MetricsGauges } from './metrics/metrics-gauges';
 import { PluginHost } from './plugin-host/plugin-host';
 import { RoleSettingsResolver } from './plugin-host/role-settings';
 import { PolicyService } from './policy/policy.service';
+import { RoleSessionsService } from './roles/role-sessions.service';
+import { RolesController } from './roles/roles.controller';
 import { EventSignatureRepository } from './events/event-signature.repository';
 import { EventsController } from './events/events.controller';
 import { EventsService } from './events/events.service';
@@ -116,6 +118,7 @@ export class AppModule {
           EventsService,
           EventSignatureRepository,
           MetricsGauges,
+          RoleSessionsService,
           { provide: APP_GUARD, useClass: AuthGuard },
           { provide: APP_GUARD, useClass: IdentityThrottlerGuard },
         ]
@@ -143,7 +146,7 @@ export class AppModule {
         ...(roles.http ? [TerminusModule, ThrottlerModule.forRoot([{ name: 'identity', ttl: 1000, limit: config.limits.per_identity_rps }])] : []),
         ...(roles.worker ? [ScheduleModule.forRoot(), DiscoveryModule] : []),
       ],
-      controllers: roles.http ? [LeaseController, StaticController, EventsController, BootstrapController, WhoamiController, AuditController, ConfigController, MetricsController, HealthController, VaultAuthController, VaultSysController, VaultSecretsController] : [],
+      controllers: roles.http ? [LeaseController, StaticController, EventsController, BootstrapController, WhoamiController, AuditController, ConfigController, RolesController, MetricsController, HealthController, VaultAuthController, VaultSysController, VaultSecretsController] : [],
       // Client tokens are written by the HTTP role and swept by the worker role.
       providers: [VaultTokenRepository, ...http, ...worker],
     };

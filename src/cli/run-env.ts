@@ -33,6 +33,7 @@ export function credentialVars(plugin: string, creds: Record<string, string | nu
     case 'aws-iam':
       vars.AWS_ACCESS_KEY_ID = str('access_key_id');
       vars.AWS_SECRET_ACCESS_KEY = str('secret_access_key');
+      vars.AWS_SESSION_TOKEN = str('session_token'); // STS credentials (assumed_role, federation_token)
       break;
     default:
       // A plugin this CLI does not know yet: every field, under TESSERA_<FIELD>.
@@ -58,8 +59,9 @@ export function childEnv(base: NodeJS.ProcessEnv, leases: readonly IssuedLease[]
   const fromLeases = new Set<string>();
   for (const lease of leases) {
     const vars = credentialVars(lease.plugin, lease.credentials);
-    for (const name of CLEARED_BY_PLUGIN[lease.plugin] ?? []) delete env[name];
     if (!seen.has(lease.plugin)) {
+      // Cleared once, by the first lease of the plugin: a later one must not remove what it set.
+      for (const name of CLEARED_BY_PLUGIN[lease.plugin] ?? []) delete env[name];
       Object.assign(env, vars);
       for (const name of Object.keys(vars)) fromLeases.add(name);
     }

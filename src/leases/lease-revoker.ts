@@ -140,11 +140,19 @@ export class LeaseRevoker {
   }
 
   private finishEvent(lease: LeaseRow, actor: string | null, reason: RevokeReason, lateness: number | undefined): AuditEvent {
+    // Credentials the target cannot withdraw one by one (STS) keep working until they expire: say so.
+    const lives = !this.roleSettings.termsForLease(lease).revocable && lease.activated_at !== null;
     return {
       type: AUDIT_TYPE[reason],
       actor,
       leaseId: lease.id,
-      detail: { role: lease.role, account: lease.account, reason, ...(lateness !== undefined && { lateness_seconds: lateness }) },
+      detail: {
+        role: lease.role,
+        account: lease.account,
+        reason,
+        ...(lateness !== undefined && { lateness_seconds: lateness }),
+        ...(lives && { credential_revoked: false, credential_expires_at: lease.expires_at.toISOString() }),
+      },
     };
   }
 

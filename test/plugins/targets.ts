@@ -10,6 +10,7 @@ import { PluginFactory, RoleSettings, VerifyRequest } from '../../plugins/contra
 import { CreateUserCommand, IAMClient } from '@aws-sdk/client-iam';
 import { awsIamPlugin } from '../../plugins/aws-iam/aws-iam.plugin';
 import { IamTestServer } from '../support/iam-server';
+import { federatedUserName, roleSessionName } from '../../plugins/aws-iam/aws-sts';
 import { mysqlPlugin } from '../../plugins/mysql/mysql.plugin';
 import { postgresPlugin } from '../../plugins/postgres/postgres.plugin';
 import { redisPlugin } from '../../plugins/redis/redis.plugin';
@@ -205,7 +206,58 @@ const redisTarget: ConformanceTarget = {
   },
 };
 
-export const TARGETS: ConformanceTarget[] = [postgres, mysqlTarget, awsIam, redisTarget];
+/**
+ * aws-iam roles with STS credentials, each against an IAM test server of its own: leases are sessions,
+ * not accounts, so "exists" means a live session named for the lease.
+ */
+function awsStsTarget(kind: 'assumed_role' | 'federation_token'): ConformanceTarget {
+  const server = new IamTestServer();
+  let endpoint = '';
+  const policy = (Resource: string, Effect = 'Allow') => ({ Version: '2012-10-17', Statement: [{ Effect, Action: 's3:GetObject', Resource }] });
+  const sessionName = kind === 'assumed_role' ? roleSessionName : federatedUserName;
+  const sessionOf = (username: string) => server.stsSessions().find((s) => s.sessionName === sessionName(username) && s.expires > new Date());
+  const roleArn = 'arn:aws:iam::123456789012:role/tessera-conformance';
+  const settings = (extra: Record<string, unknown>) => (kind === 'assumed_role' ? { credential_type: kind, role_arns: [roleArn], ...extra } : { credential_type: kind, policy: policy('*'), ...extra });
+  const policyKey = kind === 'assumed_role' ? 'session_policy' : 'policy';
+  return {
+    name: `aws-iam (${kind})`,
+    factory: awsIamPlugin,
+    setup: async () => {
+      endpoint = await server.start();
+      expect(server.createRole('tessera-conformance')).toBe(roleArn);
+      const iam = new IAMClient({ region: 'us-east-1', endpoint, credentials: { accessKeyId: 'AKIDTESSERAADMIN0000', secretAccessKey: 'x' } });
+      await iam.send(new CreateUserCommand({ UserName: 'tessera-canary' }));
+      iam.destroy();
+    },
+    teardown: () => server.stop(),
+    checksSecrets: false,
+    connection: () => ({ region: 'us-east-1', endpoint, access_key_id: 'AKIDTESSERAADMIN0000', secret_access_key: 'test-secret', max_attempts: 1 }),
+    role: settings({ [policyKey]: policy('*') }),
+    // AssumeRole on a role that does not exist (AccessDenied); a federation policy IAM finds malformed.
+    failingRole: kind === 'assumed_role' ? settings({ role_arns: ['arn:aws:iam::123456789012:role/missing'] }) : settings({ policy: policy('*', 'Permit') }),
+    hostileRoles: [
+      {
+        settings: settings({ [policyKey]: policy(sneakyResource) }),
+        outcome: 'created',
+        check: (username) => {
+          const doc = JSON.parse(sessionOf(username)?.policy ?? '{}') as { Statement: { Resource: string }[] };
+          assert.deepStrictEqual(doc.Statement.map((st) => st.Resource), [sneakyResource], 'policy structure changed');
+        },
+      },
+      { settings: settings({ role_arns: [`${roleArn}&Action=DeleteRole`] }), outcome: 'refused' },
+      { settings: settings({ external_id: 'x"&Action=DeleteRole' }), outcome: 'refused' },
+      { settings: settings({ [policyKey]: policy('x'.repeat(3000)) }), outcome: 'refused' },
+    ],
+    accountExists: async (username) => sessionOf(username) !== undefined,
+    canaryIntact: async () => server.hasUser('tessera-canary'),
+    verifyArgs: (c) => ({ username: String(c.arn), password: String(c.secret_access_key), keyId: String(c.access_key_id), token: String(c.session_token) }),
+  };
+}
+
+const awsAssumedRole = awsStsTarget('assumed_role');
+const awsFederationToken = awsStsTarget('federation_token');
+
+export const TARGETS: ConformanceTarget[] = [postgres, mysqlTarget, awsIam, redisTarget, awsAssumedRole, awsFederationToken];
 
 /** The IAM test server's state, for tests that look beyond the plugin (keys, policies, groups). */
 export const iamTestServer = iamServer;

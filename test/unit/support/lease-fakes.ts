@@ -288,7 +288,7 @@ export function leaseWorld(opts: { maxTtl?: number; policyMaxTtl?: number; roleC
     canIssue: (identity: Identity, role: string) =>
       identity.subject.includes('/ns/app/') && role === ROLE ? { allowed: true, policy: 'app', maxTtl: opts.policyMaxTtl } : { allowed: false },
   } as unknown as PolicyService;
-  const roleSettings = { forLease: () => ({}) } as unknown as RoleSettingsResolver;
+  const roleSettings = { forLease: () => ({}), termsForLease: () => ({ renewable: true, revocable: true }) } as unknown as RoleSettingsResolver;
   const repo = leases as unknown as LeaseRepository;
   const producer = jobs as never;
   const revoker = new LeaseRevoker(repo, plugins, roleSettings, producer, metrics, clock);
