@@ -41,12 +41,18 @@ export class VaultLeasesService {
     return undefined;
   }
 
-  async issue(identity: Identity, tokenId: string | undefined, requestId: string, mount: string, roleName: string): Promise<VaultEnvelope> {
+  /** `opts.sts`: the `{aws_mount}/sts/{role}` path, which serves only roles whose credentials are STS sessions (not renewable). */
+  async issue(identity: Identity, tokenId: string | undefined, requestId: string, mount: string, roleName: string, opts: { sts?: boolean } = {}): Promise<VaultEnvelope> {
     const kind = this.requireMount(mount);
+    if (opts.sts && kind !== 'aws') throw new DomainError('not_found', 'not_found', 'unsupported path');
     const role = this.config.roles.get(roleName);
     // A role of the other mount is unknown here; only a caller who may lease it (or an operator) learns that.
     if (role && mountOfPlugin(role.plugin) !== kind && (identity.operator || this.policy.canIssue(identity, roleName).allowed)) throw unknownRole(roleName);
     if (!role && identity.operator) throw unknownRole(roleName);
+    // As Vault: sts/ is for assumed_role and federation_token roles; an IAM user role is leased through creds/.
+    if (opts.sts && role && (role.terms?.renewable ?? true) && (identity.operator || this.policy.canIssue(identity, roleName).allowed)) {
+      throw new DomainError('malformed', 'not_sts_role', `role "${roleName}" issues IAM users, not STS credentials: read ${mount}/creds/${roleName}`);
+    }
     const issued = await this.leases.issue(identity, roleName, {});
     await this.vaultTokens.issuedWith(tokenId, issued.lease_id);
     const c = issued.credentials;

@@ -22,7 +22,8 @@ describe('aws-iam STS roles through the API', () => {
     doc.connections.aws = { plugin: 'aws-iam', region: 'us-east-1', endpoint, access_key_id: 'AKIDTESSERAADMIN0000', secret_access_key: 'admin-secret', max_attempts: 1 };
     doc.roles['deploy-sts'] = { connection: 'aws', credential_type: 'assumed_role', role_arns: [deployArn, deploy2Arn], external_id: 'tessera-test', default_ttl: '15m', max_ttl: '1h' };
     doc.roles['deploy-fed'] = { connection: 'aws', credential_type: 'federation_token', policy: POLICY, default_ttl: '15m', max_ttl: '36h' };
-    doc.policies[0].allow.push({ creds: ['deploy-sts', 'deploy-fed'] });
+    doc.roles['deploy-user'] = { connection: 'aws', default_ttl: '15m', max_ttl: '1h', inline_policy: POLICY };
+    doc.policies[0].allow.push({ creds: ['deploy-sts', 'deploy-fed', 'deploy-user'] });
   };
   const clients = (c: Record<string, string>) => {
     const credentials = { accessKeyId: c.access_key_id, secretAccessKey: c.secret_access_key, sessionToken: c.session_token };
@@ -192,6 +193,22 @@ describe('aws-iam STS roles through the API', () => {
     expect(renew).toMatchObject({ status: 400, body: { errors: ['lease is not renewable'] } });
     const lookup = await broker.api('PUT', '/v1/sys/leases/lookup', { headers: { 'x-vault-token': workload }, body: { lease_id: read.body.lease_id } });
     expect(lookup.body.data.renewable).toBe(false);
+  });
+
+  it("Vault's aws/sts/{role} path (GET and POST) leases STS roles; an IAM user role there is a 400 and the database mount has no sts/", async () => {
+    for (const method of ['GET', 'POST'] as const) {
+      const read = await broker.api(method, '/v1/aws/sts/deploy-fed', { headers: { 'x-vault-token': workload }, ...(method === 'POST' && { body: {} }) });
+      expect(read.status).toBe(200);
+      expect(read.body).toMatchObject({ renewable: false, mount_type: 'aws' });
+      expect(read.body.data.security_token).toEqual(expect.any(String));
+      expect(iam.stsSessions().some((s) => s.keyId === read.body.data.access_key && s.token === read.body.data.security_token)).toBe(true);
+    }
+    const leases = (await broker.state('SELECT count(*)::int AS n FROM leases'))[0].n;
+    const user = await broker.api('GET', '/v1/aws/sts/deploy-user', { headers: { 'x-vault-token': workload } });
+    expect(user.status).toBe(400);
+    expect(user.body.errors[0]).toContain('aws/creds/deploy-user');
+    expect((await broker.api('GET', '/v1/database/sts/deploy-sts', { headers: { 'x-vault-token': workload } })).status).toBe(404);
+    expect((await broker.state('SELECT count(*)::int AS n FROM leases'))[0].n).toBe(leases);
   });
 
   describe('config: bad STS roles stop start-up with a message naming the key', () => {
