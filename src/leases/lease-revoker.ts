@@ -76,11 +76,15 @@ export class LeaseRevoker {
     const done: { lease: LeaseRow; event: AuditEvent; lateness: number }[] = [];
     for (const [connection, leases] of groupBy(claimed, (l) => l.connection)) {
       let results: RevokeUserOutcome[];
+      const withdrawn = leases.filter((l) => l.revocable !== false);
       try {
-        const users = leases.map((l) => ({ username: l.account, role: this.roleSettings.forLease(l), issuedAt: l.activated_at ?? undefined }));
-        results = (await this.plugins.for(connection).revokeUsers({ users })).results;
+        const users = withdrawn.map((l) => ({ username: l.account, role: this.roleSettings.forLease(l), issuedAt: l.activated_at ?? undefined }));
+        const outcomes = users.length ? (await this.plugins.for(connection).revokeUsers({ users })).results : [];
+        // Leases the target cannot withdraw (STS) have nothing to remove: they end as they are.
+        const byLease = new Map(withdrawn.map((l, i) => [l, outcomes[i]]));
+        results = leases.map((l) => (l.revocable === false ? { username: l.account, ok: true as const } : byLease.get(l)!));
       } catch (err) {
-        results = leases.map((l) => ({ username: l.account, ok: false as const, error: err as PluginError }));
+        results = leases.map((l) => (l.revocable === false ? { username: l.account, ok: true as const } : { username: l.account, ok: false as const, error: err as PluginError }));
       }
       const now = this.clock.now().getTime();
       leases.forEach((lease, i) => {
@@ -129,8 +133,11 @@ export class LeaseRevoker {
 
   private async revoke(lease: LeaseRow, actor: string | null): Promise<LeaseRow> {
     const reason = revokeReasonOf(lease);
-    const role = this.roleSettings.forLease(lease);
-    await this.plugins.for(lease.connection).revokeUser({ username: lease.account, role, issuedAt: lease.activated_at ?? undefined });
+    // A credential the target cannot withdraw (STS) has nothing to remove: the record ends, whatever the config says now.
+    if (lease.revocable !== false) {
+      const role = this.roleSettings.forLease(lease);
+      await this.plugins.for(lease.connection).revokeUser({ username: lease.account, role, issuedAt: lease.activated_at ?? undefined });
+    }
     const lateness = reason === 'expired' ? Math.max(0, this.clock.now().getTime() - lease.expires_at.getTime()) / 1000 : undefined;
     const finished = await this.leases.finish(lease.id, this.finishEvent(lease, actor, reason, lateness));
     // Nothing finished: another revoker got there first and wrote the event.
@@ -141,7 +148,7 @@ export class LeaseRevoker {
 
   private finishEvent(lease: LeaseRow, actor: string | null, reason: RevokeReason, lateness: number | undefined): AuditEvent {
     // Credentials the target cannot withdraw one by one (STS) keep working until they expire: say so.
-    const lives = !this.roleSettings.termsForLease(lease).revocable && lease.activated_at !== null;
+    const lives = (lease.revocable === false || !this.roleSettings.termsForLease(lease).revocable) && lease.activated_at !== null;
     return {
       type: AUDIT_TYPE[reason],
       actor,

@@ -29,6 +29,8 @@ export interface LeaseRow {
   issuer_lock: number | null;
   /** Set by the move to `revoking` (see lease-state.ts); null before it. */
   revoke_reason: RevokeReason | null;
+  /** False when the target cannot withdraw the credential (STS): revoking ends the record only. */
+  revocable: boolean;
 }
 
 /** The lease as the API shows it (DESIGN §5): every field present, null when unset, never a secret. */

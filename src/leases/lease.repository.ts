@@ -15,7 +15,7 @@ import { LeaseFilter, LeaseRow } from './lease.model';
 import { TRANSITIONS, Transition } from './lease-state';
 
 const COLUMNS =
-  'id, role, connection, plugin, account, owner, owner_issuer, run_id, state, created_at, updated_at, expires_at, max_expires_at, activated_at, revoked_at, last_error, last_error_code, issuer_lock, revoke_reason';
+  'id, role, connection, plugin, account, owner, owner_issuer, run_id, state, created_at, updated_at, expires_at, max_expires_at, activated_at, revoked_at, last_error, last_error_code, issuer_lock, revoke_reason, revocable';
 
 /**
  * A pending lease whose issuing process is gone: the session lock its issuer_lock names is held by
@@ -36,8 +36,8 @@ const ISSUER_GONE = `(issuer_lock IS NOT NULL AND NOT EXISTS (
 const INSERT_PENDING = `
   WITH input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-                         $9::timestamptz[], $10::timestamptz[], $11::int[], $12::int[])
-      WITH ORDINALITY AS i(id, role, connection, plugin, account, owner, owner_issuer, run_id, expires_at, max_expires_at, role_cap, owner_cap, n)),
+                         $9::timestamptz[], $10::timestamptz[], $11::int[], $12::int[], $14::boolean[])
+      WITH ORDINALITY AS i(id, role, connection, plugin, account, owner, owner_issuer, run_id, expires_at, max_expires_at, role_cap, owner_cap, revocable, n)),
   role_live AS (
     SELECT g.role, (SELECT count(*) FROM (SELECT 1 FROM leases l WHERE l.role = g.role AND l.state IN ('pending','active') LIMIT g.cap) x) AS live
     FROM (SELECT role, max(role_cap) AS cap FROM input GROUP BY role) g),
@@ -51,8 +51,8 @@ const INSERT_PENDING = `
            ol.live + row_number() OVER (PARTITION BY i.owner, i.owner_issuer ORDER BY i.n) > i.owner_cap AS owner_full
     FROM input i JOIN role_live rl USING (role) JOIN owner_live ol USING (owner, owner_issuer)),
   ins AS (
-    INSERT INTO leases (id, role, connection, plugin, account, owner, owner_issuer, run_id, state, expires_at, max_expires_at, issuer_lock)
-    SELECT id, role, connection, plugin, account, owner, owner_issuer, run_id, 'pending', expires_at, max_expires_at, $13
+    INSERT INTO leases (id, role, connection, plugin, account, owner, owner_issuer, run_id, state, expires_at, max_expires_at, issuer_lock, revocable)
+    SELECT id, role, connection, plugin, account, owner, owner_issuer, run_id, 'pending', expires_at, max_expires_at, $13, revocable
     FROM judged WHERE NOT role_full AND NOT owner_full ORDER BY n
     RETURNING id)
   SELECT j.id IN (SELECT id FROM ins) AS inserted, j.role_full, j.owner_full FROM judged j ORDER BY j.n`;
@@ -81,6 +81,8 @@ export interface NewLease {
   runId: string | null;
   expiresAt: Date;
   maxExpiresAt: Date;
+  /** False when revoking cannot withdraw the credential (the role's lease terms). */
+  revocable: boolean;
 }
 
 /** Why a lease-wide limit refused a new lease. */
@@ -129,7 +131,7 @@ export class LeaseRepository implements OnApplicationShutdown {
     const col = <K extends keyof NewLease>(k: K) => batch.map((b) => b.lease[k]);
     const { rows } = await this.db.query<{ inserted: boolean; role_full: boolean; owner_full: boolean }>(INSERT_PENDING, [
       col('id'), col('role'), col('connection'), col('plugin'), col('account'), col('owner'), col('ownerIssuer'), col('runId'),
-      col('expiresAt'), col('maxExpiresAt'), batch.map((b) => b.caps.role), batch.map((b) => b.caps.owner), issuerLock,
+      col('expiresAt'), col('maxExpiresAt'), batch.map((b) => b.caps.role), batch.map((b) => b.caps.owner), issuerLock, col('revocable'),
     ]);
     return rows.map((r) => (r.inserted ? undefined : r.role_full ? 'role_limit' : 'owner_limit'));
   }

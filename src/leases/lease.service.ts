@@ -85,6 +85,7 @@ export class LeaseService {
       runId: input.runId ?? null,
       expiresAt,
       maxExpiresAt,
+      revocable: terms.revocable,
     }, { role: roleCap, owner: ownerCap });
     if (refused === 'role_limit') {
       throw new DomainError('rate_limited', 'role_lease_limit', `role ${role.name} has ${roleCap} live leases, its limit; revoke some or raise limits.max_active_leases_per_role`);

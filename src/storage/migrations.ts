@@ -236,4 +236,13 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 11,
+    name: 'leases say whether revoking removes the credential',
+    sql: `
+      -- False for credentials the target cannot withdraw one by one (STS sessions): revoking such a lease
+      -- ends its record and never calls the target, even after its role left the config.
+      ALTER TABLE leases ADD COLUMN revocable boolean NOT NULL DEFAULT true;
+    `,
+  },
 ];

@@ -211,6 +211,27 @@ describe('aws-iam STS roles through the API', () => {
     expect((await broker.state('SELECT count(*)::int AS n FROM leases'))[0].n).toBe(leases);
   });
 
+  it('an STS lease whose role has since left the config is still ended without a call to AWS (the lease row says so)', async () => {
+    const { lease_id } = (await issue('deploy-fed')).body;
+    const key = broker.doc.encryption.key;
+    await broker.close();
+    broker = await startBroker(
+      'awssts',
+      (doc) => {
+        configure(doc);
+        doc.encryption.key = key;
+        delete doc.roles['deploy-fed'];
+        doc.policies[0].allow = doc.policies[0].allow.map((a: { creds?: string[] }) => (a.creds ? { ...a, creds: a.creds.filter((c) => c !== 'deploy-fed') } : a));
+      },
+      { reset: false },
+    );
+    const calls = iam.calls.length;
+    const res = await broker.api('POST', `/v1/leases/${lease_id}/revoke`, { token: operator });
+    expect(res).toMatchObject({ status: 200, body: { state: 'revoked' } });
+    expect(iam.calls.slice(calls)).toEqual([]);
+    expect((await audit('lease.revoked', lease_id))[0].detail).toMatchObject({ credential_revoked: false });
+  });
+
   describe('config: bad STS roles stop start-up with a message naming the key', () => {
     const roleProblem = async (role: Record<string, unknown>) => {
       const doc = await testConfigDoc('awssts');

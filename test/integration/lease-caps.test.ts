@@ -28,7 +28,7 @@ describe('lease caps inside one group-committed insert', () => {
   const lease = (role: string, owner: string): NewLease => {
     const id = randomUUID();
     const at = new Date(Date.now() + 60_000);
-    return { id, role, connection: 'target', plugin: 'postgres', account: `acct_${id.slice(0, 8)}`, owner, ownerIssuer: 'test', runId: null, expiresAt: at, maxExpiresAt: at };
+    return { id, role, connection: 'target', plugin: 'postgres', account: `acct_${id.slice(0, 8)}`, owner, ownerIssuer: 'test', runId: null, expiresAt: at, maxExpiresAt: at, revocable: true };
   };
   const live = async (where: string, value: string) =>
     Number((await broker.state<{ n: string }>(`SELECT count(*) AS n FROM leases WHERE ${where} = $1 AND state = 'pending'`, [value]))[0].n);

@@ -61,7 +61,7 @@ export class InMemoryLeases implements Public<LeaseRepository> {
       id: l.id, role: l.role, connection: l.connection, plugin: l.plugin, account: l.account, owner: l.owner,
       owner_issuer: l.ownerIssuer, run_id: l.runId, state: 'pending', created_at: now, updated_at: now,
       expires_at: l.expiresAt, max_expires_at: l.maxExpiresAt, activated_at: null, revoked_at: null,
-      last_error: null, last_error_code: null, issuer_lock: 1, revoke_reason: null,
+      last_error: null, last_error_code: null, issuer_lock: 1, revoke_reason: null, revocable: l.revocable,
     });
     return undefined;
   }
