@@ -44,3 +44,20 @@ export function targetOf(url: string): { host: string; port: number; tls: boolea
     tls: u.protocol === 'rediss:',
   };
 }
+
+/** Names every client on this machine reaches the same server by. */
+const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|::1)$/i;
+
+/**
+ * Whether two redis:// URLs name one server (host and port; loopback names count as one host).
+ * It cannot see through DNS: two names for one machine are two servers here.
+ */
+export function sameServer(a: string, b: string): boolean {
+  try {
+    const [x, y] = [targetOf(a), targetOf(b)];
+    const host = (h: string) => (LOOPBACK.test(h) ? 'loopback' : h.toLowerCase());
+    return x.port === y.port && host(x.host) === host(y.host);
+  } catch {
+    return false;
+  }
+}

@@ -16,6 +16,23 @@ export function adminUserOf(url: string): string {
   }
 }
 
+/** Users a connection never makes a lease user nor a static secret: `default`, the admin, protected_users. */
+export function untouchableUsers(config: RedisConnectionConfig): Set<string> {
+  return new Set([DEFAULT_USER, adminUserOf(config.url), ...config.protected_users]);
+}
+
+/**
+ * Why a static secret may not name this user, or undefined when it may. Static secrets may name any
+ * user but the untouchable ones; they need not be in the lease namespace (they are existing users).
+ */
+export function staticUserProblem(config: RedisConnectionConfig, username: string): string | undefined {
+  if (!REDIS_USERNAME.test(username)) return 'must be 1-128 letters, digits, "_", ".", "@", ":" or "-"';
+  if (username === DEFAULT_USER) return 'must not be "default": the default user is never a static secret';
+  if (username === adminUserOf(config.url)) return `must not be "${username}": the admin user of the connection's url is never a static secret`;
+  if (config.protected_users.includes(username)) return `must not be "${username}": protected users are never static secrets`;
+  return undefined;
+}
+
 export const redisConnectionSchema = z
   .object({
     /** An admin able to run ACL SETUSER, ACL DELUSER, ACL GETUSER and CLIENT KILL. */

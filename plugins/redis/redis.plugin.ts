@@ -28,7 +28,7 @@ import {
   VerifyResponse,
 } from '../contract';
 import { NO_ADMIN_RULES, parseAcl } from './redis-acl';
-import { DEFAULT_USER, REDIS_USERNAME, RedisConnectionConfig, RedisRoleSettings, adminUserOf, redisConnectionSchema, redisRoleSchema } from './redis.config';
+import { REDIS_USERNAME, RedisConnectionConfig, RedisRoleSettings, redisConnectionSchema, redisRoleSchema, staticUserProblem, untouchableUsers } from './redis.config';
 import { NO_SUCH_USER, WRONGPASS, isReply, passwordHash, targetOf, translateRedisError } from './redis-server';
 
 /** How many users one ACL DELUSER removes in a batch revoke. */
@@ -48,7 +48,7 @@ export class RedisPlugin implements CredentialPlugin {
     private readonly config: RedisConnectionConfig,
   ) {
     this.target = targetOf(config.url);
-    this.untouchable = new Set([DEFAULT_USER, adminUserOf(config.url), ...config.protected_users]);
+    this.untouchable = untouchableUsers(config);
     this.admin = new Redis(config.url, {
       lazyConnect: true,
       enableReadyCheck: false, // INFO needs rights the admin does not otherwise need
@@ -241,10 +241,10 @@ export class RedisPlugin implements CredentialPlugin {
     return username;
   }
 
-  /** A static secret's user: a plain name, never `default`, the admin or a protected user. */
+  /** A static secret's user: a plain name, never `default`, the admin or a protected user (also checked at config load). */
   private staticUser(account: string): string {
-    if (!REDIS_USERNAME.test(account)) throw new PluginError(`redis ${this.name}: refused a user name that is not 1-128 letters, digits, "_", ".", "@", ":" or "-"`, false);
-    if (this.untouchable.has(account)) throw new PluginError(`redis ${this.name}: refused user ${account}: the default user, the admin and protected users are never static secrets`, false);
+    const problem = staticUserProblem(this.config, account);
+    if (problem) throw new PluginError(`redis ${this.name}: refused a static secret's user: it ${problem}`, false);
     return account;
   }
 

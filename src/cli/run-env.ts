@@ -110,10 +110,12 @@ export function staticVars(name: string, secret: Record<string, unknown>): Recor
     const value = secret[key];
     if (typeof value === 'string' || typeof value === 'number') fields[key] = value;
   }
+  // Over TLS (rediss://) the answer says so; passed on as for a lease, so REDIS_URL keeps the scheme.
+  const tls: Record<string, string> = secret.tls === 'true' || secret.tls === true ? { tls: 'true' } : {};
   const prefix = `TESSERA_${envName(name)}_`;
   const plugin = typeof secret.plugin === 'string' ? secret.plugin : fields.access_key_id !== undefined ? 'aws-iam' : undefined;
   const generic = Object.fromEntries(Object.entries(fields).map(([k, v]) => [prefix + envName(k), String(v)]));
   if (!plugin) return generic;
-  const vars = credentialVars(plugin, fields);
+  const vars = credentialVars(plugin, { ...fields, ...tls });
   return { ...vars, ...Object.fromEntries(Object.entries(vars).map(([k, v]) => [prefix + k, v])), ...generic };
 }

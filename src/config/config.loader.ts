@@ -5,6 +5,7 @@ import { PLUGINS } from '../../plugins';
 import { DEFAULT_LEASE_TERMS, LeaseTerms, RoleSettings } from '../../plugins/contract';
 import { subjectRuleProblems } from '../policy/subject-rules';
 import { RawConfig, configSchema } from './config.schema';
+import { protectQueueUser, redisStaticSecretProblems } from './redis-connections';
 
 export interface ConnectionConfig {
   name: string;
@@ -81,6 +82,7 @@ export function parseConfig(doc: unknown, env: NodeJS.ProcessEnv = process.env, 
     if (!parsed.success) problems.push(...issueLines(['connections', name], parsed.error.issues));
     else connections.set(name, { name, plugin, settings: parsed.data });
   }
+  problems.push(...protectQueueUser(connections, raw.queue.redis_url));
 
   const roles = new Map<string, RoleConfig>();
   for (const [name, block] of Object.entries(raw.roles)) {
@@ -131,6 +133,8 @@ export function parseConfig(doc: unknown, env: NodeJS.ProcessEnv = process.env, 
       problems.push(`static_secrets.${name}: ${conn.plugin === 'aws-iam' ? 'an aws-iam connection needs iam_user' : `a ${conn.plugin} connection needs username or usernames`}`);
     }
   }
+
+  problems.push(...redisStaticSecretProblems(raw, connections));
 
   if (problems.length) throw new ConfigError(`config ${source}:\n  ${problems.join('\n  ')}`);
   return { ...raw, roles, connections, source };

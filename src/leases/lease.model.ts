@@ -57,7 +57,10 @@ export interface IssuedLease {
   lease_id: string;
   role: string;
   plugin: string;
-  /** postgres/mysql: username, password (+ host, port, database); aws-iam: access_key_id, secret_access_key, iam_user. */
+  /**
+   * postgres/mysql: username, password (+ host, port, database); aws-iam: access_key_id, secret_access_key, iam_user.
+   * redis: username, password, host, port (+ tls: "true" on a rediss:// connection).
+   */
   credentials: Record<string, string | number>;
   ttl_seconds: number;
   expires_at: string;

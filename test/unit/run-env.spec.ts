@@ -57,6 +57,15 @@ describe('environment for tessera run', () => {
     });
   });
 
+  it('redis: a static secret on a rediss:// connection gives a rediss:// REDIS_URL, as a lease does', () => {
+    // The answer of GET /v1/static/{name}/creds on a rediss:// connection (the plugin adds tls: "true").
+    const answer = { name: 'cache-legacy', plugin: 'redis', username: 'legacy_app', password: 'p@ss', host: 'cache.internal', port: 6380, tls: 'true', version: 2 };
+    const vars = staticVars('cache-legacy', answer);
+    expect(vars).toMatchObject({ REDIS_URL: 'rediss://legacy_app:p%40ss@cache.internal:6380', TESSERA_CACHE_LEGACY_REDIS_URL: 'rediss://legacy_app:p%40ss@cache.internal:6380' });
+    expect(vars.REDIS_URL).toBe(credentialVars('redis', answer).REDIS_URL);
+    expect(staticVars('cache-legacy', { ...answer, tls: undefined }).REDIS_URL).toBe('redis://legacy_app:p%40ss@cache.internal:6380');
+  });
+
   it('first role of a plugin owns the plain names; every role gets TESSERA_<ROLE>_ names; stale AWS settings are cleared', () => {
     const env = childEnv(
       { PATH: '/bin', AWS_SESSION_TOKEN: 'old', AWS_PROFILE: 'dev', PGUSER: 'parent' },
