@@ -105,7 +105,9 @@ export class LeaseRepository implements OnApplicationShutdown {
     // A few batches in flight keep the pool busy while one waits for its commit.
     const inFlight = Math.max(1, Math.min(4, config.storage.pool_size >> 2));
     this.activations = new GroupCommit((batch) => this.activateBatch(batch), { maxBatch: 64, inFlight });
-    this.pendings = new GroupCommit((batch) => this.insertPendingBatch(batch), { maxBatch: 64, inFlight });
+    // One pending-insert statement at a time: each counts the leases the one before it wrote, so the caps
+    // overshoot only across replicas. Statements still gather every insert that arrived meanwhile.
+    this.pendings = new GroupCommit((batch) => this.insertPendingBatch(batch), { maxBatch: 64, inFlight: 1 });
   }
 
   private readonly activations: GroupCommit<{ id: string; event: AuditEvent }, boolean>;
@@ -126,7 +128,19 @@ export class LeaseRepository implements OnApplicationShutdown {
     return this.pendings.submit({ lease: l, caps });
   }
 
-  private async insertPendingBatch(batch: { lease: NewLease; caps: { role: number; owner: number } }[]): Promise<(InsertRefusal | undefined)[]> {
+  private async insertPendingBatch(batch: { lease: NewLease; caps: { role: number; owner: number } }[]): Promise<(InsertRefusal | undefined | ItemFailed)[]> {
+    try {
+      return await this.insertPendingStatement(batch);
+    } catch (err) {
+      if (batch.length === 1) throw err;
+      // Whatever one lease's values did to the statement, its neighbours are judged on their own.
+      const results: (InsertRefusal | undefined | ItemFailed)[] = [];
+      for (const b of batch) results.push(await this.insertPendingStatement([b]).then((r) => r[0], (e: unknown) => new ItemFailed(e)));
+      return results;
+    }
+  }
+
+  private async insertPendingStatement(batch: { lease: NewLease; caps: { role: number; owner: number } }[]): Promise<(InsertRefusal | undefined)[]> {
     const issuerLock = await this.issuerSession.key();
     const col = <K extends keyof NewLease>(k: K) => batch.map((b) => b.lease[k]);
     const { rows } = await this.db.query<{ inserted: boolean; role_full: boolean; owner_full: boolean }>(INSERT_PENDING, [
@@ -241,9 +255,11 @@ export class LeaseRepository implements OnApplicationShutdown {
   async beginRevokeMatching(filter: LeaseFilter, reason: 'owner' | 'bulk'): Promise<string[]> {
     const { where, values } = whereClause(filter);
     values.push(reason);
+    // Rows locked in id order, as activateBatch locks them, so the two cannot deadlock.
     const { rows } = await this.db.query<{ id: string }>(
       `UPDATE leases SET state = 'revoking', revoke_reason = COALESCE(revoke_reason, $${values.length}), updated_at = now()
-       WHERE state IN ${from('beginRevokeMatching')} ${where ? `AND ${where}` : ''} RETURNING id`,
+       FROM (SELECT id FROM leases WHERE state IN ${from('beginRevokeMatching')} ${where ? `AND ${where}` : ''} ORDER BY id FOR UPDATE) matched
+       WHERE leases.id = matched.id AND leases.state IN ${from('beginRevokeMatching')} RETURNING leases.id`,
       values,
     );
     return rows.map((r) => r.id);

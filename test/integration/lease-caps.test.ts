@@ -54,6 +54,29 @@ describe('lease caps inside one group-committed insert', () => {
     expect(await live('owner', 'greedy')).toBe(2);
   });
 
+  it('with the default pool (20): hundreds of concurrent inserts still stop exactly at the cap', async () => {
+    const big = new Database(broker.config.storage.postgres_url, 20);
+    const wide = new LeaseRepository(big, { storage: { postgres_url: broker.config.storage.postgres_url, pool_size: 20 } } as any, { append: async () => undefined, appendMany: async () => undefined } as any);
+    try {
+      const results = await Promise.all(Array.from({ length: 600 }, (_, i) => wide.insertPending(lease(`wide-${i % 7}`, 'flood'), { role: 100_000, owner: 50 })));
+      expect(results.filter((r) => r === undefined)).toHaveLength(50);
+      expect(await live('owner', 'flood')).toBe(50);
+    } finally {
+      await wide.onApplicationShutdown();
+      await big.close();
+    }
+  });
+
+  it('a lease whose values the statement refuses fails alone; the others of its statement are written', async () => {
+    const first = repo.insertPending(lease('mixed-role', 'm-first'), { role: 100, owner: 100 });
+    const rest = [lease('mixed-role', 'm-a'), lease('mixed-role', 'bad\u0000owner'), lease('mixed-role', 'm-b')].map((l) =>
+      repo.insertPending(l, { role: 100, owner: 100 }).then(() => 'written', () => 'failed'),
+    );
+    await first;
+    expect(await Promise.all(rest)).toEqual(['written', 'failed', 'written']);
+    expect(await live('role', 'mixed-role')).toBe(3);
+  });
+
   it('answers each insert in its own order: the earliest of a statement are the ones written', async () => {
     const first = await repo.insertPending(lease('ordered-role', 'o-first'), { role: 2, owner: 100 });
     expect(first).toBeUndefined();
