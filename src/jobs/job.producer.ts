@@ -87,6 +87,16 @@ export class JobProducer implements OnApplicationShutdown {
     return job.opts.jobId;
   }
 
+  /** Jobs per queue and state: the queue depth an operator watches. */
+  async depth(): Promise<Array<{ queue: QueueName; waiting: number; delayed: number; active: number; failed: number }>> {
+    return Promise.all(
+      [...this.queues].map(async ([queue, q]) => {
+        const c = await q.getJobCounts('waiting', 'delayed', 'active', 'failed');
+        return { queue, waiting: c.waiting ?? 0, delayed: c.delayed ?? 0, active: c.active ?? 0, failed: c.failed ?? 0 };
+      }),
+    );
+  }
+
   async ping(): Promise<void> {
     await this.connection.ping();
   }

@@ -167,6 +167,46 @@ export class LeaseRepository implements OnApplicationShutdown {
     return rows.map((r) => r.id);
   }
 
+  /**
+   * beginRevokeMatching, but only when it matches exactly `expected` leases (the count the operator
+   * confirmed); otherwise nothing changes and the answer is undefined.
+   */
+  async beginRevokeMatchingExactly(filter: LeaseFilter, reason: 'owner' | 'bulk', expected: number): Promise<string[] | undefined> {
+    const { where, values } = whereClause(filter);
+    values.push(reason);
+    return this.db.tx(async (tx) => {
+      const { rows } = await tx.query<{ id: string }>(
+        `UPDATE leases SET state = 'revoking', revoke_reason = COALESCE(revoke_reason, $${values.length}), updated_at = now()
+         WHERE state IN ${from('beginRevokeMatching')} ${where ? `AND ${where}` : ''} RETURNING id`,
+        values,
+      );
+      // Throwing rolls the transaction back: the leases stay as they were.
+      if (rows.length !== expected) throw new MatchChanged();
+      return rows.map((r) => r.id);
+    }).catch((err) => {
+      if (err instanceof MatchChanged) return undefined;
+      throw err;
+    });
+  }
+
+  /** How many leases beginRevokeMatching would move now: the same states, the same filter. */
+  async countMatching(filter: LeaseFilter): Promise<number> {
+    const { where, values } = whereClause(filter);
+    const { rows } = await this.db.query<{ n: string }>(
+      `SELECT count(*) AS n FROM leases WHERE state IN ${from('beginRevokeMatching')} ${where ? `AND ${where}` : ''}`,
+      values,
+    );
+    return Number(rows[0].n);
+  }
+
+  /** Active leases counted by role and plugin. */
+  async countActiveByRole(): Promise<Array<{ role: string; plugin: string; count: number }>> {
+    const { rows } = await this.db.query<{ role: string; plugin: string; n: string }>(
+      `SELECT role, plugin, count(*) AS n FROM leases WHERE state = 'active' GROUP BY role, plugin ORDER BY role, plugin`,
+    );
+    return rows.map((r) => ({ role: r.role, plugin: r.plugin, count: Number(r.n) }));
+  }
+
   /** pending → revoking after a failed create (whatever the plugin left is removed next). */
   async failIssue(id: string, error: LeaseError): Promise<LeaseRow | undefined> {
     return this.toRevoking('failIssue', id, { error });
@@ -323,6 +363,9 @@ export class LeaseRepository implements OnApplicationShutdown {
     });
   }
 }
+
+/** A conditional bulk revoke found a different number of leases: its transaction is rolled back. */
+class MatchChanged extends Error {}
 
 /** The SQL list of the states a transition may start from. */
 function from(transition: Transition): string {
