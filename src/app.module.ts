@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { AuditLog } from './audit/audit.log';
 import { ConfigModule } from './config/config.module';
 import { TesseraConfig } from './config/config.loader';
+import { CONSOLE_PROVIDERS } from './console/console.providers';
 import { HealthController } from './health/health.controller';
 import { AuthGuard } from './http/auth.guard';
 import { AuditDenials } from './audit/audit-denials';
@@ -118,6 +119,8 @@ export class AppModule {
           { provide: APP_GUARD, useClass: IdentityThrottlerGuard },
         ]
       : [];
+    // The operator console (DESIGN §12), when configured; mounted at /ui/ by createServer.
+    const consoleProviders: Provider[] = roles.http && config.ui ? CONSOLE_PROVIDERS : [];
     const worker: Provider[] = roles.worker ? [JobRegistry, JobWorkers, LeaseReconciler, RotationSweeper, VaultTokenSweeper] : [];
     return {
       module: AppModule,
@@ -143,7 +146,7 @@ export class AppModule {
       ],
       controllers: roles.http ? [LeaseController, StaticController, EventsController, BootstrapController, WhoamiController, AuditController, ConfigController, MetricsController, HealthController, VaultAuthController, VaultSysController, VaultSecretsController] : [],
       // Client tokens are written by the HTTP role and swept by the worker role.
-      providers: [VaultTokenRepository, ...http, ...worker],
+      providers: [VaultTokenRepository, ...http, ...consoleProviders, ...worker],
     };
   }
 }
