@@ -20,8 +20,9 @@ export function securityHeaders(_req: Request, res: Response, next: NextFunction
   res.setHeader('Content-Security-Policy', CONTENT_SECURITY_POLICY);
   res.setHeader('X-Frame-Options', 'DENY');
   res.setHeader('X-Content-Type-Options', 'nosniff');
-  // The callback's URL carries the authorization code: never send it on as a referrer.
-  res.setHeader('Referrer-Policy', 'no-referrer');
+  // The callback's URL carries the authorization code: never send it to another origin as a referrer.
+  // (Not no-referrer: with it a browser sends `Origin: null` even on same-origin form posts.)
+  res.setHeader('Referrer-Policy', 'same-origin');
   res.setHeader('Cross-Origin-Opener-Policy', 'same-origin');
   res.setHeader('Cross-Origin-Resource-Policy', 'same-origin');
   next();
