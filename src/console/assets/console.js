@@ -23,7 +23,7 @@
     if (typeof step.at === 'string') {
       var t = document.createElement('time');
       t.setAttribute('datetime', step.at);
-      t.textContent = ' ' + step.at.slice(0, 10) + ' ' + step.at.slice(11, 19);
+      t.textContent = ' ' + step.at.slice(11, 19);
       li.appendChild(t);
     }
     if (typeof step.error === 'string') {

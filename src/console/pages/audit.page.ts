@@ -38,13 +38,14 @@ export function auditPage(ctx: PageContext, d: AuditPageData): string {
 <form method="post" action="/ui/audit/verify">${csrfField(ctx.session!)}<button type="submit">Verify chain</button></form>
 </div>
 <table class="audit">
+  <colgroup><col class="id"><col class="at"><col class="type"><col class="subject"><col class="lease"><col></colgroup>
   <thead><tr><th scope="col" class="num">Event</th><th scope="col">Time</th><th scope="col">Type</th><th scope="col">Subject</th><th scope="col">Lease</th><th scope="col">Detail</th></tr></thead>
   <tbody>
   ${d.items.map(
     (e) => html`<tr>
     <td class="num">${e.id}</td>
-    <td>${time(e.at)}</td>
-    <td><code>${e.type}</code></td>
+    <td class="nowrap">${time(e.at)}</td>
+    <td class="nowrap"><code>${e.type}</code></td>
     <td class="wrap">${dash(e.actor)}</td>
     <td class="mono small">${dash(e.lease_id)}</td>
     <td>${detail(e.detail)}</td>

@@ -73,16 +73,18 @@ export function confirmDialog(opts: { id: string; title: string; body: HtmlValue
 /** A notice after an action (role=status, so it is announced). */
 export const notice = (text: HtmlValue, kind: 'ok' | 'warn' | 'error' = 'ok') => html`<p class="notice ${kind}" role="status">${text}</p>`;
 
-/** A time in UTC, to the second. */
-export function time(iso: string | null | undefined): Html {
+/** A time in UTC, to the second (`clock`: without the date). */
+export function time(iso: string | null | undefined, opts: { clock?: boolean } = {}): Html {
   if (!iso) return html`<span class="muted">—</span>`;
   const d = new Date(iso);
-  const text = `${d.toISOString().slice(0, 10)} ${d.toISOString().slice(11, 19)}`;
+  const text = opts.clock ? d.toISOString().slice(11, 19) : `${d.toISOString().slice(0, 10)} ${d.toISOString().slice(11, 19)}`;
   return html`<time datetime="${iso}">${text}</time>`;
 }
 
 const STATE_TONE: Record<string, string> = {
   active: 'ok',
+  current: 'ok',
+  previous: 'info',
   succeeded: 'ok',
   ok: 'ok',
   up: 'ok',

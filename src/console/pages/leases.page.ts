@@ -69,6 +69,7 @@ export function leasesPage(ctx: PageContext, d: LeasesPageData): string {
     html`${d.notice}
 <div class="toolbar">
 <form method="get" action="/ui/leases" class="filters" aria-label="Filter leases">
+  <span class="form-title">Filter</span>
   ${select('role', 'Role', d.roles, f.role)}
   ${select('state', 'State', LEASE_STATES, f.state)}
   <label>Owner<input name="owner" value="${f.owner ?? ''}" autocomplete="off"></label>
@@ -77,6 +78,7 @@ export function leasesPage(ctx: PageContext, d: LeasesPageData): string {
   <a href="/ui/leases" class="button quiet">Clear</a>
 </form>
 <form method="get" action="/ui/leases/bulk-revoke" class="filters bulk" aria-label="Bulk revoke">
+  <span class="form-title">Revoke every lease of</span>
   ${select('role', 'Role', d.roles, undefined)}
   ${select('connection', 'Connection', d.connections, undefined)}
   <label>Owner<input name="owner" autocomplete="off"></label>
@@ -89,13 +91,13 @@ export function leasesPage(ctx: PageContext, d: LeasesPageData): string {
   <tbody>
   ${d.items.map(
     (l) => html`<tr data-lease-id="${l.lease_id}">
-    <td><a class="mono" href="${uiUrl(`/ui/leases/${segment(l.lease_id)}`)}">${l.lease_id}</a></td>
-    <td>${l.role}<br><small class="muted">${l.plugin}</small></td>
-    <td class="mono">${l.account}</td>
+    <td class="nowrap"><a class="mono" href="${uiUrl(`/ui/leases/${segment(l.lease_id)}`)}">${l.lease_id}</a></td>
+    <td class="nowrap">${l.role}<br><small class="muted">${l.plugin}</small></td>
+    <td class="mono nowrap">${l.account}</td>
     <td class="wrap">${l.owner}</td>
-    <td>${dash(l.run_id)}</td>
+    <td class="nowrap">${dash(l.run_id)}</td>
     <td>${state(l.state)}</td>
-    <td>${time(l.expires_at)}</td>
+    <td class="nowrap">${time(l.expires_at)}</td>
     <td><form method="get" action="${uiUrl(`/ui/leases/${segment(l.lease_id)}`)}"><input type="hidden" name="confirm" value="revoke"><button type="submit" class="small danger"${REVOCABLE.has(l.state) ? '' : html` disabled`}>Revoke</button></form></td>
   </tr>`,
   )}

@@ -135,7 +135,7 @@ export function staticDetailPage(
 function steps(r: RotationView): Html {
   const list = Array.isArray(r.steps) ? (r.steps as Array<{ step?: unknown; at?: unknown; error?: unknown }>) : [];
   return html`<ol class="steps">${list.map(
-    (s) => html`<li><span class="step">${String(s.step ?? '')}</span> ${typeof s.at === 'string' ? time(s.at) : ''}${typeof s.error === 'string' ? html` <span class="error-text">${s.error}</span>` : ''}</li>`,
+    (s) => html`<li><span class="step">${String(s.step ?? '')}</span> ${typeof s.at === 'string' ? time(s.at, { clock: true }) : ''}${typeof s.error === 'string' ? html` <span class="error-text">${s.error}</span>` : ''}</li>`,
   )}</ol>`;
 }
 
