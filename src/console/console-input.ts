@@ -59,6 +59,15 @@ export const auditQuery = z
   })
   .strict();
 
+/** Verify chain keeps the page's filter. */
+export const verifyBody = z
+  .object({
+    _csrf: csrf,
+    type: optional(z.string().regex(/^[a-z_.]{1,64}$/, 'not an event type')),
+    subject: optional(subjectInput),
+  })
+  .strict();
+
 /** Parses input; anything invalid is a 400 naming the field (the page shows it). */
 export function parseForm<S extends z.ZodType>(schema: S, input: unknown): z.infer<S> {
   const result = schema.safeParse(input ?? {});

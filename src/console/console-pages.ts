@@ -24,6 +24,7 @@ import {
   parseForm,
   rotationsQuery,
   staticsQuery,
+  verifyBody,
 } from './console-input';
 import { html, segment, uiUrl } from './html';
 import { auditPage } from './pages/audit.page';
@@ -166,8 +167,7 @@ export class ConsolePages {
   }
 
   async audit(req: ConsoleRequest, res: Response, verify = false): Promise<void> {
-    const q = verify ? {} : parseForm(auditQuery, req.query);
-    if (verify) parseForm(csrfBody, req.body);
+    const q: { type?: string; subject?: string; before?: string } = verify ? parseForm(verifyBody, req.body) : parseForm(auditQuery, req.query);
     const verification = verify ? await this.s.audit.verify() : undefined;
     const filter = { type: q.type, actor: q.subject, beforeId: q.before };
     const items = await this.s.audit.search(filter, AUDIT_PAGE_SIZE + 1);

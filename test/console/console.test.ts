@@ -90,8 +90,10 @@ describe('operator console', () => {
     await waitForText(p.locator('main'), 'mallory (issuer sso) is not an operator');
     expect(await p.getByRole('heading', { level: 1 }).textContent()).toBe('Not an operator');
     expect((await ctx.cookies()).some((c) => c.name === 'tessera_console')).toBe(false);
+    await screenshot(p, 'not-an-operator');
     await p.goto(`${url}/ui/`);
     expect(p.url()).toBe(`${url}/ui/signin`);
+    await screenshot(p, 'sign-in');
     const denied = await broker.state(`SELECT actor, body FROM audit_events WHERE type = 'request.denied' AND actor = 'mallory'`);
     expect(denied.length).toBeGreaterThan(0);
     expect(JSON.parse(denied[0].body).detail).toMatchObject({ action: 'console.sign_in', issuer: 'sso' });
@@ -250,6 +252,13 @@ describe('operator console', () => {
     await page.getByRole('button', { name: 'Verify chain' }).click();
     await waitForText(page.getByRole('status'), 'Chain verified');
     await screenshot(page, 'audit');
+    // The filter stays; then by type.
+    for (const t of await rows.allTextContents()) expect(t).toContain('alice');
+    await page.getByLabel('Type').selectOption('lease.bulk_revoke');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await waitForText(rows.first(), 'lease.bulk_revoke');
+    expect(await rows.count()).toBe(1);
+    expect(await rows.first().textContent()).toContain('run-bulk');
   });
 
   test('a state-changing request without the CSRF token, or from another origin, is refused', async () => {

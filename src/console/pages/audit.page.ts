@@ -35,7 +35,7 @@ export function auditPage(ctx: PageContext, d: AuditPageData): string {
   <button type="submit">Filter</button>
   <a href="/ui/audit" class="button quiet">Clear</a>
 </form>
-<form method="post" action="/ui/audit/verify">${csrfField(ctx.session!)}<button type="submit">Verify chain</button></form>
+<form method="post" action="/ui/audit/verify">${csrfField(ctx.session!)}${f.type && html`<input type="hidden" name="type" value="${f.type}">`}${f.subject && html`<input type="hidden" name="subject" value="${f.subject}">`}<button type="submit">Verify chain</button></form>
 </div>
 <table class="audit">
   <colgroup><col class="id"><col class="at"><col class="type"><col class="subject"><col class="lease"><col></colgroup>
