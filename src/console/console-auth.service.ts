@@ -81,13 +81,15 @@ export class ConsoleAuthService {
    */
   async finishSignIn(
     loginId: string | undefined,
-    callback: { code?: string; state?: string; error?: string },
+    callback: { code?: string; state?: string; error?: string; iss?: string },
     client: string | null,
   ): Promise<{ sessionId: string; session: ConsoleSession }> {
     if (!loginId || !WELL_FORMED.test(loginId)) throw signInExpired();
     const login = await this.sessions.takeLogin(hashOf(loginId));
     if (!login) throw signInExpired();
     if (!callback.state || !sameText(callback.state, login.state)) throw new DomainError('unauthenticated', 'sign_in_mismatch', 'the answer of the identity provider does not belong to this sign-in; sign in again');
+    // RFC 9207: a provider that names itself in the answer must be the one this sign-in went to.
+    if (callback.iss !== undefined && callback.iss !== this.oidc.issuerUrl) throw new DomainError('unauthenticated', 'sign_in_mismatch', 'the answer came from another identity provider; sign in again');
     if (callback.error !== undefined) {
       const code = /^[A-Za-z0-9_.-]{1,64}$/.test(callback.error) ? callback.error : 'error';
       throw new DomainError('unauthenticated', 'sign_in_refused', `the identity provider did not sign you in (${code})`);

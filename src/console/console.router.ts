@@ -185,7 +185,7 @@ export class ConsoleRoutes {
     const text = (v: unknown) => (typeof v === 'string' && v.length <= 4096 ? v : undefined);
     const loginId = this.cookies.read(req, this.cookies.login);
     this.cookies.clear(res, this.cookies.login);
-    const { sessionId, session } = await this.auth.finishSignIn(loginId, { code: text(req.query.code), state: text(req.query.state), error: text(req.query.error) }, req.ip ?? null);
+    const { sessionId, session } = await this.auth.finishSignIn(loginId, { code: text(req.query.code), state: text(req.query.state), error: text(req.query.error), iss: text(req.query.iss) }, req.ip ?? null);
     this.cookies.set(res, this.cookies.session, sessionId, (session.expiresAt.getTime() - Date.now()) / 1000, 'Strict');
     res.type('html').send(signedInPage());
   }

@@ -60,6 +60,10 @@ export class OidcClient {
     return this.settings.name;
   }
 
+  get issuerUrl(): string {
+    return this.settings.issuer;
+  }
+
   async authorizationUrl(input: { state: string; nonce: string; codeVerifier: string }): Promise<string> {
     const { authorization_endpoint } = await this.discover();
     const url = new URL(authorization_endpoint);
