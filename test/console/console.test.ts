@@ -245,6 +245,21 @@ describe('operator console', () => {
     await page.getByRole('row').filter({ hasText: 'con-single' }).first().getByRole('button', { name: 'Rotate now' }).click();
     await waitForText(page.getByRole('table', { name: 'Rotations' }).locator('[data-field="status"]'), 'succeeded');
     secrets.add((await owned(broker, reader, 'con-single')).password);
+
+    // The page follows a rotation while it runs, without reloading: put this one back to running,
+    // open its page, then let it finish.
+    const id = new URL(page.url()).searchParams.get('id')!;
+    await broker.state(`UPDATE rotations SET status = 'running', finished_at = NULL WHERE id = $1`, [id]);
+    await page.goto(`${url}/ui/rotations?id=${id}`);
+    await waitForText(page.locator('#rotations-progress'), 'Rotations are running');
+    await page.evaluate('window.stayed = true');
+    const step = JSON.stringify([{ step: 'finished-by-test', at: new Date().toISOString() }]);
+    await broker.state(`UPDATE rotations SET status = 'succeeded', finished_at = now(), steps = steps || $2::jsonb WHERE id = $1`, [id, step]);
+    const table = page.getByRole('table', { name: 'Rotations' });
+    await waitForText(table.locator('[data-field="steps"]'), 'finished-by-test');
+    await waitForText(table.locator('[data-field="status"]'), 'succeeded');
+    await waitForText(page.locator('#rotations-progress'), 'All rotations have ended.');
+    expect(await page.evaluate('window.stayed')).toBe(true);
     await page.goto(`${url}/ui/static/con-alt`);
     await waitForText(page.locator('main'), 'Rotation history');
     await screenshot(page, 'static-secret');
