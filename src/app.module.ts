@@ -104,7 +104,8 @@ export class AppModule {
           VaultTokenService,
           VaultTokenExtractor,
           VaultLeasesService,
-          // Asked in this order; a new surface (a console session) adds its extractor here. The Vault
+          // Asked in this order; a new API surface adds its extractor here (the operator console does
+          // not: its session cookie is accepted by src/console only, never by the API). The Vault
           // extractor goes first: it claims X-Vault-Token and bearer client tokens, and leaves JWTs to the next.
           {
             provide: CREDENTIAL_EXTRACTORS,

@@ -24,7 +24,7 @@ export function overviewPage(ctx: PageContext, d: OverviewData): string {
   <div class="card"><span class="figure">${activeTotal}</span><span class="label">active leases</span></div>
   <div class="card ${d.revokeFailed ? 'alert' : ''}"><span class="figure">${d.revokeFailed}</span><span class="label">leases revoke_failed</span></div>
   <div class="card ${rotationFailed.length ? 'alert' : ''}"><span class="figure">${rotationFailed.length}</span><span class="label">secrets rotation_failed</span></div>
-  <div class="card"><span class="figure">${depth ?? '?'}</span><span class="label">jobs queued or running</span></div>
+  <div class="card"><span class="figure">${depth ?? '?'}</span><span class="label">jobs in the queues</span></div>
   <div class="card ${d.targets.degraded.length ? 'alert' : ''}"><span class="figure">${d.connections.length - d.targets.degraded.length}/${d.connections.length}</span><span class="label">targets up</span></div>
 </section>
 <div class="columns">
