@@ -1,5 +1,9 @@
 /** Mass expiry: many leases due in the same second, their lateness, and the revocation rate beside bare DROP ROLE. */
+import { Queue } from 'bullmq';
 import { Client, Pool } from 'pg';
+import { planJob } from '../src/jobs/job.producer';
+import { JobName, QueueName } from '../src/jobs/jobs';
+import { newAccountName, newLeaseId } from '../src/leases/names';
 import { BENCH_DB, Identity, PG, Stats, TARGET_DB, admin, benchConfig, dropRolesLike, flushQueue, load, post, recreateDatabase, startBroker } from './lib';
 
 export interface ExpiryResult {
@@ -35,14 +39,51 @@ async function refusedLateness(sample: { creds: Record<string, any>; expiresAt: 
   );
 }
 
-/** Mass expiry at each size (quick: 2,000; full: 2,000 and 10,000), every lease due in the same second. */
+/**
+ * Mass expiry at each size (quick: 2,000; full: 2,000, 10,000 and 100,000), every lease due in the same
+ * second. Up to 10,000 the leases are issued through the API; 100,000 are seeded (see seedLeases).
+ */
 export async function benchExpiry(id: Identity, opts: { quick: boolean }): Promise<ExpiryResult[]> {
   const results: ExpiryResult[] = [];
-  for (const n of opts.quick ? [2000] : [2000, 10_000]) results.push(await expiryOf(id, n));
+  for (const n of opts.quick ? [2000] : [2000, 10_000, 100_000]) results.push(await expiryOf(id, n, n > 10_000));
   return results;
 }
 
-async function expiryOf(id: Identity, n: number): Promise<ExpiryResult> {
+/**
+ * What issuing `n` leases leaves behind, written in bulk: the roles on the target (VALID UNTIL their
+ * expiry, member of the role's group), the active lease rows, and each lease's delayed expiry job with
+ * the id, payload and options the broker gives it (planJob). Issue-time audit events are not written;
+ * expiry does not read them. Issuing 100,000 through the API would take the bench most of an hour.
+ */
+async function seedLeases(n: number, expiresAt: number, prefix: string): Promise<void> {
+  const at = (i: number) => new Date(expiresAt + Math.floor((i * 1000) / n));
+  const leases = Array.from({ length: n }, (_, i) => ({ id: newLeaseId(), account: newAccountName('bench-pg', 63), expiresAt: at(i) }));
+  for (let i = 0; i < n; i += 2000) {
+    const chunk = leases.slice(i, i + 2000);
+    await admin(TARGET_DB, (c) =>
+      c.query(chunk.map((l) => `CREATE ROLE "${l.account}" LOGIN VALID UNTIL '${l.expiresAt.toISOString()}' IN ROLE bench_readers;`).join('\n')),
+    );
+    await admin(BENCH_DB, (c) =>
+      c.query(
+        `INSERT INTO leases (id, role, connection, plugin, account, owner, owner_issuer, run_id, state, expires_at, max_expires_at, activated_at)
+         SELECT id, 'bench-pg', 'pg', 'postgres', account, 'spiffe://bench.example/load/expiry', 'bench', NULL, 'active', e, e + interval '6 hours', now()
+         FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS t(id, account, e)`,
+        [chunk.map((l) => l.id), chunk.map((l) => l.account), chunk.map((l) => l.expiresAt)],
+      ),
+    );
+  }
+  const queue = new Queue(QueueName.Leases, { connection: { host: '127.0.0.1', port: 6379 }, prefix });
+  try {
+    for (let i = 0; i < n; i += 1000) {
+      const jobs = leases.slice(i, i + 1000).map((l) => planJob({ revoke_attempts: 6, rotation_attempts: 4 } /* the config defaults */, JobName.EnforceLease, { leaseId: l.id }, { runAt: l.expiresAt }, Date.now()));
+      await queue.addBulk(jobs.map((j) => ({ name: j.name, data: j.data, opts: j.opts })));
+    }
+  } finally {
+    await queue.close();
+  }
+}
+
+export async function expiryOf(id: Identity, n: number, seeded = false): Promise<ExpiryResult> {
   await recreateDatabase(BENCH_DB);
   await flushQueue();
   await dropRolesLike('tsr_bench_');
@@ -54,15 +95,21 @@ async function expiryOf(id: Identity, n: number): Promise<ExpiryResult> {
   const token = await id.token('spiffe://bench.example/load/expiry');
   let loginRefused: number[] = [];
   // Issue at a few hundred a second, all due in one second: [expiresAt, expiresAt + 1 s).
-  const expiresAt = Date.now() + 15_000 + n * 8;
+  // Seeding writes about a lease a millisecond here; give it half as much again.
+  const expiresAt = Date.now() + 15_000 + (seeded ? SAMPLE * 8 + n * 1.5 : n * 8);
   try {
     const sample: { creds: Record<string, any>; expiresAt: number }[] = [];
-    await load(n, 32, async (i) => {
+    const issued = seeded ? SAMPLE : n;
+    await load(issued, 32, async (i) => {
       const ttl = Math.max(1, Math.ceil((expiresAt - Date.now()) / 1000));
       const res = await post(`${broker.url}/v1/creds/bench-pg`, token, { ttl });
       if (res.status !== 201) throw new Error(`issue failed: ${res.status}`);
-      if (i % Math.ceil(n / SAMPLE) === 0) sample.push({ creds: res.body.credentials, expiresAt: Date.parse(res.body.expires_at) });
+      if (i % Math.ceil(issued / SAMPLE) === 0) sample.push({ creds: res.body.credentials, expiresAt: Date.parse(res.body.expires_at) });
     });
+    if (seeded) {
+      await seedLeases(n - issued, expiresAt, 'tessera-bench');
+      if (Date.now() > expiresAt - 1000) throw new Error('seeding took longer than planned: leases fell due before it finished');
+    }
     loginRefused = await refusedLateness(sample);
     const spread = await admin(BENCH_DB, (c) => c.query(`SELECT extract(epoch FROM max(expires_at) - min(expires_at)) AS s FROM leases`));
     if (Number(spread.rows[0].s) >= 1.5) throw new Error(`leases expire over ${spread.rows[0].s} s, not one second; issue was too slow`);

@@ -14,6 +14,8 @@ export interface IssueRow {
   baseline: string;
   raw: Stats;
   ratio: number;
+  /** The broker's CPU time per request during the Tessera half (ms), where measured. */
+  brokerCpuMs?: number;
 }
 
 const POLICY = { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:GetObject', Resource: 'arn:aws:s3:::bench/*' }] };
@@ -75,10 +77,12 @@ export async function benchIssue(id: Identity, opts: { quick: boolean; iteration
       const broker = await startBroker(config);
       try {
         for (const [concurrency, n] of plan) {
+          const cpuBefore = broker.cpuSeconds();
           const tessera = await load(n, concurrency, async () => {
             const res = await post(`${broker.url}/v1/creds/bench-pg`, token, { ttl: '30m' });
             if (res.status !== 201) throw new Error(`issue failed: ${res.status} ${JSON.stringify(res.body)}`);
           });
+          const brokerCpuMs = ((broker.cpuSeconds() - cpuBefore) * 1000) / n;
           const raw = async (kind: string, password: (i: number) => Promise<string>) => {
             const pool = new Pool({ connectionString: `${PG}/${TARGET_DB}`, max: Math.min(concurrency, 20) });
             const stats = await load(n, concurrency, async (i) => {
@@ -90,7 +94,7 @@ export async function benchIssue(id: Identity, opts: { quick: boolean; iteration
           };
           const plaintext = await raw('plain', async (i) => `pw${i}x${Math.random().toString(36).slice(2)}`);
           const oneRound = await raw('v1', (i) => scramSha256Verifier(`pw-${i}-${Math.random()}`, 1));
-          rows.push({ target: label, concurrency, tessera, baseline: "CREATE ROLE … PASSWORD '<plaintext>'", raw: plaintext, ratio: tessera.rate / plaintext.rate });
+          rows.push({ target: label, concurrency, tessera, baseline: "CREATE ROLE … PASSWORD '<plaintext>'", raw: plaintext, ratio: tessera.rate / plaintext.rate, brokerCpuMs });
           rows.push({ target: label, concurrency, tessera, baseline: 'CREATE ROLE … PASSWORD <1-round verifier>', raw: oneRound, ratio: tessera.rate / oneRound.rate });
         }
         if (iterations === opts.iterations[0]) {

@@ -114,11 +114,15 @@ export interface Broker {
   startupMs: number;
   stop(): Promise<void>;
   rssMb(): number;
+  /** CPU seconds (user + system) the broker process has used so far. */
+  cpuSeconds(): number;
 }
 
 export async function startBroker(configPath: string, args: string[] = []): Promise<Broker> {
   const started = performance.now();
-  const child = spawn(process.execPath, ['bin/tessera.js', 'server', '--config', configPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // BENCH_BROKER_NODE_ARGS passes node flags to the broker, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile it.
+  const nodeArgs = (process.env.BENCH_BROKER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, 'bin/tessera.js', 'server', '--config', configPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   const url = await new Promise<string>((resolve, reject) => {
     child.stderr!.on('data', (chunk: Buffer) => {
@@ -138,6 +142,7 @@ export async function startBroker(configPath: string, args: string[] = []): Prom
     url,
     startupMs: performance.now() - started,
     rssMb: () => rssMb(child.pid!),
+    cpuSeconds: () => cpuSeconds(child.pid!),
     stop: () =>
       new Promise<void>((resolve) => {
         if (child.exitCode !== null) return resolve();
@@ -149,6 +154,13 @@ export async function startBroker(configPath: string, args: string[] = []): Prom
 
 export function startWorker(configPath: string): ChildProcess {
   return spawn(process.execPath, ['bin/tessera.js', 'worker', '--config', configPath], { stdio: 'ignore' });
+}
+
+/** utime + stime of a process, from /proc (clock ticks of 1/100 s on Linux). */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 export function rssMb(pid: number): number {

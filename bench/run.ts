@@ -9,11 +9,13 @@ import { cpus, totalmem } from 'node:os';
 import { benchExpiry } from './expiry';
 import { benchHorizontal } from './horizontal';
 import { benchIssue, prepareTarget } from './issue';
+import { benchRedis } from './redis';
 import { Stats, identity, round } from './lib';
 import { benchRotation } from './rotation';
 import { benchScale } from './scale';
+import { benchSts } from './sts';
 
-const SECTIONS = ['issue', 'expiry', 'scale', 'rotation', 'horizontal'] as const;
+const SECTIONS = ['issue', 'expiry', 'scale', 'rotation', 'horizontal', 'redis', 'sts'] as const;
 
 function version(cmd: string): string {
   try {
@@ -59,6 +61,11 @@ async function main(): Promise<void> {
     log('|---|---|---|---|---|---|---|---|');
     for (const r of rows) log(`| ${r.target} | ${r.concurrency} | ${rate(r.tessera)} | ${r.baseline} | ${rate(r.raw)} | **${round(r.ratio, 2)}×** | ${lat(r.tessera)} | ${lat(r.raw)} |`);
     log('');
+    const cpu = rows.filter((r) => r.brokerCpuMs !== undefined);
+    if (cpu.length) {
+      log(`Broker CPU per issued lease (user + system, from /proc): ${cpu.map((r) => `${r.target} c=${r.concurrency}: ${round(r.brokerCpuMs!, 2)} ms`).join('; ')}.`);
+      log('');
+    }
   }
   if (only.has('expiry')) {
     const rows = await benchExpiry(id, { quick });
@@ -100,6 +107,26 @@ async function main(): Promise<void> {
     log('| one broker (with worker) | two brokers + one worker | ratio |');
     log('|---|---|---|');
     log(`| ${rate(r.one)} (p99 ${ms(r.one.p99)}) | ${rate(r.two)} (p99 ${ms(r.two.p99)}) | **${round(r.ratio, 2)}×** |`);
+    log('');
+  }
+  if (only.has('redis')) {
+    const rows = await benchRedis(id, { quick });
+    results.redis = rows;
+    log('## Redis: issuing ACL users vs a raw `ACL SETUSER` loop (the one command the plugin sends)');
+    log('');
+    log('| path | concurrency | Tessera rate | raw ACL SETUSER rate | ratio | Tessera p50 / p95 / p99 | raw p50 / p95 / p99 |');
+    log('|---|---|---|---|---|---|---|');
+    for (const r of rows) log(`| ${r.path} | ${r.concurrency} | ${rate(r.tessera)} | ${rate(r.raw)} | **${round(r.ratio, 2)}×** | ${lat(r.tessera)} | ${lat(r.raw)} |`);
+    log('');
+  }
+  if (only.has('sts')) {
+    const rows = await benchSts(id, { quick });
+    results.sts = rows;
+    log('## STS issue: HTTP API (assumed_role) vs a raw AssumeRole loop, same IAM test server');
+    log('');
+    log('| concurrency | Tessera rate | raw operation | raw rate | ratio | Tessera p50 / p95 / p99 | raw p50 / p95 / p99 |');
+    log('|---|---|---|---|---|---|---|');
+    for (const r of rows) log(`| ${r.concurrency} | ${rate(r.tessera)} | ${r.baseline} | ${rate(r.raw)} | **${round(r.ratio, 2)}×** | ${lat(r.tessera)} | ${lat(r.raw)} |`);
     log('');
   }
   log(`Total bench time: ${round((Date.now() - started) / 1000, 0)} s. Reproduce: \`npm run bench${quick ? ' -- --quick' : ''}\`.`);

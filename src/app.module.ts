@@ -37,9 +37,12 @@ import { LeaseRepository } from './leases/lease.repository';
 import { LeaseRevoker } from './leases/lease-revoker';
 import { LeaseService } from './leases/lease.service';
 import { Metrics } from './metrics/metrics';
+import { MetricsGauges } from './metrics/metrics-gauges';
 import { PluginHost } from './plugin-host/plugin-host';
 import { RoleSettingsResolver } from './plugin-host/role-settings';
 import { PolicyService } from './policy/policy.service';
+import { RoleSessionsService } from './roles/role-sessions.service';
+import { RolesController } from './roles/roles.controller';
 import { EventSignatureRepository } from './events/event-signature.repository';
 import { EventsController } from './events/events.controller';
 import { EventsService } from './events/events.service';
@@ -116,6 +119,8 @@ export class AppModule {
           BootstrapService,
           EventsService,
           EventSignatureRepository,
+          MetricsGauges,
+          RoleSessionsService,
           { provide: APP_GUARD, useClass: AuthGuard },
           { provide: APP_GUARD, useClass: IdentityThrottlerGuard },
         ]
@@ -145,7 +150,7 @@ export class AppModule {
         ...(roles.http ? [TerminusModule, ThrottlerModule.forRoot([{ name: 'identity', ttl: 1000, limit: config.limits.per_identity_rps }])] : []),
         ...(roles.worker ? [ScheduleModule.forRoot(), DiscoveryModule] : []),
       ],
-      controllers: roles.http ? [LeaseController, StaticController, EventsController, BootstrapController, WhoamiController, AuditController, ConfigController, MetricsController, HealthController, VaultAuthController, VaultSysController, VaultSecretsController] : [],
+      controllers: roles.http ? [LeaseController, StaticController, EventsController, BootstrapController, WhoamiController, AuditController, ConfigController, RolesController, MetricsController, HealthController, VaultAuthController, VaultSysController, VaultSecretsController] : [],
       // Client tokens are written by the HTTP role and swept by the worker role.
       providers: [VaultTokenRepository, ...http, ...consoleProviders, ...worker],
     };

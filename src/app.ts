@@ -12,6 +12,8 @@ import { AppModule } from './app.module';
 import { ConfigError, TesseraConfig } from './config/config.loader';
 import { ConsoleRoutes } from './console/console.providers';
 import { ErrorFilter, ErrorSurfaces, toHttpError } from './http/error.filter';
+import { httpRequestMetrics } from './metrics/http-metrics';
+import { Metrics } from './metrics/metrics';
 import { migrate } from './storage/migrator';
 import { isVaultRoute, vaultErrorSurface, vaultRequestHandling } from './vault/vault-http';
 
@@ -74,6 +76,7 @@ export async function createServer(config: TesseraConfig, options: ServerOptions
   const errors = new ErrorSurfaces([vaultErrorSurface(config)]);
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
+  app.use(httpRequestMetrics(app.get(Metrics)));
   app.use((req: Request & { id?: string }, res: Response, next: NextFunction) => {
     req.id = randomUUID();
     res.setHeader('X-Request-Id', req.id);

@@ -44,6 +44,10 @@ import {
   RenewUserResponse,
   RetireStaticSecretRequest,
   RetireStaticSecretResponse,
+  LeaseTerms,
+  DEFAULT_LEASE_TERMS,
+  RevokeSessionsRequest,
+  RevokeSessionsResponse,
   RevokeUserRequest,
   RevokeUserResponse,
   SetStaticSecretRequest,
@@ -52,6 +56,7 @@ import {
   VerifyResponse,
 } from '../contract';
 import { AwsIamConnectionConfig, AwsIamRoleSettings, awsIamConnectionSchema, awsIamRoleSchema } from './aws-iam.config';
+import { StsCredentials, stsLeaseTerms } from './aws-sts';
 
 const INLINE_POLICY_NAME = 'tessera';
 const RETRYABLE_CODES = new Set(['Throttling', 'ThrottlingException', 'RequestLimitExceeded', 'ServiceFailure', 'ServiceUnavailable', 'TimeoutError', 'DeleteConflict', 'ConcurrentModification']);
@@ -78,15 +83,20 @@ export class AwsIamPlugin implements CredentialPlugin {
   /** Static secrets are access keys (two may coexist); keys have no expiry and no sessions to end. */
   readonly capabilities: PluginCapabilities = { staticStrategies: ['single'], targetExpiry: false, keyOverlap: true, sessions: false, batchRevoke: false };
   private readonly iam: IAMClient;
+  /** STS for assumed_role and federation_token roles, at the same endpoint as IAM (moto, LocalStack). */
+  private readonly sts: STSClient;
+  private readonly stsCredentials: StsCredentials;
 
   constructor(
     private readonly name: string,
     private readonly config: AwsIamConnectionConfig,
   ) {
     this.iam = new IAMClient(this.clientConfig());
+    this.sts = new STSClient(this.clientConfig());
+    this.stsCredentials = new StsCredentials(this.sts, this.iam);
   }
 
-  private clientConfig(credentials?: { accessKeyId: string; secretAccessKey: string }) {
+  private clientConfig(credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }) {
     const fromConfig =
       this.config.access_key_id && this.config.secret_access_key
         ? { accessKeyId: this.config.access_key_id, secretAccessKey: this.config.secret_access_key }
@@ -101,6 +111,13 @@ export class AwsIamPlugin implements CredentialPlugin {
 
   async createUser(req: CreateUserRequest): Promise<CreateUserResponse> {
     const role = req.role as AwsIamRoleSettings;
+    if (role.credential_type !== 'iam_user') {
+      try {
+        return { credentials: await this.stsCredentials.issue(req, role) };
+      } catch (err) {
+        throw this.translate('create', err);
+      }
+    }
     const UserName = req.username;
     try {
       await this.iam.send(
@@ -132,6 +149,9 @@ export class AwsIamPlugin implements CredentialPlugin {
 
   /** IAM keys have no expiry to move; renew checks the user is still there. */
   async renewUser(req: RenewUserRequest): Promise<RenewUserResponse> {
+    if ((req.role as AwsIamRoleSettings).credential_type !== 'iam_user') {
+      throw new PluginError(`aws-iam ${this.name}: STS credentials cannot be renewed`, false, 'not_renewable');
+    }
     try {
       await this.iam.send(new GetUserCommand({ UserName: req.username }));
       return {};
@@ -142,6 +162,9 @@ export class AwsIamPlugin implements CredentialPlugin {
   }
 
   async revokeUser(req: RevokeUserRequest): Promise<RevokeUserResponse> {
+    // STS credentials cannot be withdrawn one by one: nothing to delete, they end at their expiration
+    // (revokeSessions cuts off all of a role's sessions at once).
+    if ((req.role as AwsIamRoleSettings).credential_type !== 'iam_user') return {};
     try {
       const existed = await this.strip(req.username);
       if (!existed && req.issuedAt && Date.now() - req.issuedAt.getTime() < this.config.consistency_window * 1000) {
@@ -205,18 +228,38 @@ export class AwsIamPlugin implements CredentialPlugin {
     return keys;
   }
 
-  /** Signs a call with the key itself (STS GetCallerIdentity needs no permission) and checks whose it is. */
+  /**
+   * Signs a call with the key itself (STS GetCallerIdentity needs no permission) and checks whose it is:
+   * the IAM user `username`, or for temporary credentials (`token`) the session whose ARN is `username`.
+   * AWS answers GetCallerIdentity even under a deny policy, so a session cut off by revokeSessions
+   * still verifies here until it expires; the calls it is meant for are refused.
+   */
   async verifyLogin(req: VerifyRequest): Promise<VerifyResponse> {
     if (!req.keyId) return { ok: false };
-    const sts = new STSClient({ ...this.clientConfig({ accessKeyId: req.keyId, secretAccessKey: req.password }), maxAttempts: 1 });
+    const credentials = { accessKeyId: req.keyId, secretAccessKey: req.password, sessionToken: req.token };
+    const sts = new STSClient({ ...this.clientConfig(credentials), maxAttempts: 1 });
     try {
       const { Arn } = await sts.send(new GetCallerIdentityCommand({}));
+      if (req.token) return { ok: Arn === req.username };
       return { ok: typeof Arn === 'string' && Arn.includes(':user/') && Arn.endsWith(`/${req.username}`) };
     } catch (err) {
       if (LOGIN_REFUSED.has(codeOf(err))) return { ok: false };
       throw this.translate('verify', err);
     } finally {
       sts.destroy();
+    }
+  }
+
+  /** assumed_role roles: every session of their IAM roles issued before `before` stops working. */
+  async revokeSessions(req: RevokeSessionsRequest): Promise<RevokeSessionsResponse> {
+    const role = req.role as AwsIamRoleSettings;
+    if (role.credential_type !== 'assumed_role') {
+      throw new PluginError(`aws-iam ${this.name}: only assumed_role roles have sessions that can be revoked`, false, 'not_supported');
+    }
+    try {
+      return { targets: await this.stsCredentials.revokeSessions(role, req.before) };
+    } catch (err) {
+      throw this.translate('revoke sessions', err);
     }
   }
 
@@ -231,6 +274,7 @@ export class AwsIamPlugin implements CredentialPlugin {
 
   async close(): Promise<void> {
     this.iam.destroy();
+    this.sts.destroy();
   }
 
   /**
@@ -307,4 +351,5 @@ export const awsIamPlugin: PluginFactory<AwsIamConnectionConfig, AwsIamRoleSetti
   connectionSchema: awsIamConnectionSchema,
   roleSchema: awsIamRoleSchema,
   create: (connectionName, config) => new AwsIamPlugin(connectionName, config),
+  leaseTerms: (role): LeaseTerms => (role.credential_type === 'iam_user' ? DEFAULT_LEASE_TERMS : stsLeaseTerms(role)),
 };

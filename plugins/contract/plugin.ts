@@ -15,6 +15,10 @@ export interface CreateUserRequest {
   /** When the credential must stop working; targets that can enforce it should (second line of defence). */
   expiresAt: Date;
   role: RoleSettings;
+  /** The lease the account is for, where the target can record it (an STS role session name). */
+  leaseId?: string;
+  /** The workload's identity subject, where the target can record it (STS SourceIdentity, session tags). */
+  subject?: string;
 }
 
 export interface CreateUserResponse {
@@ -44,6 +48,8 @@ export interface VerifyRequest {
   password: string;
   /** Key-based targets (IAM): the key id. */
   keyId?: string;
+  /** Temporary credentials (STS): the session token that goes with the key. */
+  token?: string;
 }
 
 /** Static secrets: a new secret for an existing account that Tessera owns and rotates. */
@@ -130,8 +136,38 @@ export interface PluginCapabilities {
   batchRevoke: boolean;
 }
 
+/**
+ * What a role's leases allow, when it is not the default (renewable, revocable accounts with any TTL
+ * from 1 s). A plugin whose roles differ answers through `PluginFactory.leaseTerms`.
+ */
+export interface LeaseTerms {
+  /** The credential's expiry can be moved: false makes renew a 409 `not_renewable`. */
+  renewable: boolean;
+  /**
+   * A lease is an account on the target that revoke removes. False (temporary credentials that cannot be
+   * withdrawn one by one): the credential works until it expires, and revoking ends the lease record only.
+   */
+  revocable: boolean;
+  /** Shortest and longest TTL in seconds the target can give a credential of this role. */
+  minTtl?: number;
+  maxTtl?: number;
+}
+
+export const DEFAULT_LEASE_TERMS: Readonly<LeaseTerms> = Object.freeze({ renewable: true, revocable: true });
+
+/** Ends, at once, every session a role's credentials opened before `before` (where the target can). */
+export interface RevokeSessionsRequest {
+  role: RoleSettings;
+  before: Date;
+}
+
+export interface RevokeSessionsResponse {
+  /** What was changed on the target, for the audit trail (e.g. the IAM roles given a deny policy). */
+  targets: string[];
+}
+
 /** The request fields that carry secrets: the broker scrubs their values out of every plugin error. */
-export const SECRET_FIELDS = ['password'] as const;
+export const SECRET_FIELDS = ['password', 'token'] as const;
 
 export interface CredentialPlugin {
   /**
@@ -168,6 +204,12 @@ export interface CredentialPlugin {
    * Idempotent; an account that is gone is success.
    */
   retireStaticSecret(req: RetireStaticSecretRequest): Promise<RetireStaticSecretResponse>;
+  /**
+   * Optional: makes every credential of the role issued before `before` stop working, for credentials
+   * that cannot be revoked one by one (STS sessions). Throws a non-retryable PluginError with code
+   * `not_supported` for roles it cannot do this for.
+   */
+  revokeSessions?(req: RevokeSessionsRequest): Promise<RevokeSessionsResponse>;
   /** Logs in with the credential; `ok` when the target accepts it. Throws when the target cannot be reached. */
   verifyLogin(req: VerifyRequest): Promise<VerifyResponse>;
   /** Throws when the target cannot be reached. */
@@ -182,4 +224,6 @@ export interface PluginFactory<C = unknown, R extends RoleSettings = RoleSetting
   /** Schema of the plugin-specific keys of a role (the shared keys are the broker's). */
   readonly roleSchema: ZodType<R>;
   create(connectionName: string, config: C): CredentialPlugin;
+  /** A role's lease terms when they are not DEFAULT_LEASE_TERMS; checked against the role's TTLs at start-up. */
+  leaseTerms?(role: R): LeaseTerms;
 }

@@ -10,6 +10,7 @@ export type AuditType =
   | 'lease.revoke_failed'
   | 'lease.abandoned'
   | 'lease.bulk_revoke'
+  | 'role.sessions_revoked'
   | 'request.denied'
   | 'request.denied_summary'
   | 'audit.keyed'

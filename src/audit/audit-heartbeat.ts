@@ -1,5 +1,6 @@
 /** The keyed audit heartbeats and their ticker, which let verify find events cut off the end of any shard. */
 import { Logger } from '@nestjs/common';
+import type { Metrics } from '../metrics/metrics';
 import { Database } from '../storage/database';
 import { Heartbeat } from './audit-chain';
 import { storedEvent } from './audit-event';
@@ -29,6 +30,7 @@ export class AuditHeartbeat {
     private readonly log: Logger,
     /** Told the number of shards at every tick. */
     private readonly onShards: (count: number) => void = () => undefined,
+    private readonly metrics?: Pick<Metrics, 'auditChainBroken'>,
   ) {}
 
   /** The newest heartbeat this process wrote or saw in each shard; empty until its first heartbeat. */
@@ -80,6 +82,7 @@ export class AuditHeartbeat {
       const lost = seen !== undefined && !(await this.repo.heartbeatsKept(tx, [{ shard, heartbeat: seen }])).has(seen.id);
       if (seen && !lost && newest && this.fresh(newest)) return newest;
       if (lost) {
+        this.metrics?.auditChainBroken('heartbeat');
         this.log.error(`the audit heartbeat of ${seen.at} (event ${seen.id}, shard ${shard}) is gone from the trail: events were cut off the end; GET /v1/audit/verify reports it`);
       }
       const event = storedEvent({

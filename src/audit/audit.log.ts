@@ -1,7 +1,8 @@
 /** AuditLog, the audit trail's service: append, list, verify and seal-legacy, keying at start-up, and sampled refusals. */
-import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap, Optional } from '@nestjs/common';
 import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';
+import { Metrics } from '../metrics/metrics';
 import { Database, Queryable } from '../storage/database';
 import { AuditVerification } from './audit-chain';
 import { AuditEvent, storedEvent } from './audit-event';
@@ -64,12 +65,13 @@ export class AuditLog implements OnApplicationBootstrap, BeforeApplicationShutdo
   constructor(
     @Inject(Database) private readonly db: Database,
     @Inject(CONFIG) config: TesseraConfig,
+    @Optional() private readonly metrics?: Metrics,
   ) {
     this.keys = new AuditKeys(config.encryption.key, config.encryption.previous_keys);
     this.repo = new AuditRepository(db);
-    this.writer = new AuditWriter(this.keys, this.repo, this.log);
+    this.writer = new AuditWriter(this.keys, this.repo, this.log, metrics);
     this.shards = new AuditShards(this.keys, this.repo, this.writer, this.log, config.audit.shards);
-    this.heartbeats = new AuditHeartbeat(db, this.repo, this.writer, config.audit.heartbeat_every * 1000, this.log, (n) => (this.shards.count = n));
+    this.heartbeats = new AuditHeartbeat(db, this.repo, this.writer, config.audit.heartbeat_every * 1000, this.log, (n) => (this.shards.count = n), metrics);
     this.denialWindowMs = config.limits.audited_denials_window * 1000;
     this.denials = new DenialSampler(config.limits.audited_denials_per_identity, this.denialWindowMs);
   }
@@ -100,6 +102,14 @@ export class AuditLog implements OnApplicationBootstrap, BeforeApplicationShutdo
     else await this.db.tx(async (tx) => this.writer.link(tx, await this.shards.lockForAppend(tx, false), record));
   }
 
+  /** Several events, in order, in the caller's transaction: one statement however many there are. */
+  async appendMany(events: AuditEvent[], q: Queryable): Promise<void> {
+    if (events.some((e) => e.type === 'request.denied')) throw new Error('refusals are sampled: append them one by one');
+    if (events.length === 0) return;
+    const now = new Date();
+    await this.writer.linkMany(q, await this.shards.lockForAppend(q, true), events.map((e) => storedEvent(e, now)));
+  }
+
   async list(since: Date | undefined, limit: number): Promise<AuditRecord[]> {
     return (await this.repo.list(since, limit)).map(toRecord);
   }
@@ -119,6 +129,7 @@ export class AuditLog implements OnApplicationBootstrap, BeforeApplicationShutdo
     const heartbeatEveryMs = this.heartbeats.started ? this.heartbeats.everyMs : undefined;
     const walk = await this.db.tx((q) => this.shards.walk(q, (shard) => ({ seen: seen.get(shard), heartbeatEveryMs })), { snapshot: true });
     const { ok, events_checked, first_bad_id, reason } = walk;
+    this.metrics?.auditVerified(ok);
     return ok ? { ok, events_checked } : { ok, events_checked, first_bad_id, reason };
   }
 

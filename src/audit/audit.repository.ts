@@ -17,6 +17,20 @@ const INSERT = `
     INSERT INTO audit_events (shard, at, type, actor, lease_id, body, prev_hash, hash, key_id)
     VALUES ($10, $1, $2, $3, $4, $5, $6, $7, $8) RETURNING id)
   UPDATE audit_head SET hash = $7, key_id = $8, seal = $9 FROM ins WHERE audit_head.id = $10 RETURNING ins.id`;
+/**
+ * Chains several events onto the locked head of their shard, in order, and moves the head to the last:
+ * ids are drawn in the events' order (ordinality), as verify walks a shard by id.
+ */
+const INSERT_MANY = `
+  WITH ins AS (
+    INSERT INTO audit_events (shard, at, type, actor, lease_id, body, prev_hash, hash, key_id)
+    SELECT $1, e.at, e.type, e.actor, e.lease_id, e.body, e.prev_hash, e.hash, $8
+    FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[], $9::bytea[])
+         WITH ORDINALITY AS e(at, type, actor, lease_id, body, prev_hash, hash, n)
+    ORDER BY e.n
+    RETURNING id)
+  UPDATE audit_head SET hash = $10, key_id = $8, seal = $11 WHERE audit_head.id = $1
+  RETURNING (SELECT array_agg(id ORDER BY id) FROM ins) AS ids`;
 /** Each shard's newest heartbeat (none for a shard without one), one index probe per shard. */
 const NEWEST_HEARTBEATS = `
   SELECT h.id AS shard, e.id, e.hash, e.body FROM audit_head h
@@ -92,6 +106,25 @@ export class AuditRepository {
   async insert(q: Queryable, shard: number, e: StoredEvent, link: { prev: Buffer; hash: Buffer; keyId: string; seal: Buffer }): Promise<string> {
     const { rows } = await q.query<{ id: string }>(INSERT, [e.at, e.type, e.actor, e.leaseId, e.body, link.prev, link.hash, link.keyId, link.seal, shard]);
     return String(rows[0].id);
+  }
+
+  /** Several events chained in order onto one locked head (see INSERT_MANY); their ids, in order. */
+  async insertMany(q: Queryable, shard: number, events: StoredEvent[], links: { prev: Buffer; hash: Buffer; keyId: string; seal: Buffer }[]): Promise<string[]> {
+    const last = links[links.length - 1];
+    const { rows } = await q.query<{ ids: string[] }>(INSERT_MANY, [
+      shard,
+      events.map((e) => e.at),
+      events.map((e) => e.type),
+      events.map((e) => e.actor),
+      events.map((e) => e.leaseId),
+      events.map((e) => e.body),
+      links.map((l) => l.prev),
+      last.keyId,
+      links.map((l) => l.hash),
+      last.hash,
+      last.seal,
+    ]);
+    return rows[0].ids.map(String);
   }
 
   /** Events at or after `since`, oldest first (all shards): their ids and canonical text. */

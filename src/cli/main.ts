@@ -4,6 +4,7 @@ import { addClientOptions } from './context';
 import { registerCreds } from './creds.command';
 import { describeError, exitCodeFor } from './exit-codes';
 import { registerLeases } from './leases.command';
+import { registerRoles } from './roles.command';
 import { registerRotate } from './rotate.command';
 import { registerRun } from './run.command';
 import { registerWhoami } from './whoami.command';
@@ -64,6 +65,7 @@ export function main(argv: string[]): void {
   registerWhoami(program);
   registerAudit(program);
   registerRotate(program);
+  registerRoles(program);
 
   program.parseAsync(argv).catch((err: unknown) => {
     const code = exitCodeFor(err);

@@ -25,9 +25,15 @@ export function credentialVars(plugin: string, creds: Record<string, string | nu
       vars.MYSQL_TCP_PORT = str('port');
       vars.MYSQL_DATABASE = str('database');
       break;
+    case 'redis':
+      vars.REDIS_USERNAME = str('username');
+      vars.REDIS_PASSWORD = str('password');
+      vars.REDIS_URL = redisUrl(creds);
+      break;
     case 'aws-iam':
       vars.AWS_ACCESS_KEY_ID = str('access_key_id');
       vars.AWS_SECRET_ACCESS_KEY = str('secret_access_key');
+      vars.AWS_SESSION_TOKEN = str('session_token'); // STS credentials (assumed_role, federation_token)
       break;
     default:
       // A plugin this CLI does not know yet: every field, under TESSERA_<FIELD>.
@@ -53,8 +59,9 @@ export function childEnv(base: NodeJS.ProcessEnv, leases: readonly IssuedLease[]
   const fromLeases = new Set<string>();
   for (const lease of leases) {
     const vars = credentialVars(lease.plugin, lease.credentials);
-    for (const name of CLEARED_BY_PLUGIN[lease.plugin] ?? []) delete env[name];
     if (!seen.has(lease.plugin)) {
+      // Cleared once, by the first lease of the plugin: a later one must not remove what it set.
+      for (const name of CLEARED_BY_PLUGIN[lease.plugin] ?? []) delete env[name];
       Object.assign(env, vars);
       for (const name of Object.keys(vars)) fromLeases.add(name);
     }
@@ -84,6 +91,14 @@ function postgresUrl(creds: Record<string, string | number>): string | undefined
   return `postgres://${auth}@${hostPart}${port}${db}`;
 }
 
+/** redis://user:pass@host:port (rediss:// over TLS) with user and password URL-encoded; only when the host is known. */
+function redisUrl(creds: Record<string, string | number>): string | undefined {
+  if (creds.host === undefined || creds.username === undefined) return undefined;
+  const host = String(creds.host);
+  const auth = `${encodeURIComponent(String(creds.username))}:${encodeURIComponent(String(creds.password ?? ''))}`;
+  return `${creds.tls === 'true' ? 'rediss' : 'redis'}://${auth}@${host.includes(':') ? `[${host}]` : host}${creds.port === undefined ? '' : `:${creds.port}`}`;
+}
+
 /**
  * Variables for a static secret: always TESSERA_<NAME>_<FIELD> (USERNAME, PASSWORD, HOST, ...), and,
  * since the answer names its plugin, the same variables as for a lease (PGUSER, MYSQL_USER, AWS_...),
@@ -95,10 +110,12 @@ export function staticVars(name: string, secret: Record<string, unknown>): Recor
     const value = secret[key];
     if (typeof value === 'string' || typeof value === 'number') fields[key] = value;
   }
+  // Over TLS (rediss://) the answer says so; passed on as for a lease, so REDIS_URL keeps the scheme.
+  const tls: Record<string, string> = secret.tls === 'true' || secret.tls === true ? { tls: 'true' } : {};
   const prefix = `TESSERA_${envName(name)}_`;
   const plugin = typeof secret.plugin === 'string' ? secret.plugin : fields.access_key_id !== undefined ? 'aws-iam' : undefined;
   const generic = Object.fromEntries(Object.entries(fields).map(([k, v]) => [prefix + envName(k), String(v)]));
   if (!plugin) return generic;
-  const vars = credentialVars(plugin, fields);
+  const vars = credentialVars(plugin, { ...fields, ...tls });
   return { ...vars, ...Object.fromEntries(Object.entries(vars).map(([k, v]) => [prefix + k, v])), ...generic };
 }

@@ -109,6 +109,11 @@ export class TesseraClient {
     return this.request('GET', `/v1/rotations/${seg(id)}`, undefined, opts);
   }
 
+  /** Operator only: every session an assumed_role role issued so far stops working. */
+  revokeRoleSessions(role: string, opts?: RequestOptions): Promise<{ role: string; revoked_before: string }> {
+    return this.request('POST', `/v1/roles/${seg(role)}/revoke-sessions`, undefined, opts);
+  }
+
   private async request<T>(method: string, path: string, body: Record<string, unknown> | undefined, opts: RequestOptions = {}): Promise<T> {
     // The token is resolved per request so a rotated token file is always honoured.
     const headers: Record<string, string> = { authorization: `Bearer ${await resolveToken(this.token)}`, accept: 'application/json' };

@@ -2,9 +2,10 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { PLUGINS } from '../../plugins';
-import { RoleSettings } from '../../plugins/contract';
+import { DEFAULT_LEASE_TERMS, LeaseTerms, RoleSettings } from '../../plugins/contract';
 import { subjectRuleProblems } from '../policy/subject-rules';
 import { RawConfig, configSchema } from './config.schema';
+import { protectQueueUser, redisStaticSecretProblems } from './redis-connections';
 
 export interface ConnectionConfig {
   name: string;
@@ -21,6 +22,8 @@ export interface RoleConfig {
   maxTtl: number;
   /** Parsed by the plugin's own role schema. */
   settings: RoleSettings;
+  /** What its leases allow (renewable, revocable, TTL bounds), as its plugin says; absent: the defaults. */
+  terms?: LeaseTerms;
 }
 
 export type TesseraConfig = Omit<RawConfig, 'roles' | 'connections'> & {
@@ -79,6 +82,7 @@ export function parseConfig(doc: unknown, env: NodeJS.ProcessEnv = process.env, 
     if (!parsed.success) problems.push(...issueLines(['connections', name], parsed.error.issues));
     else connections.set(name, { name, plugin, settings: parsed.data });
   }
+  problems.push(...protectQueueUser(connections, raw.queue.redis_url));
 
   const roles = new Map<string, RoleConfig>();
   for (const [name, block] of Object.entries(raw.roles)) {
@@ -90,8 +94,16 @@ export function parseConfig(doc: unknown, env: NodeJS.ProcessEnv = process.env, 
     }
     if (default_ttl > max_ttl) problems.push(`roles.${name}.default_ttl: must not exceed max_ttl`);
     const parsed = PLUGINS[conn.plugin].roleSchema.safeParse(rest);
-    if (!parsed.success) problems.push(...issueLines(['roles', name], parsed.error.issues));
-    else roles.set(name, { name, connection, plugin: conn.plugin, defaultTtl: default_ttl, maxTtl: max_ttl, settings: parsed.data });
+    if (!parsed.success) {
+      problems.push(...issueLines(['roles', name], parsed.error.issues));
+      continue;
+    }
+    const terms = PLUGINS[conn.plugin].leaseTerms?.(parsed.data) ?? DEFAULT_LEASE_TERMS;
+    for (const [key, ttl] of [['default_ttl', default_ttl], ['max_ttl', max_ttl]] as const) {
+      if (terms.minTtl !== undefined && ttl < terms.minTtl) problems.push(`roles.${name}.${key}: must be at least ${terms.minTtl}s, the shortest credential this role's target issues`);
+      if (terms.maxTtl !== undefined && ttl > terms.maxTtl) problems.push(`roles.${name}.${key}: must be at most ${terms.maxTtl}s, the longest credential this role's target issues`);
+    }
+    roles.set(name, { name, connection, plugin: conn.plugin, defaultTtl: default_ttl, maxTtl: max_ttl, settings: parsed.data, terms });
   }
 
   const seen = new Map<string, string>();
@@ -121,6 +133,8 @@ export function parseConfig(doc: unknown, env: NodeJS.ProcessEnv = process.env, 
       problems.push(`static_secrets.${name}: ${conn.plugin === 'aws-iam' ? 'an aws-iam connection needs iam_user' : `a ${conn.plugin} connection needs username or usernames`}`);
     }
   }
+
+  problems.push(...redisStaticSecretProblems(raw, connections));
 
   if (problems.length) throw new ConfigError(`config ${source}:\n  ${problems.join('\n  ')}`);
   return { ...raw, roles, connections, source };

@@ -66,7 +66,7 @@ export class ConsolePages {
     const [summary, statics, queues] = await Promise.all([
       this.s.leases.summary(),
       this.s.statics.list(),
-      this.s.jobs.depth().catch(() => null),
+      this.queueDepth(),
     ]);
     const connections = [...this.s.config.connections.values()].map((c) => ({ name: c.name, plugin: c.plugin }));
     send(res, overviewPage(ctx(req, 'overview'), { active: summary.active, revokeFailed: summary.revoke_failed, statics: statics.items, queues, targets: this.s.targets(), connections }));
@@ -179,6 +179,21 @@ export class ConsolePages {
   private async rotationViews(req: ConsoleRequest): Promise<RotationView[]> {
     const { id } = parseForm(rotationsQuery, req.query);
     return Promise.all([...new Set(id)].map((one) => this.s.statics.rotationStatus(one) as Promise<RotationView>));
+  }
+
+  /** Jobs per queue and state; null when Redis cannot be asked (the page says so). */
+  private async queueDepth(): Promise<Array<{ queue: string; waiting: number; delayed: number; active: number; failed: number }> | null> {
+    try {
+      return (await this.s.jobs.counts()).map(({ queue, counts }) => ({
+        queue,
+        waiting: counts.waiting ?? 0,
+        delayed: counts.delayed ?? 0,
+        active: counts.active ?? 0,
+        failed: counts.failed ?? 0,
+      }));
+    } catch {
+      return null;
+    }
   }
 
   private choices(): { roles: string[]; connections: string[] } {

@@ -1,5 +1,6 @@
 import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { JobsOptions, Queue } from 'bullmq';
+import { GroupCommit } from '../common/group-commit';
 import { Redis } from 'ioredis';
 import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';
@@ -55,6 +56,8 @@ export function planJob<N extends JobName>(config: JobConfig, name: N, payload: 
 export class JobProducer implements OnApplicationShutdown {
   private readonly connection: Redis;
   private readonly queues: ReadonlyMap<QueueName, Queue>;
+  /** Adds arriving together go to Redis as one addBulk (one round trip), per queue. */
+  private readonly adds: ReadonlyMap<QueueName, GroupCommit<PlannedJob, void>>;
 
   constructor(
     @Inject(CONFIG) private readonly config: TesseraConfig,
@@ -67,6 +70,19 @@ export class JobProducer implements OnApplicationShutdown {
         queue.on('error', () => undefined);
         return [name, queue];
       }),
+    );
+    this.adds = new Map(
+      [...this.queues].map(([name, queue]) => [
+        name,
+        new GroupCommit<PlannedJob, void>(
+          async (jobs) => {
+            if (jobs.length === 1) await queue.add(jobs[0].name, jobs[0].data, jobs[0].opts);
+            else await queue.addBulk(jobs.map((j) => ({ name: j.name, data: j.data, opts: j.opts })));
+            return jobs.map(() => undefined);
+          },
+          { maxBatch: 100, inFlight: 2 },
+        ),
+      ]),
     );
   }
 
@@ -83,18 +99,13 @@ export class JobProducer implements OnApplicationShutdown {
         return job.opts.jobId;
       }
     }
-    await queue.add(job.name, job.data, job.opts);
+    await this.adds.get(job.queue)!.submit(job);
     return job.opts.jobId;
   }
 
-  /** Jobs per queue and state: the queue depth an operator watches. */
-  async depth(): Promise<Array<{ queue: QueueName; waiting: number; delayed: number; active: number; failed: number }>> {
-    return Promise.all(
-      [...this.queues].map(async ([queue, q]) => {
-        const c = await q.getJobCounts('waiting', 'delayed', 'active', 'failed');
-        return { queue, waiting: c.waiting ?? 0, delayed: c.delayed ?? 0, active: c.active ?? 0, failed: c.failed ?? 0 };
-      }),
-    );
+  /** Jobs per queue by state (waiting, delayed, active, failed): the tessera_queue_jobs gauge. */
+  async counts(): Promise<{ queue: QueueName; counts: Record<string, number> }[]> {
+    return Promise.all([...this.queues].map(async ([queue, q]) => ({ queue, counts: await q.getJobCounts('waiting', 'delayed', 'active', 'failed') })));
   }
 
   async ping(): Promise<void> {

@@ -55,6 +55,7 @@ export class LeaseRevoker {
     try {
       return (await this.revoke(lease, actor)).state;
     } catch (err) {
+      this.metrics.revocations.inc({ plugin: lease.plugin, result: 'failed' });
       if (job) await this.failInJob(lease, err, job); // throws
       await this.leases.recordError(lease.id, leaseError(err));
       await this.defer(lease.id);
@@ -75,11 +76,15 @@ export class LeaseRevoker {
     const done: { lease: LeaseRow; event: AuditEvent; lateness: number }[] = [];
     for (const [connection, leases] of groupBy(claimed, (l) => l.connection)) {
       let results: RevokeUserOutcome[];
+      const withdrawn = leases.filter((l) => l.revocable !== false);
       try {
-        const users = leases.map((l) => ({ username: l.account, role: this.roleSettings.forLease(l), issuedAt: l.activated_at ?? undefined }));
-        results = (await this.plugins.for(connection).revokeUsers({ users })).results;
+        const users = withdrawn.map((l) => ({ username: l.account, role: this.roleSettings.forLease(l), issuedAt: l.activated_at ?? undefined }));
+        const outcomes = users.length ? (await this.plugins.for(connection).revokeUsers({ users })).results : [];
+        // Leases the target cannot withdraw (STS) have nothing to remove: they end as they are.
+        const byLease = new Map(withdrawn.map((l, i) => [l, outcomes[i]]));
+        results = leases.map((l) => (l.revocable === false ? { username: l.account, ok: true as const } : byLease.get(l)!));
       } catch (err) {
-        results = leases.map((l) => ({ username: l.account, ok: false as const, error: err as PluginError }));
+        results = leases.map((l) => (l.revocable === false ? { username: l.account, ok: true as const } : { username: l.account, ok: false as const, error: err as PluginError }));
       }
       const now = this.clock.now().getTime();
       leases.forEach((lease, i) => {
@@ -94,10 +99,10 @@ export class LeaseRevoker {
     for (const d of done) {
       if (!finished.has(d.lease.id)) continue; // another revoker finished it and wrote its event
       const reason = revokeReasonOf(d.lease);
-      this.metrics.revocations.inc({ reason });
-      if (reason === 'expired') this.metrics.expiryLateness.observe(d.lateness);
+      this.metrics.revoked(d.lease.plugin, reason, reason === 'expired' ? d.lateness : undefined);
     }
     if (!failures.length) return;
+    for (const f of failures) this.metrics.revocations.inc({ plugin: f.lease.plugin, result: 'failed' });
     await this.leases.recordErrors(failures.map((f) => ({ id: f.lease.id, error: leaseError(f.err) })));
     const own = failures.find((f) => f.lease.id === job.leaseId);
     for (const f of failures) if (f !== own) await this.defer(f.lease.id);
@@ -128,23 +133,33 @@ export class LeaseRevoker {
 
   private async revoke(lease: LeaseRow, actor: string | null): Promise<LeaseRow> {
     const reason = revokeReasonOf(lease);
-    const role = this.roleSettings.forLease(lease);
-    await this.plugins.for(lease.connection).revokeUser({ username: lease.account, role, issuedAt: lease.activated_at ?? undefined });
+    // A credential the target cannot withdraw (STS) has nothing to remove: the record ends, whatever the config says now.
+    if (lease.revocable !== false) {
+      const role = this.roleSettings.forLease(lease);
+      await this.plugins.for(lease.connection).revokeUser({ username: lease.account, role, issuedAt: lease.activated_at ?? undefined });
+    }
     const lateness = reason === 'expired' ? Math.max(0, this.clock.now().getTime() - lease.expires_at.getTime()) / 1000 : undefined;
     const finished = await this.leases.finish(lease.id, this.finishEvent(lease, actor, reason, lateness));
     // Nothing finished: another revoker got there first and wrote the event.
     if (!finished) return (await this.leases.get(lease.id)) ?? lease;
-    this.metrics.revocations.inc({ reason });
-    if (lateness !== undefined) this.metrics.expiryLateness.observe(lateness);
+    this.metrics.revoked(lease.plugin, reason, lateness);
     return finished;
   }
 
   private finishEvent(lease: LeaseRow, actor: string | null, reason: RevokeReason, lateness: number | undefined): AuditEvent {
+    // Credentials the target cannot withdraw one by one (STS) keep working until they expire: say so.
+    const lives = (lease.revocable === false || !this.roleSettings.termsForLease(lease).revocable) && lease.activated_at !== null;
     return {
       type: AUDIT_TYPE[reason],
       actor,
       leaseId: lease.id,
-      detail: { role: lease.role, account: lease.account, reason, ...(lateness !== undefined && { lateness_seconds: lateness }) },
+      detail: {
+        role: lease.role,
+        account: lease.account,
+        reason,
+        ...(lateness !== undefined && { lateness_seconds: lateness }),
+        ...(lives && { credential_revoked: false, credential_expires_at: lease.expires_at.toISOString() }),
+      },
     };
   }
 
@@ -156,7 +171,7 @@ export class LeaseRevoker {
       leaseId: lease.id,
       detail: { role: lease.role, account: lease.account, error: error.detail, code: error.code },
     });
-    if (marked) this.metrics.revokeFailures.inc();
+    if (marked) this.metrics.revocations.inc({ plugin: lease.plugin, result: 'revoke_failed' });
   }
 }
 

@@ -29,6 +29,8 @@ export interface LeaseRow {
   issuer_lock: number | null;
   /** Set by the move to `revoking` (see lease-state.ts); null before it. */
   revoke_reason: RevokeReason | null;
+  /** False when the target cannot withdraw the credential (STS): revoking ends the record only. */
+  revocable: boolean;
 }
 
 /** The lease as the API shows it (DESIGN §5): every field present, null when unset, never a secret. */
@@ -55,7 +57,10 @@ export interface IssuedLease {
   lease_id: string;
   role: string;
   plugin: string;
-  /** postgres/mysql: username, password (+ host, port, database); aws-iam: access_key_id, secret_access_key, iam_user. */
+  /**
+   * postgres/mysql: username, password (+ host, port, database); aws-iam: access_key_id, secret_access_key, iam_user.
+   * redis: username, password, host, port (+ tls: "true" on a rediss:// connection).
+   */
   credentials: Record<string, string | number>;
   ttl_seconds: number;
   expires_at: string;

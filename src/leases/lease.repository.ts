@@ -7,6 +7,7 @@ import { QueryResultRow } from 'pg';
 import { AuditEvent, AuditLog } from '../audit/audit.log';
 import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';
+import { GroupCommit, ItemFailed } from '../common/group-commit';
 import { Database, Queryable } from '../storage/database';
 import { ISSUER_LOCK_NAMESPACE, IssuerSession } from './issuer-session';
 import { LeaseError } from './lease-errors';
@@ -14,7 +15,7 @@ import { LeaseFilter, LeaseRow } from './lease.model';
 import { TRANSITIONS, Transition } from './lease-state';
 
 const COLUMNS =
-  'id, role, connection, plugin, account, owner, owner_issuer, run_id, state, created_at, updated_at, expires_at, max_expires_at, activated_at, revoked_at, last_error, last_error_code, issuer_lock, revoke_reason';
+  'id, role, connection, plugin, account, owner, owner_issuer, run_id, state, created_at, updated_at, expires_at, max_expires_at, activated_at, revoked_at, last_error, last_error_code, issuer_lock, revoke_reason, revocable';
 
 /**
  * A pending lease whose issuing process is gone: the session lock its issuer_lock names is held by
@@ -25,6 +26,49 @@ const ISSUER_GONE = `(issuer_lock IS NOT NULL AND NOT EXISTS (
   WHERE k.locktype = 'advisory' AND k.granted AND k.objsubid = 2
     AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
     AND k.classid = ${ISSUER_LOCK_NAMESPACE}::oid AND k.objid = leases.issuer_lock::oid))`;
+
+/**
+ * Pending leases, in order ($1..$12 are arrays, one element per lease): each is written unless its
+ * role's or owner's live leases (counted once per role and per owner, each count stopping at its cap
+ * on its own partial index), plus those before it in this statement, reach the cap. One row out per
+ * lease, in order.
+ */
+const INSERT_PENDING = `
+  WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+                         $9::timestamptz[], $10::timestamptz[], $11::int[], $12::int[], $14::boolean[])
+      WITH ORDINALITY AS i(id, role, connection, plugin, account, owner, owner_issuer, run_id, expires_at, max_expires_at, role_cap, owner_cap, revocable, n)),
+  role_live AS (
+    SELECT g.role, (SELECT count(*) FROM (SELECT 1 FROM leases l WHERE l.role = g.role AND l.state IN ('pending','active') LIMIT g.cap) x) AS live
+    FROM (SELECT role, max(role_cap) AS cap FROM input GROUP BY role) g),
+  owner_live AS (
+    SELECT g.owner, g.owner_issuer,
+           (SELECT count(*) FROM (SELECT 1 FROM leases l WHERE l.owner = g.owner AND l.owner_issuer = g.owner_issuer AND l.state IN ('pending','active') LIMIT g.cap) x) AS live
+    FROM (SELECT owner, owner_issuer, max(owner_cap) AS cap FROM input GROUP BY owner, owner_issuer) g),
+  judged AS (
+    SELECT i.*,
+           rl.live + row_number() OVER (PARTITION BY i.role ORDER BY i.n) > i.role_cap AS role_full,
+           ol.live + row_number() OVER (PARTITION BY i.owner, i.owner_issuer ORDER BY i.n) > i.owner_cap AS owner_full
+    FROM input i JOIN role_live rl USING (role) JOIN owner_live ol USING (owner, owner_issuer)),
+  ins AS (
+    INSERT INTO leases (id, role, connection, plugin, account, owner, owner_issuer, run_id, state, expires_at, max_expires_at, issuer_lock, revocable)
+    SELECT id, role, connection, plugin, account, owner, owner_issuer, run_id, 'pending', expires_at, max_expires_at, $13, revocable
+    FROM judged WHERE NOT role_full AND NOT owner_full ORDER BY n
+    RETURNING id)
+  SELECT j.id IN (SELECT id FROM ins) AS inserted, j.role_full, j.owner_full FROM judged j ORDER BY j.n`;
+
+/** See LeaseRepository.countLive. A lease's plugin comes from one of its role's leases in that state. */
+const COUNT_LIVE = `WITH RECURSIVE roles(role) AS (
+    (SELECT role FROM leases ORDER BY role LIMIT 1)
+    UNION ALL
+    SELECT (SELECT l.role FROM leases l WHERE l.role > roles.role ORDER BY l.role LIMIT 1) FROM roles WHERE roles.role IS NOT NULL
+  ), counts AS (
+    SELECT r.role, s.state, (SELECT count(*) FROM leases c WHERE c.role = r.role AND c.state = s.state)::int AS count
+    FROM roles r CROSS JOIN unnest(ARRAY['pending','active','revoking','revoke_failed']::text[]) s(state)
+    WHERE r.role IS NOT NULL
+  )
+  SELECT role, (SELECT p.plugin FROM leases p WHERE p.role = counts.role AND p.state = counts.state LIMIT 1) AS plugin, state, count
+  FROM counts WHERE count > 0`;
 
 export interface NewLease {
   id: string;
@@ -37,6 +81,8 @@ export interface NewLease {
   runId: string | null;
   expiresAt: Date;
   maxExpiresAt: Date;
+  /** False when revoking cannot withdraw the credential (the role's lease terms). */
+  revocable: boolean;
 }
 
 /** Why a lease-wide limit refused a new lease. */
@@ -53,10 +99,17 @@ export class LeaseRepository implements OnApplicationShutdown {
   constructor(
     @Inject(Database) private readonly db: Database,
     @Inject(CONFIG) config: TesseraConfig,
-    @Inject(AuditLog) private readonly audit: Pick<AuditLog, 'append'>,
+    @Inject(AuditLog) private readonly audit: Pick<AuditLog, 'append' | 'appendMany'>,
   ) {
     this.issuerSession = new IssuerSession(config.storage.postgres_url);
+    // A few batches in flight keep the pool busy while one waits for its commit.
+    const inFlight = Math.max(1, Math.min(4, config.storage.pool_size >> 2));
+    this.activations = new GroupCommit((batch) => this.activateBatch(batch), { maxBatch: 64, inFlight });
+    this.pendings = new GroupCommit((batch) => this.insertPendingBatch(batch), { maxBatch: 64, inFlight });
   }
+
+  private readonly activations: GroupCommit<{ id: string; event: AuditEvent }, boolean>;
+  private readonly pendings: GroupCommit<{ lease: NewLease; caps: { role: number; owner: number } }, InsertRefusal | undefined>;
 
   async onApplicationShutdown(): Promise<void> {
     await this.issuerSession.close();
@@ -65,29 +118,58 @@ export class LeaseRepository implements OnApplicationShutdown {
   /**
    * issue: writes the pending lease, naming this process's issuer lock, unless the role already has
    * `caps.role` live leases or the owner (subject and issuer) `caps.owner`: then nothing is written and
-   * the refusal is returned. Each count stops at its cap and uses its own partial index, so it stays
-   * cheap however many leases exist; concurrent issues may overshoot a cap by a few.
+   * the refusal is returned. Inserts arriving together share one statement (group commit; see
+   * INSERT_PENDING), and each count is made once per role or owner in it; concurrent issues may
+   * overshoot a cap by a few.
    */
-  async insertPending(l: NewLease, caps: { role: number; owner: number }): Promise<InsertRefusal | undefined> {
-    const issuerLock = await this.issuerSession.key();
-    const { rows } = await this.db.query<{ inserted: boolean; role_full: boolean; owner_full: boolean }>(
-      `WITH role_full AS (SELECT count(*) >= $11 AS reached FROM (SELECT 1 FROM leases WHERE role = $2 AND state IN ('pending','active') LIMIT $11) r),
-       owner_full AS (SELECT count(*) >= $12 AS reached FROM (SELECT 1 FROM leases WHERE owner = $6 AND owner_issuer = $7 AND state IN ('pending','active') LIMIT $12) o),
-       ins AS (
-         INSERT INTO leases (id, role, connection, plugin, account, owner, owner_issuer, run_id, state, expires_at, max_expires_at, issuer_lock)
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $13
-         WHERE NOT (SELECT reached FROM role_full) AND NOT (SELECT reached FROM owner_full)
-         RETURNING 1)
-       SELECT EXISTS (SELECT 1 FROM ins) AS inserted, (SELECT reached FROM role_full) AS role_full, (SELECT reached FROM owner_full) AS owner_full`,
-      [l.id, l.role, l.connection, l.plugin, l.account, l.owner, l.ownerIssuer, l.runId, l.expiresAt, l.maxExpiresAt, caps.role, caps.owner, issuerLock],
-    );
-    const r = rows[0];
-    if (r.inserted) return undefined;
-    return r.role_full ? 'role_limit' : 'owner_limit';
+  insertPending(l: NewLease, caps: { role: number; owner: number }): Promise<InsertRefusal | undefined> {
+    return this.pendings.submit({ lease: l, caps });
   }
 
-  /** pending → active, with its `lease.issued` event. False when the lease was taken meanwhile. */
-  async activate(id: string, event: AuditEvent): Promise<boolean> {
+  private async insertPendingBatch(batch: { lease: NewLease; caps: { role: number; owner: number } }[]): Promise<(InsertRefusal | undefined)[]> {
+    const issuerLock = await this.issuerSession.key();
+    const col = <K extends keyof NewLease>(k: K) => batch.map((b) => b.lease[k]);
+    const { rows } = await this.db.query<{ inserted: boolean; role_full: boolean; owner_full: boolean }>(INSERT_PENDING, [
+      col('id'), col('role'), col('connection'), col('plugin'), col('account'), col('owner'), col('ownerIssuer'), col('runId'),
+      col('expiresAt'), col('maxExpiresAt'), batch.map((b) => b.caps.role), batch.map((b) => b.caps.owner), issuerLock, col('revocable'),
+    ]);
+    return rows.map((r) => (r.inserted ? undefined : r.role_full ? 'role_limit' : 'owner_limit'));
+  }
+
+  /**
+   * pending → active, with its `lease.issued` event. False when the lease was taken meanwhile.
+   * Activations arriving together share one transaction (group commit): one UPDATE, one audit insert.
+   */
+  activate(id: string, event: AuditEvent): Promise<boolean> {
+    return this.activations.submit({ id, event });
+  }
+
+  private async activateBatch(batch: { id: string; event: AuditEvent }[]): Promise<(boolean | ItemFailed)[]> {
+    if (batch.length > 1) {
+      try {
+        return await this.db.tx(async (tx) => {
+          // Rows locked in id order, so two batches (or a bulk revoke doing the same) cannot deadlock.
+          const { rows } = await tx.query<{ id: string }>(
+            `UPDATE leases SET state = 'active', activated_at = now(), updated_at = now()
+             FROM (SELECT id FROM leases WHERE id = ANY($1::text[]) AND state IN ${from('activate')} ORDER BY id FOR UPDATE) due
+             WHERE leases.id = due.id RETURNING leases.id`,
+            [batch.map((b) => b.id)],
+          );
+          const done = new Set(rows.map((r) => r.id));
+          await this.audit.appendMany(batch.filter((b) => done.has(b.id)).map((b) => b.event), tx);
+          return batch.map((b) => done.has(b.id));
+        });
+      } catch {
+        // Whatever failed the batch (a deadlock with a statement locking in another order, say) is
+        // judged per lease: each is tried on its own, so one lease's failure never fails its neighbours.
+      }
+    }
+    const results: (boolean | ItemFailed)[] = [];
+    for (const b of batch) results.push(await this.activateOne(b.id, b.event).catch((err: unknown) => new ItemFailed(err)));
+    return results;
+  }
+
+  private async activateOne(id: string, event: AuditEvent): Promise<boolean> {
     const row = await this.withEvent<{ id: string }>(
       `UPDATE leases SET state = 'active', activated_at = now(), updated_at = now() WHERE id = $1 AND state IN ${from('activate')} RETURNING id`,
       [id],
@@ -157,13 +239,8 @@ export class LeaseRepository implements OnApplicationShutdown {
    * already revoking are left alone (their updated_at keeps them visible to the reconciler).
    */
   async beginRevokeMatching(filter: LeaseFilter, reason: 'owner' | 'bulk'): Promise<string[]> {
-    const { where, values } = whereClause(filter);
-    values.push(reason);
-    const { rows } = await this.db.query<{ id: string }>(
-      `UPDATE leases SET state = 'revoking', revoke_reason = COALESCE(revoke_reason, $${values.length}), updated_at = now()
-       WHERE state IN ${from('beginRevokeMatching')} ${where ? `AND ${where}` : ''} RETURNING id`,
-      values,
-    );
+    const { sql, values } = revokeMatching(filter, reason);
+    const { rows } = await this.db.query<{ id: string }>(sql, values);
     return rows.map((r) => r.id);
   }
 
@@ -172,14 +249,9 @@ export class LeaseRepository implements OnApplicationShutdown {
    * confirmed); otherwise nothing changes and the answer is undefined.
    */
   async beginRevokeMatchingExactly(filter: LeaseFilter, reason: 'owner' | 'bulk', expected: number): Promise<string[] | undefined> {
-    const { where, values } = whereClause(filter);
-    values.push(reason);
+    const { sql, values } = revokeMatching(filter, reason);
     return this.db.tx(async (tx) => {
-      const { rows } = await tx.query<{ id: string }>(
-        `UPDATE leases SET state = 'revoking', revoke_reason = COALESCE(revoke_reason, $${values.length}), updated_at = now()
-         WHERE state IN ${from('beginRevokeMatching')} ${where ? `AND ${where}` : ''} RETURNING id`,
-        values,
-      );
+      const { rows } = await tx.query<{ id: string }>(sql, values);
       // Throwing rolls the transaction back: the leases stay as they were.
       if (rows.length !== expected) throw new MatchChanged();
       return rows.map((r) => r.id);
@@ -252,14 +324,9 @@ export class LeaseRepository implements OnApplicationShutdown {
         [items.map((i) => i.id)],
       );
       const finished = new Map(rows.map((r) => [r.id, r]));
-      const ordered: LeaseRow[] = [];
-      for (const item of items) {
-        const row = finished.get(item.id);
-        if (!row) continue;
-        await this.audit.append(item.event, tx);
-        ordered.push(row);
-      }
-      return ordered;
+      const done = items.filter((item) => finished.has(item.id));
+      await this.audit.appendMany(done.map((item) => item.event), tx);
+      return done.map((item) => finished.get(item.id)!);
     });
   }
 
@@ -326,6 +393,22 @@ export class LeaseRepository implements OnApplicationShutdown {
     return rows.map((r) => r.id);
   }
 
+  /**
+   * Live leases (pending, active, revoking, revoke_failed) counted by role, plugin and state: the
+   * tessera_leases gauge, read at scrape time. Finished leases are never deleted, so the table only
+   * grows: the query walks leases_by_role_state instead of the table — the distinct roles by skipping
+   * through the index, then an index-only count per role and live state — so its cost follows the live
+   * leases, not all of them (about 20 ms for 100,000 live among 1,000,000, against 150 ms for a scan).
+   * JIT is off: the planner's estimates would compile it for longer than it runs.
+   */
+  async countLive(): Promise<{ role: string; plugin: string; state: string; count: number }[]> {
+    return this.db.tx(async (tx) => {
+      await tx.query('SET LOCAL jit = off');
+      const { rows } = await tx.query<{ role: string; plugin: string; state: string; count: number }>(COUNT_LIVE);
+      return rows;
+    });
+  }
+
   async countRevokeFailed(): Promise<number> {
     const { rows } = await this.db.query<{ n: string }>(
       `SELECT count(*) AS n FROM leases WHERE state = 'revoke_failed'`,
@@ -370,6 +453,17 @@ class MatchChanged extends Error {}
 /** The SQL list of the states a transition may start from. */
 function from(transition: Transition): string {
   return `(${TRANSITIONS[transition].from.map((s) => `'${s}'`).join(',')})`;
+}
+
+/** The bulk move to revoking (beginRevokeMatching); countMatching counts with the same states and filter. */
+function revokeMatching(filter: LeaseFilter, reason: 'owner' | 'bulk'): { sql: string; values: unknown[] } {
+  const { where, values } = whereClause(filter);
+  values.push(reason);
+  return {
+    sql: `UPDATE leases SET state = 'revoking', revoke_reason = COALESCE(revoke_reason, $${values.length}), updated_at = now()
+          WHERE state IN ${from('beginRevokeMatching')} ${where ? `AND ${where}` : ''} RETURNING id`,
+    values,
+  };
 }
 
 function whereClause(filter: LeaseFilter): { where: string; values: unknown[] } {

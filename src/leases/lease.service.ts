@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { PluginError } from '../../plugins/contract';
+import { DEFAULT_LEASE_TERMS, PluginError } from '../../plugins/contract';
 import { AuditDenials } from '../audit/audit-denials';
 import { AuditLog } from '../audit/audit.log';
 import { DomainError } from '../common/errors';
@@ -57,11 +57,18 @@ export class LeaseService {
       throw new DomainError('forbidden', 'policy_denied', `policy does not allow ${identity.subject} to lease ${JSON.stringify(roleName)}`);
     }
     if (!role) throw new DomainError('not_found', 'role_not_found', `no role named ${JSON.stringify(roleName)}`);
+    const issueTimer = this.metrics.issueSeconds.startTimer({ plugin: role.plugin });
     const cap = Math.min(role.maxTtl, decision.maxTtl ?? Infinity);
     const ttl = Math.min(input.ttl ?? role.defaultTtl, cap);
+    const terms = role.terms ?? DEFAULT_LEASE_TERMS;
+    if (terms.minTtl !== undefined && ttl < terms.minTtl) {
+      const why = cap < terms.minTtl ? `the policy allows at most ${cap}s` : `ask for a ttl of ${terms.minTtl}s or more`;
+      throw new DomainError('invalid', 'ttl_too_short', `role ${role.name} issues credentials that live at least ${terms.minTtl}s; ${why}`);
+    }
     const now = this.clock.now().getTime();
     const expiresAt = new Date(now + ttl * 1000);
-    const maxExpiresAt = new Date(now + cap * 1000);
+    // A credential that cannot be renewed ends at its expiry: that is its max too.
+    const maxExpiresAt = terms.renewable ? new Date(now + cap * 1000) : expiresAt;
     const id = newLeaseId();
     const account = newAccountName(role.name, this.plugins.for(role.connection).maxUsernameLength);
     const password = newPassword();
@@ -78,6 +85,7 @@ export class LeaseService {
       runId: input.runId ?? null,
       expiresAt,
       maxExpiresAt,
+      revocable: terms.revocable,
     }, { role: roleCap, owner: ownerCap });
     if (refused === 'role_limit') {
       throw new DomainError('rate_limited', 'role_lease_limit', `role ${role.name} has ${roleCap} live leases, its limit; revoke some or raise limits.max_active_leases_per_role`);
@@ -88,7 +96,7 @@ export class LeaseService {
 
     let credentials: Record<string, string | number>;
     try {
-      ({ credentials } = await this.plugins.for(role.connection).createUser({ username: account, password, expiresAt, role: role.settings }));
+      ({ credentials } = await this.plugins.for(role.connection).createUser({ username: account, password, expiresAt, role: role.settings, leaseId: id, subject: identity.subject }));
     } catch (err) {
       this.metrics.issueFailures.inc({ role: role.name });
       await this.cleanUpFailedIssue(id, identity, err);
@@ -113,6 +121,7 @@ export class LeaseService {
     }
     await this.scheduleExpiry(id, expiresAt);
     this.metrics.leasesIssued.inc({ role: role.name });
+    issueTimer();
     return {
       lease_id: id,
       role: role.name,
@@ -152,6 +161,9 @@ export class LeaseService {
     checkRenewable(lease, now);
     const role = roleForLease(this.config, lease);
     if (!role) throw new DomainError('conflict', 'role_removed', `role ${lease.role} is no longer configured for this lease's connection`);
+    if (role.terms?.renewable === false) {
+      throw new DomainError('conflict', 'not_renewable', `leases of role ${role.name} cannot be renewed (the target cannot extend the credential); lease a new one before ${lease.expires_at.toISOString()}`);
+    }
     const step = increment ?? role.defaultTtl;
     const expiresAt = renewedExpiry(lease, now, step);
     // The target learns the new expiry first; if it refuses, nothing changes. The lease row is then

@@ -14,7 +14,9 @@ export type TargetPlugin = Omit<CredentialPlugin, 'close' | 'revokeUsers'> & {
 };
 
 const VERBS = ['createUser', 'renewUser', 'revokeUser', 'setStaticSecret', 'retireStaticSecret', 'verifyLogin', 'ping'] as const;
-type Verb = (typeof VERBS)[number];
+/** Verbs a plugin may leave out; the wrapped plugin has them only when the plugin does. */
+const OPTIONAL_VERBS = ['revokeSessions'] as const;
+type Verb = (typeof VERBS)[number] | (typeof OPTIONAL_VERBS)[number];
 
 /** How many single revokes the fallback for plugins without the batch verb runs at once. */
 const REVOKE_EACH_CONCURRENCY = 8;
@@ -54,7 +56,7 @@ export class PluginHost implements OnApplicationShutdown {
 
 function wrap(impl: CredentialPlugin, plugin: string, metrics: Metrics): TargetPlugin {
   const wrapped = { maxUsernameLength: impl.maxUsernameLength, capabilities: impl.capabilities } as TargetPlugin;
-  for (const verb of VERBS) {
+  for (const verb of [...VERBS, ...OPTIONAL_VERBS.filter((v) => typeof impl[v] === 'function')]) {
     const call = (impl[verb] as (req?: unknown) => Promise<unknown>).bind(impl);
     (wrapped as unknown as Record<Verb, (req?: unknown) => Promise<unknown>>)[verb] = async (req?: unknown) => {
       const end = metrics.pluginCalls.startTimer({ plugin, operation: verb });

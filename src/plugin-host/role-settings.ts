@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { PLUGINS } from '../../plugins';
-import { RoleSettings } from '../../plugins/contract';
+import { DEFAULT_LEASE_TERMS, LeaseTerms, RoleSettings } from '../../plugins/contract';
 import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';
 
@@ -22,5 +22,10 @@ export class RoleSettingsResolver {
 
   forLease(lease: LeaseTarget): RoleSettings {
     return roleForLease(this.config, lease)?.settings ?? PLUGINS[lease.plugin]?.roleSchema.parse({}) ?? {};
+  }
+
+  /** What the lease's role allows (e.g. whether revoking it removes anything from the target). */
+  termsForLease(lease: LeaseTarget): LeaseTerms {
+    return roleForLease(this.config, lease)?.terms ?? DEFAULT_LEASE_TERMS;
   }
 }

@@ -120,7 +120,7 @@ export class RotationService {
       promoted = true;
       // Sessions were ended when the password was set only if the rotation knew of the exposure then.
       if (exposedNow) await this.exposure.contain(name, secret, exposedNow, !exposedAt);
-      this.metrics.rotations.inc({ result: 'succeeded' });
+      await this.counted('succeeded', name, target);
     });
   }
 
@@ -230,7 +230,11 @@ export class RotationService {
       await this.statics.markFailed(name, error, Math.max(5, this.config.reconcile_every * 4), tx);
       await this.audit.append({ type: 'static.rotation_failed', actor: null, detail: { name, version: target, error, undone } }, tx);
     });
-    this.metrics.rotations.inc({ result: 'failed' });
+    await this.counted('failed', name, target);
+  }
+
+  private async counted(result: 'succeeded' | 'failed', name: string, target: number): Promise<void> {
+    this.metrics.rotated(result, await this.statics.rotationTrigger(name, target).catch(() => undefined));
   }
 
   /**

@@ -249,6 +249,15 @@ export class StaticRepository {
     );
   }
 
+  /** What triggered the rotation to this version: its first request's trigger (for the rotations metric). */
+  async rotationTrigger(name: string, target: number): Promise<string | undefined> {
+    const { rows } = await this.db.query<{ trigger: string }>(
+      'SELECT trigger FROM rotations WHERE name = $1 AND target_version = $2 ORDER BY created_at LIMIT 1',
+      [name, target],
+    );
+    return rows[0]?.trigger;
+  }
+
   /** A rotation record for the sweeper's own requests, unless one is already waiting for that version. */
   async ensureRotation(name: string, target: number, trigger: string, id: string): Promise<void> {
     await this.db.query(

@@ -237,9 +237,19 @@ export const MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
+    version: 11,
+    name: 'leases say whether revoking removes the credential',
+    sql: `
+      -- False for credentials the target cannot withdraw one by one (STS sessions): revoking such a lease
+      -- ends its record and never calls the target, even after its role left the config.
+      ALTER TABLE leases ADD COLUMN revocable boolean NOT NULL DEFAULT true;
+    `,
+  },
+  {
     version: 10,
     name: 'operator console sessions',
     sql: `
+      -- (Version 10 was taken by this migration before 11 was merged: versions are ids, not an order.)
       -- The operator console's sign-ins (DESIGN §12). A sign-in under way is keyed by a hash of the
       -- random value in the browser's short-lived login cookie, which binds the OIDC callback to the
       -- browser that started it; it holds the state, nonce and PKCE verifier, and is used once.

@@ -41,16 +41,22 @@ export class VaultLeasesService {
     return undefined;
   }
 
-  async issue(identity: Identity, tokenId: string | undefined, requestId: string, mount: string, roleName: string): Promise<VaultEnvelope> {
+  /** `opts.sts`: the `{aws_mount}/sts/{role}` path, which serves only roles whose credentials are STS sessions (not renewable). */
+  async issue(identity: Identity, tokenId: string | undefined, requestId: string, mount: string, roleName: string, opts: { sts?: boolean } = {}): Promise<VaultEnvelope> {
     const kind = this.requireMount(mount);
+    if (opts.sts && kind !== 'aws') throw new DomainError('not_found', 'not_found', 'unsupported path');
     const role = this.config.roles.get(roleName);
     // A role of the other mount is unknown here; only a caller who may lease it (or an operator) learns that.
     if (role && mountOfPlugin(role.plugin) !== kind && (identity.operator || this.policy.canIssue(identity, roleName).allowed)) throw unknownRole(roleName);
     if (!role && identity.operator) throw unknownRole(roleName);
+    // As Vault: sts/ is for assumed_role and federation_token roles; an IAM user role is leased through creds/.
+    if (opts.sts && role && (role.terms?.renewable ?? true) && (identity.operator || this.policy.canIssue(identity, roleName).allowed)) {
+      throw new DomainError('malformed', 'not_sts_role', `role "${roleName}" issues IAM users, not STS credentials: read ${mount}/creds/${roleName}`);
+    }
     const issued = await this.leases.issue(identity, roleName, {});
     await this.vaultTokens.issuedWith(tokenId, issued.lease_id);
     const c = issued.credentials;
-    const data = kind === 'aws' ? { access_key: c.access_key_id, secret_key: c.secret_access_key, security_token: null } : { username: c.username, password: c.password };
+    const data = kind === 'aws' ? awsData(c) : { username: c.username, password: c.password };
     return envelope(requestId, {
       lease_id: `${mount}/creds/${issued.role}/${issued.lease_id}`,
       renewable: issued.renewable,
@@ -167,12 +173,23 @@ export class VaultLeasesService {
     if (!(err instanceof DomainError)) return err;
     if (err.kind === 'not_found') return leaseNotFound();
     if (err.code === 'lease_expired') return new DomainError('malformed', 'lease_expired', 'lease expired');
+    if (err.code === 'not_renewable') return new DomainError('malformed', 'not_renewable', 'lease is not renewable');
     if (err.code === 'lease_not_active') {
       const view = await this.leases.get(identity, id).catch(() => undefined);
       return view && Date.parse(view.expires_at) <= this.clock.now().getTime() ? new DomainError('malformed', 'lease_expired', 'lease expired') : leaseNotFound();
     }
     return err;
   }
+}
+
+/** Vault's aws/creds data: STS credentials carry `security_token` (and `arn`), as Vault's assumed_role and sts do. */
+function awsData(c: Record<string, string | number>): Record<string, unknown> {
+  return {
+    access_key: c.access_key_id,
+    secret_key: c.secret_access_key,
+    security_token: c.session_token ?? null,
+    ...(c.arn !== undefined && { arn: c.arn }),
+  };
 }
 
 export function mountOfPlugin(plugin: string): MountKind {

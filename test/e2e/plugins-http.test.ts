@@ -1,10 +1,12 @@
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
+import { createHash } from 'node:crypto';
 import { Client } from 'pg';
 import { eventually, redisDump, resetState, testConfigDoc, writeConfigFile } from '../support/broker';
 import { IamTestServer } from '../support/iam-server';
 import { spiffe, testIssuer } from '../support/identity';
 import { mysqlLogin, mysqlUsersLike } from '../support/mysql';
 import { spawnBroker, waitExit, BrokerProcess } from '../support/process';
+import { REDIS_TARGET_URL, aclUser, redisSession, redisUsersLike, sessionAlive, withRedisAdmin } from '../support/redis';
 import { MYSQL_ADMIN_URL } from '../support/services';
 import { pgLogin } from '../support/target';
 
@@ -37,17 +39,27 @@ describe('every plugin end to end through HTTP, with a real broker process loggi
       max_ttl: '1h',
       inline_policy: { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:GetObject', Resource: 'arn:aws:s3:::reports/*' }] },
     };
-    doc.policies[0].allow.push({ creds: ['multi-my', 'multi-aws'] });
+    doc.connections.cache = { plugin: 'redis', url: REDIS_TARGET_URL };
+    doc.roles['multi-redis'] = { connection: 'cache', default_ttl: '5m', max_ttl: '1h', acl: '~tessera:e2e:* +get +set' };
+    doc.policies[0].allow.push({ creds: ['multi-my', 'multi-aws', 'multi-redis'] });
     await resetState(doc, 'multi');
+    await dropRedisUsers();
     broker = await spawnBroker(writeConfigFile(doc));
     token = await (await testIssuer()).mint(spiffe('ns/app/reporter'));
     secrets.push('admin-secret-never-logged');
   });
 
+  /** Lease users of the redis role left by an earlier run that stopped half way. */
+  const dropRedisUsers = async () => {
+    const left = await redisUsersLike('tsr_multi_redis_');
+    if (left.length) await withRedisAdmin((admin) => admin.call('ACL', 'DELUSER', ...left));
+  };
+
   afterAll(async () => {
     broker.child.kill('SIGTERM');
     await waitExit(broker.child);
     await iam.stop();
+    await dropRedisUsers();
   });
 
   it('postgres: issued, logs in, revoked, gone', async () => {
@@ -96,8 +108,41 @@ describe('every plugin end to end through HTTP, with a real broker process loggi
     sts.destroy();
   });
 
+  it('redis: issued as an ACL user bound to its rules, logs in, revoked, gone and its session ended', async () => {
+    const issued = await call('POST', '/v1/creds/multi-redis', { ttl: '2m' });
+    expect(issued.status).toBe(201);
+    expect(issued.body.plugin).toBe('redis');
+    const { username, password, host, port } = issued.body.credentials;
+    const hash = createHash('sha256').update(password, 'utf8').digest('hex');
+    // The password, and the hash Redis compares it with, stay out of logs, tables and job payloads.
+    secrets.push(password, hash);
+    expect(Object.keys(issued.body.credentials).sort()).toEqual(['host', 'password', 'port', 'username']);
+    expect({ host, port }).toEqual({ host: '127.0.0.1', port: 6379 });
+    expect(username.startsWith('tsr_multi_redis_')).toBe(true);
+    expect(await aclUser(username)).toMatchObject({ flags: expect.arrayContaining(['on']), passwords: [hash], keys: '~tessera:e2e:*' });
+
+    const session = await redisSession(username, password);
+    try {
+      expect(await session.set('tessera:e2e:k', 'v')).toBe('OK');
+      await expect(session.set('elsewhere:k', 'v')).rejects.toThrow(/^NOPERM/);
+      await expect(redisSession(username, `${password}x`)).rejects.toThrow(/^WRONGPASS/);
+
+      const view = await call('GET', `/v1/leases/${issued.body.lease_id}`);
+      expect(view.body).toMatchObject({ plugin: 'redis', account: username, state: 'active' });
+
+      expect((await call('POST', `/v1/leases/${issued.body.lease_id}/revoke`)).body).toEqual({ state: 'revoked' });
+      expect(await aclUser(username)).toBeNull();
+      expect(await eventually(async () => !(await sessionAlive(session)), 5000)).toBe(true);
+      await expect(redisSession(username, password)).rejects.toThrow(/^WRONGPASS/);
+    } finally {
+      // A connection the server ended needs no disconnect (ioredis would wait 2 s for a close already seen).
+      if (session.status !== 'end') session.disconnect();
+      await withRedisAdmin((admin) => admin.del('tessera:e2e:k'));
+    }
+  });
+
   it('no secret reached the broker\'s log, the state tables or Redis', async () => {
-    expect(secrets).toHaveLength(4);
+    expect(secrets).toHaveLength(6);
     const state = new Client({ connectionString: doc.storage.postgres_url });
     await state.connect();
     let tables: string;
@@ -108,6 +153,7 @@ describe('every plugin end to end through HTTP, with a real broker process loggi
     }
     const logs = await eventually(async () => (broker.output().includes('/v1/leases/') ? broker.output() : ''), 5000);
     expect(logs).toContain('/v1/creds/multi-my'); // the access log is there: the check has something to look at
+    expect(logs).toContain('/v1/creds/multi-redis');
     const redis = await redisDump(doc.queue.prefix);
     for (const secret of secrets) {
       expect(logs).not.toContain(secret);

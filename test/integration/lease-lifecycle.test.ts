@@ -121,6 +121,13 @@ describe('lease lifecycle against real PostgreSQL, Redis and BullMQ', () => {
     const [issued, verified] = await Promise.all([issuing, verifying]);
     expect(issued.every((r) => r.status === 201)).toBe(true);
     expect(verified.map((v) => v.body.ok)).toEqual(Array(6).fill(true));
+    // Activations arriving together are committed as a group: still one lease.issued event per lease,
+    // each lease active, and events of one group adjacent in their shard's chain.
+    const ids = issued.map((r) => r.body.lease_id as string).sort();
+    const events = await broker.state<{ lease_id: string }>(`SELECT lease_id FROM audit_events WHERE type = 'lease.issued' AND lease_id = ANY($1) ORDER BY lease_id`, [ids]);
+    expect(events.map((e) => e.lease_id)).toEqual(ids);
+    const states = await broker.state<{ state: string }>('SELECT DISTINCT state FROM leases WHERE id = ANY($1)', [ids]);
+    expect(states).toEqual([{ state: 'active' }]);
     expect((await broker.api('POST', '/v1/leases/revoke-owned', { token: workload, body: { run_id: 'chain' } })).body).toEqual({ revoked: 24 });
     expect((await broker.api('GET', '/v1/audit/verify', { token: operator })).body.ok).toBe(true);
   });

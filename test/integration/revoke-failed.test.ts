@@ -58,7 +58,8 @@ describe('a target that goes away', () => {
     expect(ownList.body.items[0]).toMatchObject({ last_error: 'target_unavailable', last_error_detail: null });
     expect(JSON.stringify([own.body, ownList.body])).not.toContain('cannot reach');
     const metrics = await broker.api('GET', '/metrics');
-    expect(metrics.body).toMatch(/tessera_lease_revoke_failures_total 1/);
+    expect(metrics.body).toMatch(/tessera_lease_revocations_total\{plugin="postgres",result="revoke_failed"\} 1/);
+    expect(metrics.body).toMatch(/tessera_leases\{role="[^"]+",plugin="postgres",state="revoke_failed"\} 1/);
     const events = await broker.state(`SELECT body FROM audit_events WHERE type = 'lease.revoke_failed' AND lease_id = $1`, [issued.body.lease_id]);
     expect(events).toHaveLength(1);
 

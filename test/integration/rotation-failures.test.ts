@@ -37,7 +37,7 @@ describe('rotation when the target goes away', () => {
     expect(rotation.error).toEqual(expect.any(String));
     const meta = await broker.api('GET', '/v1/static/flaky', { token: operator });
     expect(meta.body.status).toBe('rotation_failed');
-    expect(await broker.api('GET', '/metrics')).toMatchObject({ body: expect.stringMatching(/tessera_static_rotations_total\{result="failed"\} [1-9]/) });
+    expect(await broker.api('GET', '/metrics')).toMatchObject({ body: expect.stringMatching(/tessera_static_rotations_total\{result="failed",trigger="manual"\} [1-9]/) });
     expect((await broker.state(`SELECT 1 FROM audit_events WHERE type = 'static.rotation_failed'`)).length).toBeGreaterThanOrEqual(1);
 
     // Readers still get the current version, and it still logs in (directly, not through the proxy).

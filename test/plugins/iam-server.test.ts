@@ -376,7 +376,7 @@ describe('IamTestServer failure injection and wire format', () => {
     const deleted = await raw({ Action: 'DeleteUser', Version: '2010-05-08', UserName: 'liam' });
     expect(deleted.body).toMatch(/^<DeleteUserResponse xmlns="[^"]+"><ResponseMetadata><RequestId>[0-9a-f-]{36}<\/RequestId><\/ResponseMetadata><\/DeleteUserResponse>$/);
 
-    const unknown = await raw({ Action: 'CreateRole', Version: '2010-05-08', RoleName: 'r' });
+    const unknown = await raw({ Action: 'CreateInstanceProfile', Version: '2010-05-08', InstanceProfileName: 'p' });
     expect(unknown.status).toBe(400);
     expect(unknown.body).toMatch(
       /^<ErrorResponse xmlns="https:\/\/iam\.amazonaws\.com\/doc\/2010-05-08\/"><Error><Type>Sender<\/Type><Code>InvalidAction<\/Code><Message>[^<]+<\/Message><\/Error><RequestId>[0-9a-f-]{36}<\/RequestId><\/ErrorResponse>$/,

@@ -10,8 +10,11 @@ import { PluginFactory, RoleSettings, VerifyRequest } from '../../plugins/contra
 import { CreateUserCommand, IAMClient } from '@aws-sdk/client-iam';
 import { awsIamPlugin } from '../../plugins/aws-iam/aws-iam.plugin';
 import { IamTestServer } from '../support/iam-server';
+import { federatedUserName, roleSessionName } from '../../plugins/aws-iam/aws-sts';
 import { mysqlPlugin } from '../../plugins/mysql/mysql.plugin';
 import { postgresPlugin } from '../../plugins/postgres/postgres.plugin';
+import { redisPlugin } from '../../plugins/redis/redis.plugin';
+import { REDIS_CANARY_KEY, REDIS_TARGET_URL, aclUser, redisSession, sessionAlive, withRedisAdmin } from '../support/redis';
 import { mysqlUsersLike, withMysqlAdmin } from '../support/mysql';
 import { MYSQL_ADMIN_URL, TARGET_URL } from '../support/services';
 import { rolesLike, withAdmin } from '../support/target';
@@ -161,7 +164,100 @@ const awsIam: ConformanceTarget = {
   verifyArgs: (c) => ({ username: String(c.iam_user), password: String(c.secret_access_key), keyId: String(c.access_key_id) }),
 };
 
-export const TARGETS: ConformanceTarget[] = [postgres, mysqlTarget, awsIam];
+/** Lease users live in tsr_…; the `default` user (the broker's own queue connection) is never touched. */
+const redisTarget: ConformanceTarget = {
+  name: 'redis',
+  factory: redisPlugin,
+  setup: () => withRedisAdmin(async (admin) => void (await admin.set(REDIS_CANARY_KEY, 'intact'))),
+  connection: () => ({ url: REDIS_TARGET_URL }),
+  role: { acl: '~tessera:conf:* +get +set +ping' },
+  // Passes the plugin's grammar; Redis refuses the unknown command, so the one ACL SETUSER fails.
+  failingRole: { acl: '~tessera:conf:* +get +no_such_command_tessera' },
+  hostileRoles: [
+    { settings: { acl: '~tessera:conf:* +get +acl' }, outcome: 'refused' },
+    { settings: { acl: '~* +@all' }, outcome: 'refused' },
+    { settings: { acl: '+get +config|set' }, outcome: 'refused' },
+    { settings: { acl: '~tessera:conf:* +get >chosen-password' }, outcome: 'refused' },
+    { settings: { acl: '+get nopass' }, outcome: 'refused' },
+    { settings: { acl: '+get\r\nACL SETUSER default off' }, outcome: 'refused' },
+    { settings: { acl: '(+flushall ~*)' }, outcome: 'refused' },
+    { settings: { acl: '+get', allow_admin: 'yes' }, outcome: 'refused' },
+    {
+      // One token is one argument: a pattern that reads like more rules stays one key pattern.
+      settings: { acl: '~tessera:conf:*"+@all&*' },
+      outcome: 'created',
+      check: async (username) => {
+        const user = await aclUser(username);
+        assert.equal(user?.keys, '~tessera:conf:*"+@all&*');
+        assert.equal(user?.commands, '-@all');
+        assert.equal(user?.channels, '');
+      },
+    },
+  ],
+  accountExists: async (username) => (await aclUser(username)) !== null,
+  canaryIntact: () =>
+    withRedisAdmin(async (admin) => {
+      const flags = ((await aclUser('default'))?.flags ?? []) as string[];
+      return (await admin.get(REDIS_CANARY_KEY)) === 'intact' && flags.includes('on');
+    }),
+  openSession: async (username, password) => {
+    const conn = await redisSession(username, password);
+    return () => sessionAlive(conn);
+  },
+};
+
+/**
+ * aws-iam roles with STS credentials, each against an IAM test server of its own: leases are sessions,
+ * not accounts, so "exists" means a live session named for the lease.
+ */
+function awsStsTarget(kind: 'assumed_role' | 'federation_token'): ConformanceTarget {
+  const server = new IamTestServer();
+  let endpoint = '';
+  const policy = (Resource: string, Effect = 'Allow') => ({ Version: '2012-10-17', Statement: [{ Effect, Action: 's3:GetObject', Resource }] });
+  const sessionName = kind === 'assumed_role' ? roleSessionName : federatedUserName;
+  const sessionOf = (username: string) => server.stsSessions().find((s) => s.sessionName === sessionName(username) && s.expires > new Date());
+  const roleArn = 'arn:aws:iam::123456789012:role/tessera-conformance';
+  const settings = (extra: Record<string, unknown>) => (kind === 'assumed_role' ? { credential_type: kind, role_arns: [roleArn], ...extra } : { credential_type: kind, policy: policy('*'), ...extra });
+  const policyKey = kind === 'assumed_role' ? 'session_policy' : 'policy';
+  return {
+    name: `aws-iam (${kind})`,
+    factory: awsIamPlugin,
+    setup: async () => {
+      endpoint = await server.start();
+      expect(server.createRole('tessera-conformance')).toBe(roleArn);
+      const iam = new IAMClient({ region: 'us-east-1', endpoint, credentials: { accessKeyId: 'AKIDTESSERAADMIN0000', secretAccessKey: 'x' } });
+      await iam.send(new CreateUserCommand({ UserName: 'tessera-canary' }));
+      iam.destroy();
+    },
+    teardown: () => server.stop(),
+    checksSecrets: false,
+    connection: () => ({ region: 'us-east-1', endpoint, access_key_id: 'AKIDTESSERAADMIN0000', secret_access_key: 'test-secret', max_attempts: 1 }),
+    role: settings({ [policyKey]: policy('*') }),
+    // AssumeRole on a role that does not exist (AccessDenied); a federation policy IAM finds malformed.
+    failingRole: kind === 'assumed_role' ? settings({ role_arns: ['arn:aws:iam::123456789012:role/missing'] }) : settings({ policy: policy('*', 'Permit') }),
+    hostileRoles: [
+      {
+        settings: settings({ [policyKey]: policy(sneakyResource) }),
+        outcome: 'created',
+        check: (username) => {
+          const doc = JSON.parse(sessionOf(username)?.policy ?? '{}') as { Statement: { Resource: string }[] };
+          assert.deepStrictEqual(doc.Statement.map((st) => st.Resource), [sneakyResource], 'policy structure changed');
+        },
+      },
+      { settings: settings({ role_arns: [`${roleArn}&Action=DeleteRole`] }), outcome: 'refused' },
+      { settings: settings({ external_id: 'x"&Action=DeleteRole' }), outcome: 'refused' },
+      { settings: settings({ [policyKey]: policy('x'.repeat(3000)) }), outcome: 'refused' },
+    ],
+    accountExists: async (username) => sessionOf(username) !== undefined,
+    canaryIntact: async () => server.hasUser('tessera-canary'),
+    verifyArgs: (c) => ({ username: String(c.arn), password: String(c.secret_access_key), keyId: String(c.access_key_id), token: String(c.session_token) }),
+  };
+}
+
+const awsAssumedRole = awsStsTarget('assumed_role');
+const awsFederationToken = awsStsTarget('federation_token');
+
+export const TARGETS: ConformanceTarget[] = [postgres, mysqlTarget, awsIam, redisTarget, awsAssumedRole, awsFederationToken];
 
 /** The IAM test server's state, for tests that look beyond the plugin (keys, policies, groups). */
 export const iamTestServer = iamServer;

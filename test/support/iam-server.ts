@@ -1,11 +1,17 @@
-import { randomInt, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { IncomingMessage, Server, ServerResponse, createServer } from 'node:http';
 import { AddressInfo } from 'node:net';
 import { IAM_NS, STS_NS, XmlValue, errorXml, successXml } from './iam-xml';
+import { IamError, Params, checkName, checkPath, randomString, validation } from './iam-query';
+import { StsModel, StsSession } from './iam-sts';
+
+export { IamError } from './iam-query';
 
 /**
- * An in-process fake of AWS IAM (plus STS GetCallerIdentity) speaking the AWS Query protocol, so the
- * real `@aws-sdk/client-iam` / `@aws-sdk/client-sts` can be pointed at it with `endpoint`.
+ * An in-process fake of AWS IAM and STS speaking the AWS Query protocol, so the real
+ * `@aws-sdk/client-iam` / `@aws-sdk/client-sts` can be pointed at it with `endpoint`. IAM roles, their
+ * inline policies and STS sessions (AssumeRole, GetFederationToken) live in ./iam-sts.ts, which says
+ * what it models of them.
  *
  * What it models: users, access keys (2 per user), inline policies (2048 non-whitespace characters per
  * user), attached managed policies (10 per user), groups (10 per user), login profiles, SSH public
@@ -13,16 +19,17 @@ import { IAM_NS, STS_NS, XmlValue, errorXml, successXml } from './iam-xml';
  * while any of them remains,
  * case-insensitive user and group names, and Marker/MaxItems pagination.
  *
- * What it does not: request signatures are NOT verified (STS only reads the access key id out of the
- * `Authorization` header), IAM calls are not authorised (any caller may do anything), managed policies
- * need not exist to be attached, and there is no eventual consistency (a new key works with STS at once,
- * whereas real AWS takes a few seconds).
+ * What it does not: request signatures are NOT verified (only the access key id is read out of the
+ * `Authorization` header, and a session's token out of `X-Amz-Security-Token`), IAM calls with
+ * long-term keys are not authorised (any caller may do anything; calls signed with STS session
+ * credentials are checked against expiry and the role's explicit denies, see ./iam-sts.ts), managed
+ * policies need not exist to be attached, and there is no eventual consistency (a new key works with
+ * STS at once, whereas real AWS takes a few seconds).
  */
 
 const ACCOUNT = '123456789012';
 const IAM_VERSION = '2010-05-08';
 const STS_VERSION = '2011-06-15';
-const NAME_RE = /^[\w+=,.@-]+$/;
 const POLICY_ARN_RE = /^arn:aws:iam::(aws|\d{12}):policy\/.+/;
 const UPPER_ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
 const SECRET_CHARS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
@@ -44,6 +51,7 @@ const STATUS: Record<string, number> = {
   Throttling: 400,
   AccessDenied: 403,
   InvalidClientTokenId: 403,
+  ExpiredToken: 400,
   ServiceFailure: 500,
   InternalFailure: 500,
   ServiceUnavailable: 503,
@@ -52,15 +60,6 @@ const STATUS: Record<string, number> = {
 /** HTTP status IAM uses for an error code; codes it does not know are treated as 400s. */
 export function statusForCode(code: string): number {
   return STATUS[code] ?? 400;
-}
-
-export class IamError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 interface AccessKey { id: string; secret: string; status: 'Active' | 'Inactive'; created: Date }
@@ -72,51 +71,6 @@ interface User {
   loginProfile?: Date; sshKeys: Extra[]; serviceCredentials: Extra[]; certificates: Extra[]; mfaDevices: Extra[];
 }
 interface Group { name: string; path: string; id: string; arn: string; created: Date }
-
-const randomString = (chars: string, n: number): string =>
-  Array.from({ length: n }, () => chars[randomInt(chars.length)]).join('');
-
-/** Request parameters of one Query-protocol call. */
-class Params {
-  constructor(private readonly q: URLSearchParams) {}
-  opt(name: string): string | undefined {
-    return this.q.get(name) ?? undefined;
-  }
-  req(name: string): string {
-    const v = this.q.get(name);
-    if (v === null) throw validation(`Value null at '${camel(name)}' failed to satisfy constraint: Member must not be null`);
-    return v;
-  }
-  /** `Prefix.member.N.Field` entries, in N order. */
-  members(prefix: string, fields: string[]): Record<string, string | undefined>[] {
-    const out: Record<string, string | undefined>[] = [];
-    for (let n = 1; fields.some((f) => this.q.has(`${prefix}.member.${n}.${f}`)); n++) {
-      out.push(Object.fromEntries(fields.map((f) => [f, this.opt(`${prefix}.member.${n}.${f}`)])));
-    }
-    return out;
-  }
-}
-
-const camel = (s: string): string => s[0].toLowerCase() + s.slice(1);
-const validation = (detail: string): IamError => new IamError('ValidationError', `1 validation error detected: ${detail}`);
-
-function checkName(value: string, field: string, max: number): string {
-  if (value.length < 1 || value.length > max) {
-    throw validation(`Value '${value}' at '${field}' failed to satisfy constraint: Member must have length between 1 and ${max}`);
-  }
-  if (!NAME_RE.test(value)) {
-    throw validation(`Value '${value}' at '${field}' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]+`);
-  }
-  return value;
-}
-
-function checkPath(p: Params): string {
-  const path = p.opt('Path') ?? '/';
-  if (!/^\/([\x21-\x7e]*\/)?$/.test(path) || path.length > 512) {
-    throw validation(`Value '${path}' at 'path' failed to satisfy constraint: Member must satisfy regular expression pattern: (\\u002F)|(\\u002F[\\u0021-\\u007E]+\\u002F)`);
-  }
-  return path;
-}
 
 function checkPolicyArn(arn: string): string {
   if (!POLICY_ARN_RE.test(arn)) throw new IamError('InvalidInput', `ARN ${arn} is not valid.`);
@@ -158,6 +112,7 @@ export class IamTestServer {
   private groups = new Map<string, Group>();
   private nextFailure = new Map<string, { code: string; message?: string }>();
   private alwaysFailure = new Map<string, string>();
+  private readonly sts = new StsModel();
 
   constructor(opts: { adminKeyIds?: string[] } = {}) {
     this.adminKeyIds = opts.adminKeyIds ?? ['AKIDTESSERAADMIN0000'];
@@ -213,7 +168,33 @@ export class IamTestServer {
     if (code === null) this.alwaysFailure.delete(action);
     else this.alwaysFailure.set(action, code);
   }
+  /** An IAM role that AssumeRole can assume; `externalId` makes its trust policy require that external id. */
+  createRole(name: string, opts: { maxSessionDuration?: number; externalId?: string; path?: string } = {}): string {
+    const trust = {
+      Version: '2012-10-17',
+      Statement: [{ Effect: 'Allow', Principal: { AWS: 'arn:aws:iam::123456789012:root' }, Action: ['sts:AssumeRole', 'sts:SetSourceIdentity', 'sts:TagSession'],
+        ...(opts.externalId !== undefined && { Condition: { StringEquals: { 'sts:ExternalId': opts.externalId } } }) }],
+    };
+    const params = new URLSearchParams({ RoleName: name, AssumeRolePolicyDocument: JSON.stringify(trust), Path: opts.path ?? '/' });
+    if (opts.maxSessionDuration !== undefined) params.set('MaxSessionDuration', String(opts.maxSessionDuration));
+    const out = this.sts.handle('CreateRole', new Params(params), { kind: 'key' }) as { Role: { Arn: string } };
+    return out.Role.Arn;
+  }
+  /** Every STS session issued so far (copies), oldest first. */
+  stsSessions(): StsSession[] {
+    return [...this.sts.sessions.values()].map((s) => ({ ...s, tags: { ...s.tags } }));
+  }
+  /** A role's inline policy, parsed; undefined when it has none of that name. */
+  rolePolicy(role: string, name: string): unknown {
+    const doc = this.sts.roles.get(role.toLowerCase())?.inline.get(name);
+    return doc === undefined ? undefined : JSON.parse(doc);
+  }
+  /** Moves the server's clock (session issue times and expiry) forward, instead of waiting. */
+  advanceClock(seconds: number): void {
+    this.sts.clockOffsetMs += seconds * 1000;
+  }
   reset(): void {
+    this.sts.reset();
     this.calls.length = 0;
     this.users.clear();
     this.groups.clear();
@@ -251,8 +232,12 @@ export class IamTestServer {
     let body: string;
     try {
       this.injectedFailure(action);
+      const token = req.headers['x-amz-security-token'];
+      const caller = this.sts.caller(req.headers.authorization, Array.isArray(token) ? token[0] : token, `${isSts ? 'sts' : 'iam'}:${action}`);
       let result: XmlValue | void;
-      if (isSts && action === 'GetCallerIdentity') result = this.getCallerIdentity(req.headers.authorization);
+      if (isSts && action === 'GetCallerIdentity') result = caller.kind === 'session' ? this.sts.callerIdentity(caller.session) : this.getCallerIdentity(req.headers.authorization);
+      else if (isSts && (action === 'AssumeRole' || action === 'GetFederationToken')) result = this.sts.handle(action, p, caller);
+      else if (!isSts && ROLE_ACTIONS.has(action)) result = this.sts.handle(action, p, caller);
       else if (!isSts && IAM_ACTIONS.has(action)) result = (this[action as IamAction] as (p: Params) => XmlValue | void)(p);
       else throw new IamError('InvalidAction', `Could not find operation ${action} for version ${p.opt('Version') ?? IAM_VERSION}`);
       body = successXml(action, ns, result ?? undefined, requestId);
@@ -648,3 +633,4 @@ const IAM_ACTION_LIST = [
 ] as const;
 type IamAction = (typeof IAM_ACTION_LIST)[number];
 const IAM_ACTIONS: ReadonlySet<string> = new Set(IAM_ACTION_LIST);
+const ROLE_ACTIONS: ReadonlySet<string> = new Set(['CreateRole', 'GetRole', 'ListRoles', 'DeleteRole', 'PutRolePolicy', 'GetRolePolicy', 'DeleteRolePolicy', 'ListRolePolicies']);

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { PLUGINS } from '../../plugins';
 import { ConfigError, loadConfigFile, parseConfig } from '../../src/config/config.loader';
 
 const base = () => ({
@@ -149,9 +150,73 @@ describe('the contract example (config/examples/full.yaml)', () => {
       AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE000000000',
       AWS_SECRET_ACCESS_KEY: 'secret',
     });
-    expect([...config.connections.values()].map((c) => c.plugin).sort()).toEqual(['aws-iam', 'mysql', 'postgres']);
+    expect([...config.connections.values()].map((c) => c.plugin).sort()).toEqual(['aws-iam', 'mysql', 'postgres', 'redis']);
+    expect(config.roles.get('cache-ro')).toMatchObject({ plugin: 'redis', settings: { acl: '~cache:* +get +mget', allow_admin: false } });
     expect(config.roles.get('reports-ro')).toMatchObject({ plugin: 'mysql', settings: { grants: ['SELECT ON test.*'] } });
     expect(config.roles.get('deploy-bot')).toMatchObject({ plugin: 'aws-iam', maxTtl: 7200 });
     expect(config.limits).toMatchObject({ per_identity_rps: 1000, max_active_leases_per_role: 10000 });
+  });
+});
+
+describe('redis connections beside the broker\'s own queue', () => {
+  const withRedis = (queueUrl: string, cache: Record<string, unknown>, statics: Record<string, unknown> = {}) => {
+    const doc: any = base();
+    doc.queue.redis_url = queueUrl;
+    doc.connections.cache = { plugin: 'redis', ...cache };
+    doc.static_secrets = statics;
+    return doc;
+  };
+  const protectedUsers = (doc: unknown, connection = 'cache') => (parseConfig(doc, env).connections.get(connection)!.settings as { protected_users: string[] }).protected_users;
+
+  it('a connection on the queue\'s server gets the queue\'s user protected (loopback names and the default port count as one server)', () => {
+    expect(protectedUsers(withRedis('redis://tessera_queue:pw@localhost:6379/2', { url: 'redis://admin:x@127.0.0.1', protected_users: ['ops'] }))).toEqual(['ops', 'tessera_queue']);
+    expect(protectedUsers(withRedis('rediss://tessera_queue:pw@cache.internal:6379', { url: 'rediss://admin:x@CACHE.internal:6379' }))).toEqual(['tessera_queue']);
+    // No user in the queue's URL: the queue logs in as `default`.
+    expect(protectedUsers(withRedis('redis://127.0.0.1:6379', { url: 'redis://admin:x@[::1]:6379' }))).toEqual(['default']);
+    // Listed already: not twice.
+    expect(protectedUsers(withRedis('redis://q@127.0.0.1:6379', { url: 'redis://admin:x@127.0.0.1:6379', protected_users: ['q'] }))).toEqual(['q']);
+  });
+
+  it('a connection on another server is left as configured', () => {
+    expect(protectedUsers(withRedis('redis://tessera_queue:pw@127.0.0.1:6379', { url: 'redis://admin:x@127.0.0.1:6380' }))).toEqual([]);
+    expect(protectedUsers(withRedis('redis://tessera_queue:pw@queue.internal:6379', { url: 'redis://admin:x@cache.internal:6379' }))).toEqual([]);
+  });
+
+  it('the plugin built from the parsed connection refuses the queue\'s user as a static secret, before reaching Redis', async () => {
+    const config = parseConfig(withRedis('redis://tessera_queue:pw@127.0.0.1:6379', { url: 'redis://admin:x@127.0.0.1:6379' }), env);
+    const plugin = PLUGINS.redis.create('cache', config.connections.get('cache')!.settings);
+    try {
+      await expect(plugin.setStaticSecret!({ account: 'tessera_queue', password: 'never-sent' })).rejects.toMatchObject({ retryable: false, message: expect.stringMatching(/protected/) });
+    } finally {
+      await plugin.close();
+    }
+  });
+
+  it('refuses a namespace that covers the queue\'s user, naming the key', () => {
+    expect(errorOf(withRedis('redis://tsr_queue:pw@127.0.0.1:6379', { url: 'redis://admin:x@127.0.0.1:6379' }))).toMatch(/connections\.cache\.user_prefix: must not be a prefix of the user "tsr_queue" of queue\.redis_url/);
+    expect(parseConfig(withRedis('redis://tsr_queue:pw@127.0.0.1:6379', { url: 'redis://admin:x@127.0.0.1:6380' }), env).connections.has('cache')).toBe(true);
+  });
+
+  it.each<[string, Record<string, unknown>, Record<string, unknown>, RegExp]>([
+    ['the default user', { url: 'redis://admin:x@127.0.0.1:6380' }, { username: 'default' }, /static_secrets\.s\.username: must not be "default".*\(connection "cache"\)/],
+    ['the connection\'s admin user', { url: 'redis://admin:x@127.0.0.1:6380' }, { username: 'admin' }, /static_secrets\.s\.username: must not be "admin": the admin user/],
+    ['the default user as the admin', { url: 'redis://127.0.0.1:6380' }, { usernames: ['app_a', 'default'], strategy: 'alternating' }, /static_secrets\.s\.usernames\.1: must not be "default"/],
+    ['a protected user', { url: 'redis://admin:x@127.0.0.1:6380', protected_users: ['ops'] }, { usernames: ['ops', 'app_b'], strategy: 'alternating' }, /static_secrets\.s\.usernames\.0: must not be "ops": protected users/],
+    ['the queue\'s user on the queue\'s server', { url: 'redis://admin:x@localhost:6379' }, { username: 'tessera_queue' }, /static_secrets\.s\.username: must not be "tessera_queue": it is the user of queue\.redis_url/],
+    ['a name Redis would not take as one word', { url: 'redis://admin:x@127.0.0.1:6380' }, { username: 'app user' }, /static_secrets\.s\.username: must be 1-128 letters/],
+  ])('refuses a static secret naming %s at start-up, naming the key', (_label, cache, secret, message) => {
+    expect(errorOf(withRedis('redis://tessera_queue:pw@127.0.0.1:6379', cache, { s: { connection: 'cache', rotate_every: '1h', ...secret } }))).toMatch(message);
+  });
+
+  it('accepts static secrets on any other user, inside the lease namespace or not, and the queue\'s user on another server', () => {
+    const config = parseConfig(
+      withRedis('redis://tessera_queue:pw@127.0.0.1:6379', { url: 'redis://admin:x@127.0.0.1:6380' }, {
+        legacy: { connection: 'cache', username: 'legacy_app', rotate_every: '1h' },
+        pair: { connection: 'cache', usernames: ['workers_a', 'workers_b'], strategy: 'alternating', rotate_every: '1h' },
+        queue_named: { connection: 'cache', username: 'tessera_queue', rotate_every: '1h' },
+      }),
+      env,
+    );
+    expect(Object.keys(config.static_secrets).sort()).toEqual(['legacy', 'pair', 'queue_named']);
   });
 });

@@ -175,7 +175,9 @@ describe('the lease jobs (in-memory fakes)', () => {
       // The reconciler's later jobs retry it; failing again does not audit or count it again.
       await expect(w.leaseJobs.enforce({ leaseId: id }, last)).rejects.toBeInstanceOf(PermanentJobError);
       expect(w.audit.ofType('lease.revoke_failed')).toHaveLength(1);
-      expect((await w.metrics.revokeFailures.get()).values[0].value).toBe(1);
+      const outcomes = (await w.metrics.revocations.get()).values;
+      expect(outcomes.filter((v) => v.labels.result === 'revoke_failed')).toEqual([expect.objectContaining({ labels: { plugin: 'postgres', result: 'revoke_failed' }, value: 1 })]);
+      expect(outcomes.find((v) => v.labels.result === 'failed')?.value).toBe(3);
       // Once the target is back, the next job finishes it, still as an expiry.
       delete w.target.failures.revokeUser;
       await w.leaseJobs.enforce({ leaseId: id }, first);

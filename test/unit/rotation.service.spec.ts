@@ -31,7 +31,8 @@ async function rejection(p: Promise<unknown>): Promise<unknown> {
   );
 }
 
-const rotationsTotal = async (w: World, result: string) => (await w.metrics.rotations.get()).values.find((v) => v.labels.result === result)?.value ?? 0;
+const rotationsTotal = async (w: World, result: string) =>
+  (await w.metrics.rotations.get()).values.filter((v) => v.labels.result === result).reduce((sum, v) => sum + v.value, 0);
 
 describe('RotationService (in-memory fakes)', () => {
   describe('the steps of a rotation', () => {

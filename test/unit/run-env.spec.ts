@@ -40,7 +40,30 @@ describe('environment for tessera run', () => {
       MYSQL_DATABASE: 'test',
     });
     expect(credentialVars('aws-iam', { access_key_id: 'AKIA1', secret_access_key: 's', iam_user: 'u' })).toEqual({ AWS_ACCESS_KEY_ID: 'AKIA1', AWS_SECRET_ACCESS_KEY: 's' });
-    expect(credentialVars('redis', { user: 'u', 'api-key': 'k' })).toEqual({ TESSERA_USER: 'u', TESSERA_API_KEY: 'k' });
+    expect(credentialVars('mongodb', { user: 'u', 'api-key': 'k' })).toEqual({ TESSERA_USER: 'u', TESSERA_API_KEY: 'k' });
+  });
+
+  it('redis: REDIS_USERNAME, REDIS_PASSWORD and a REDIS_URL whose user and password are URL-encoded', () => {
+    const vars = credentialVars('redis', { username: 'tsr_cache_ro_x', password: 'p:/@%#?', host: '127.0.0.1', port: 6380 });
+    expect(vars).toEqual({ REDIS_USERNAME: 'tsr_cache_ro_x', REDIS_PASSWORD: 'p:/@%#?', REDIS_URL: 'redis://tsr_cache_ro_x:p%3A%2F%40%25%23%3F@127.0.0.1:6380' });
+    const url = new URL(vars.REDIS_URL);
+    expect([decodeURIComponent(url.username), decodeURIComponent(url.password), url.hostname, url.port]).toEqual(['tsr_cache_ro_x', 'p:/@%#?', '127.0.0.1', '6380']);
+    expect(credentialVars('redis', { username: 'u', password: 'p', host: '::1', port: 6379, tls: 'true' }).REDIS_URL).toBe('rediss://u:p@[::1]:6379');
+    expect(credentialVars('redis', { username: 'u', password: 'p' })).toEqual({ REDIS_USERNAME: 'u', REDIS_PASSWORD: 'p' });
+    expect(staticVars('cache-legacy', { plugin: 'redis', username: 'legacy_app', password: 'p', host: 'cache', port: 6379 })).toMatchObject({
+      REDIS_USERNAME: 'legacy_app',
+      REDIS_URL: 'redis://legacy_app:p@cache:6379',
+      TESSERA_CACHE_LEGACY_REDIS_PASSWORD: 'p',
+    });
+  });
+
+  it('redis: a static secret on a rediss:// connection gives a rediss:// REDIS_URL, as a lease does', () => {
+    // The answer of GET /v1/static/{name}/creds on a rediss:// connection (the plugin adds tls: "true").
+    const answer = { name: 'cache-legacy', plugin: 'redis', username: 'legacy_app', password: 'p@ss', host: 'cache.internal', port: 6380, tls: 'true', version: 2 };
+    const vars = staticVars('cache-legacy', answer);
+    expect(vars).toMatchObject({ REDIS_URL: 'rediss://legacy_app:p%40ss@cache.internal:6380', TESSERA_CACHE_LEGACY_REDIS_URL: 'rediss://legacy_app:p%40ss@cache.internal:6380' });
+    expect(vars.REDIS_URL).toBe(credentialVars('redis', answer).REDIS_URL);
+    expect(staticVars('cache-legacy', { ...answer, tls: undefined }).REDIS_URL).toBe('redis://legacy_app:p%40ss@cache.internal:6380');
   });
 
   it('first role of a plugin owns the plain names; every role gets TESSERA_<ROLE>_ names; stale AWS settings are cleared', () => {

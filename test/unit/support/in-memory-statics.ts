@@ -148,6 +148,10 @@ export class InMemoryStatics implements Public<StaticRepository> {
     });
   }
 
+  async rotationTrigger(name: string, target: number): Promise<string | undefined> {
+    return [...this.rotations.values()].find((r) => r.name === name && r.target_version === target)?.trigger;
+  }
+
   async ensureRotation(name: string, target: number, trigger: string, id: string): Promise<void> {
     if (this.waiting(name).some((r) => r.target_version === target)) return;
     await this.createRotation({ id, name, target, trigger });

@@ -61,7 +61,7 @@ export class InMemoryLeases implements Public<LeaseRepository> {
       id: l.id, role: l.role, connection: l.connection, plugin: l.plugin, account: l.account, owner: l.owner,
       owner_issuer: l.ownerIssuer, run_id: l.runId, state: 'pending', created_at: now, updated_at: now,
       expires_at: l.expiresAt, max_expires_at: l.maxExpiresAt, activated_at: null, revoked_at: null,
-      last_error: null, last_error_code: null, issuer_lock: 1, revoke_reason: null,
+      last_error: null, last_error_code: null, issuer_lock: 1, revoke_reason: null, revocable: l.revocable,
     });
     return undefined;
   }
@@ -168,6 +168,18 @@ export class InMemoryLeases implements Public<LeaseRepository> {
 
   async findDue(): Promise<string[]> {
     return [...this.rows.values()].filter((r) => r.state !== 'revoked' && r.state !== 'failed').map((r) => r.id);
+  }
+
+  async countLive(): Promise<{ role: string; plugin: string; state: string; count: number }[]> {
+    const counts = new Map<string, { role: string; plugin: string; state: string; count: number }>();
+    for (const r of this.rows.values()) {
+      if (!['pending', 'active', 'revoking', 'revoke_failed'].includes(r.state)) continue;
+      const key = JSON.stringify([r.role, r.plugin, r.state]);
+      const c = counts.get(key) ?? { role: r.role, plugin: r.plugin, state: r.state, count: 0 };
+      c.count++;
+      counts.set(key, c);
+    }
+    return [...counts.values()];
   }
 
   async countRevokeFailed(): Promise<number> {
@@ -297,7 +309,7 @@ export function leaseWorld(opts: { maxTtl?: number; policyMaxTtl?: number; roleC
     canIssue: (identity: Identity, role: string) =>
       identity.subject.includes('/ns/app/') && role === ROLE ? { allowed: true, policy: 'app', maxTtl: opts.policyMaxTtl } : { allowed: false },
   } as unknown as PolicyService;
-  const roleSettings = { forLease: () => ({}) } as unknown as RoleSettingsResolver;
+  const roleSettings = { forLease: () => ({}), termsForLease: () => ({ renewable: true, revocable: true }) } as unknown as RoleSettingsResolver;
   const repo = leases as unknown as LeaseRepository;
   const producer = jobs as never;
   const revoker = new LeaseRevoker(repo, plugins, roleSettings, producer, metrics, clock);

@@ -1,0 +1,53 @@
+/**
+ * Group commit: work submitted one item at a time, done in batches. Up to `inFlight` batches run at
+ * once; items submitted while they run wait and form the next batch (at most `maxBatch` items). Nothing
+ * waits on a timer, so a lone caller is served at once and latency only ever trades against a batch
+ * already running; under load, N callers share one round trip (and one commit) instead of making N.
+ *
+ * `run` answers every item of its batch, in order; an answer that is an ItemFailed rejects that item
+ * alone. When `run` throws, every item of the batch gets the error.
+ */
+export class GroupCommit<T, R> {
+  private readonly waiting: { item: T; resolve: (r: R) => void; reject: (e: unknown) => void }[] = [];
+  private running = 0;
+
+  constructor(
+    private readonly run: (items: T[]) => Promise<(R | ItemFailed)[]>,
+    private readonly opts: { maxBatch: number; inFlight: number },
+  ) {}
+
+  submit(item: T): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      this.waiting.push({ item, resolve, reject });
+      this.next();
+    });
+  }
+
+  private next(): void {
+    if (this.running >= this.opts.inFlight || this.waiting.length === 0) return;
+    const batch = this.waiting.splice(0, this.opts.maxBatch);
+    this.running++;
+    this.run(batch.map((b) => b.item))
+      .then(
+        (results) => {
+          if (results.length !== batch.length) throw new Error(`a batch of ${batch.length} got ${results.length} answers`);
+          batch.forEach((b, i) => {
+            const r = results[i];
+            if (r instanceof ItemFailed) b.reject(r.error);
+            else b.resolve(r);
+          });
+        },
+        (err: unknown) => batch.forEach((b) => b.reject(err)),
+      )
+      .catch((err: unknown) => batch.forEach((b) => b.reject(err)))
+      .finally(() => {
+        this.running--;
+        this.next();
+      });
+  }
+}
+
+/** One item's failure inside a batch that otherwise went through. */
+export class ItemFailed {
+  constructor(readonly error: unknown) {}
+}

@@ -1,0 +1,77 @@
+import { GroupCommit, ItemFailed } from '../../src/common/group-commit';
+
+/** A run whose batches the test releases by hand. */
+function gated() {
+  const batches: number[][] = [];
+  const gates: (() => void)[] = [];
+  const run = (items: number[]) => {
+    batches.push(items);
+    return new Promise<(number | ItemFailed)[]>((resolve) => gates.push(() => resolve(items.map((i) => (i < 0 ? new ItemFailed(new Error(`bad ${i}`)) : i * 10)))));
+  };
+  return { batches, gates, run };
+}
+
+const tick = () => new Promise((r) => setImmediate(r));
+
+describe('GroupCommit', () => {
+  it('serves a lone caller at once, in a batch of one', async () => {
+    const g = gated();
+    const gc = new GroupCommit(g.run, { maxBatch: 10, inFlight: 1 });
+    const p = gc.submit(1);
+    expect(g.batches).toEqual([[1]]);
+    g.gates[0]();
+    await expect(p).resolves.toBe(10);
+  });
+
+  it('gathers what arrives while a batch runs into the next batch, up to maxBatch', async () => {
+    const g = gated();
+    const gc = new GroupCommit(g.run, { maxBatch: 3, inFlight: 1 });
+    const all = [1, 2, 3, 4, 5, 6].map((i) => gc.submit(i));
+    expect(g.batches).toEqual([[1]]);
+    g.gates[0]();
+    await tick();
+    expect(g.batches).toEqual([[1], [2, 3, 4]]);
+    g.gates[1]();
+    await tick();
+    expect(g.batches).toEqual([[1], [2, 3, 4], [5, 6]]);
+    g.gates[2]();
+    await expect(Promise.all(all)).resolves.toEqual([10, 20, 30, 40, 50, 60]);
+  });
+
+  it('runs up to inFlight batches at once', () => {
+    const g = gated();
+    const gc = new GroupCommit(g.run, { maxBatch: 10, inFlight: 2 });
+    [1, 2, 3].forEach((i) => void gc.submit(i));
+    expect(g.batches).toEqual([[1], [2]]);
+  });
+
+  it('fails only the item whose answer is ItemFailed', async () => {
+    const g = gated();
+    const gc = new GroupCommit(g.run, { maxBatch: 10, inFlight: 1 });
+    const first = gc.submit(1);
+    const rest = [2, -3, 4].map((i) => gc.submit(i).then((v) => ({ v }), (e: Error) => ({ e: e.message })));
+    g.gates[0]();
+    await first;
+    await tick();
+    g.gates[1]();
+    await expect(Promise.all(rest)).resolves.toEqual([{ v: 20 }, { e: 'bad -3' }, { v: 40 }]);
+  });
+
+  it('fails every item of a batch whose run throws, and goes on with the next', async () => {
+    let calls = 0;
+    const gc = new GroupCommit<number, number>(async (items) => {
+      calls++;
+      if (calls === 1) throw new Error('down');
+      return items;
+    }, { maxBatch: 10, inFlight: 1 });
+    const a = gc.submit(1);
+    const b = gc.submit(2);
+    await expect(a).rejects.toThrow('down');
+    await expect(b).resolves.toBe(2);
+  });
+
+  it('refuses a run that answers the wrong number of items', async () => {
+    const gc = new GroupCommit<number, number>(async () => [], { maxBatch: 10, inFlight: 1 });
+    await expect(gc.submit(1)).rejects.toThrow('a batch of 1 got 0 answers');
+  });
+});
