@@ -26,7 +26,7 @@ import {
   staticsQuery,
   verifyBody,
 } from './console-input';
-import { html, segment, uiUrl } from './html';
+import { segment, uiUrl } from './html';
 import { auditPage } from './pages/audit.page';
 import { PageContext, Section, notice } from './pages/components';
 import { leaseDetailPage, leasesPage, revokedNotice } from './pages/leases.page';
@@ -36,14 +36,42 @@ import { RotationView, rotationsPage, staticDetailPage, staticsPage } from './pa
 const PAGE_SIZE = 50;
 const AUDIT_PAGE_SIZE = 100;
 
-/** Every event type, for the audit filter. */
-const AUDIT_TYPES: readonly AuditType[] = [
-  'lease.issued', 'lease.issue_failed', 'lease.renewed', 'lease.revoked', 'lease.expired', 'lease.revoke_failed', 'lease.abandoned',
-  'lease.bulk_revoke', 'request.denied', 'request.denied_summary', 'audit.keyed', 'audit.heartbeat', 'audit.head_broken', 'audit.shards',
-  'bootstrap.created', 'bootstrap.used', 'static.rotated', 'static.exposure_contained', 'static.rotation_failed', 'static.imported',
-  'static.read', 'static.rotation_requested', 'event.received', 'vault.token_created', 'vault.token_renewed', 'vault.token_revoked',
-  'console.signed_in', 'console.signed_out',
-];
+/**
+ * Every event type, for the audit filter. A record over AuditType, so a type added there without being
+ * added here fails to compile.
+ */
+const AUDIT_TYPE_SET: Record<AuditType, true> = {
+  'lease.issued': true,
+  'lease.issue_failed': true,
+  'lease.renewed': true,
+  'lease.revoked': true,
+  'lease.expired': true,
+  'lease.revoke_failed': true,
+  'lease.abandoned': true,
+  'lease.bulk_revoke': true,
+  'role.sessions_revoked': true,
+  'request.denied': true,
+  'request.denied_summary': true,
+  'audit.keyed': true,
+  'audit.heartbeat': true,
+  'audit.head_broken': true,
+  'audit.shards': true,
+  'bootstrap.created': true,
+  'bootstrap.used': true,
+  'static.rotated': true,
+  'static.exposure_contained': true,
+  'static.rotation_failed': true,
+  'static.imported': true,
+  'static.read': true,
+  'static.rotation_requested': true,
+  'event.received': true,
+  'vault.token_created': true,
+  'vault.token_renewed': true,
+  'vault.token_revoked': true,
+  'console.signed_in': true,
+  'console.signed_out': true,
+};
+const AUDIT_TYPES = Object.keys(AUDIT_TYPE_SET) as AuditType[];
 
 export interface ConsoleServices {
   config: TesseraConfig;
