@@ -89,6 +89,12 @@ export class ConsoleRoutes {
     const post = [this.stateChanging.bind(this), form, signedIn, this.csrf.bind(this)];
 
     r.use(securityHeaders);
+    // The API's access log (pino-http) runs in Nest's middleware, after this router: one line per
+    // console request here instead. The path only: the callback's query carries the code and state.
+    r.use((req: Request, res: Response, next: NextFunction) => {
+      res.on('finish', () => this.log.log(`${req.method} /ui${req.path.slice(0, 200)} ${res.statusCode} request ${String((req as { id?: unknown }).id ?? '')}`));
+      next();
+    });
     r.get('/assets/:file', (req, res) => {
       const asset = assets.get(String(req.params.file));
       if (!asset) return void this.renderError(req, res, new DomainError('not_found', 'not_found', 'no such file'), false);
