@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { AuditLog } from './audit/audit.log';
 import { ConfigModule } from './config/config.module';
 import { TesseraConfig } from './config/config.loader';
+import { CONSOLE_PROVIDERS } from './console/console.providers';
 import { HealthController } from './health/health.controller';
 import { AuthGuard } from './http/auth.guard';
 import { AuditDenials } from './audit/audit-denials';
@@ -106,7 +107,8 @@ export class AppModule {
           VaultTokenService,
           VaultTokenExtractor,
           VaultLeasesService,
-          // Asked in this order; a new surface (a console session) adds its extractor here. The Vault
+          // Asked in this order; a new API surface adds its extractor here (the operator console does
+          // not: its session cookie is accepted by src/console only, never by the API). The Vault
           // extractor goes first: it claims X-Vault-Token and bearer client tokens, and leaves JWTs to the next.
           {
             provide: CREDENTIAL_EXTRACTORS,
@@ -123,6 +125,8 @@ export class AppModule {
           { provide: APP_GUARD, useClass: IdentityThrottlerGuard },
         ]
       : [];
+    // The operator console (DESIGN §12), when configured; mounted at /ui/ by createServer.
+    const consoleProviders: Provider[] = roles.http && config.ui ? CONSOLE_PROVIDERS : [];
     const worker: Provider[] = roles.worker ? [JobRegistry, JobWorkers, LeaseReconciler, RotationSweeper, VaultTokenSweeper] : [];
     return {
       module: AppModule,
@@ -148,7 +152,7 @@ export class AppModule {
       ],
       controllers: roles.http ? [LeaseController, StaticController, EventsController, BootstrapController, WhoamiController, AuditController, ConfigController, RolesController, MetricsController, HealthController, VaultAuthController, VaultSysController, VaultSecretsController] : [],
       // Client tokens are written by the HTTP role and swept by the worker role.
-      providers: [VaultTokenRepository, ...http, ...worker],
+      providers: [VaultTokenRepository, ...http, ...consoleProviders, ...worker],
     };
   }
 }

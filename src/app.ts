@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { AppModule } from './app.module';
 import { ConfigError, TesseraConfig } from './config/config.loader';
+import { ConsoleRoutes } from './console/console.providers';
 import { ErrorFilter, ErrorSurfaces, toHttpError } from './http/error.filter';
 import { httpRequestMetrics } from './metrics/http-metrics';
 import { Metrics } from './metrics/metrics';
@@ -86,6 +87,9 @@ export async function createServer(config: TesseraConfig, options: ServerOptions
     res.setHeader('Cache-Control', 'no-store');
     next();
   });
+  // The operator console (DESIGN §12): its own router, sessions, forms and error pages, ahead of the
+  // API's JSON-only body handling; nothing under /ui/ reaches the API's routes.
+  if (config.ui) app.use('/ui', app.get(ConsoleRoutes).router());
   // The Vault-compatible routes parse their bodies as JSON whatever the Content-Type (DESIGN §11).
   app.use(vaultRequestHandling(config, (req, res, error) => errors.send(req, res, error)));
   app.use((req: Request, res: Response, next: NextFunction) => {

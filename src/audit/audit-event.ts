@@ -28,7 +28,9 @@ export type AuditType =
   | 'event.received'
   | 'vault.token_created'
   | 'vault.token_renewed'
-  | 'vault.token_revoked';
+  | 'vault.token_revoked'
+  | 'console.signed_in'
+  | 'console.signed_out';
 
 export interface AuditEvent {
   type: AuditType;

@@ -111,10 +111,12 @@ export class AuditLog implements OnApplicationBootstrap, BeforeApplicationShutdo
   }
 
   async list(since: Date | undefined, limit: number): Promise<AuditRecord[]> {
-    return (await this.repo.list(since, limit)).map((row) => {
-      const body = JSON.parse(row.body);
-      return { id: String(row.id), at: body.at, type: body.type, actor: body.actor, lease_id: body.lease_id, detail: body.detail };
-    });
+    return (await this.repo.list(since, limit)).map(toRecord);
+  }
+
+  /** Newest first, optionally of one type, by one actor (an exact subject), older than an event id. */
+  async search(filter: { type?: string; actor?: string; beforeId?: string }, limit: number): Promise<AuditRecord[]> {
+    return (await this.repo.search(filter, limit)).map(toRecord);
   }
 
   /**
@@ -192,4 +194,9 @@ export class AuditLog implements OnApplicationBootstrap, BeforeApplicationShutdo
       );
     }
   }
+}
+
+function toRecord(row: { id: string; body: string }): AuditRecord {
+  const body = JSON.parse(row.body);
+  return { id: String(row.id), at: body.at, type: body.type, actor: body.actor, lease_id: body.lease_id, detail: body.detail };
 }

@@ -136,6 +136,17 @@ export class AuditRepository {
     return rows;
   }
 
+  /** Events newest first (all shards), optionally of one type, by one actor, and older than an id. */
+  async search(filter: { type?: string; actor?: string; beforeId?: string }, limit: number): Promise<{ id: string; body: string }[]> {
+    const { rows } = await this.db.query<{ id: string; body: string }>(
+      `SELECT id, body FROM audit_events
+        WHERE ($1::text IS NULL OR type = $1) AND ($2::text IS NULL OR actor = $2) AND ($3::bigint IS NULL OR id < $3)
+        ORDER BY id DESC LIMIT $4`,
+      [filter.type ?? null, filter.actor ?? null, filter.beforeId ?? null, limit],
+    );
+    return rows;
+  }
+
   /** One shard's events in id order, a page at a time. */
   async *pages(q: Queryable, shard: number): AsyncGenerator<AuditRow[]> {
     let after = '0';

@@ -127,6 +127,35 @@ export const roleBase = z.object({
 /** First segments under /v1 the native API serves (and `sys`, `auth` of the Vault API): not mount names. */
 export const VAULT_RESERVED_MOUNTS: readonly string[] = ['health', 'whoami', 'creds', 'leases', 'static', 'rotate', 'rotations', 'events', 'auth', 'audit', 'roles', 'connections', 'sys', 'ui'];
 
+/** A scope token (RFC 6749 §3.3). */
+const scope = z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]{1,128}$/, 'must be one OAuth scope token');
+
+/** The operator console (DESIGN §12); mounted at /ui/ only when this block is present. */
+const uiSchema = z
+  .object({
+    /**
+     * Where operators' browsers reach the broker: an origin (https, or http on loopback). The OIDC
+     * redirect URI is public_url + /ui/callback, and state-changing requests must come from this origin.
+     */
+    public_url: keyOrigin.transform((u) => u.replace(/\/+$/, '')),
+    oidc: z
+      .object({
+        /** The name of an `oidc` issuer in identity.issuers: its discovery document and keys are reused. */
+        issuer: z.string().min(1).max(64),
+        client_id: z.string().min(1).max(256),
+        /** Absent for a public client (PKCE alone); given, it is sent with HTTP Basic authentication. */
+        client_secret: z.string().min(1).optional(),
+        scopes: z
+          .array(scope)
+          .default(['openid', 'profile', 'email'])
+          .refine((s) => s.includes('openid'), 'must include "openid"'),
+      })
+      .strict(),
+    /** A console session ends after this, or when its ID token expires, whichever is first. */
+    session_ttl: duration().default(8 * 3600),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     server: z
@@ -304,7 +333,21 @@ export const configSchema = z
       .refine((v) => !VAULT_RESERVED_MOUNTS.includes(v.aws_mount), { message: 'must not be a path of the native API', path: ['aws_mount'] })
       .default({ token_ttl: 3600, token_max_ttl: 86400, database_mount: 'database', aws_mount: 'aws', revoke_leases_with_token: false }),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).strict().default({ level: 'info' }),
+    ui: uiSchema.optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((config, ctx) => {
+    const name = config.ui?.oidc.issuer;
+    if (name === undefined) return;
+    const issuer = config.identity.issuers.find((i) => i.name === name);
+    if (!issuer || issuer.type !== 'oidc') {
+      const oidc = config.identity.issuers.filter((i) => i.type === 'oidc').map((i) => `"${i.name}"`);
+      ctx.addIssue({
+        code: 'custom',
+        path: ['ui', 'oidc', 'issuer'],
+        message: `must name an issuer of type oidc in identity.issuers (${oidc.length ? `configured: ${oidc.join(', ')}` : 'none is configured'}); ${issuer ? `"${name}" is of type ${issuer.type}` : `there is no issuer named "${name}"`}`,
+      });
+    }
+  });
 
 export type RawConfig = z.infer<typeof configSchema>;

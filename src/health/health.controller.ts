@@ -11,7 +11,7 @@ import { TokenBucket } from '../common/token-bucket';
 import { Metrics } from '../metrics/metrics';
 import { PluginHost } from '../plugin-host/plugin-host';
 import { Database } from '../storage/database';
-import { TargetProbes, withTimeout } from './target-probes';
+import { TargetProbes, TargetsReport, withTimeout } from './target-probes';
 
 /** How long one answer about the state database and Redis is reused: a flood costs one check a second. */
 const DEPENDENCY_CACHE_MS = 1000;
@@ -69,6 +69,11 @@ export class HealthController implements OnApplicationBootstrap, OnApplicationSh
 
   onApplicationShutdown(): void {
     this.targets.stop();
+  }
+
+  /** The targets' state from the background probes (the operator console's overview shows it). */
+  targetsReport(): TargetsReport {
+    return this.targets.report();
   }
 
   @Get('live')

@@ -1,6 +1,7 @@
 /**
- * All SQL about leases. Longer than our usual file on purpose: every state change's statement is here,
- * beside the transition table it is built from (lease-state.ts), so one file shows what can happen to a row.
+ * All SQL about leases: every state change is one method here, beside the transition table it is built
+ * from (lease-state.ts), so one file shows what can happen to a row; the longer shared statements and
+ * the filter builders are in lease.sql.ts.
  */
 import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { QueryResultRow } from 'pg';
@@ -9,66 +10,11 @@ import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';
 import { GroupCommit, ItemFailed } from '../common/group-commit';
 import { Database, Queryable } from '../storage/database';
-import { ISSUER_LOCK_NAMESPACE, IssuerSession } from './issuer-session';
+import { IssuerSession } from './issuer-session';
 import { LeaseError } from './lease-errors';
 import { LeaseFilter, LeaseRow } from './lease.model';
-import { TRANSITIONS, Transition } from './lease-state';
-
-const COLUMNS =
-  'id, role, connection, plugin, account, owner, owner_issuer, run_id, state, created_at, updated_at, expires_at, max_expires_at, activated_at, revoked_at, last_error, last_error_code, issuer_lock, revoke_reason, revocable';
-
-/**
- * A pending lease whose issuing process is gone: the session lock its issuer_lock names is held by
- * nobody in this database (see IssuerSession). Leases written before issuer locks have none.
- */
-const ISSUER_GONE = `(issuer_lock IS NOT NULL AND NOT EXISTS (
-  SELECT 1 FROM pg_locks k
-  WHERE k.locktype = 'advisory' AND k.granted AND k.objsubid = 2
-    AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-    AND k.classid = ${ISSUER_LOCK_NAMESPACE}::oid AND k.objid = leases.issuer_lock::oid))`;
-
-/**
- * Pending leases, in order ($1..$12 are arrays, one element per lease): each is written unless its
- * role's or owner's live leases (counted once per role and per owner, each count stopping at its cap
- * on its own partial index), plus those before it in this statement, reach the cap. One row out per
- * lease, in order.
- */
-const INSERT_PENDING = `
-  WITH input AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-                         $9::timestamptz[], $10::timestamptz[], $11::int[], $12::int[], $14::boolean[])
-      WITH ORDINALITY AS i(id, role, connection, plugin, account, owner, owner_issuer, run_id, expires_at, max_expires_at, role_cap, owner_cap, revocable, n)),
-  role_live AS (
-    SELECT g.role, (SELECT count(*) FROM (SELECT 1 FROM leases l WHERE l.role = g.role AND l.state IN ('pending','active') LIMIT g.cap) x) AS live
-    FROM (SELECT role, max(role_cap) AS cap FROM input GROUP BY role) g),
-  owner_live AS (
-    SELECT g.owner, g.owner_issuer,
-           (SELECT count(*) FROM (SELECT 1 FROM leases l WHERE l.owner = g.owner AND l.owner_issuer = g.owner_issuer AND l.state IN ('pending','active') LIMIT g.cap) x) AS live
-    FROM (SELECT owner, owner_issuer, max(owner_cap) AS cap FROM input GROUP BY owner, owner_issuer) g),
-  judged AS (
-    SELECT i.*,
-           rl.live + row_number() OVER (PARTITION BY i.role ORDER BY i.n) > i.role_cap AS role_full,
-           ol.live + row_number() OVER (PARTITION BY i.owner, i.owner_issuer ORDER BY i.n) > i.owner_cap AS owner_full
-    FROM input i JOIN role_live rl USING (role) JOIN owner_live ol USING (owner, owner_issuer)),
-  ins AS (
-    INSERT INTO leases (id, role, connection, plugin, account, owner, owner_issuer, run_id, state, expires_at, max_expires_at, issuer_lock, revocable)
-    SELECT id, role, connection, plugin, account, owner, owner_issuer, run_id, 'pending', expires_at, max_expires_at, $13, revocable
-    FROM judged WHERE NOT role_full AND NOT owner_full ORDER BY n
-    RETURNING id)
-  SELECT j.id IN (SELECT id FROM ins) AS inserted, j.role_full, j.owner_full FROM judged j ORDER BY j.n`;
-
-/** See LeaseRepository.countLive. A lease's plugin comes from one of its role's leases in that state. */
-const COUNT_LIVE = `WITH RECURSIVE roles(role) AS (
-    (SELECT role FROM leases ORDER BY role LIMIT 1)
-    UNION ALL
-    SELECT (SELECT l.role FROM leases l WHERE l.role > roles.role ORDER BY l.role LIMIT 1) FROM roles WHERE roles.role IS NOT NULL
-  ), counts AS (
-    SELECT r.role, s.state, (SELECT count(*) FROM leases c WHERE c.role = r.role AND c.state = s.state)::int AS count
-    FROM roles r CROSS JOIN unnest(ARRAY['pending','active','revoking','revoke_failed']::text[]) s(state)
-    WHERE r.role IS NOT NULL
-  )
-  SELECT role, (SELECT p.plugin FROM leases p WHERE p.role = counts.role AND p.state = counts.state LIMIT 1) AS plugin, state, count
-  FROM counts WHERE count > 0`;
+import { TRANSITIONS } from './lease-state';
+import { COLUMNS, COUNT_LIVE, INSERT_PENDING, ISSUER_GONE, MatchChanged, from, revokeMatching, whereClause } from './lease.sql';
 
 export interface NewLease {
   id: string;
@@ -253,16 +199,44 @@ export class LeaseRepository implements OnApplicationShutdown {
    * already revoking are left alone (their updated_at keeps them visible to the reconciler).
    */
   async beginRevokeMatching(filter: LeaseFilter, reason: 'owner' | 'bulk'): Promise<string[]> {
+    const { sql, values } = revokeMatching(filter, reason);
+    const { rows } = await this.db.query<{ id: string }>(sql, values);
+    return rows.map((r) => r.id);
+  }
+
+  /**
+   * beginRevokeMatching, but only when it matches exactly `expected` leases (the count the operator
+   * confirmed); otherwise nothing changes and the answer is undefined.
+   */
+  async beginRevokeMatchingExactly(filter: LeaseFilter, reason: 'owner' | 'bulk', expected: number): Promise<string[] | undefined> {
+    const { sql, values } = revokeMatching(filter, reason);
+    return this.db.tx(async (tx) => {
+      const { rows } = await tx.query<{ id: string }>(sql, values);
+      // Throwing rolls the transaction back: the leases stay as they were.
+      if (rows.length !== expected) throw new MatchChanged();
+      return rows.map((r) => r.id);
+    }).catch((err) => {
+      if (err instanceof MatchChanged) return undefined;
+      throw err;
+    });
+  }
+
+  /** How many leases beginRevokeMatching would move now: the same states, the same filter. */
+  async countMatching(filter: LeaseFilter): Promise<number> {
     const { where, values } = whereClause(filter);
-    values.push(reason);
-    // Rows locked in id order, as activateBatch locks them, so the two cannot deadlock.
-    const { rows } = await this.db.query<{ id: string }>(
-      `UPDATE leases SET state = 'revoking', revoke_reason = COALESCE(revoke_reason, $${values.length}), updated_at = now()
-       FROM (SELECT id FROM leases WHERE state IN ${from('beginRevokeMatching')} ${where ? `AND ${where}` : ''} ORDER BY id FOR UPDATE) matched
-       WHERE leases.id = matched.id AND leases.state IN ${from('beginRevokeMatching')} RETURNING leases.id`,
+    const { rows } = await this.db.query<{ n: string }>(
+      `SELECT count(*) AS n FROM leases WHERE state IN ${from('beginRevokeMatching')} ${where ? `AND ${where}` : ''}`,
       values,
     );
-    return rows.map((r) => r.id);
+    return Number(rows[0].n);
+  }
+
+  /** Active leases counted by role and plugin. */
+  async countActiveByRole(): Promise<Array<{ role: string; plugin: string; count: number }>> {
+    const { rows } = await this.db.query<{ role: string; plugin: string; n: string }>(
+      `SELECT role, plugin, count(*) AS n FROM leases WHERE state = 'active' GROUP BY role, plugin ORDER BY role, plugin`,
+    );
+    return rows.map((r) => ({ role: r.role, plugin: r.plugin, count: Number(r.n) }));
   }
 
   /** pending → revoking after a failed create (whatever the plugin left is removed next). */
@@ -431,26 +405,4 @@ export class LeaseRepository implements OnApplicationShutdown {
       return rows[0];
     });
   }
-}
-
-/** The SQL list of the states a transition may start from. */
-function from(transition: Transition): string {
-  return `(${TRANSITIONS[transition].from.map((s) => `'${s}'`).join(',')})`;
-}
-
-function whereClause(filter: LeaseFilter): { where: string; values: unknown[] } {
-  const values: unknown[] = [];
-  const parts: string[] = [];
-  const add = (column: string, value: unknown) => {
-    if (value === undefined) return;
-    values.push(value);
-    parts.push(`${column} = $${values.length}`);
-  };
-  add('role', filter.role);
-  add('connection', filter.connection);
-  add('state', filter.state);
-  add('run_id', filter.runId);
-  add('owner', filter.owner);
-  add('owner_issuer', filter.ownerIssuer);
-  return { where: parts.join(' AND '), values };
 }

@@ -219,9 +219,36 @@ export class LeaseService {
     return { revoked: ids.length };
   }
 
-  /** Operator bulk revoke: leases move to `revoking` now; a job removes the accounts. */
-  async bulkRevoke(identity: Identity, filter: Pick<LeaseFilter, 'role' | 'connection' | 'owner' | 'runId'>): Promise<{ job_id: string; matched: number }> {
-    const ids = await this.leases.beginRevokeMatching(filter, 'bulk');
+  /** How many leases a bulk revoke with this filter would revoke now (what the console shows before the operator confirms). */
+  async countBulkRevoke(filter: Pick<LeaseFilter, 'role' | 'connection' | 'owner' | 'runId'>): Promise<{ matched: number }> {
+    return { matched: await this.leases.countMatching(filter) };
+  }
+
+  /** Active leases by role and plugin, and how many leases are revoke_failed: an operator's overview. */
+  async summary(): Promise<{ active: Array<{ role: string; plugin: string; count: number }>; revoke_failed: number }> {
+    const [active, revokeFailed] = await Promise.all([this.leases.countActiveByRole(), this.leases.countRevokeFailed()]);
+    return { active, revoke_failed: revokeFailed };
+  }
+
+  /**
+   * Operator bulk revoke: leases move to `revoking` now; a job removes the accounts. With `expected`
+   * (the count the operator confirmed), nothing is revoked unless the filter matches exactly that many.
+   */
+  async bulkRevoke(
+    identity: Identity,
+    filter: Pick<LeaseFilter, 'role' | 'connection' | 'owner' | 'runId'>,
+    opts: { expected?: number } = {},
+  ): Promise<{ job_id: string; matched: number }> {
+    let ids: string[];
+    if (opts.expected === undefined) ids = await this.leases.beginRevokeMatching(filter, 'bulk');
+    else {
+      const exactly = await this.leases.beginRevokeMatchingExactly(filter, 'bulk', opts.expected);
+      if (!exactly) {
+        const { matched } = await this.countBulkRevoke(filter);
+        throw new DomainError('conflict', 'bulk_revoke_changed', `${matched} leases match now, not the ${opts.expected} confirmed; nothing was revoked`);
+      }
+      ids = exactly;
+    }
     const requestId = newLeaseId().slice(4);
     await this.audit.append({
       type: 'lease.bulk_revoke',

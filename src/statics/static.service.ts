@@ -70,7 +70,20 @@ export class StaticService {
   }
 
   async list() {
-    return { items: (await this.statics.list()).map((r) => ({ name: r.name, connection: r.connection, status: r.status, version: r.current_version, next_rotation_at: r.next_rotation_at?.toISOString() ?? null })) };
+    return {
+      items: (await this.statics.list()).map((r) => {
+        const secret = staticConfig(this.config, r.name);
+        return {
+          name: r.name,
+          connection: r.connection,
+          strategy: secret ? strategyOf(secret) : null,
+          status: r.status,
+          version: r.current_version,
+          rotated_at: r.rotated_at?.toISOString() ?? null,
+          next_rotation_at: r.next_rotation_at?.toISOString() ?? null,
+        };
+      }),
+    };
   }
 
   async rotate(identity: Identity, name: string, reason: string | undefined, emergency = false) {

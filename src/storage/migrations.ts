@@ -245,4 +245,34 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE leases ADD COLUMN revocable boolean NOT NULL DEFAULT true;
     `,
   },
+  {
+    version: 10,
+    name: 'operator console sessions',
+    sql: `
+      -- (Version 10 was taken by this migration before 11 was merged: versions are ids, not an order.)
+      -- The operator console's sign-ins (DESIGN §12). A sign-in under way is keyed by a hash of the
+      -- random value in the browser's short-lived login cookie, which binds the OIDC callback to the
+      -- browser that started it; it holds the state, nonce and PKCE verifier, and is used once.
+      CREATE TABLE console_logins (
+        id_hash bytea PRIMARY KEY,
+        state text NOT NULL,
+        nonce text NOT NULL,
+        code_verifier text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        expires_at timestamptz NOT NULL
+      );
+      -- Signed-in operators: only a hash of the session id (the cookie's value) is stored.
+      CREATE TABLE console_sessions (
+        id_hash bytea PRIMARY KEY,
+        subject text NOT NULL,
+        issuer text NOT NULL,
+        display_name text,
+        csrf_token text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        expires_at timestamptz NOT NULL
+      );
+      CREATE INDEX console_sessions_expiry ON console_sessions (expires_at);
+      CREATE INDEX console_logins_expiry ON console_logins (expires_at);
+    `,
+  },
 ];

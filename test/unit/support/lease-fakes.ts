@@ -98,6 +98,27 @@ export class InMemoryLeases implements Public<LeaseRepository> {
     return ids;
   }
 
+  async beginRevokeMatchingExactly(filter: LeaseFilter, reason: 'owner' | 'bulk', expected: number): Promise<string[] | undefined> {
+    if ((await this.countMatching(filter)) !== expected) return undefined;
+    return this.beginRevokeMatching(filter, reason);
+  }
+
+  async countMatching(filter: LeaseFilter): Promise<number> {
+    return [...this.rows.values()].filter((r) => matches(r, filter) && may('beginRevokeMatching', r.state)).length;
+  }
+
+  async countActiveByRole(): Promise<Array<{ role: string; plugin: string; count: number }>> {
+    const counts = new Map<string, { role: string; plugin: string; count: number }>();
+    for (const r of this.rows.values()) {
+      if (r.state !== 'active') continue;
+      const key = `${r.role}\u0000${r.plugin}`;
+      const entry = counts.get(key) ?? { role: r.role, plugin: r.plugin, count: 0 };
+      entry.count++;
+      counts.set(key, entry);
+    }
+    return [...counts.values()];
+  }
+
   async failIssue(id: string, error: LeaseError): Promise<LeaseRow | undefined> {
     return this.toRevoking('failIssue', id, undefined, undefined, error);
   }

@@ -1,0 +1,231 @@
+/**
+ * The operator pages: each handler parses its input, calls the services the API calls (LeaseService,
+ * StaticService, AuditLog, the job producer, the target probes) and renders. No SQL here.
+ */
+import type { Response } from 'express';
+import { AuditLog } from '../audit/audit.log';
+import { AuditType } from '../audit/audit-event';
+import { DomainError } from '../common/errors';
+import { TesseraConfig } from '../config/config.loader';
+import { TargetsReport } from '../health/target-probes';
+import { JobProducer } from '../jobs/job.producer';
+import { LeaseService } from '../leases/lease.service';
+import { StaticService } from '../statics/static.service';
+import { ConsoleSession } from './console-auth.service';
+import { ConsoleRequest } from './console-http';
+import {
+  auditQuery,
+  bulkBody,
+  bulkQuery,
+  csrfBody,
+  emergencyBody,
+  leaseDetailQuery,
+  leaseListQuery,
+  parseForm,
+  rotationsQuery,
+  staticsQuery,
+  verifyBody,
+} from './console-input';
+import { segment, uiUrl } from './html';
+import { auditPage } from './pages/audit.page';
+import { PageContext, Section, notice } from './pages/components';
+import { leaseDetailPage, leasesPage, revokedNotice } from './pages/leases.page';
+import { overviewPage } from './pages/overview.page';
+import { RotationView, rotationsPage, staticDetailPage, staticsPage } from './pages/statics.page';
+
+const PAGE_SIZE = 50;
+const AUDIT_PAGE_SIZE = 100;
+
+/**
+ * Every event type, for the audit filter. A record over AuditType, so a type added there without being
+ * added here fails to compile.
+ */
+const AUDIT_TYPE_SET: Record<AuditType, true> = {
+  'lease.issued': true,
+  'lease.issue_failed': true,
+  'lease.renewed': true,
+  'lease.revoked': true,
+  'lease.expired': true,
+  'lease.revoke_failed': true,
+  'lease.abandoned': true,
+  'lease.bulk_revoke': true,
+  'role.sessions_revoked': true,
+  'request.denied': true,
+  'request.denied_summary': true,
+  'audit.keyed': true,
+  'audit.heartbeat': true,
+  'audit.head_broken': true,
+  'audit.shards': true,
+  'bootstrap.created': true,
+  'bootstrap.used': true,
+  'static.rotated': true,
+  'static.exposure_contained': true,
+  'static.rotation_failed': true,
+  'static.imported': true,
+  'static.read': true,
+  'static.rotation_requested': true,
+  'event.received': true,
+  'vault.token_created': true,
+  'vault.token_renewed': true,
+  'vault.token_revoked': true,
+  'console.signed_in': true,
+  'console.signed_out': true,
+};
+const AUDIT_TYPES = Object.keys(AUDIT_TYPE_SET) as AuditType[];
+
+export interface ConsoleServices {
+  config: TesseraConfig;
+  leases: LeaseService;
+  statics: StaticService;
+  audit: AuditLog;
+  jobs: JobProducer;
+  targets: () => TargetsReport;
+}
+
+const send = (res: Response, body: string, status = 200) => void res.status(status).type('html').send(body);
+const ctx = (req: ConsoleRequest, section?: Section): PageContext => ({ session: req.consoleSession, section });
+const param = (req: ConsoleRequest, key: string) => String(req.params[key]);
+const identity = (req: ConsoleRequest) => (req.consoleSession as ConsoleSession).identity;
+
+export class ConsolePages {
+  constructor(private readonly s: ConsoleServices) {}
+
+  async overview(req: ConsoleRequest, res: Response): Promise<void> {
+    const [summary, statics, queues] = await Promise.all([
+      this.s.leases.summary(),
+      this.s.statics.list(),
+      this.queueDepth(),
+    ]);
+    const connections = [...this.s.config.connections.values()].map((c) => ({ name: c.name, plugin: c.plugin }));
+    send(res, overviewPage(ctx(req, 'overview'), { active: summary.active, revokeFailed: summary.revoke_failed, statics: statics.items, queues, targets: this.s.targets(), connections }));
+  }
+
+  async leases(req: ConsoleRequest, res: Response): Promise<void> {
+    const q = parseForm(leaseListQuery, req.query);
+    const page = await this.s.leases.list(identity(req), { role: q.role, state: q.state, owner: q.owner, runId: q.run_id, limit: PAGE_SIZE, cursor: q.cursor });
+    const filter = { role: q.role, state: q.state, owner: q.owner, run_id: q.run_id };
+    const done = q.bulk === undefined ? undefined : notice(`${q.bulk} ${q.bulk === 1 ? 'lease is' : 'leases are'} being revoked.`);
+    send(res, leasesPage(ctx(req, 'leases'), { filter, items: page.items, nextCursor: page.next_cursor, ...this.choices(), notice: done }));
+  }
+
+  /** The bulk revoke's confirmation: the count the same filter matches now, shown before anything happens. */
+  async bulkPreview(req: ConsoleRequest, res: Response): Promise<void> {
+    const f = parseForm(bulkQuery, req.query);
+    const filter = { role: f.role, connection: f.connection, owner: f.owner, runId: f.run_id };
+    const { matched } = await this.s.leases.countBulkRevoke(filter);
+    const page = await this.s.leases.list(identity(req), { role: f.role, owner: f.owner, runId: f.run_id, limit: PAGE_SIZE });
+    send(res, leasesPage(ctx(req, 'leases'), { filter: { role: f.role, owner: f.owner, run_id: f.run_id }, items: page.items, nextCursor: null, ...this.choices(), bulk: { filter: f, matched } }));
+  }
+
+  async bulkRevoke(req: ConsoleRequest, res: Response): Promise<void> {
+    const b = parseForm(bulkBody, req.body);
+    const filter = { role: b.role, connection: b.connection, owner: b.owner, runId: b.run_id };
+    try {
+      const { matched } = await this.s.leases.bulkRevoke(identity(req), filter, { expected: b.expected });
+      res.redirect(303, uiUrl('/ui/leases', { run_id: b.run_id, owner: b.owner, role: b.role, bulk: matched }));
+    } catch (err) {
+      if (!(err instanceof DomainError && err.code === 'bulk_revoke_changed')) throw err;
+      // The leases changed since the count was shown: show the new count and ask again.
+      const { matched } = await this.s.leases.countBulkRevoke(filter);
+      const page = await this.s.leases.list(identity(req), { role: b.role, owner: b.owner, runId: b.run_id, limit: PAGE_SIZE });
+      const bulk = { filter: { role: b.role, connection: b.connection, owner: b.owner, run_id: b.run_id }, matched };
+      send(res, leasesPage(ctx(req, 'leases'), { filter: {}, items: page.items, nextCursor: null, ...this.choices(), bulk, notice: notice(err.message, 'warn') }), 409);
+    }
+  }
+
+  async lease(req: ConsoleRequest, res: Response): Promise<void> {
+    const q = parseForm(leaseDetailQuery, req.query);
+    const lease = await this.s.leases.get(identity(req), param(req, 'id'));
+    const done = q.revoked === undefined ? undefined : revokedNotice(q.revoked);
+    send(res, leaseDetailPage(ctx(req, 'leases'), lease, { confirmRevoke: q.confirm === 'revoke', notice: done }));
+  }
+
+  async revokeLease(req: ConsoleRequest, res: Response): Promise<void> {
+    parseForm(csrfBody, req.body);
+    const { state } = await this.s.leases.revoke(identity(req), param(req, 'id'));
+    res.redirect(303, uiUrl(`/ui/leases/${segment(param(req, 'id'))}`, { revoked: state }));
+  }
+
+  async statics(req: ConsoleRequest, res: Response): Promise<void> {
+    const q = parseForm(staticsQuery, req.query);
+    const { items } = await this.s.statics.list();
+    const connections = [...this.s.config.connections.values()].map((c) => ({
+      name: c.name,
+      plugin: c.plugin,
+      secrets: Object.entries(this.s.config.static_secrets).filter(([, sec]) => sec.connection === c.name).map(([n]) => n),
+    }));
+    let emergency;
+    if (q.emergency !== undefined) {
+      emergency = connections.find((c) => c.name === q.emergency);
+      if (!emergency) throw new DomainError('not_found', 'connection_not_found', `no connection named ${JSON.stringify(q.emergency)}`);
+    }
+    send(res, staticsPage(ctx(req, 'static'), { items, connections, emergency }));
+  }
+
+  async staticSecret(req: ConsoleRequest, res: Response): Promise<void> {
+    const d = await this.s.statics.describe(identity(req), param(req, 'name'));
+    send(res, staticDetailPage(ctx(req, 'static'), { ...d, rotations: d.rotations as RotationView[] }));
+  }
+
+  async rotateNow(req: ConsoleRequest, res: Response): Promise<void> {
+    parseForm(csrfBody, req.body);
+    const { rotation_id } = await this.s.statics.rotate(identity(req), param(req, 'name'), 'operator console', false);
+    res.redirect(303, uiUrl('/ui/rotations', { id: rotation_id }));
+  }
+
+  async emergencyRotate(req: ConsoleRequest, res: Response): Promise<void> {
+    const b = parseForm(emergencyBody, req.body);
+    const { rotation_ids } = await this.s.statics.rotateConnection(identity(req).subject, b.connection, 'emergency', 'operator console');
+    if (!rotation_ids.length) throw new DomainError('conflict', 'nothing_to_rotate', `connection ${b.connection} has no static secrets`);
+    res.redirect(303, uiUrl('/ui/rotations', { id: rotation_ids }));
+  }
+
+  async rotations(req: ConsoleRequest, res: Response): Promise<void> {
+    send(res, rotationsPage(ctx(req, 'static'), await this.rotationViews(req)));
+  }
+
+  /** The rotations page's live updates: status and steps, never a secret. */
+  async rotationsJson(req: ConsoleRequest, res: Response): Promise<void> {
+    const items = await this.rotationViews(req);
+    const done = items.every((r) => r.status === 'succeeded' || r.status === 'failed');
+    res.json({
+      done,
+      items: items.map((r) => ({ rotation_id: r.rotation_id, name: r.name, status: r.status, steps: r.steps, error: r.error ?? null, finished_at: r.finished_at })),
+    });
+  }
+
+  async audit(req: ConsoleRequest, res: Response, verify = false): Promise<void> {
+    const q: { type?: string; subject?: string; before?: string } = verify ? parseForm(verifyBody, req.body) : parseForm(auditQuery, req.query);
+    const verification = verify ? await this.s.audit.verify() : undefined;
+    const filter = { type: q.type, actor: q.subject, beforeId: q.before };
+    const items = await this.s.audit.search(filter, AUDIT_PAGE_SIZE + 1);
+    const shown = items.slice(0, AUDIT_PAGE_SIZE);
+    const olderThan = items.length > AUDIT_PAGE_SIZE ? shown[shown.length - 1].id : null;
+    send(res, auditPage(ctx(req, 'audit'), { filter: { type: q.type, subject: q.subject }, items: shown, olderThan, types: AUDIT_TYPES, verification }));
+  }
+
+  private async rotationViews(req: ConsoleRequest): Promise<RotationView[]> {
+    const { id } = parseForm(rotationsQuery, req.query);
+    return Promise.all([...new Set(id)].map((one) => this.s.statics.rotationStatus(one) as Promise<RotationView>));
+  }
+
+  /** Jobs per queue and state; null when Redis cannot be asked (the page says so). */
+  private async queueDepth(): Promise<Array<{ queue: string; waiting: number; delayed: number; active: number; failed: number }> | null> {
+    try {
+      return (await this.s.jobs.counts()).map(({ queue, counts }) => ({
+        queue,
+        waiting: counts.waiting ?? 0,
+        delayed: counts.delayed ?? 0,
+        active: counts.active ?? 0,
+        failed: counts.failed ?? 0,
+      }));
+    } catch {
+      return null;
+    }
+  }
+
+  private choices(): { roles: string[]; connections: string[] } {
+    return { roles: [...this.s.config.roles.keys()].sort(), connections: [...this.s.config.connections.keys()].sort() };
+  }
+}
+

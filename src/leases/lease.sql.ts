@@ -1,0 +1,101 @@
+/**
+ * The lease table's SQL that is longer than a line: the columns, the statements the repository shares
+ * between methods, and the builders of its filters. The repository (lease.repository.ts) runs them.
+ */
+import { ISSUER_LOCK_NAMESPACE } from './issuer-session';
+import { LeaseFilter } from './lease.model';
+import { TRANSITIONS, Transition } from './lease-state';
+
+export const COLUMNS =
+  'id, role, connection, plugin, account, owner, owner_issuer, run_id, state, created_at, updated_at, expires_at, max_expires_at, activated_at, revoked_at, last_error, last_error_code, issuer_lock, revoke_reason, revocable';
+
+/**
+ * A pending lease whose issuing process is gone: the session lock its issuer_lock names is held by
+ * nobody in this database (see IssuerSession). Leases written before issuer locks have none.
+ */
+export const ISSUER_GONE = `(issuer_lock IS NOT NULL AND NOT EXISTS (
+  SELECT 1 FROM pg_locks k
+  WHERE k.locktype = 'advisory' AND k.granted AND k.objsubid = 2
+    AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    AND k.classid = ${ISSUER_LOCK_NAMESPACE}::oid AND k.objid = leases.issuer_lock::oid))`;
+
+/**
+ * Pending leases, in order ($1..$12 are arrays, one element per lease): each is written unless its
+ * role's or owner's live leases (counted once per role and per owner, each count stopping at its cap
+ * on its own partial index), plus those before it in this statement, reach the cap. One row out per
+ * lease, in order.
+ */
+export const INSERT_PENDING = `
+  WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+                         $9::timestamptz[], $10::timestamptz[], $11::int[], $12::int[], $14::boolean[])
+      WITH ORDINALITY AS i(id, role, connection, plugin, account, owner, owner_issuer, run_id, expires_at, max_expires_at, role_cap, owner_cap, revocable, n)),
+  role_live AS (
+    SELECT g.role, (SELECT count(*) FROM (SELECT 1 FROM leases l WHERE l.role = g.role AND l.state IN ('pending','active') LIMIT g.cap) x) AS live
+    FROM (SELECT role, max(role_cap) AS cap FROM input GROUP BY role) g),
+  owner_live AS (
+    SELECT g.owner, g.owner_issuer,
+           (SELECT count(*) FROM (SELECT 1 FROM leases l WHERE l.owner = g.owner AND l.owner_issuer = g.owner_issuer AND l.state IN ('pending','active') LIMIT g.cap) x) AS live
+    FROM (SELECT owner, owner_issuer, max(owner_cap) AS cap FROM input GROUP BY owner, owner_issuer) g),
+  judged AS (
+    SELECT i.*,
+           rl.live + row_number() OVER (PARTITION BY i.role ORDER BY i.n) > i.role_cap AS role_full,
+           ol.live + row_number() OVER (PARTITION BY i.owner, i.owner_issuer ORDER BY i.n) > i.owner_cap AS owner_full
+    FROM input i JOIN role_live rl USING (role) JOIN owner_live ol USING (owner, owner_issuer)),
+  ins AS (
+    INSERT INTO leases (id, role, connection, plugin, account, owner, owner_issuer, run_id, state, expires_at, max_expires_at, issuer_lock, revocable)
+    SELECT id, role, connection, plugin, account, owner, owner_issuer, run_id, 'pending', expires_at, max_expires_at, $13, revocable
+    FROM judged WHERE NOT role_full AND NOT owner_full ORDER BY n
+    RETURNING id)
+  SELECT j.id IN (SELECT id FROM ins) AS inserted, j.role_full, j.owner_full FROM judged j ORDER BY j.n`;
+
+/** See LeaseRepository.countLive. A lease's plugin comes from one of its role's leases in that state. */
+export const COUNT_LIVE = `WITH RECURSIVE roles(role) AS (
+    (SELECT role FROM leases ORDER BY role LIMIT 1)
+    UNION ALL
+    SELECT (SELECT l.role FROM leases l WHERE l.role > roles.role ORDER BY l.role LIMIT 1) FROM roles WHERE roles.role IS NOT NULL
+  ), counts AS (
+    SELECT r.role, s.state, (SELECT count(*) FROM leases c WHERE c.role = r.role AND c.state = s.state)::int AS count
+    FROM roles r CROSS JOIN unnest(ARRAY['pending','active','revoking','revoke_failed']::text[]) s(state)
+    WHERE r.role IS NOT NULL
+  )
+  SELECT role, (SELECT p.plugin FROM leases p WHERE p.role = counts.role AND p.state = counts.state LIMIT 1) AS plugin, state, count
+  FROM counts WHERE count > 0`;
+
+/** A conditional bulk revoke found a different number of leases: its transaction is rolled back. */
+export class MatchChanged extends Error {}
+
+/** The SQL list of the states a transition may start from. */
+export function from(transition: Transition): string {
+  return `(${TRANSITIONS[transition].from.map((s) => `'${s}'`).join(',')})`;
+}
+
+/** The bulk move to revoking (beginRevokeMatching); countMatching counts with the same states and filter. */
+export function revokeMatching(filter: LeaseFilter, reason: 'owner' | 'bulk'): { sql: string; values: unknown[] } {
+  const { where, values } = whereClause(filter);
+  values.push(reason);
+  return {
+    // Rows locked in id order, as activateBatch locks them, so the two cannot deadlock.
+    sql: `UPDATE leases SET state = 'revoking', revoke_reason = COALESCE(revoke_reason, $${values.length}), updated_at = now()
+          FROM (SELECT id FROM leases WHERE state IN ${from('beginRevokeMatching')} ${where ? `AND ${where}` : ''} ORDER BY id FOR UPDATE) matched
+          WHERE leases.id = matched.id AND leases.state IN ${from('beginRevokeMatching')} RETURNING leases.id`,
+    values,
+  };
+}
+
+export function whereClause(filter: LeaseFilter): { where: string; values: unknown[] } {
+  const values: unknown[] = [];
+  const parts: string[] = [];
+  const add = (column: string, value: unknown) => {
+    if (value === undefined) return;
+    values.push(value);
+    parts.push(`${column} = $${values.length}`);
+  };
+  add('role', filter.role);
+  add('connection', filter.connection);
+  add('state', filter.state);
+  add('run_id', filter.runId);
+  add('owner', filter.owner);
+  add('owner_issuer', filter.ownerIssuer);
+  return { where: parts.join(' AND '), values };
+}
