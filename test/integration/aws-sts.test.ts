@@ -228,7 +228,8 @@ describe('aws-iam STS roles through the API', () => {
     const calls = iam.calls.length;
     const res = await broker.api('POST', `/v1/leases/${lease_id}/revoke`, { token: operator });
     expect(res).toMatchObject({ status: 200, body: { state: 'revoked' } });
-    expect(iam.calls.slice(calls)).toEqual([]);
+    // The restarted broker's background probe of the connection may read; nothing may be changed.
+    expect(iam.calls.slice(calls).filter((action) => !/^(Get|List)/.test(action))).toEqual([]);
     expect((await audit('lease.revoked', lease_id))[0].detail).toMatchObject({ credential_revoked: false });
   });
 
