@@ -149,8 +149,13 @@ describe('the contract example (config/examples/full.yaml)', () => {
       TESSERA_EVENTS_KEY: 'an-events-key-of-some-length',
       AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE000000000',
       AWS_SECRET_ACCESS_KEY: 'secret',
+      TESSERA_UI_CLIENT_SECRET: 'a-console-client-secret',
     });
     expect([...config.connections.values()].map((c) => c.plugin).sort()).toEqual(['aws-iam', 'mysql', 'postgres', 'redis']);
+    expect(config.roles.get('deploy-sts')).toMatchObject({ plugin: 'aws-iam', terms: { renewable: false, revocable: false } });
+    expect(config.roles.get('deploy-fed')).toMatchObject({ plugin: 'aws-iam', terms: { renewable: false, revocable: false } });
+    expect(config.ui).toMatchObject({ public_url: 'https://tessera.example', oidc: { issuer: 'sso', client_id: 'tessera-console' } });
+    expect(config.vault).toMatchObject({ token_ttl: 3600, token_max_ttl: 86400 });
     expect(config.roles.get('cache-ro')).toMatchObject({ plugin: 'redis', settings: { acl: '~cache:* +get +mget', allow_admin: false } });
     expect(config.roles.get('reports-ro')).toMatchObject({ plugin: 'mysql', settings: { grants: ['SELECT ON test.*'] } });
     expect(config.roles.get('deploy-bot')).toMatchObject({ plugin: 'aws-iam', maxTtl: 7200 });
