@@ -100,6 +100,16 @@ describe('redis plugin specifics', () => {
     }
   });
 
+  it('key names outside the patterns: SCAN shows them unless the role takes the listing commands away, as the README advises', async () => {
+    const open = await issue('~tessera:spec:* +@read');
+    expect(await replyTo(open.session.scan('0', 'COUNT', '1'))).toMatch(/^ok:/); // Redis cannot filter SCAN by pattern
+    const closed = await issue('~tessera:spec:* +@read +@slow -scan -randomkey -dbsize -memory|stats -pubsub|channels');
+    for (const command of [['SCAN', '0'], ['RANDOMKEY'], ['DBSIZE'], ['MEMORY', 'STATS'], ['PUBSUB', 'CHANNELS']]) {
+      expect(await replyTo(closed.session.call(command[0], ...command.slice(1)))).toMatch(/^NOPERM/);
+    }
+    expect(await closed.session.get('tessera:spec:none')).toBeNull();
+  });
+
   it('a timed-out ACL SETUSER is never sent again after the connection comes back', async () => {
     const relay = await redisRelay();
     const through = new RedisPlugin('relay', redisConnectionSchema.parse({ url: relay.url, command_timeout: 1 }));
