@@ -23,6 +23,18 @@ const HARMLESS_SUBCOMMANDS = new Set([
   'config|help', 'latency|help', 'module|help', 'slowlog|help',
 ]);
 
+/**
+ * Commands whose subcommands change what the whole server runs: FUNCTION LOAD/DELETE/FLUSH/RESTORE
+ * replace the functions every user (the admin too) calls with FCALL under their own rights, and
+ * FUNCTION KILL, SCRIPT KILL and SCRIPT FLUSH act on other users' scripts. Redis files them under
+ * @write, @slow and @scripting, not @admin, so a broad category would bring them in.
+ */
+const SERVER_WIDE_COMMANDS = new Set(['function', 'script']);
+const SERVER_WIDE_HARMLESS = new Set([
+  'function|list', 'function|stats', 'function|dump', 'function|help',
+  'script|load', 'script|exists', 'script|debug', 'script|help',
+]);
+
 /** Categories that hold administration; `+@all` and `allcommands` hold everything. */
 const ADMIN_CATEGORIES = new Set(['admin', 'dangerous', 'all']);
 
@@ -73,6 +85,9 @@ function ruleProblem(token: string, { allowAdmin }: { allowAdmin: boolean }): st
   const command = COMMAND.exec(lower);
   if (command) {
     if (first === '+' && !allowAdmin && isAdminCommand(command[1], command[2])) return 'grants an administration command: set allow_admin: true to allow it';
+    if (first === '+' && !allowAdmin && isServerWideCommand(command[1], command[2])) {
+      return 'grants a command that changes the functions or scripts of the whole server: set allow_admin: true to allow it';
+    }
     return undefined;
   }
   return 'is not an ACL rule the plugin accepts (~keys, %R~keys, %W~keys, &channels, +command, -command, +command|sub, +@category, -@category, allkeys, resetkeys, allchannels, resetchannels, nocommands)';
@@ -83,6 +98,11 @@ function isAdminCommand(command: string, subcommand: string | undefined): boolea
   return subcommand === undefined || !HARMLESS_SUBCOMMANDS.has(`${command}|${subcommand}`);
 }
 
+function isServerWideCommand(command: string, subcommand: string | undefined): boolean {
+  if (!SERVER_WIDE_COMMANDS.has(command)) return false;
+  return subcommand === undefined || !SERVER_WIDE_HARMLESS.has(`${command}|${subcommand}`);
+}
+
 /** The token as an error message may show it: printable, and short. */
 function shown(token: string): string {
   const printable = token.replace(/[^\x20-\x7e]/g, '?');
@@ -91,6 +111,12 @@ function shown(token: string): string {
 
 /**
  * What follows the role's rules when it may not administer: Redis's own classification strips whatever
- * administration a broad category (`+@write` holds FLUSHALL, `+@read` holds KEYS) would bring in.
+ * administration a broad category (`+@write` holds FLUSHALL, `+@read` holds KEYS) would bring in, and
+ * the subcommands that change the server's functions and scripts, which Redis files elsewhere
+ * (`+@write` holds FUNCTION LOAD, `+@slow` and `+@scripting` SCRIPT FLUSH).
  */
-export const NO_ADMIN_RULES = ['-@admin', '-@dangerous'] as const;
+export const NO_ADMIN_RULES = [
+  '-@admin', '-@dangerous',
+  '-function|load', '-function|delete', '-function|flush', '-function|restore', '-function|kill',
+  '-script|kill', '-script|flush',
+] as const;

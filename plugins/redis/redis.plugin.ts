@@ -42,6 +42,8 @@ export class RedisPlugin implements CredentialPlugin {
   private readonly target: { host: string; port: number; tls: boolean };
   /** Users that are never a lease user nor a static secret. */
   private readonly untouchable: Set<string>;
+  /** The first connection attempt, which every caller meanwhile awaits. */
+  private connecting: Promise<void> | undefined;
 
   constructor(
     private readonly name: string,
@@ -49,10 +51,16 @@ export class RedisPlugin implements CredentialPlugin {
   ) {
     this.target = targetOf(config.url);
     this.untouchable = untouchableUsers(config);
+    // A command runs at most once, and never after its caller was told it failed: nothing sent is
+    // sent again after a reconnect (a replayed ACL SETUSER would re-create a user its cleanup deleted),
+    // and nothing waits in a queue while the connection is down (a command that timed out there would
+    // still run once it is back). A command on a lost connection fails, retryably.
     this.admin = new Redis(config.url, {
       lazyConnect: true,
       enableReadyCheck: false, // INFO needs rights the admin does not otherwise need
-      maxRetriesPerRequest: 1,
+      autoResendUnfulfilledCommands: false,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
       connectTimeout: config.connect_timeout * 1000,
       commandTimeout: config.command_timeout * 1000 || undefined,
       retryStrategy: (times) => Math.min(times * 200, 2000),
@@ -71,7 +79,7 @@ export class RedisPlugin implements CredentialPlugin {
     // password, no keys, channels or commands), the role's rules, then the hash, and only then on.
     const args = ['SETUSER', username, 'reset', 'resetchannels', ...parsed.rules, ...(role.allow_admin ? [] : NO_ADMIN_RULES), `#${hash}`, 'on'];
     try {
-      await this.admin.call('ACL', ...args);
+      await (await this.connected()).call('ACL', ...args);
     } catch (err) {
       // Servers that apply rules one by one (Redis 6.0) may have made the user: undo it.
       await this.admin.call('ACL', 'DELUSER', username).catch(() => undefined);
@@ -166,7 +174,7 @@ export class RedisPlugin implements CredentialPlugin {
     if (!(await this.exists(step, username))) return false;
     const hash = passwordHash(password);
     try {
-      await this.admin.call('ACL', 'SETUSER', username, 'resetpass', `#${hash}`);
+      await (await this.connected()).call('ACL', 'SETUSER', username, 'resetpass', `#${hash}`);
     } catch (err) {
       throw this.translate(step, err, [password, hash]);
     }
@@ -175,7 +183,7 @@ export class RedisPlugin implements CredentialPlugin {
 
   private async endSessions(username: string): Promise<void> {
     try {
-      await this.admin.call('CLIENT', 'KILL', 'USER', username);
+      await (await this.connected()).call('CLIENT', 'KILL', 'USER', username);
     } catch (err) {
       if (!(isReply(err) && NO_SUCH_USER.test(err.message))) throw this.translate('end sessions', err, []);
     }
@@ -208,9 +216,11 @@ export class RedisPlugin implements CredentialPlugin {
   }
 
   async ping(): Promise<PingResponse> {
-    await this.admin.ping().catch((err: unknown) => {
+    try {
+      await (await this.connected()).ping();
+    } catch (err) {
       throw this.translate('ping', err, []);
-    });
+    }
     return {};
   }
 
@@ -220,13 +230,28 @@ export class RedisPlugin implements CredentialPlugin {
     await this.admin.quit().catch(() => this.admin.disconnect());
   }
 
+  /**
+   * The admin connection, opened on first use. While it is down later, commands fail at once (there
+   * is no offline queue) and ioredis reconnects in the background.
+   */
+  private async connected(): Promise<Redis> {
+    if (this.admin.status === 'wait') {
+      this.connecting ??= this.admin.connect().finally(() => {
+        this.connecting = undefined;
+      });
+    }
+    if (this.connecting) await this.connecting;
+    if (this.admin.status !== 'ready') throw new Error(`the connection is ${this.admin.status}`);
+    return this.admin;
+  }
+
   private credentials(username: string, password: string): Record<string, string | number> {
     return { username, password, host: this.target.host, port: this.target.port, ...(this.target.tls && { tls: 'true' }) };
   }
 
   private async exists(step: string, username: string): Promise<boolean> {
     try {
-      return (await this.admin.call('ACL', 'GETUSER', username)) !== null;
+      return (await (await this.connected()).call('ACL', 'GETUSER', username)) !== null;
     } catch (err) {
       throw this.translate(step, err, []);
     }
@@ -252,7 +277,7 @@ export class RedisPlugin implements CredentialPlugin {
   private async pipeline(step: string, build: (p: ReturnType<Redis['pipeline']>) => ReturnType<Redis['pipeline']>): Promise<[Error | null, unknown][]> {
     let replies: [Error | null, unknown][] | null;
     try {
-      replies = await build(this.admin.pipeline()).exec();
+      replies = await build((await this.connected()).pipeline()).exec();
     } catch (err) {
       throw this.translate(step, err, []);
     }

@@ -6,7 +6,7 @@ import { redisConnectionSchema, redisRoleSchema } from '../../plugins/redis/redi
 import { newAccountName, newPassword } from '../../src/leases/names';
 import { TestBroker, eventually, startBroker } from '../support/broker';
 import { owned, settled } from '../support/statics';
-import { REDIS_TARGET_URL, aclUser, redisSession, redisUsersLike, sessionAlive, withRedisAdmin } from '../support/redis';
+import { REDIS_TARGET_URL, aclUser, redisRelay, redisSession, redisUsersLike, sessionAlive, withRedisAdmin } from '../support/redis';
 
 const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex');
 const replyTo = (p: Promise<unknown>) => p.then(
@@ -66,6 +66,73 @@ describe('redis plugin specifics', () => {
     expect(await replyTo(admin.session.call('CONFIG', 'GET', 'maxmemory'))).toMatch(/^ok:/);
   });
 
+  it('no broad category lets a lease change the server\'s functions or scripts, which other users run with their own rights', async () => {
+    const library = `tessera_spec_${newPassword().slice(1, 11).toLowerCase().replace(/[^a-z0-9]/g, 'x')}`;
+    const code = `#!lua name=${library}\nredis.register_function('${library}_f', function() return 1 end)`;
+    const dryrun = (username: string, ...command: string[]) => replyTo(withRedisAdmin((a) => a.call('ACL', 'DRYRUN', username, ...command)));
+    try {
+      for (const acl of ['~tessera:spec:* +@write', '~tessera:spec:* +@slow', '~tessera:spec:* +@scripting', '~tessera:spec:* +@write +@slow +@scripting +function|list']) {
+        const { username, session } = await issue(acl);
+        expect(await replyTo(session.call('FUNCTION', 'LOAD', 'REPLACE', code))).toMatch(/^NOPERM/);
+        expect(await replyTo(session.call('FUNCTION', 'LOAD', code))).toMatch(/^NOPERM/);
+        expect(await replyTo(session.call('FUNCTION', 'DELETE', library))).toMatch(/^NOPERM/);
+        expect(await replyTo(session.call('FUNCTION', 'RESTORE', 'not-a-dump'))).toMatch(/^NOPERM/);
+        expect(await replyTo(session.call('FUNCTION', 'KILL'))).toMatch(/^NOPERM/);
+        expect(await replyTo(session.call('SCRIPT', 'KILL'))).toMatch(/^NOPERM/);
+        // Flushing the shared server's functions or scripts is only asked of Redis's permission check.
+        for (const command of [['FUNCTION', 'FLUSH'], ['SCRIPT', 'FLUSH'], ['SCRIPT', 'FLUSH', 'ASYNC']]) {
+          expect(await dryrun(username, ...command)).toMatch(/no permissions to run the '(function|script)\|flush' command/);
+        }
+      }
+      expect(await withRedisAdmin((a) => a.call('FUNCTION', 'LIST', 'LIBRARYNAME', library))).toEqual([]);
+      // What the categories are for still works: scripts run, functions are read and called.
+      const scripting = await issue('~tessera:spec:* +@scripting +@slow +get');
+      expect(await scripting.session.call('EVAL', "return redis.call('GET', KEYS[1])", '1', 'tessera:spec:none')).toBeNull();
+      expect(await replyTo(scripting.session.call('SCRIPT', 'LOAD', 'return 1'))).toMatch(/^ok:/);
+      expect(await replyTo(scripting.session.call('FUNCTION', 'LIST'))).toMatch(/^ok/);
+      await withRedisAdmin((a) => a.call('FUNCTION', 'LOAD', code));
+      expect(await scripting.session.call('FCALL', `${library}_f`, '0')).toBe(1);
+      // With allow_admin, the role's own rules decide.
+      const admin = await issue('~tessera:spec:* +@scripting', true);
+      expect(await dryrun(admin.username, 'FUNCTION', 'FLUSH')).toBe('ok:OK');
+    } finally {
+      await withRedisAdmin((a) => a.call('FUNCTION', 'DELETE', library)).catch(() => undefined);
+    }
+  });
+
+  it('key names outside the patterns: SCAN shows them unless the role takes the listing commands away, as the README advises', async () => {
+    const open = await issue('~tessera:spec:* +@read');
+    expect(await replyTo(open.session.scan('0', 'COUNT', '1'))).toMatch(/^ok:/); // Redis cannot filter SCAN by pattern
+    const closed = await issue('~tessera:spec:* +@read +@slow -scan -randomkey -dbsize -memory|stats -pubsub|channels');
+    for (const command of [['SCAN', '0'], ['RANDOMKEY'], ['DBSIZE'], ['MEMORY', 'STATS'], ['PUBSUB', 'CHANNELS']]) {
+      expect(await replyTo(closed.session.call(command[0], ...command.slice(1)))).toMatch(/^NOPERM/);
+    }
+    expect(await closed.session.get('tessera:spec:none')).toBeNull();
+  });
+
+  it('a timed-out ACL SETUSER is never sent again after the connection comes back', async () => {
+    const relay = await redisRelay();
+    const through = new RedisPlugin('relay', redisConnectionSchema.parse({ url: relay.url, command_timeout: 1 }));
+    const username = newAccountName('redis-spec', through.maxUsernameLength);
+    created.push(username);
+    try {
+      await through.ping();
+      relay.hold(true);
+      const err = await through.createUser({ username, password: newPassword(), expiresAt: expiresAt(), role: role('+get') }).catch((e) => e);
+      expect(err).toMatchObject({ retryable: true });
+      relay.hold(false);
+      relay.drop();
+      expect(await eventually(async () => relay.received.length === 2 && through.ping().then(() => true, () => false))).toBe(true);
+      // The new connection carried only PINGs: the SETUSER and its cleanup were not replayed.
+      expect(relay.received[1]).toMatch(/PING/i);
+      expect(relay.received[1]).not.toMatch(/SETUSER|DELUSER/i);
+      expect(await aclUser(username)).toBeNull();
+    } finally {
+      await through.close();
+      await relay.close();
+    }
+  });
+
   it('Redis holds only the SHA-256 of the password, for leases and for rotated static secrets', async () => {
     const { username, password } = await issue('~tessera:spec:* +get');
     const user = await aclUser(username);
@@ -92,7 +159,8 @@ describe('redis plugin specifics', () => {
     expect(await sessionAlive(session)).toBe(true);
     await plugin.revokeUser({ username, role: {} });
     expect(await sessionAlive(session)).toBe(false);
-    expect(session.status).toBe('end');
+    // The refused PING can come between the server's close and the client noticing it (stream ended, status not yet 'end').
+    expect(await eventually(async () => session.status === 'end', 5_000, 20)).toBe(true);
     expect((await plugin.verifyLogin({ username, password })).ok).toBe(false);
     await expect(redisSession(username, password)).rejects.toThrow();
     expect(await aclUser(username)).toBeNull();

@@ -1,5 +1,6 @@
 /** Redis as the tests see it from outside the plugin: an admin look at ACL users, and sessions as a user. */
 import Redis from 'ioredis';
+import net from 'node:net';
 import { REDIS_URL } from './services';
 
 /** The Redis the redis plugin issues users on: the machine's one Redis, as the `default` user. */
@@ -65,4 +66,45 @@ export async function sessionAlive(conn: Redis): Promise<boolean> {
     () => true,
     (err: Error) => err.name === 'ReplyError',
   );
+}
+
+/**
+ * A TCP relay to the test Redis that can hold what clients send (so their commands time out unanswered)
+ * and drop their connections (so they reconnect). `received[i]` is everything connection i sent that
+ * reached Redis.
+ */
+export async function redisRelay(): Promise<{ url: string; received: string[]; hold(on: boolean): void; drop(): void; close(): Promise<void> }> {
+  const { hostname, port } = new URL(REDIS_TARGET_URL);
+  const sockets: net.Socket[] = [];
+  const received: string[] = [];
+  let holding = false;
+  const server = net.createServer((client) => {
+    const index = received.push('') - 1;
+    const upstream = net.connect(Number(port || 6379), hostname);
+    sockets.push(client, upstream);
+    client.on('data', (chunk) => {
+      if (holding) return; // swallowed: never reaches Redis
+      received[index] += chunk.toString('latin1');
+      upstream.write(chunk);
+    });
+    upstream.on('data', (chunk) => client.write(chunk));
+    for (const s of [client, upstream]) {
+      s.on('error', () => undefined);
+      s.on('close', () => (s === client ? upstream : client).destroy());
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const relayPort = (server.address() as net.AddressInfo).port;
+  return {
+    url: `redis://default@127.0.0.1:${relayPort}`,
+    received,
+    hold: (on) => {
+      holding = on;
+    },
+    drop: () => sockets.forEach((s) => s.destroy()),
+    close: async () => {
+      sockets.forEach((s) => s.destroy());
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }

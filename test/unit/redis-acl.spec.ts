@@ -1,8 +1,10 @@
 import fc from 'fast-check';
-import { parseAcl } from '../../plugins/redis/redis-acl';
+import Redis from 'ioredis';
+import { NO_ADMIN_RULES, parseAcl } from '../../plugins/redis/redis-acl';
+import { RedisPlugin } from '../../plugins/redis/redis.plugin';
 import { redisConnectionSchema, redisRoleSchema } from '../../plugins/redis/redis.config';
 
-const ADMIN_GRANTS = /^(\+@(admin|dangerous|all)|allcommands|\+(acl|config|debug|module|shutdown|flushall|client|monitor)(\|.*)?)$/i;
+const ADMIN_GRANTS = /^(\+@(admin|dangerous|all)|allcommands|\+(acl|config|debug|module|shutdown|flushall|client|monitor)(\|.*)?|\+function(\|(?!(list|stats|dump|help)$).*)?|\+script(\|(kill|flush))?)$/i;
 const PLUGIN_OWNED = /^([><#!(]|(on|off|reset|nopass|resetpass)$)/i;
 
 describe('redis role acl', () => {
@@ -22,9 +24,33 @@ describe('redis role acl', () => {
     }
   });
 
+  it('changing the server\'s functions or scripts needs allow_admin; reading them and running scripts does not', () => {
+    for (const acl of ['+function', '+FUNCTION|load', '+function|delete', '+function|flush', '+function|restore', '+function|kill', '+script', '+script|kill', '+script|flush']) {
+      expect(parseAcl(acl, { allowAdmin: false })).toEqual({ problem: expect.stringContaining('allow_admin: true') });
+      expect(parseAcl(acl, { allowAdmin: true })).toEqual({ rules: [acl] });
+    }
+    const reading = '+function|list +function|stats +function|dump +function|help +script|load +script|exists +script|help +fcall +fcall_ro +eval +evalsha -function -script|flush';
+    expect(parseAcl(reading, { allowAdmin: false })).toEqual({ rules: reading.split(' ') });
+    // Without allow_admin, every user's rules end by taking those subcommands away again (Redis 7.0 syntax).
+    expect(NO_ADMIN_RULES).toEqual(['-@admin', '-@dangerous', '-function|load', '-function|delete', '-function|flush', '-function|restore', '-function|kill', '-script|kill', '-script|flush']);
+  });
+
+  it('removing the commands that list key names is accepted (the README advises it when names are sensitive)', () => {
+    expect(parseAcl('~cache:* +@read -scan -randomkey -dbsize -memory|stats -pubsub|channels', { allowAdmin: false })).toEqual({
+      rules: ['~cache:*', '+@read', '-scan', '-randomkey', '-dbsize', '-memory|stats', '-pubsub|channels'],
+    });
+  });
+
+  it('the admin connection never sends a command twice nor after its caller saw it fail', () => {
+    const plugin = new RedisPlugin('cache', redisConnectionSchema.parse({ url: 'redis://default@127.0.0.1:6379' }));
+    const { options, status } = (plugin as unknown as { admin: Redis }).admin;
+    expect(options).toMatchObject({ autoResendUnfulfilledCommands: false, enableOfflineQueue: false, maxRetriesPerRequest: 0, lazyConnect: true });
+    expect(status).toBe('wait'); // nothing connected yet
+  });
+
   it('property: whatever the input, an accepted acl holds no password, state or selector rule, and no admin grant without allow_admin', () => {
     const piece = fc.oneof(
-      fc.constantFrom('~', '%R~', '&', '+', '-', '+@', '-@', '>', '<', '#', '!', '(', ')', '|', 'on', 'off', 'reset', 'nopass', 'resetpass', 'acl', 'config', 'admin', 'all', 'get', ' ', '\n', '\u0000', '"', ';'),
+      fc.constantFrom('~', '%R~', '&', '+', '-', '+@', '-@', '>', '<', '#', '!', '(', ')', '|', 'on', 'off', 'reset', 'nopass', 'resetpass', 'acl', 'config', 'admin', 'all', 'get', 'function', 'script', 'load', 'flush', 'kill', 'list', ' ', '\n', '\u0000', '"', ';'),
       fc.string({ maxLength: 6 }),
     );
     fc.assert(
