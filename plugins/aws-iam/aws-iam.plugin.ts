@@ -56,17 +56,13 @@ import {
   VerifyResponse,
 } from '../contract';
 import { AwsIamConnectionConfig, AwsIamRoleSettings, awsIamConnectionSchema, awsIamRoleSchema } from './aws-iam.config';
-import { StsCredentials, stsLeaseTerms } from './aws-sts';
+import { StsCredentials, awsErrorCode, stsLeaseTerms } from './aws-sts';
 
 const INLINE_POLICY_NAME = 'tessera';
 const RETRYABLE_CODES = new Set(['Throttling', 'ThrottlingException', 'RequestLimitExceeded', 'ServiceFailure', 'ServiceUnavailable', 'TimeoutError', 'DeleteConflict', 'ConcurrentModification']);
 const LOGIN_REFUSED = new Set(['InvalidClientTokenId', 'SignatureDoesNotMatch', 'AccessDenied', 'ExpiredToken']);
 
-/** The error code of an SDK error: "NoSuchEntity" whether the SDK names it NoSuchEntityException or not. */
-function codeOf(err: unknown): string {
-  const e = err as { name?: string; Code?: string; code?: string };
-  return (e.Code ?? e.name ?? e.code ?? 'Error').replace(/Exception$/, '');
-}
+const codeOf = awsErrorCode;
 
 const isMissing = (err: unknown) => codeOf(err) === 'NoSuchEntity';
 
@@ -161,13 +157,18 @@ export class AwsIamPlugin implements CredentialPlugin {
     }
   }
 
+  /**
+   * Deletes the lease's IAM user, whatever the role's credential_type is now: a lease issued as an IAM
+   * user before its role was switched to STS still has a user and key to delete. STS leases do not come
+   * here (their lease rows are not revocable, so the broker ends them without the plugin); should one
+   * come anyway, there is no user of its name, and that is success. A missing user is only "not
+   * visible yet" for an iam_user role, whose users IAM may not show at once.
+   */
   async revokeUser(req: RevokeUserRequest): Promise<RevokeUserResponse> {
-    // STS credentials cannot be withdrawn one by one: nothing to delete, they end at their expiration
-    // (revokeSessions cuts off all of a role's sessions at once).
-    if ((req.role as AwsIamRoleSettings).credential_type !== 'iam_user') return {};
+    const issuesUsers = (req.role as AwsIamRoleSettings).credential_type === 'iam_user';
     try {
       const existed = await this.strip(req.username);
-      if (!existed && req.issuedAt && Date.now() - req.issuedAt.getTime() < this.config.consistency_window * 1000) {
+      if (!existed && issuesUsers && req.issuedAt && Date.now() - req.issuedAt.getTime() < this.config.consistency_window * 1000) {
         // Created moments ago but not visible: IAM is eventually consistent. Try again later.
         throw new PluginError(`aws-iam ${this.name}: user ${req.username} is not visible yet; will retry`, true, 'not_visible_yet');
       }
@@ -257,7 +258,14 @@ export class AwsIamPlugin implements CredentialPlugin {
       throw new PluginError(`aws-iam ${this.name}: only assumed_role roles have sessions that can be revoked`, false, 'not_supported');
     }
     try {
-      return { targets: await this.stsCredentials.revokeSessions(role, req.before) };
+      const { targets, failed } = await this.stsCredentials.revokeSessions(role, req.before);
+      return {
+        targets,
+        failed: failed.map(({ target, error }) => {
+          const e = this.translate(`revoke sessions of ${target}`, error);
+          return { target, code: codeOf(error), retryable: e.retryable, message: e.message };
+        }),
+      };
     } catch (err) {
       throw this.translate('revoke sessions', err);
     }

@@ -19,6 +19,8 @@ export interface CreateUserRequest {
   leaseId?: string;
   /** The workload's identity subject, where the target can record it (STS SourceIdentity, session tags). */
   subject?: string;
+  /** The name of the issuer that vouched for `subject`: two issuers may emit the same subject. */
+  issuer?: string;
 }
 
 export interface CreateUserResponse {
@@ -164,6 +166,11 @@ export interface RevokeSessionsRequest {
 export interface RevokeSessionsResponse {
   /** What was changed on the target, for the audit trail (e.g. the IAM roles given a deny policy). */
   targets: string[];
+  /**
+   * What could not be changed, each with the target's error code (stable, for the audit trail) and a
+   * message for the log. Absent or empty: everything was done.
+   */
+  failed?: { target: string; code: string; retryable: boolean; message: string }[];
 }
 
 /** The request fields that carry secrets: the broker scrubs their values out of every plugin error. */
@@ -207,7 +214,9 @@ export interface CredentialPlugin {
   /**
    * Optional: makes every credential of the role issued before `before` stop working, for credentials
    * that cannot be revoked one by one (STS sessions). Throws a non-retryable PluginError with code
-   * `not_supported` for roles it cannot do this for.
+   * `not_supported` for roles it cannot do this for, and with code `role_not_in_account` when the role
+   * names a target outside the account the connection's credentials reach (nothing is changed then).
+   * Throws when nothing was changed; once something was, it returns, naming in `failed` what was not.
    */
   revokeSessions?(req: RevokeSessionsRequest): Promise<RevokeSessionsResponse>;
   /** Logs in with the credential; `ok` when the target accepts it. Throws when the target cannot be reached. */

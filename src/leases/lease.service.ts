@@ -96,7 +96,7 @@ export class LeaseService {
 
     let credentials: Record<string, string | number>;
     try {
-      ({ credentials } = await this.plugins.for(role.connection).createUser({ username: account, password, expiresAt, role: role.settings, leaseId: id, subject: identity.subject }));
+      ({ credentials } = await this.plugins.for(role.connection).createUser({ username: account, password, expiresAt, role: role.settings, leaseId: id, subject: identity.subject, issuer: identity.issuer }));
     } catch (err) {
       this.metrics.issueFailures.inc({ role: role.name });
       await this.cleanUpFailedIssue(id, identity, err);
@@ -113,10 +113,13 @@ export class LeaseService {
       // The lease was taken from us while the target worked: the reconciler judged it abandoned
       // (older than pending_timeout), or a bulk revoke matched it. Their clean-up may have run before
       // our CREATE committed, so remove the account once more; the caller gets no credential.
-      await this.plugins
-        .for(role.connection)
-        .revokeUser({ username: account, role: role.settings })
-        .catch(() => this.log.warn(`could not remove ${account} after its lease was revoked during issue; the lease is ${id}`));
+      // Only where revoking withdraws anything: an STS credential has no account to remove.
+      if (terms.revocable) {
+        await this.plugins
+          .for(role.connection)
+          .revokeUser({ username: account, role: role.settings })
+          .catch(() => this.log.warn(`could not remove ${account} after its lease was revoked during issue; the lease is ${id}`));
+      }
       throw new DomainError('unavailable', 'issue_interrupted', 'the lease was revoked or timed out while it was being issued; try again');
     }
     await this.scheduleExpiry(id, expiresAt);

@@ -4,9 +4,12 @@ import { ConfigDoc, TestBroker, eventually, redisDump, startBroker, testConfigDo
 import { IamTestServer } from '../support/iam-server';
 import { cliEnv, spawnCli } from '../support/cli';
 import { ConfigError, parseConfig } from '../../src/config/config.loader';
+import { sourceIdentity } from '../../plugins/aws-iam/aws-sts';
 
 const POLICY = { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:GetObject', Resource: '*' }] };
 const SUBJECT = 'spiffe://test.example/ns/app/api';
+/** A role in another account whose name is also a role of the connection's account. */
+const FOREIGN_ARN = 'arn:aws:iam::210987654321:role/deploy';
 
 /** STS credentials through the broker's HTTP API (DESIGN §14), against the IAM test server. */
 describe('aws-iam STS roles through the API', () => {
@@ -23,6 +26,7 @@ describe('aws-iam STS roles through the API', () => {
     doc.roles['deploy-sts'] = { connection: 'aws', credential_type: 'assumed_role', role_arns: [deployArn, deploy2Arn], external_id: 'tessera-test', default_ttl: '15m', max_ttl: '1h' };
     doc.roles['deploy-fed'] = { connection: 'aws', credential_type: 'federation_token', policy: POLICY, default_ttl: '15m', max_ttl: '36h' };
     doc.roles['deploy-user'] = { connection: 'aws', default_ttl: '15m', max_ttl: '1h', inline_policy: POLICY };
+    doc.roles['deploy-foreign'] = { connection: 'aws', credential_type: 'assumed_role', role_arns: [deploy2Arn, FOREIGN_ARN], default_ttl: '15m', max_ttl: '1h' };
     doc.policies[0].allow.push({ creds: ['deploy-sts', 'deploy-fed', 'deploy-user'] });
   };
   const clients = (c: Record<string, string>) => {
@@ -72,10 +76,10 @@ describe('aws-iam STS roles through the API', () => {
     expect(session).toMatchObject({
       roleArn: deployArn,
       sessionName: `tessera-${lease_id}`,
-      sourceIdentity: 'spiffe___test.example_ns_app_api',
+      sourceIdentity: sourceIdentity('test', SUBJECT),
       externalId: 'tessera-test',
       durationSeconds: 1200,
-      tags: { 'tessera-subject': SUBJECT, 'tessera-lease': lease_id },
+      tags: { 'tessera-subject': SUBJECT, 'tessera-issuer': 'test', 'tessera-lease': lease_id },
     });
     expect(credentials.arn).toBe(`arn:aws:sts::123456789012:assumed-role/deploy/tessera-${lease_id}`);
     const { sts } = clients(credentials);
@@ -129,7 +133,7 @@ describe('aws-iam STS roles through the API', () => {
     const after = (await issue('deploy-sts')).body.credentials;
     expect(await listRoles(after)).toBe('ok');
     const [event] = await audit('role.sessions_revoked');
-    expect(event).toMatchObject({ actor: 'spiffe://test.example/ops/alice', detail: { role: 'deploy-sts', revoked_before: cutOff, targets: [deployArn, deploy2Arn] } });
+    expect(event).toMatchObject({ actor: 'spiffe://test.example/ops/alice', detail: { role: 'deploy-sts', revoked_before: cutOff, outcome: 'revoked', targets: [deployArn, deploy2Arn], failed: [] } });
   });
 
   it('revoke-sessions: operators only, assumed_role roles only, and a refusal changes nothing', async () => {
@@ -145,6 +149,43 @@ describe('aws-iam STS roles through the API', () => {
     expect((await broker.api('POST', '/v1/roles/nope/revoke-sessions', { token: operator })).status).toBe(404);
     expect(JSON.stringify(policies())).toBe(was);
     expect((await audit('role.sessions_revoked')).length).toBe(events);
+  });
+
+  it('revoke-sessions refuses a role ARN in another account (409 role_not_in_account, naming it), changes nothing, and audits the refusal', async () => {
+    const policies = () => [iam.rolePolicy('deploy', 'AWSRevokeOlderSessions'), iam.rolePolicy('deploy-eu', 'AWSRevokeOlderSessions')];
+    const was = JSON.stringify(policies());
+    const calls = iam.calls.length;
+    const events = (await audit('role.sessions_revoked')).length;
+    const res = await broker.api('POST', '/v1/roles/deploy-foreign/revoke-sessions', { token: operator });
+    expect(res.status).toBe(409);
+    expect(res.body.error).toMatchObject({ code: 'role_not_in_account', message: expect.stringContaining(FOREIGN_ARN) });
+    expect(res.body.error.message).toContain("in another account than the connection's credentials");
+    // Neither the same-named local role nor the role listed before the foreign one got a policy.
+    expect(iam.calls.slice(calls)).not.toContain('PutRolePolicy');
+    expect(JSON.stringify(policies())).toBe(was);
+    const all = await audit('role.sessions_revoked');
+    expect(all.length).toBe(events + 1);
+    expect(all.at(-1)!.detail).toMatchObject({ role: 'deploy-foreign', outcome: 'failed', error: 'role_not_in_account', targets: [], failed: [] });
+  });
+
+  it('revoke-sessions where one role\'s PutRolePolicy fails: 503 naming the role not done, and the audit event lists both', async () => {
+    iam.failWhen('PutRolePolicy', { RoleName: 'deploy-eu' }, 'AccessDenied');
+    try {
+      const events = (await audit('role.sessions_revoked')).length;
+      const eu = JSON.stringify(iam.rolePolicy('deploy-eu', 'AWSRevokeOlderSessions'));
+      const res = await broker.api('POST', '/v1/roles/deploy-sts/revoke-sessions', { token: operator });
+      expect(res.status).toBe(503);
+      expect(res.body.error).toMatchObject({ code: 'sessions_partly_revoked', message: expect.stringContaining(`not on ${deploy2Arn} (AccessDenied)`) });
+      expect(res.body.error.message).toContain(`revoked on ${deployArn}`);
+      expect(JSON.stringify(iam.rolePolicy('deploy-eu', 'AWSRevokeOlderSessions'))).toBe(eu);
+      const all = await audit('role.sessions_revoked');
+      expect(all.length).toBe(events + 1);
+      const { detail } = all.at(-1)!;
+      expect(detail).toMatchObject({ role: 'deploy-sts', outcome: 'partial', targets: [deployArn], failed: [{ target: deploy2Arn, code: 'AccessDenied' }] });
+      expect(iam.rolePolicy('deploy', 'AWSRevokeOlderSessions')).toMatchObject({ Statement: [{ Condition: { DateLessThan: { 'aws:TokenIssueTime': detail.revoked_before } } }] });
+    } finally {
+      iam.failWhen('PutRolePolicy', { RoleName: 'deploy-eu' }, null);
+    }
   });
 
   it('tessera roles revoke-sessions ROLE does the same from the command line', async () => {
@@ -231,6 +272,30 @@ describe('aws-iam STS roles through the API', () => {
     // The restarted broker's background probe of the connection may read; nothing may be changed.
     expect(iam.calls.slice(calls).filter((action) => !/^(Get|List)/.test(action))).toEqual([]);
     expect((await audit('lease.revoked', lease_id))[0].detail).toMatchObject({ credential_revoked: false });
+  });
+
+  it('an IAM user lease issued before its role was switched to assumed_role still has its user and key deleted on revoke', async () => {
+    const issued = await issue('deploy-user');
+    expect(issued.status).toBe(201);
+    const { lease_id, credentials } = issued.body;
+    const user = credentials.iam_user as string;
+    expect(iam.accessKeys(user)).toHaveLength(1);
+    const key = broker.doc.encryption.key;
+    await broker.close();
+    broker = await startBroker(
+      'awssts',
+      (doc) => {
+        configure(doc);
+        doc.encryption.key = key;
+        doc.roles['deploy-user'] = { connection: 'aws', credential_type: 'assumed_role', role_arns: [deployArn], external_id: 'tessera-test', default_ttl: '15m', max_ttl: '1h' };
+      },
+      { reset: false },
+    );
+    const res = await broker.api('POST', `/v1/leases/${lease_id}/revoke`, { token: operator });
+    expect(res).toMatchObject({ status: 200, body: { state: 'revoked' } });
+    expect(iam.hasUser(user)).toBe(false);
+    expect(iam.accessKeys(user)).toEqual([]);
+    expect((await audit('lease.revoked', lease_id))[0].detail).toMatchObject({ reason: 'revoked' });
   });
 
   describe('config: bad STS roles stop start-up with a message naming the key', () => {

@@ -32,6 +32,25 @@ describe('aws-iam plugin specifics', () => {
     await expect(plugin.revokeUser({ username: 'tsr_ghost_aaaaaaaaaaaa', role })).resolves.toEqual({});
   });
 
+  it('revoke deletes the user and its keys of a lease issued as an IAM user after its role was switched to STS', async () => {
+    const { credentials } = await plugin.createUser({ username: 'tsr_switch_dddddddddddd', password: 'unused', expiresAt, role });
+    expect(server.accessKeys('tsr_switch_dddddddddddd')).toHaveLength(1);
+    const nowSts = awsIamRoleSchema.parse({ credential_type: 'assumed_role', role_arns: ['arn:aws:iam::123456789012:role/deploy'] });
+    await expect(plugin.revokeUser({ username: 'tsr_switch_dddddddddddd', role: nowSts, issuedAt: new Date(Date.now() - 60_000) })).resolves.toEqual({});
+    expect(server.hasUser('tsr_switch_dddddddddddd')).toBe(false);
+    expect(server.accessKeys('tsr_switch_dddddddddddd')).toEqual([]);
+    expect((await plugin.verifyLogin({ username: 'tsr_switch_dddddddddddd', keyId: credentials.access_key_id as string, password: 'x' })).ok).toBe(false);
+  });
+
+  it('for an STS role, a user that does not exist is gone at once, not "not visible yet" (no retries)', async () => {
+    for (const credential_type of ['assumed_role', 'federation_token'] as const) {
+      const sts = awsIamRoleSchema.parse(
+        credential_type === 'assumed_role' ? { credential_type, role_arns: ['arn:aws:iam::123456789012:role/deploy'] } : { credential_type, policy: { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:GetObject', Resource: '*' }] } },
+      );
+      await expect(plugin.revokeUser({ username: 'tsr_never_eeeeeeeeeeee', role: sts, issuedAt: new Date() })).resolves.toEqual({});
+    }
+  });
+
   it('with wait_for_key, issue answers only once the new key signs a call', async () => {
     const before = server.calls.length;
     const { credentials } = await plugin.createUser({ username: 'tsr_wait_bbbbbbbbbbbb', password: 'unused', expiresAt, role });

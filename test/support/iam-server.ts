@@ -112,6 +112,7 @@ export class IamTestServer {
   private groups = new Map<string, Group>();
   private nextFailure = new Map<string, { code: string; message?: string }>();
   private alwaysFailure = new Map<string, string>();
+  private matchedFailures: { action: string; match: Record<string, string>; code: string }[] = [];
   private readonly sts = new StsModel();
 
   constructor(opts: { adminKeyIds?: string[] } = {}) {
@@ -168,6 +169,15 @@ export class IamTestServer {
     if (code === null) this.alwaysFailure.delete(action);
     else this.alwaysFailure.set(action, code);
   }
+  /**
+   * Make every call of `action` whose parameters include all of `match` (e.g. `{ RoleName: 'deploy-eu' }`)
+   * fail with `code`; `null` stops it. Other calls of the action go through.
+   */
+  failWhen(action: string, match: Record<string, string>, code: string | null): void {
+    const same = (f: { action: string; match: Record<string, string> }) => f.action === action && JSON.stringify(f.match) === JSON.stringify(match);
+    this.matchedFailures = this.matchedFailures.filter((f) => !same(f));
+    if (code !== null) this.matchedFailures.push({ action, match, code });
+  }
   /** An IAM role that AssumeRole can assume; `externalId` makes its trust policy require that external id. */
   createRole(name: string, opts: { maxSessionDuration?: number; externalId?: string; path?: string } = {}): string {
     const trust = {
@@ -200,6 +210,7 @@ export class IamTestServer {
     this.groups.clear();
     this.nextFailure.clear();
     this.alwaysFailure.clear();
+    this.matchedFailures = [];
   }
 
   /** Names of the user's credentials other than access keys, e.g. ['login-profile', 'ssh:APKA…']. */
@@ -231,7 +242,7 @@ export class IamTestServer {
     let status = 200;
     let body: string;
     try {
-      this.injectedFailure(action);
+      this.injectedFailure(action, p);
       const token = req.headers['x-amz-security-token'];
       const caller = this.sts.caller(req.headers.authorization, Array.isArray(token) ? token[0] : token, `${isSts ? 'sts' : 'iam'}:${action}`);
       let result: XmlValue | void;
@@ -250,7 +261,9 @@ export class IamTestServer {
     res.end(body);
   }
 
-  private injectedFailure(action: string): void {
+  private injectedFailure(action: string, p: Params): void {
+    const matched = this.matchedFailures.find((f) => f.action === action && Object.entries(f.match).every(([k, v]) => p.opt(k) === v));
+    if (matched) throw new IamError(matched.code, `Injected ${matched.code} for ${action}`);
     const once = this.nextFailure.get(action);
     if (once) {
       this.nextFailure.delete(action);

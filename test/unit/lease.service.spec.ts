@@ -66,6 +66,13 @@ describe('LeaseService (in-memory fakes)', () => {
       expect(w.target.accounts.size).toBe(0);
       expect(w.audit.ofType('lease.issued')).toEqual([]);
     });
+
+    it('a lease taken while the target works, for a role whose credentials cannot be revoked (STS), asks the target to remove nothing', async () => {
+      const w = leaseWorld({ terms: { renewable: false, revocable: false } });
+      w.target.duringCreate = async () => void (await w.leases.beginRevokeMatching({ role: ROLE }, 'bulk'));
+      expect(await refusal(w.service.issue(api, ROLE, {}))).toMatchObject({ code: 'issue_interrupted' });
+      expect(w.target.revokeCalls).toEqual([]);
+    });
   });
 
   describe('renew', () => {

@@ -1,5 +1,5 @@
 import { Logger } from '@nestjs/common';
-import { PluginError, RevokeUsersRequest } from '../../../plugins/contract';
+import { LeaseTerms, PluginError, RevokeUsersRequest } from '../../../plugins/contract';
 import { AuditDenials } from '../../../src/audit/audit-denials';
 import { AuditEvent } from '../../../src/audit/audit.log';
 import { TesseraConfig } from '../../../src/config/config.loader';
@@ -259,7 +259,11 @@ export class FakeTarget {
   /** The batch calls made, one list of usernames each. */
   readonly batches: string[][] = [];
 
+  /** Every account revokeUser was asked to remove, in order. */
+  readonly revokeCalls: string[] = [];
+
   async revokeUser(req: { username: string }) {
+    this.revokeCalls.push(req.username);
     if (this.failures.revokeUser) throw this.failures.revokeUser;
     const failure = this.failingAccounts.get(req.username);
     if (failure) throw failure;
@@ -291,7 +295,7 @@ export const workload = (name = 'api'): Identity => ({ subject: `spiffe://test.e
 export const operator: Identity = { subject: 'spiffe://test.example/ops/carol', issuer: 'test', operator: true, claims: {} };
 
 /** LeaseService, LeaseRevoker and LeaseJobs over in-memory fakes. */
-export function leaseWorld(opts: { maxTtl?: number; policyMaxTtl?: number; roleCap?: number } = {}) {
+export function leaseWorld(opts: { maxTtl?: number; policyMaxTtl?: number; roleCap?: number; terms?: LeaseTerms } = {}) {
   const clock = new FakeClock();
   const audit = new FakeAudit();
   const leases = new InMemoryLeases(clock, audit);
@@ -299,7 +303,7 @@ export function leaseWorld(opts: { maxTtl?: number; policyMaxTtl?: number; roleC
   const jobs = new FakeJobs();
   const metrics = new Metrics();
   const config = {
-    roles: new Map([[ROLE, { name: ROLE, connection: 'target', plugin: 'postgres', defaultTtl: 300, maxTtl: opts.maxTtl ?? 3600, settings: {} }]]),
+    roles: new Map([[ROLE, { name: ROLE, connection: 'target', plugin: 'postgres', defaultTtl: 300, maxTtl: opts.maxTtl ?? 3600, settings: {}, terms: opts.terms }]]),
     limits: { max_active_leases_per_role: opts.roleCap ?? 100, max_active_leases_per_owner: 100 },
     pending_timeout: 60,
     identity: { issuers: [{ name: 'test', type: 'jwt-svid', trust_domain: 'test.example' }] },
