@@ -14,7 +14,7 @@ import { IssuerSession } from './issuer-session';
 import { LeaseError } from './lease-errors';
 import { LeaseFilter, LeaseRow } from './lease.model';
 import { TRANSITIONS } from './lease-state';
-import { COLUMNS, COUNT_LIVE, INSERT_PENDING, ISSUER_GONE, MatchChanged, from, revokeMatching, whereClause } from './lease.sql';
+import { COLUMNS, COUNT_LIVE, ISSUER_GONE, MatchChanged, from, insertPendingSql, revokeMatching, whereClause } from './lease.sql';
 
 export interface NewLease {
   id: string;
@@ -89,9 +89,18 @@ export class LeaseRepository implements OnApplicationShutdown {
   private async insertPendingStatement(batch: { lease: NewLease; caps: { role: number; owner: number } }[]): Promise<(InsertRefusal | undefined)[]> {
     const issuerLock = await this.issuerSession.key();
     const col = <K extends keyof NewLease>(k: K) => batch.map((b) => b.lease[k]);
-    const { rows } = await this.db.query<{ inserted: boolean; role_full: boolean; owner_full: boolean }>(INSERT_PENDING, [
+    const roles = new Map<string, number>();
+    const owners = new Map<string, { owner: string; issuer: string; cap: number }>();
+    for (const { lease, caps } of batch) {
+      roles.set(lease.role, Math.max(caps.role, roles.get(lease.role) ?? 0));
+      const key = JSON.stringify([lease.owner, lease.ownerIssuer]);
+      owners.set(key, { owner: lease.owner, issuer: lease.ownerIssuer, cap: Math.max(caps.owner, owners.get(key)?.cap ?? 0) });
+    }
+    const { sql, params } = insertPendingSql({ roles: [...roles].map(([role, cap]) => ({ role, cap })), owners: [...owners.values()] });
+    const { rows } = await this.db.query<{ inserted: boolean; role_full: boolean; owner_full: boolean }>(sql, [
       col('id'), col('role'), col('connection'), col('plugin'), col('account'), col('owner'), col('ownerIssuer'), col('runId'),
       col('expiresAt'), col('maxExpiresAt'), batch.map((b) => b.caps.role), batch.map((b) => b.caps.owner), issuerLock, col('revocable'),
+      ...params,
     ]);
     return rows.map((r) => (r.inserted ? undefined : r.role_full ? 'role_limit' : 'owner_limit'));
   }

@@ -19,24 +19,42 @@ export const ISSUER_GONE = `(issuer_lock IS NOT NULL AND NOT EXISTS (
     AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
     AND k.classid = ${ISSUER_LOCK_NAMESPACE}::oid AND k.objid = leases.issuer_lock::oid))`;
 
+/** The distinct roles and owners of a pending-insert statement, each with the largest cap asked for it. */
+export interface LiveCounts {
+  roles: { role: string; cap: number }[];
+  owners: { owner: string; issuer: string; cap: number }[];
+}
+
 /**
- * Pending leases, in order ($1..$12 are arrays, one element per lease): each is written unless its
- * role's or owner's live leases (counted once per role and per owner, each count stopping at its cap
- * on its own partial index), plus those before it in this statement, reach the cap. One row out per
- * lease, in order.
+ * Pending leases, in order ($1..$12 and $14 are arrays, one element per lease): each is written unless
+ * its role's or owner's live leases, plus those before it in this statement, reach the cap. Each
+ * distinct role and owner is counted once, by a statement of its own whose values are parameters (from
+ * $15 on, see LiveCounts), so PostgreSQL plans each count for that value on its partial index: a count
+ * correlated with the input would be planned for any role at all, and on a table where one role holds
+ * most rows that plan is a full scan. Each count stops at its cap. One row out per lease, in order.
  */
-export const INSERT_PENDING = `
+export function insertPendingSql(counts: LiveCounts): { sql: string; params: unknown[] } {
+  const params: unknown[] = [];
+  const p = (v: unknown) => {
+    params.push(v);
+    return `$${params.length + 14}`;
+  };
+  const roles = counts.roles.map(({ role, cap }) => {
+    const r = p(role);
+    return `(${r}::text, (SELECT count(*) FROM (SELECT 1 FROM leases WHERE role = ${r} AND state IN ('pending','active') LIMIT ${p(cap)}::int) x))`;
+  });
+  const owners = counts.owners.map(({ owner, issuer, cap }) => {
+    const o = p(owner);
+    const i = p(issuer);
+    return `(${o}::text, ${i}::text, (SELECT count(*) FROM (SELECT 1 FROM leases WHERE owner = ${o} AND owner_issuer = ${i} AND state IN ('pending','active') LIMIT ${p(cap)}::int) x))`;
+  });
+  const sql = `
   WITH input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
                          $9::timestamptz[], $10::timestamptz[], $11::int[], $12::int[], $14::boolean[])
       WITH ORDINALITY AS i(id, role, connection, plugin, account, owner, owner_issuer, run_id, expires_at, max_expires_at, role_cap, owner_cap, revocable, n)),
-  role_live AS (
-    SELECT g.role, (SELECT count(*) FROM (SELECT 1 FROM leases l WHERE l.role = g.role AND l.state IN ('pending','active') LIMIT g.cap) x) AS live
-    FROM (SELECT role, max(role_cap) AS cap FROM input GROUP BY role) g),
-  owner_live AS (
-    SELECT g.owner, g.owner_issuer,
-           (SELECT count(*) FROM (SELECT 1 FROM leases l WHERE l.owner = g.owner AND l.owner_issuer = g.owner_issuer AND l.state IN ('pending','active') LIMIT g.cap) x) AS live
-    FROM (SELECT owner, owner_issuer, max(owner_cap) AS cap FROM input GROUP BY owner, owner_issuer) g),
+  role_live(role, live) AS (VALUES ${roles.join(', ')}),
+  owner_live(owner, owner_issuer, live) AS (VALUES ${owners.join(', ')}),
   judged AS (
     SELECT i.*,
            rl.live + row_number() OVER (PARTITION BY i.role ORDER BY i.n) > i.role_cap AS role_full,
@@ -48,6 +66,8 @@ export const INSERT_PENDING = `
     FROM judged WHERE NOT role_full AND NOT owner_full ORDER BY n
     RETURNING id)
   SELECT j.id IN (SELECT id FROM ins) AS inserted, j.role_full, j.owner_full FROM judged j ORDER BY j.n`;
+  return { sql, params };
+}
 
 /** See LeaseRepository.countLive. A lease's plugin comes from one of its role's leases in that state. */
 export const COUNT_LIVE = `WITH RECURSIVE roles(role) AS (
