@@ -83,3 +83,13 @@ export function crossSiteReason(req: Request, publicOrigin: string): string | un
 export function isForm(req: Request): boolean {
   return req.headers['content-type']?.split(';')[0].trim().toLowerCase() === 'application/x-www-form-urlencoded';
 }
+
+/**
+ * Whether a page may open a confirmation dialog from its query: only for a navigation from the
+ * console's own pages (Sec-Fetch-Site: same-origin) or from a client that does not send the header.
+ * A link on another site, or on another port of this host (same-site), shows the page without it.
+ */
+export function mayConfirm(req: Request): boolean {
+  const site = req.headers['sec-fetch-site'];
+  return site === undefined || site === 'same-origin';
+}

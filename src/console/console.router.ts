@@ -13,6 +13,7 @@ import { HealthController } from '../health/health.controller';
 import { errorBody, toHttpError } from '../http/error.filter';
 import { JobProducer } from '../jobs/job.producer';
 import { LeaseService } from '../leases/lease.service';
+import { RoleSessionsService } from '../roles/role-sessions.service';
 import { StaticService } from '../statics/static.service';
 import { ConsoleAuthService } from './console-auth.service';
 import { ConsoleCookies, ConsoleRequest, crossSiteReason, isForm, securityHeaders } from './console-http';
@@ -70,12 +71,13 @@ export class ConsoleRoutes {
     statics: StaticService,
     audit: AuditLog,
     jobs: JobProducer,
+    roleSessions: RoleSessionsService,
     moduleRef: ModuleRef,
   ) {
     this.publicOrigin = new URL(config.ui!.public_url).origin;
     this.cookies = new ConsoleCookies(this.publicOrigin.startsWith('https:'));
     const targets = () => moduleRef.get(HealthController, { strict: false }).targetsReport();
-    this.pages = new ConsolePages({ config, leases, statics, audit, jobs, targets });
+    this.pages = new ConsolePages({ config, leases, statics, audit, jobs, roleSessions, targets });
   }
 
   router(): Router {
@@ -118,6 +120,8 @@ export class ConsoleRoutes {
     r.post('/static/:name/rotate', ...post, page((req, res) => p.rotateNow(req, res)));
     r.get('/rotations', signedIn, page((req, res) => p.rotations(req, res)));
     r.get('/api/rotations', signedIn, api((req, res) => p.rotationsJson(req, res)));
+    r.get('/roles', signedIn, page((req, res) => p.roles(req, res)));
+    r.post('/roles/:role/revoke-sessions', ...post, page((req, res) => p.revokeSessions(req, res)));
     r.get('/audit', signedIn, page((req, res) => p.audit(req, res)));
     r.post('/audit/verify', ...post, page((req, res) => p.audit(req, res, true)));
     // Nothing under /ui/ reaches the API's router.

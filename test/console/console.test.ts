@@ -159,6 +159,8 @@ describe('operator console', () => {
     await page.getByRole('row').filter({ hasText: lease.lease_id }).getByRole('button', { name: 'Revoke', exact: true }).click();
     const dialog = page.getByRole('dialog');
     await waitForText(dialog, lease.lease_id);
+    // Cancel has the focus: Enter alone does not revoke.
+    expect(await page.evaluate('document.activeElement && document.activeElement.textContent')).toBe('Cancel');
     await screenshot(page, 'lease-revoke');
     await dialog.getByRole('button', { name: 'Revoke', exact: true }).click();
     await waitForText(page.getByRole('status'), 'The lease is revoked.');
@@ -193,7 +195,10 @@ describe('operator console', () => {
 
   test('a bulk revoke confirmed for a count that no longer matches revokes nothing and shows the new count', async () => {
     await issue('run-race');
-    await page.goto(`${url}/ui/leases/bulk-revoke?run_id=run-race`);
+    await page.goto(`${url}/ui/leases`);
+    const form = page.getByRole('form', { name: 'Bulk revoke' });
+    await form.getByLabel('Run id').fill('run-race');
+    await form.getByRole('button', { name: 'Bulk revoke' }).click();
     await waitForText(page.getByRole('dialog'), '1 lease matches');
     const late = await issue('run-race');
     await page.getByRole('dialog').getByRole('button', { name: 'Bulk revoke', exact: true }).click();
