@@ -8,7 +8,7 @@ import { TesseraConfig } from '../config/config.loader';
 import { CONFIG } from '../config/config.module';
 import { Identity } from '../identity/identity';
 import { TokenVerifier } from '../identity/token-verifier';
-import { ConsoleSessionRepository } from './console-session.repository';
+import { ConsoleSessionRepository, PendingLogin } from './console-session.repository';
 import { OidcClient, sameText } from './oidc-client';
 
 /** How long a sign-in may take at the identity provider. */
@@ -39,6 +39,7 @@ const signInExpired = () => new DomainError('unauthenticated', 'sign_in_expired'
 export class ConsoleAuthService {
   readonly oidc: OidcClient;
   private readonly sessionTtlMs: number;
+  private readonly maxPendingSignIns: number;
 
   constructor(
     @Inject(CONFIG) config: TesseraConfig,
@@ -64,6 +65,7 @@ export class ConsoleAuthService {
       redirectUri: `${ui.public_url}/ui/callback`,
     });
     this.sessionTtlMs = ui.session_ttl * 1000;
+    this.maxPendingSignIns = ui.max_pending_sign_ins;
   }
 
   /** Starts a sign-in: the value for the browser's login cookie, and where to send the browser. */
@@ -71,7 +73,9 @@ export class ConsoleAuthService {
     const loginId = random();
     const login = { state: random(), nonce: random(), code_verifier: random() };
     const redirectTo = await this.oidc.authorizationUrl({ state: login.state, nonce: login.nonce, codeVerifier: login.code_verifier });
-    await this.sessions.insertLogin(hashOf(loginId), login, new Date(this.clock.now().getTime() + LOGIN_TTL_MS));
+    if (!(await this.sessions.insertLogin(hashOf(loginId), login, new Date(this.clock.now().getTime() + LOGIN_TTL_MS), this.maxPendingSignIns))) {
+      throw new DomainError('unavailable', 'too_many_sign_ins', 'too many sign-ins are under way; try again in a few minutes');
+    }
     return { loginId, redirectTo, maxAgeSeconds: LOGIN_TTL_MS / 1000 };
   }
 
@@ -80,12 +84,17 @@ export class ConsoleAuthService {
    * state to this sign-in; the code is exchanged with the PKCE verifier and the ID token verified.
    */
   async finishSignIn(
-    loginId: string | undefined,
+    loginIds: readonly string[],
     callback: { code?: string; state?: string; error?: string; iss?: string },
     client: string | null,
   ): Promise<{ sessionId: string; session: ConsoleSession }> {
-    if (!loginId || !WELL_FORMED.test(loginId)) throw signInExpired();
-    const login = await this.sessions.takeLogin(hashOf(loginId));
+    // Several cookies of the name (one set by another service on this host, with a longer path): the
+    // first that is a sign-in under way is this one.
+    let login: PendingLogin | undefined;
+    for (const loginId of loginIds.filter((id) => WELL_FORMED.test(id)).slice(0, 5)) {
+      login = await this.sessions.takeLogin(hashOf(loginId));
+      if (login) break;
+    }
     if (!login) throw signInExpired();
     if (!callback.state || !sameText(callback.state, login.state)) throw new DomainError('unauthenticated', 'sign_in_mismatch', 'the answer of the identity provider does not belong to this sign-in; sign in again');
     // RFC 9207: a provider that names itself in the answer must be the one this sign-in went to.
@@ -114,6 +123,18 @@ export class ConsoleAuthService {
     await this.sessions.insertSession(hashOf(sessionId), { subject: identity.subject, issuer: identity.issuer, display_name: displayName, csrf_token: csrfToken }, expiresAt);
     await this.audit.append({ type: 'console.signed_in', actor: identity.subject, detail: { issuer: identity.issuer, expires_at: expiresAt.toISOString(), client } });
     return { sessionId, session: { identity, displayName, csrfToken, expiresAt } };
+  }
+
+  /**
+   * The first live session among the values of the session cookie (a browser sends every cookie of
+   * the name whose path matches, so one set by another service on this host may come first).
+   */
+  async firstSession(sessionIds: readonly string[]): Promise<{ id: string; session: ConsoleSession } | undefined> {
+    for (const id of sessionIds.slice(0, 5)) {
+      const session = await this.session(id);
+      if (session) return { id, session };
+    }
+    return undefined;
   }
 
   /** The session a cookie names, if it is live and its subject is still an operator. */

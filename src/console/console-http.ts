@@ -41,14 +41,20 @@ export class ConsoleCookies {
     this.login = `${prefix}tessera_console_login`;
   }
 
-  read(req: Request, name: string): string | undefined {
+  /**
+   * Every value of the cookie `name`, in the order the browser sent them. There can be several: another
+   * service on this host can set the same name with a longer path (e.g. Path=/ui), which the browser
+   * sends first; callers try each, so such a cookie cannot shadow the console's own.
+   */
+  read(req: Request, name: string): string[] {
     const header = req.headers.cookie;
-    if (!header) return undefined;
+    if (!header) return [];
+    const values: string[] = [];
     for (const part of header.split(';')) {
       const eq = part.indexOf('=');
-      if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+      if (eq > 0 && part.slice(0, eq).trim() === name) values.push(part.slice(eq + 1).trim());
     }
-    return undefined;
+    return values;
   }
 
   /**
@@ -62,8 +68,10 @@ export class ConsoleCookies {
     res.append('Set-Cookie', attributes.join('; '));
   }
 
+  /** Clears the cookie at Path=/ and, without the __Host- prefix (which requires Path=/), at Path=/ui too. */
   clear(res: Response, name: string): void {
     this.set(res, name, '', 0, 'Strict');
+    if (!this.secure) res.append('Set-Cookie', `${name}=; Path=/ui; Max-Age=0; HttpOnly; SameSite=Strict`);
   }
 }
 
@@ -82,4 +90,32 @@ export function crossSiteReason(req: Request, publicOrigin: string): string | un
 
 export function isForm(req: Request): boolean {
   return req.headers['content-type']?.split(';')[0].trim().toLowerCase() === 'application/x-www-form-urlencoded';
+}
+
+/**
+ * Whether a page may open a confirmation dialog from its query: only for a navigation from the
+ * console's own pages (Sec-Fetch-Site: same-origin) or from a client that does not send the header.
+ * A link on another site, or on another port of this host (same-site), shows the page without it.
+ */
+export function mayConfirm(req: Request): boolean {
+  const site = req.headers['sec-fetch-site'];
+  return site === undefined || site === 'same-origin';
+}
+
+/**
+ * The key a client's sign-in starts are counted under: its IPv4 address, or the /64 of its IPv6
+ * address (one host usually holds a whole /64, so counting addresses would not limit it).
+ */
+export function clientKey(ip: string | undefined): string {
+  if (!ip) return 'unknown';
+  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(ip);
+  if (mapped) return mapped[1];
+  if (!ip.includes(':')) return ip;
+  const [head, tail = ''] = ip.toLowerCase().split('%')[0].split('::');
+  const left = head ? head.split(':') : [];
+  const right = ip.includes('::') && tail ? tail.split(':') : [];
+  // An embedded IPv4 tail (a.b.c.d) takes two groups; it never falls in the first four.
+  const width = (groups: string[]) => groups.reduce((n, g) => n + (g.includes('.') ? 2 : 1), 0);
+  const groups = ip.includes('::') ? [...left, ...Array(Math.max(0, 8 - width(left) - width(right))).fill('0'), ...right] : left;
+  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':')}::/64`;
 }

@@ -9,6 +9,12 @@ import { LEASE_STATES } from '../leases/lease.model';
 const optional = <S extends z.ZodType>(schema: S) => z.preprocess((v) => (v === '' ? undefined : v), schema.optional());
 const name = z.string().regex(NAME, 'not a valid name');
 const csrf = z.string().max(100);
+/** An issuer's name (identity.issuers[].name). */
+const issuerName = z.string().min(1).max(64);
+
+/** A subject means something only with its issuer (DESIGN §6): an owner is matched under one issuer. */
+const ownerWithIssuer = (f: { owner?: string; owner_issuer?: string }) => (f.owner === undefined) === (f.owner_issuer === undefined);
+const OWNER_WITH_ISSUER = { message: "give the owner together with the owner's issuer", path: ['owner_issuer'] };
 
 export const leaseListQuery = z
   .object({
@@ -26,10 +32,12 @@ export const bulkQuery = z
     role: optional(name),
     connection: optional(name),
     owner: optional(subjectInput),
+    owner_issuer: optional(issuerName),
     run_id: optional(runIdInput),
   })
   .strict()
-  .refine((f) => f.role || f.connection || f.owner || f.run_id, { message: 'give a role, connection, owner or run id to match' });
+  .refine((f) => f.role || f.connection || f.owner || f.run_id, { message: 'give a role, connection, owner or run id to match' })
+  .refine(ownerWithIssuer, OWNER_WITH_ISSUER);
 
 export const bulkBody = z
   .object({
@@ -37,15 +45,18 @@ export const bulkBody = z
     role: optional(name),
     connection: optional(name),
     owner: optional(subjectInput),
+    owner_issuer: optional(issuerName),
     run_id: optional(runIdInput),
     expected: z.string().regex(/^\d{1,9}$/, 'must be the count you confirmed').transform(Number),
   })
   .strict()
-  .refine((f) => f.role || f.connection || f.owner || f.run_id, { message: 'give a role, connection, owner or run id to match' });
+  .refine((f) => f.role || f.connection || f.owner || f.run_id, { message: 'give a role, connection, owner or run id to match' })
+  .refine(ownerWithIssuer, OWNER_WITH_ISSUER);
 
 export const leaseDetailQuery = z.object({ confirm: optional(z.literal('revoke')), revoked: optional(z.string().max(20)) }).strict();
 export const csrfBody = z.object({ _csrf: csrf }).strict();
 export const emergencyBody = z.object({ _csrf: csrf, connection: name }).strict();
+export const rolesQuery = z.object({ confirm: optional(name) }).strict();
 export const staticsQuery = z.object({ emergency: optional(name) }).strict();
 const rotationId = z.string().regex(/^rot_[A-Za-z0-9_-]{16}$/, 'not a rotation id');
 export const rotationsQuery = z

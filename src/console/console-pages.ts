@@ -8,11 +8,14 @@ import { AuditType } from '../audit/audit-event';
 import { DomainError } from '../common/errors';
 import { TesseraConfig } from '../config/config.loader';
 import { TargetsReport } from '../health/target-probes';
+import { toHttpError } from '../http/error.filter';
 import { JobProducer } from '../jobs/job.producer';
 import { LeaseService } from '../leases/lease.service';
+import { BOOTSTRAP_ISSUER_NAME, X509_ISSUER_NAME } from '../identity/identity';
+import { RoleSessionsService } from '../roles/role-sessions.service';
 import { StaticService } from '../statics/static.service';
 import { ConsoleSession } from './console-auth.service';
-import { ConsoleRequest } from './console-http';
+import { ConsoleRequest, mayConfirm } from './console-http';
 import {
   auditQuery,
   bulkBody,
@@ -22,15 +25,17 @@ import {
   leaseDetailQuery,
   leaseListQuery,
   parseForm,
+  rolesQuery,
   rotationsQuery,
   staticsQuery,
   verifyBody,
 } from './console-input';
-import { segment, uiUrl } from './html';
+import { Html, segment, uiUrl } from './html';
 import { auditPage } from './pages/audit.page';
 import { PageContext, Section, notice } from './pages/components';
-import { leaseDetailPage, leasesPage, revokedNotice } from './pages/leases.page';
+import { BulkFilterInput, leaseDetailPage, leasesPage, revokedNotice } from './pages/leases.page';
 import { overviewPage } from './pages/overview.page';
+import { SessionRoleView, rolesPage, sessionsRevokedNotice } from './pages/roles.page';
 import { RotationView, rotationsPage, staticDetailPage, staticsPage } from './pages/statics.page';
 
 const PAGE_SIZE = 50;
@@ -79,6 +84,7 @@ export interface ConsoleServices {
   statics: StaticService;
   audit: AuditLog;
   jobs: JobProducer;
+  roleSessions: RoleSessionsService;
   targets: () => TargetsReport;
 }
 
@@ -86,6 +92,7 @@ const send = (res: Response, body: string, status = 200) => void res.status(stat
 const ctx = (req: ConsoleRequest, section?: Section): PageContext => ({ session: req.consoleSession, section });
 const param = (req: ConsoleRequest, key: string) => String(req.params[key]);
 const identity = (req: ConsoleRequest) => (req.consoleSession as ConsoleSession).identity;
+const bulkFilter = (b: BulkFilterInput) => ({ role: b.role, connection: b.connection, owner: b.owner, ownerIssuer: b.owner_issuer, runId: b.run_id });
 
 export class ConsolePages {
   constructor(private readonly s: ConsoleServices) {}
@@ -111,39 +118,69 @@ export class ConsolePages {
   /** The bulk revoke's confirmation: the count the same filter matches now, shown before anything happens. */
   async bulkPreview(req: ConsoleRequest, res: Response): Promise<void> {
     const f = parseForm(bulkQuery, req.query);
-    const filter = { role: f.role, connection: f.connection, owner: f.owner, runId: f.run_id };
-    const { matched } = await this.s.leases.countBulkRevoke(filter);
-    const page = await this.s.leases.list(identity(req), { role: f.role, owner: f.owner, runId: f.run_id, limit: PAGE_SIZE });
-    send(res, leasesPage(ctx(req, 'leases'), { filter: { role: f.role, owner: f.owner, run_id: f.run_id }, items: page.items, nextCursor: null, ...this.choices(), bulk: { filter: f, matched } }));
+    const bulk = { role: f.role, connection: f.connection, owner: f.owner, owner_issuer: f.owner_issuer, run_id: f.run_id };
+    // Opened from another site's link, the page shows the leases without the dialog.
+    send(res, await this.bulkPage(req, bulk, mayConfirm(req)));
   }
 
   async bulkRevoke(req: ConsoleRequest, res: Response): Promise<void> {
     const b = parseForm(bulkBody, req.body);
-    const filter = { role: b.role, connection: b.connection, owner: b.owner, runId: b.run_id };
+    const bulk = { role: b.role, connection: b.connection, owner: b.owner, owner_issuer: b.owner_issuer, run_id: b.run_id };
     try {
-      const { matched } = await this.s.leases.bulkRevoke(identity(req), filter, { expected: b.expected });
+      const { matched } = await this.s.leases.bulkRevoke(identity(req), bulkFilter(bulk), { expected: b.expected });
       res.redirect(303, uiUrl('/ui/leases', { run_id: b.run_id, owner: b.owner, role: b.role, bulk: matched }));
     } catch (err) {
       if (!(err instanceof DomainError && err.code === 'bulk_revoke_changed')) throw err;
       // The leases changed since the count was shown: show the new count and ask again.
-      const { matched } = await this.s.leases.countBulkRevoke(filter);
-      const page = await this.s.leases.list(identity(req), { role: b.role, owner: b.owner, runId: b.run_id, limit: PAGE_SIZE });
-      const bulk = { filter: { role: b.role, connection: b.connection, owner: b.owner, run_id: b.run_id }, matched };
-      send(res, leasesPage(ctx(req, 'leases'), { filter: {}, items: page.items, nextCursor: null, ...this.choices(), bulk, notice: notice(err.message, 'warn') }), 409);
+      send(res, await this.bulkPage(req, bulk, true, notice(err.message, 'warn')), 409);
     }
+  }
+
+  /** The leases a bulk revoke matches now (exactly its filter and states), and the count to confirm. */
+  private async bulkPage(req: ConsoleRequest, bulk: BulkFilterInput, confirm: boolean, shown?: Html): Promise<string> {
+    const { matched, items } = await this.s.leases.previewBulkRevoke(bulkFilter(bulk), PAGE_SIZE);
+    const filter = { role: bulk.role, owner: bulk.owner, run_id: bulk.run_id };
+    return leasesPage(ctx(req, 'leases'), { filter, items, nextCursor: null, ...this.choices(), bulk: confirm ? { filter: bulk, matched } : undefined, notice: shown });
   }
 
   async lease(req: ConsoleRequest, res: Response): Promise<void> {
     const q = parseForm(leaseDetailQuery, req.query);
     const lease = await this.s.leases.get(identity(req), param(req, 'id'));
     const done = q.revoked === undefined ? undefined : revokedNotice(q.revoked);
-    send(res, leaseDetailPage(ctx(req, 'leases'), lease, { confirmRevoke: q.confirm === 'revoke', notice: done }));
+    send(res, leaseDetailPage(ctx(req, 'leases'), lease, { confirmRevoke: q.confirm === 'revoke' && mayConfirm(req), notice: done }));
   }
 
   async revokeLease(req: ConsoleRequest, res: Response): Promise<void> {
     parseForm(csrfBody, req.body);
     const { state } = await this.s.leases.revoke(identity(req), param(req, 'id'));
     res.redirect(303, uiUrl(`/ui/leases/${segment(param(req, 'id'))}`, { revoked: state }));
+  }
+
+  /** Roles whose credentials are STS sessions, each with "Revoke sessions" (DESIGN §14). */
+  async roles(req: ConsoleRequest, res: Response): Promise<void> {
+    const q = parseForm(rolesQuery, req.query);
+    const roles = this.sessionRoles();
+    let confirm: SessionRoleView | undefined;
+    if (q.confirm !== undefined) {
+      confirm = roles.find((r) => r.name === q.confirm);
+      if (!confirm) throw new DomainError('not_found', 'role_not_found', `no role named ${JSON.stringify(q.confirm)} issues STS sessions`);
+      if (!mayConfirm(req)) confirm = undefined;
+    }
+    send(res, rolesPage(ctx(req, 'roles'), { roles, confirm }));
+  }
+
+  /** The API's revoke-sessions (the same service, so the same checks and audit event, with the operator as actor). */
+  async revokeSessions(req: ConsoleRequest, res: Response): Promise<void> {
+    parseForm(csrfBody, req.body);
+    const role = param(req, 'role');
+    try {
+      const { revoked_before } = await this.s.roleSessions.revokeSessions(identity(req), role);
+      send(res, rolesPage(ctx(req, 'roles'), { roles: this.sessionRoles(), notice: sessionsRevokedNotice(role, revoked_before) }));
+    } catch (err) {
+      if (!(err instanceof DomainError)) throw err;
+      const { status } = toHttpError(err);
+      send(res, rolesPage(ctx(req, 'roles'), { roles: this.sessionRoles(), notice: notice(`${err.message} (${err.code})`, 'error') }), status);
+    }
   }
 
   async statics(req: ConsoleRequest, res: Response): Promise<void> {
@@ -158,6 +195,7 @@ export class ConsolePages {
     if (q.emergency !== undefined) {
       emergency = connections.find((c) => c.name === q.emergency);
       if (!emergency) throw new DomainError('not_found', 'connection_not_found', `no connection named ${JSON.stringify(q.emergency)}`);
+      if (!mayConfirm(req)) emergency = undefined;
     }
     send(res, staticsPage(ctx(req, 'static'), { items, connections, emergency }));
   }
@@ -224,8 +262,19 @@ export class ConsolePages {
     }
   }
 
-  private choices(): { roles: string[]; connections: string[] } {
-    return { roles: [...this.s.config.roles.keys()].sort(), connections: [...this.s.config.connections.keys()].sort() };
+  private choices(): { roles: string[]; connections: string[]; issuers: string[] } {
+    return {
+      roles: [...this.s.config.roles.keys()].sort(),
+      connections: [...this.s.config.connections.keys()].sort(),
+      issuers: [...this.s.config.identity.issuers.map((i) => i.name), X509_ISSUER_NAME, BOOTSTRAP_ISSUER_NAME],
+    };
+  }
+
+  private sessionRoles(): SessionRoleView[] {
+    return [...this.s.config.roles.values()]
+      .filter((r) => (r.settings as { credential_type?: unknown }).credential_type === 'assumed_role')
+      .map((r) => ({ name: r.name, connection: r.connection, roleArns: [...((r.settings as { role_arns?: string[] }).role_arns ?? [])] }))
+      .sort((a, b) => a.name.localeCompare(b.name));
   }
 }
 

@@ -20,16 +20,19 @@ export interface SessionRow {
 export class ConsoleSessionRepository {
   constructor(@Inject(Database) private readonly db: Database) {}
 
-  async insertLogin(idHash: Buffer, login: PendingLogin, expiresAt: Date): Promise<void> {
+  /**
+   * Records a sign-in under way unless `maxPending` are already pending (false then: nothing written).
+   * The count and the insert are one statement; concurrent starts may pass the cap by a few at most.
+   */
+  async insertLogin(idHash: Buffer, login: PendingLogin, expiresAt: Date, maxPending: number): Promise<boolean> {
     // Expired sign-ins nobody finished go as new ones start: the table stays small without a sweeper.
     await this.db.query('DELETE FROM console_logins WHERE expires_at <= now()');
-    await this.db.query('INSERT INTO console_logins (id_hash, state, nonce, code_verifier, expires_at) VALUES ($1, $2, $3, $4, $5)', [
-      idHash,
-      login.state,
-      login.nonce,
-      login.code_verifier,
-      expiresAt,
-    ]);
+    const { rowCount } = await this.db.query(
+      `INSERT INTO console_logins (id_hash, state, nonce, code_verifier, expires_at)
+       SELECT $1, $2, $3, $4, $5 WHERE (SELECT count(*) FROM (SELECT 1 FROM console_logins LIMIT $6) pending) < $6`,
+      [idHash, login.state, login.nonce, login.code_verifier, expiresAt, maxPending],
+    );
+    return (rowCount ?? 0) > 0;
   }
 
   /** Removes the sign-in and returns it when it has not expired: each is used once. */

@@ -13,9 +13,10 @@ import { HealthController } from '../health/health.controller';
 import { errorBody, toHttpError } from '../http/error.filter';
 import { JobProducer } from '../jobs/job.producer';
 import { LeaseService } from '../leases/lease.service';
+import { RoleSessionsService } from '../roles/role-sessions.service';
 import { StaticService } from '../statics/static.service';
 import { ConsoleAuthService } from './console-auth.service';
-import { ConsoleCookies, ConsoleRequest, crossSiteReason, isForm, securityHeaders } from './console-http';
+import { ConsoleCookies, ConsoleRequest, clientKey, crossSiteReason, isForm, securityHeaders } from './console-http';
 import { ConsolePages } from './console-pages';
 import { sameText } from './oidc-client';
 import { errorPage, signInPage, signedInPage, signedOutPage } from './pages/errors.page';
@@ -33,7 +34,11 @@ const TITLES: Record<number, string> = {
   503: 'Unavailable',
 };
 
-/** Sign-ins started per client address per second (bursts of ten): each writes a row. */
+/**
+ * Sign-ins started per client address (an IPv6 client's /64) per second, bursts of ten. Only the start
+ * is limited (it writes a row; their total is capped by ui.max_pending_sign_ins): the callback is not,
+ * so nobody can keep an operator from finishing a sign-in by spending the bucket.
+ */
 const SIGN_INS_PER_SECOND = 2;
 
 type Handler = (req: ConsoleRequest, res: Response) => Promise<void>;
@@ -70,12 +75,13 @@ export class ConsoleRoutes {
     statics: StaticService,
     audit: AuditLog,
     jobs: JobProducer,
+    roleSessions: RoleSessionsService,
     moduleRef: ModuleRef,
   ) {
     this.publicOrigin = new URL(config.ui!.public_url).origin;
     this.cookies = new ConsoleCookies(this.publicOrigin.startsWith('https:'));
     const targets = () => moduleRef.get(HealthController, { strict: false }).targetsReport();
-    this.pages = new ConsolePages({ config, leases, statics, audit, jobs, targets });
+    this.pages = new ConsolePages({ config, leases, statics, audit, jobs, roleSessions, targets });
   }
 
   router(): Router {
@@ -118,6 +124,8 @@ export class ConsoleRoutes {
     r.post('/static/:name/rotate', ...post, page((req, res) => p.rotateNow(req, res)));
     r.get('/rotations', signedIn, page((req, res) => p.rotations(req, res)));
     r.get('/api/rotations', signedIn, api((req, res) => p.rotationsJson(req, res)));
+    r.get('/roles', signedIn, page((req, res) => p.roles(req, res)));
+    r.post('/roles/:role/revoke-sessions', ...post, page((req, res) => p.revokeSessions(req, res)));
     r.get('/audit', signedIn, page((req, res) => p.audit(req, res)));
     r.post('/audit/verify', ...post, page((req, res) => p.audit(req, res, true)));
     // Nothing under /ui/ reaches the API's router.
@@ -130,14 +138,14 @@ export class ConsoleRoutes {
   private async signedIn(request: Request, res: Response, next: NextFunction): Promise<void> {
     const req = request as ConsoleRequest;
     try {
-      const id = this.cookies.read(req, this.cookies.session);
-      const session = await this.auth.session(id);
-      if (session) {
-        req.consoleSession = session;
-        req.consoleSessionId = id;
+      const ids = this.cookies.read(req, this.cookies.session);
+      const found = await this.auth.firstSession(ids);
+      if (found) {
+        req.consoleSession = found.session;
+        req.consoleSessionId = found.id;
         return next();
       }
-      if (id !== undefined) this.cookies.clear(res, this.cookies.session);
+      if (ids.length) this.cookies.clear(res, this.cookies.session);
       if (req.method === 'GET' && !req.path.startsWith('/api/')) return void res.redirect(303, '/ui/signin');
       throw new DomainError('unauthenticated', 'no_session', 'your console session has ended or is not valid; sign in again');
     } catch (err) {
@@ -149,7 +157,11 @@ export class ConsoleRoutes {
   private async stateChanging(request: Request, _res: Response, next: NextFunction): Promise<void> {
     const req = request as ConsoleRequest;
     const reason = crossSiteReason(req, this.publicOrigin);
-    if (reason) return next(await this.refuse(req, `cross-site request (${reason})`, 'cross_site_request', 'this request came from another site and was refused'));
+    if (reason) {
+      // Read-only, so the refusal names the operator whose browser sent it (nothing is done as them).
+      req.consoleSession = (await this.auth.firstSession(this.cookies.read(req, this.cookies.session)).catch(() => undefined))?.session;
+      return next(await this.refuse(req, `cross-site request (${reason})`, 'cross_site_request', 'this request came from another site and was refused'));
+    }
     const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
     if ((hasBody || req.headers['content-type'] !== undefined) && !isForm(req)) {
       return next(new DomainError('malformed', 'unsupported_media_type', 'the console accepts forms (application/x-www-form-urlencoded) only'));
@@ -175,23 +187,22 @@ export class ConsoleRoutes {
   }
 
   private async signInOrHome(req: ConsoleRequest, res: Response): Promise<void> {
-    if (await this.auth.session(this.cookies.read(req, this.cookies.session))) return void res.redirect(303, '/ui/');
+    if (await this.auth.firstSession(this.cookies.read(req, this.cookies.session))) return void res.redirect(303, '/ui/');
     res.type('html').send(signInPage(this.config.ui!.oidc.issuer));
   }
 
   private async beginSignIn(req: ConsoleRequest, res: Response): Promise<void> {
-    if (!this.signIns.take(req.ip ?? 'unknown')) throw new DomainError('rate_limited', 'too_many_sign_ins', 'too many sign-ins from this address; wait a moment');
+    if (!this.signIns.take(clientKey(req.ip))) throw new DomainError('rate_limited', 'too_many_sign_ins', 'too many sign-ins from this address; wait a moment');
     const { loginId, redirectTo, maxAgeSeconds } = await this.auth.beginSignIn();
     this.cookies.set(res, this.cookies.login, loginId, maxAgeSeconds, 'Lax');
     res.redirect(303, redirectTo);
   }
 
   private async callback(req: ConsoleRequest, res: Response): Promise<void> {
-    if (!this.signIns.take(req.ip ?? 'unknown')) throw new DomainError('rate_limited', 'too_many_sign_ins', 'too many sign-ins from this address; wait a moment');
     const text = (v: unknown) => (typeof v === 'string' && v.length <= 4096 ? v : undefined);
-    const loginId = this.cookies.read(req, this.cookies.login);
+    const loginIds = this.cookies.read(req, this.cookies.login);
     this.cookies.clear(res, this.cookies.login);
-    const { sessionId, session } = await this.auth.finishSignIn(loginId, { code: text(req.query.code), state: text(req.query.state), error: text(req.query.error), iss: text(req.query.iss) }, req.ip ?? null);
+    const { sessionId, session } = await this.auth.finishSignIn(loginIds, { code: text(req.query.code), state: text(req.query.state), error: text(req.query.error), iss: text(req.query.iss) }, req.ip ?? null);
     this.cookies.set(res, this.cookies.session, sessionId, (session.expiresAt.getTime() - Date.now()) / 1000, 'Strict');
     res.type('html').send(signedInPage());
   }

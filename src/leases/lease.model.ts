@@ -40,6 +40,8 @@ export interface LeaseView {
   plugin: string;
   account: string;
   owner: string;
+  /** The issuer the owner's subject is qualified by (DESIGN §6). */
+  owner_issuer: string;
   run_id: string | null;
   state: LeaseState;
   created_at: string;
@@ -84,6 +86,7 @@ export function leaseView(row: LeaseRow, operator: boolean): LeaseView {
     plugin: row.plugin,
     account: row.account,
     owner: row.owner,
+    owner_issuer: row.owner_issuer,
     run_id: row.run_id,
     state: row.state,
     created_at: row.created_at.toISOString(),

@@ -18,9 +18,12 @@ import { LeaseRepository } from './lease.repository';
 import { leaseError } from './lease-errors';
 import { ownerIssuers } from './owner-issuers';
 import { LeaseRevoker } from './lease-revoker';
-import { checkRenewable, renewedExpiry, revokeStep } from './lease-state';
+import { TRANSITIONS, checkRenewable, renewedExpiry, revokeStep } from './lease-state';
 import { LEASE_ID, newAccountName, newLeaseId, newPassword } from './names';
 import { decodeCursor, encodeCursor } from './lease-cursor';
+
+/** What an operator's bulk revoke matches by. */
+type BulkFilter = Pick<LeaseFilter, 'role' | 'connection' | 'owner' | 'ownerIssuer' | 'runId'>;
 
 const notFound = () => new DomainError('not_found', 'lease_not_found', 'no such lease');
 const INLINE_REVOKE_CONCURRENCY = 8;
@@ -223,8 +226,19 @@ export class LeaseService {
   }
 
   /** How many leases a bulk revoke with this filter would revoke now (what the console shows before the operator confirms). */
-  async countBulkRevoke(filter: Pick<LeaseFilter, 'role' | 'connection' | 'owner' | 'runId'>): Promise<{ matched: number }> {
+  async countBulkRevoke(filter: BulkFilter): Promise<{ matched: number }> {
     return { matched: await this.leases.countMatching(filter) };
+  }
+
+  /**
+   * What a bulk revoke with this filter would revoke now: the count, and the newest `limit` of those
+   * leases (the same filter, the same states) for the operator to look at before confirming.
+   */
+  async previewBulkRevoke(filter: BulkFilter, limit: number): Promise<{ matched: number; items: LeaseView[] }> {
+    const states = TRANSITIONS.beginRevokeMatching.from as readonly LeaseState[];
+    const [matched, pages] = await Promise.all([this.leases.countMatching(filter), Promise.all(states.map((state) => this.leases.list({ ...filter, state }, limit)))]);
+    const rows = pages.flat().sort((a, b) => b.created_at.getTime() - a.created_at.getTime() || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+    return { matched, items: rows.slice(0, limit).map((row) => leaseView(row, true)) };
   }
 
   /** Active leases by role and plugin, and how many leases are revoke_failed: an operator's overview. */
@@ -239,7 +253,7 @@ export class LeaseService {
    */
   async bulkRevoke(
     identity: Identity,
-    filter: Pick<LeaseFilter, 'role' | 'connection' | 'owner' | 'runId'>,
+    filter: BulkFilter,
     opts: { expected?: number } = {},
   ): Promise<{ job_id: string; matched: number }> {
     let ids: string[];
@@ -256,7 +270,7 @@ export class LeaseService {
     await this.audit.append({
       type: 'lease.bulk_revoke',
       actor: identity.subject,
-      detail: { request_id: requestId, matched: ids.length, filter: { role: filter.role ?? null, connection: filter.connection ?? null, owner: filter.owner ?? null, run_id: filter.runId ?? null } },
+      detail: { request_id: requestId, matched: ids.length, filter: { role: filter.role ?? null, connection: filter.connection ?? null, owner: filter.owner ?? null, owner_issuer: filter.ownerIssuer ?? null, run_id: filter.runId ?? null } },
     });
     try {
       return { job_id: await this.jobs.enqueue(JobName.BulkRevoke, { requestId, leaseIds: ids }), matched: ids.length };

@@ -35,4 +35,45 @@ describe('bulk revoke with a confirmed count (in-memory fakes)', () => {
     expect(summary.revoke_failed).toBe(1);
     expect(summary.active).toEqual([{ role: ROLE, plugin: expect.any(String), count: 1 }]);
   });
+
+  it('the preview lists exactly what the count and the revoke match: connection, owner with its issuer, revocable states', async () => {
+    const w = leaseWorld();
+    const owner = api.subject;
+    const mine = await w.service.issue(api, ROLE, { runId: 'p' });
+    const failed = await w.service.issue(api, ROLE, { runId: 'p' });
+    const done = await w.service.issue(api, ROLE, { runId: 'p' });
+    const elsewhere = await w.service.issue(api, ROLE, { runId: 'p' });
+    const sameSubjectOtherIssuer = await w.service.issue(api, ROLE, { runId: 'p' });
+    w.leases.force(failed.lease_id, { state: 'revoke_failed' });
+    w.leases.force(done.lease_id, { state: 'revoked' });
+    w.leases.force(elsewhere.lease_id, { connection: 'other-db' });
+    w.leases.force(sameSubjectOtherIssuer.lease_id, { owner_issuer: 'other-idp' });
+    const connection = w.leases.rows.get(mine.lease_id)!.connection;
+
+    const filter = { connection, owner, ownerIssuer: 'test' };
+    const preview = await w.service.previewBulkRevoke(filter, 50);
+    expect(preview.matched).toBe(2);
+    expect(preview.items.map((l) => l.lease_id).sort()).toEqual([mine.lease_id, failed.lease_id].sort());
+    expect(preview.items.every((l) => l.owner_issuer === 'test')).toBe(true);
+    expect(await w.service.countBulkRevoke(filter)).toEqual({ matched: 2 });
+
+    expect(await w.service.bulkRevoke(operator, filter, { expected: 2 })).toMatchObject({ matched: 2 });
+    expect(w.leases.rows.get(sameSubjectOtherIssuer.lease_id)!.state).toBe('active');
+    expect(w.leases.rows.get(elsewhere.lease_id)!.state).toBe('active');
+    expect(w.audit.ofType('lease.bulk_revoke')[0].detail).toMatchObject({ filter: { owner, owner_issuer: 'test', connection } });
+    expect(await w.service.previewBulkRevoke(filter, 50)).toEqual({ matched: 0, items: [] });
+  });
+
+  it('the preview is capped and newest first', async () => {
+    const w = leaseWorld();
+    for (let i = 0; i < 4; i++) {
+      await w.service.issue(api, ROLE, { runId: 'cap' });
+      w.clock.advance(1);
+    }
+    const { matched, items } = await w.service.previewBulkRevoke({ runId: 'cap' }, 3);
+    expect(matched).toBe(4);
+    expect(items).toHaveLength(3);
+    const times = items.map((l) => Date.parse(l.created_at));
+    expect(times).toEqual([...times].sort((a, b) => b - a));
+  });
 });

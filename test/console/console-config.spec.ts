@@ -28,7 +28,9 @@ describe('ui config (DESIGN §7, §12)', () => {
 
   it('accepts a console on an oidc issuer, with defaults for scopes and session_ttl', () => {
     const config = parseConfig(base({ public_url: 'https://tessera.example/', oidc }), env);
-    expect(config.ui).toEqual({ public_url: 'https://tessera.example', oidc: { ...oidc, scopes: ['openid', 'profile', 'email'] }, session_ttl: 8 * 3600 });
+    expect(config.ui).toEqual({ public_url: 'https://tessera.example', oidc: { ...oidc, scopes: ['openid', 'profile', 'email'] }, session_ttl: 8 * 3600, max_pending_sign_ins: 1000 });
+    expect(parseConfig(base({ public_url: 'https://tessera.example/', oidc, max_pending_sign_ins: 5 }), env).ui!.max_pending_sign_ins).toBe(5);
+    expect(errorOf(base({ public_url: 'https://tessera.example/', oidc, max_pending_sign_ins: 0 }))).toContain('max_pending_sign_ins');
     expect(parseConfig(base({ public_url: 'http://127.0.0.1:8200', oidc: { issuer: 'sso', client_id: 'c' }, session_ttl: '1h' }), env).ui!.session_ttl).toBe(3600);
     expect(parseConfig(base(undefined), env).ui).toBeUndefined();
   });

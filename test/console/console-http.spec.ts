@@ -1,5 +1,5 @@
 import type { Request, Response } from 'express';
-import { ConsoleCookies, crossSiteReason } from '../../src/console/console-http';
+import { ConsoleCookies, clientKey, crossSiteReason } from '../../src/console/console-http';
 
 const request = (headers: Record<string, string>) => ({ headers }) as unknown as Request;
 
@@ -20,15 +20,38 @@ describe('console cookies and origin checks', () => {
     const res2 = response();
     plain.set(res2, plain.login, 'w', 600, 'Lax');
     plain.clear(res2, plain.session);
-    expect(res2.cookies).toEqual(['tessera_console_login=w; Path=/; Max-Age=600; HttpOnly; SameSite=Lax', 'tessera_console=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict']);
+    // Cleared at Path=/ and at Path=/ui, where another service on the host could have set the name.
+    expect(res2.cookies).toEqual([
+      'tessera_console_login=w; Path=/; Max-Age=600; HttpOnly; SameSite=Lax',
+      'tessera_console=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict',
+      'tessera_console=; Path=/ui; Max-Age=0; HttpOnly; SameSite=Strict',
+    ]);
+    // A __Host- cookie can only live at Path=/: one clearing cookie.
+    const res3 = response();
+    secure.clear(res3, secure.session);
+    expect(res3.cookies).toEqual(['__Host-tessera_console=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict; Secure']);
   });
 
-  it('reads one cookie by its exact name', () => {
+  it('reads every value of a cookie by its exact name, in the order sent', () => {
     const cookies = new ConsoleCookies(false);
     const req = request({ cookie: 'xtessera_console=no; tessera_console_login=l; tessera_console=s' });
-    expect(cookies.read(req, cookies.session)).toBe('s');
-    expect(cookies.read(req, cookies.login)).toBe('l');
-    expect(cookies.read(request({}), cookies.session)).toBeUndefined();
+    expect(cookies.read(req, cookies.session)).toEqual(['s']);
+    expect(cookies.read(req, cookies.login)).toEqual(['l']);
+    expect(cookies.read(request({}), cookies.session)).toEqual([]);
+    // A cookie of the same name set at Path=/ui by another service is sent first: both are read.
+    expect(cookies.read(request({ cookie: 'tessera_console=junk; tessera_console=s' }), cookies.session)).toEqual(['junk', 's']);
+  });
+
+  it('counts IPv4 clients by address and IPv6 clients by /64', () => {
+    expect(clientKey('203.0.113.7')).toBe('203.0.113.7');
+    expect(clientKey('::ffff:203.0.113.7')).toBe('203.0.113.7');
+    expect(clientKey('2001:db8:1:2:aaaa::1')).toBe('2001:db8:1:2::/64');
+    expect(clientKey('2001:0db8:0001:0002:ffff:ffff:ffff:ffff')).toBe('2001:db8:1:2::/64');
+    expect(clientKey('2001:db8::1')).toBe('2001:db8:0:0::/64');
+    expect(clientKey('2001:db8:1:2::')).toBe('2001:db8:1:2::/64');
+    expect(clientKey('::1')).toBe('0:0:0:0::/64');
+    expect(clientKey('fe80::1%eth0')).toBe('fe80:0:0:0::/64');
+    expect(clientKey(undefined)).toBe('unknown');
   });
 
   it('a state-changing request must come from the console\'s own origin', () => {

@@ -75,7 +75,7 @@ describe('operator console', () => {
       doc.server.port = port;
       doc.identity.issuers.push({ name: 'sso', type: 'oidc', issuer: idp.issuer });
       doc.operators.push({ issuer: 'sso', subject: 'alice' });
-      doc.ui = { public_url: url, oidc: { issuer: 'sso', client_id: CLIENT_ID, client_secret: CLIENT_SECRET } };
+      doc.ui = { public_url: url, oidc: { issuer: 'sso', client_id: CLIENT_ID, client_secret: CLIENT_SECRET }, max_pending_sign_ins: 4 };
       doc.static_secrets = {
         'con-single': { connection: 'target', username: 'tess_con_single', strategy: 'single' },
         'con-alt': { connection: 'target', usernames: ['tess_con_alt_a', 'tess_con_alt_b'], strategy: 'alternating' },
@@ -159,6 +159,8 @@ describe('operator console', () => {
     await page.getByRole('row').filter({ hasText: lease.lease_id }).getByRole('button', { name: 'Revoke', exact: true }).click();
     const dialog = page.getByRole('dialog');
     await waitForText(dialog, lease.lease_id);
+    // Cancel has the focus: Enter alone does not revoke.
+    expect(await page.evaluate('document.activeElement && document.activeElement.textContent')).toBe('Cancel');
     await screenshot(page, 'lease-revoke');
     await dialog.getByRole('button', { name: 'Revoke', exact: true }).click();
     await waitForText(page.getByRole('status'), 'The lease is revoked.');
@@ -193,7 +195,10 @@ describe('operator console', () => {
 
   test('a bulk revoke confirmed for a count that no longer matches revokes nothing and shows the new count', async () => {
     await issue('run-race');
-    await page.goto(`${url}/ui/leases/bulk-revoke?run_id=run-race`);
+    await page.goto(`${url}/ui/leases`);
+    const form = page.getByRole('form', { name: 'Bulk revoke' });
+    await form.getByLabel('Run id').fill('run-race');
+    await form.getByRole('button', { name: 'Bulk revoke' }).click();
     await waitForText(page.getByRole('dialog'), '1 lease matches');
     const late = await issue('run-race');
     await page.getByRole('dialog').getByRole('button', { name: 'Bulk revoke', exact: true }).click();
@@ -299,6 +304,9 @@ describe('operator console', () => {
     expect((await post('')).status).toBe(403);
     expect((await post('_csrf=forged-token-forged-token-forged-token-00')).status).toBe(403);
     expect((await post(`_csrf=${csrf}`, { origin: 'http://evil.example' })).status).toBe(403);
+    // The refusal names the operator whose session the request carried (nothing was done as them).
+    const refused = await broker.state(`SELECT actor, body::jsonb->'detail' AS detail FROM audit_events WHERE type = 'request.denied' AND body::jsonb->'detail'->>'reason' LIKE '%evil.example%'`);
+    expect(refused).toEqual([{ actor: 'alice', detail: expect.objectContaining({ issuer: 'sso', reason: expect.stringContaining('cross-site request') }) }]);
     expect((await post(`_csrf=${csrf}`, { 'sec-fetch-site': 'cross-site' })).status).toBe(403);
     expect((await post(JSON.stringify({ _csrf: csrf }), { 'content-type': 'application/json' })).status).toBe(400);
     expect(await leaseState(lease.lease_id)).toBe('active');
@@ -333,6 +341,63 @@ describe('operator console', () => {
     expect((await pageFor(stale)).headers.get('location')).toBe('/ui/signin');
     expect((await pageFor(live)).status).toBe(200);
     await second.context.close();
+  });
+
+  test('a confirmation dialog opens only for a navigation from the console itself, never from another site\'s link', async () => {
+    const lease = await issue('run-link');
+    const cookie = `tessera_console=${(await context.cookies()).find((c) => c.name === 'tessera_console')!.value}`;
+    const get = async (path: string, site?: string) => {
+      const res = await fetch(`${url}${path}`, { headers: { cookie, ...(site && { 'sec-fetch-site': site }) } });
+      expect(res.status).toBe(200);
+      return res.text();
+    };
+    for (const path of [`/ui/leases/${lease.lease_id}?confirm=revoke`, '/ui/static?emergency=target', '/ui/leases/bulk-revoke?run_id=run-link']) {
+      // A link on another port of this host (same-site), another site, or the address bar: no dialog.
+      for (const site of ['same-site', 'cross-site', 'none']) expect(await get(path, site)).not.toContain('<dialog');
+      expect(await get(path, 'same-origin')).toContain('<dialog');
+      expect(await get(path)).toContain('<dialog');
+    }
+    expect(await get('/ui/leases/bulk-revoke?run_id=run-link', 'same-site')).toContain(lease.lease_id);
+    expect(await leaseState(lease.lease_id)).toBe('active');
+  });
+
+  test('a cookie of the same name set at Path=/ui by another service on the host does not sign the operator out', async () => {
+    await context.addCookies([{ name: 'tessera_console', value: 'junk', domain: '127.0.0.1', path: '/ui', httpOnly: true, sameSite: 'Lax' }]);
+    const sent = page.waitForRequest((r) => r.url() === `${url}/ui/leases`);
+    await page.goto(`${url}/ui/leases`);
+    // The browser sends the longer path's cookie first.
+    expect((await (await sent).allHeaders()).cookie).toMatch(/^tessera_console=junk; tessera_console=/);
+    await waitForText(page.getByRole('heading', { level: 1 }), 'Leases');
+    expect(page.url()).toBe(`${url}/ui/leases`);
+    await context.clearCookies({ name: 'tessera_console', path: '/ui' });
+  });
+
+  test('sign-in starts are capped globally (503) and per address; the callback is not limited by them', async () => {
+    await broker.state('DELETE FROM console_logins');
+    const login = () => fetch(`${url}/ui/login`, { redirect: 'manual' });
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) statuses.push((await login()).status);
+    expect(statuses).toEqual([303, 303, 303, 303]);
+    const full = await login();
+    expect(full.status).toBe(503);
+    expect(await full.text()).toContain('too many sign-ins are under way');
+    expect((await broker.state('SELECT count(*)::int AS n FROM console_logins'))[0].n).toBe(4);
+    // Expired ones are deleted when a sign-in starts, which then goes through.
+    await broker.state(`UPDATE console_logins SET expires_at = now() - interval '1 second'`);
+    expect((await login()).status).toBe(303);
+    expect((await broker.state('SELECT count(*)::int AS n FROM console_logins'))[0].n).toBe(1);
+    await broker.state('DELETE FROM console_logins');
+    // Spend this address's bucket of sign-in starts.
+    let limited = false;
+    for (let i = 0; i < 20 && !limited; i++) {
+      const res = await login();
+      limited = res.status === 429;
+      await broker.state('DELETE FROM console_logins');
+    }
+    expect(limited).toBe(true);
+    // The callback still answers (401: no sign-in of this browser), not 429.
+    for (let i = 0; i < 5; i++) expect((await fetch(`${url}/ui/callback?code=x&state=y`, { redirect: 'manual' })).status).toBe(401);
+    await broker.state('DELETE FROM console_logins');
   });
 
   test('Sign out ends the session on the server', async () => {

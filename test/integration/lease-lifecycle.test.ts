@@ -50,9 +50,9 @@ describe('lease lifecycle against real PostgreSQL, Redis and BullMQ', () => {
     const view = await broker.api('GET', `/v1/leases/${lease_id}`, { token: workload });
     expect(view.status).toBe(200);
     expect(Object.keys(view.body).sort()).toEqual(
-      ['account', 'created_at', 'expires_at', 'last_error', 'last_error_detail', 'lease_id', 'max_expires_at', 'owner', 'plugin', 'revoked_at', 'role', 'run_id', 'state'].sort(),
+      ['account', 'created_at', 'expires_at', 'last_error', 'last_error_detail', 'lease_id', 'max_expires_at', 'owner', 'owner_issuer', 'plugin', 'revoked_at', 'role', 'run_id', 'state'].sort(),
     );
-    expect(view.body).toMatchObject({ state: 'revoked', run_id: 'job-1', account: credentials.username, owner: 'spiffe://test.example/ns/app/api' });
+    expect(view.body).toMatchObject({ state: 'revoked', run_id: 'job-1', account: credentials.username, owner: 'spiffe://test.example/ns/app/api', owner_issuer: 'test' });
     expect(view.body.revoked_at).not.toBeNull();
 
     const renewRevoked = await broker.api('POST', `/v1/leases/${lease_id}/renew`, { token: workload });

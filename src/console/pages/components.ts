@@ -2,7 +2,7 @@
 import { ConsoleSession } from '../console-auth.service';
 import { Html, HtmlValue, html } from '../html';
 
-export type Section = 'overview' | 'leases' | 'static' | 'audit';
+export type Section = 'overview' | 'leases' | 'static' | 'audit' | 'roles';
 
 export interface PageContext {
   session?: ConsoleSession;
@@ -14,6 +14,7 @@ const SECTIONS: Array<{ id: Section; label: string; href: string }> = [
   { id: 'leases', label: 'Leases', href: '/ui/leases' },
   { id: 'static', label: 'Static secrets', href: '/ui/static' },
   { id: 'audit', label: 'Audit', href: '/ui/audit' },
+  { id: 'roles', label: 'Roles', href: '/ui/roles' },
 ];
 
 /** The whole document. Scripts and styles only from /ui/assets/: the CSP allows nothing else. */
@@ -56,7 +57,9 @@ export const csrfField = (session: ConsoleSession) => html`<input type="hidden" 
 
 /**
  * A confirmation (DESIGN §12: its confirming button repeats the action's name). Rendered open, so it
- * works without scripts; console.js makes it modal. Cancel goes back to `cancelHref`.
+ * works without scripts; console.js makes it modal. Cancel goes back to `cancelHref` and has the
+ * focus: a stray Enter cancels, it never confirms. Pages render a dialog only for a request from the
+ * console itself (see mayConfirm).
  */
 export function confirmDialog(opts: { id: string; title: string; body: HtmlValue; action: string; confirm: string; fields: HtmlValue; cancelHref: string; danger?: boolean }): Html {
   return html`<dialog open data-modal data-cancel="${opts.cancelHref}" aria-labelledby="${opts.id}-title" id="${opts.id}">
@@ -64,8 +67,8 @@ export function confirmDialog(opts: { id: string; title: string; body: HtmlValue
   ${opts.body}
   <form method="post" action="${opts.action}" class="dialog-actions">
     ${opts.fields}
-    <a class="button quiet" href="${opts.cancelHref}">Cancel</a>
-    <button type="submit" class="${opts.danger ? 'danger' : ''}" autofocus>${opts.confirm}</button>
+    <a class="button quiet" href="${opts.cancelHref}" autofocus>Cancel</a>
+    <button type="submit" class="${opts.danger ? 'danger' : ''}">${opts.confirm}</button>
   </form>
 </dialog>`;
 }

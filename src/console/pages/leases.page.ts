@@ -14,6 +14,8 @@ export interface BulkFilterInput {
   role?: string;
   connection?: string;
   owner?: string;
+  /** Required with owner: a subject means something only with its issuer. */
+  owner_issuer?: string;
   run_id?: string;
 }
 
@@ -23,6 +25,8 @@ export interface LeasesPageData {
   nextCursor: string | null;
   roles: string[];
   connections: string[];
+  /** Issuer names an owner can be qualified by. */
+  issuers: string[];
   notice?: Html;
   /** The bulk revoke being confirmed: its filter and how many leases it matches now. */
   bulk?: { filter: BulkFilterInput; matched: number };
@@ -34,7 +38,7 @@ function describeBulk(f: BulkFilterInput): Html {
   const parts: Html[] = [];
   if (f.role) parts.push(html`role <code>${f.role}</code>`);
   if (f.connection) parts.push(html`connection <code>${f.connection}</code>`);
-  if (f.owner) parts.push(html`owner <code>${f.owner}</code>`);
+  if (f.owner) parts.push(html`owner <code>${f.owner}</code> (issuer ${f.owner_issuer})`);
   if (f.run_id) parts.push(html`run id <code>${f.run_id}</code>`);
   return html`${parts.map((p, i) => html`${i ? ' and ' : ''}${p}`)}`;
 }
@@ -82,6 +86,7 @@ export function leasesPage(ctx: PageContext, d: LeasesPageData): string {
   ${select('role', 'Role', d.roles, undefined)}
   ${select('connection', 'Connection', d.connections, undefined)}
   <label>Owner<input name="owner" autocomplete="off"></label>
+  ${select('owner_issuer', "Owner's issuer", d.issuers, undefined)}
   <label>Run id<input name="run_id" autocomplete="off"></label>
   <button type="submit" class="danger">Bulk revoke</button>
 </form>
@@ -94,7 +99,7 @@ export function leasesPage(ctx: PageContext, d: LeasesPageData): string {
     <td class="nowrap"><a class="mono" href="${uiUrl(`/ui/leases/${segment(l.lease_id)}`)}">${l.lease_id}</a></td>
     <td class="nowrap">${l.role}<br><small class="muted">${l.plugin}</small></td>
     <td class="mono nowrap">${l.account}</td>
-    <td class="wrap">${l.owner}</td>
+    <td class="wrap">${l.owner}<br><small class="muted">${l.owner_issuer}</small></td>
     <td class="nowrap">${dash(l.run_id)}</td>
     <td>${state(l.state)}</td>
     <td class="nowrap">${time(l.expires_at)}</td>
@@ -124,6 +129,7 @@ export function leaseDetailPage(ctx: PageContext, l: LeaseView, opts: { confirmR
     ${row('Plugin', l.plugin)}
     ${row('Account', html`<span class="mono">${l.account}</span>`)}
     ${row('Owner', l.owner)}
+    ${row("Owner's issuer", l.owner_issuer)}
     ${row('Run id', l.run_id)}
     ${row('Created', time(l.created_at))}
     ${row('Expires', time(l.expires_at))}
