@@ -20,6 +20,7 @@ interface RevokeOptions {
   role?: string;
   connection?: string;
   owner?: string;
+  ownerIssuer?: string;
   runId?: string;
 }
 
@@ -65,6 +66,7 @@ export function registerLeases(program: Command): void {
     .option('--role <role>')
     .option('--connection <name>')
     .option('--owner <subject>')
+    .option('--owner-issuer <name>', "the owner's issuer (needed unless the owner is a SPIFFE ID)")
     .option('--run-id <id>');
   addClientOptions(revoke).action(
     clientAction(async (id: string | undefined, opts: RevokeOptions) => {

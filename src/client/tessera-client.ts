@@ -85,7 +85,7 @@ export class TesseraClient {
 
   /** Operator only: leases move to `revoking` at once and a job removes the accounts. */
   bulkRevoke(filter: BulkRevokeFilter, opts?: RequestOptions): Promise<{ job_id: string; matched: number }> {
-    const body = { role: filter.role, connection: filter.connection, owner: filter.owner, run_id: filter.runId };
+    const body = { role: filter.role, connection: filter.connection, owner: filter.owner, owner_issuer: filter.ownerIssuer, run_id: filter.runId };
     return this.request('POST', '/v1/leases/revoke', body, opts);
   }
 

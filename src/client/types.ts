@@ -27,6 +27,8 @@ export interface BulkRevokeFilter {
   role?: string;
   connection?: string;
   owner?: string;
+  /** The owner's issuer (a name in identity.issuers): required with an owner that is not a SPIFFE ID. */
+  ownerIssuer?: string;
   runId?: string;
 }
 

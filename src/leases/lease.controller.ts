@@ -43,7 +43,7 @@ export class LeaseController {
   @ApiBody({ schema: openApi.bulkRevokeBody as object })
   bulkRevoke(@Req() req: AuthedRequest, @Body() body: unknown) {
     const b = parseInput(bulkRevokeBody, body);
-    return this.leases.bulkRevoke(req.identity!, { role: b.role, connection: b.connection, owner: b.owner, runId: b.run_id });
+    return this.leases.bulkRevoke(req.identity!, { role: b.role, connection: b.connection, owner: b.owner, ownerIssuer: b.owner_issuer, runId: b.run_id });
   }
 
   @Get('leases/:id')

@@ -127,6 +127,9 @@ describe('bad input and refused requests change nothing', () => {
     );
     const operator = await broker.token('ops/bob');
     expectError(await broker.api('POST', '/v1/leases/revoke', { token: operator, body: {} }), 422);
+    // An OIDC subject is only unique within its issuer: a bulk revoke by it must name the issuer.
+    expectError(await broker.api('POST', '/v1/leases/revoke', { token: operator, body: { owner: 'repo:acme/app:ref:refs/heads/main' } }), 422);
+    expectError(await broker.api('POST', '/v1/leases/revoke', { token: operator, body: { role: broker.role, owner_issuer: 'test' } }), 422);
     expectError(await broker.api('GET', '/v1/nowhere', { token: workload }), 404);
     expect(await snapshot()).toEqual(before);
   });

@@ -68,6 +68,17 @@ describe('lease lifecycle against real PostgreSQL, Redis and BullMQ', () => {
     expect(Math.abs(moved.getTime() - Date.parse(renewed.body.expires_at))).toBeLessThan(1000);
   });
 
+  it('bulk revoke by owner matches the owner within the issuer named, and only there', async () => {
+    const operator = await broker.token('ops/alice');
+    const issued = await Promise.all([1, 2].map(() => broker.api('POST', `/v1/creds/${broker.role}`, { token: workload, body: { run_id: 'by-owner' } })));
+    expect(issued.map((r) => r.status)).toEqual([201, 201]);
+    const owner = 'spiffe://test.example/ns/app/api';
+    const other = await broker.api('POST', '/v1/leases/revoke', { token: operator, body: { owner, owner_issuer: 'another', run_id: 'by-owner' } });
+    expect(other.body.matched).toBe(0);
+    const own = await broker.api('POST', '/v1/leases/revoke', { token: operator, body: { owner, owner_issuer: 'test', run_id: 'by-owner' } });
+    expect(own.body.matched).toBe(2);
+  });
+
   it('revoke-owned revokes only the caller\'s leases of one run', async () => {
     const other = await broker.token('ns/app/other');
     const mine1 = await broker.api('POST', `/v1/creds/${broker.role}`, { token: workload, body: { run_id: 'run-a' } });
