@@ -154,8 +154,8 @@ const uiSchema = z
     /** A console session ends after this, or when its ID token expires, whichever is first. */
     session_ttl: duration().default(8 * 3600),
     /**
-     * Sign-ins started and not finished (each a row until it is used or expires, after 10 minutes):
-     * beyond this many, new sign-ins are refused with 503 until some end.
+     * Sign-ins started and not finished kept at once (each a row until it is used or expires, after 10
+     * minutes): beyond this many the oldest are dropped (their browsers start again), never a new one.
      */
     max_pending_sign_ins: z.number().int().min(1).max(1_000_000).default(1000),
   })

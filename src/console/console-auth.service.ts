@@ -73,9 +73,7 @@ export class ConsoleAuthService {
     const loginId = random();
     const login = { state: random(), nonce: random(), code_verifier: random() };
     const redirectTo = await this.oidc.authorizationUrl({ state: login.state, nonce: login.nonce, codeVerifier: login.code_verifier });
-    if (!(await this.sessions.insertLogin(hashOf(loginId), login, new Date(this.clock.now().getTime() + LOGIN_TTL_MS), this.maxPendingSignIns))) {
-      throw new DomainError('unavailable', 'too_many_sign_ins', 'too many sign-ins are under way; try again in a few minutes');
-    }
+    await this.sessions.insertLogin(hashOf(loginId), login, new Date(this.clock.now().getTime() + LOGIN_TTL_MS), this.maxPendingSignIns);
     return { loginId, redirectTo, maxAgeSeconds: LOGIN_TTL_MS / 1000 };
   }
 

@@ -56,7 +56,9 @@ export const bulkBody = z
 export const leaseDetailQuery = z.object({ confirm: optional(z.literal('revoke')), revoked: optional(z.string().max(20)) }).strict();
 export const csrfBody = z.object({ _csrf: csrf }).strict();
 export const emergencyBody = z.object({ _csrf: csrf, connection: name }).strict();
-export const rolesQuery = z.object({ confirm: optional(name) }).strict();
+export const rolesQuery = z
+  .object({ confirm: optional(name), revoked: optional(name), before: optional(z.string().datetime({ offset: true })) })
+  .strict();
 export const staticsQuery = z.object({ emergency: optional(name) }).strict();
 const rotationId = z.string().regex(/^rot_[A-Za-z0-9_-]{16}$/, 'not a rotation id');
 export const rotationsQuery = z

@@ -166,7 +166,9 @@ export class ConsolePages {
       if (!confirm) throw new DomainError('not_found', 'role_not_found', `no role named ${JSON.stringify(q.confirm)} issues STS sessions`);
       if (!mayConfirm(req)) confirm = undefined;
     }
-    send(res, rolesPage(ctx(req, 'roles'), { roles, confirm }));
+    // The result of a revoke just made (after its 303), shown only to a page of the console itself.
+    const done = q.revoked !== undefined && q.before !== undefined && mayConfirm(req) ? sessionsRevokedNotice(q.revoked, q.before) : undefined;
+    send(res, rolesPage(ctx(req, 'roles'), { roles, confirm, notice: done }));
   }
 
   /** The API's revoke-sessions (the same service, so the same checks and audit event, with the operator as actor). */
@@ -175,7 +177,8 @@ export class ConsolePages {
     const role = param(req, 'role');
     try {
       const { revoked_before } = await this.s.roleSessions.revokeSessions(identity(req), role);
-      send(res, rolesPage(ctx(req, 'roles'), { roles: this.sessionRoles(), notice: sessionsRevokedNotice(role, revoked_before) }));
+      // A redirect, so that reloading the result page does not revoke again (moving the cut-off later).
+      res.redirect(303, uiUrl('/ui/roles', { revoked: role, before: revoked_before }));
     } catch (err) {
       if (!(err instanceof DomainError)) throw err;
       const { status } = toHttpError(err);

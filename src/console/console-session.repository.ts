@@ -24,15 +24,22 @@ export class ConsoleSessionRepository {
    * Records a sign-in under way unless `maxPending` are already pending (false then: nothing written).
    * The count and the insert are one statement; concurrent starts may pass the cap by a few at most.
    */
-  async insertLogin(idHash: Buffer, login: PendingLogin, expiresAt: Date, maxPending: number): Promise<boolean> {
+  /**
+   * Records a sign-in that has begun. At most `maxPending` are kept: beyond that the oldest unfinished
+   * ones are dropped to make room, so a flood of sign-in starts can delay a sign-in already under way
+   * by forcing it to begin again, but can never refuse a new one.
+   */
+  async insertLogin(idHash: Buffer, login: PendingLogin, expiresAt: Date, maxPending: number): Promise<void> {
     // Expired sign-ins nobody finished go as new ones start: the table stays small without a sweeper.
     await this.db.query('DELETE FROM console_logins WHERE expires_at <= now()');
-    const { rowCount } = await this.db.query(
-      `INSERT INTO console_logins (id_hash, state, nonce, code_verifier, expires_at)
-       SELECT $1, $2, $3, $4, $5 WHERE (SELECT count(*) FROM (SELECT 1 FROM console_logins LIMIT $6) pending) < $6`,
-      [idHash, login.state, login.nonce, login.code_verifier, expiresAt, maxPending],
+    await this.db.query(
+      'DELETE FROM console_logins WHERE id_hash IN (SELECT id_hash FROM console_logins ORDER BY created_at DESC, id_hash OFFSET $1)',
+      [maxPending - 1],
     );
-    return (rowCount ?? 0) > 0;
+    await this.db.query(
+      'INSERT INTO console_logins (id_hash, state, nonce, code_verifier, expires_at) VALUES ($1, $2, $3, $4, $5)',
+      [idHash, login.state, login.nonce, login.code_verifier, expiresAt],
+    );
   }
 
   /** Removes the sign-in and returns it when it has not expired: each is used once. */

@@ -36,7 +36,7 @@ const TITLES: Record<number, string> = {
 
 /**
  * Sign-ins started per client address (an IPv6 client's /64) per second, bursts of ten. Only the start
- * is limited (it writes a row; their total is capped by ui.max_pending_sign_ins): the callback is not,
+ * is limited (it writes a row; beyond ui.max_pending_sign_ins the oldest are dropped): the callback is not,
  * so nobody can keep an operator from finishing a sign-in by spending the bucket.
  */
 const SIGN_INS_PER_SECOND = 2;

@@ -94,6 +94,11 @@ describe('operator console: roles with STS sessions', () => {
     expect(shown).toContain(event.detail.revoked_before);
     expect(await listRoles(before)).toBe('AccessDenied');
     expect(await listRoles(await issue('deploy-sts'))).toBe('ok');
+    // The result came by a redirect: reloading it shows it again and revokes nothing more.
+    expect(new URL(page.url()).pathname).toBe('/ui/roles');
+    await page.reload();
+    await waitForText(page.getByRole('status'), 'no longer work');
+    expect(await broker.state(`SELECT 1 FROM audit_events WHERE type = 'role.sessions_revoked'`)).toHaveLength(1);
   });
 
   test('a refusal of the target is shown with its message and changes nothing', async () => {
