@@ -1,34 +1,18 @@
 /**
- * The AWS IAM plugin. Longer than our usual file on purpose: the IAM calls of every verb (issue, the
- * full strip on revoke, access-key rotation) are read and reviewed together.
+ * The AWS IAM plugin: IAM users and access keys for iam_user roles (the full strip of a user on revoke
+ * is in aws-iam-user.ts), STS sessions for the other credential types (aws-sts.ts).
  */
 import {
   AddUserToGroupCommand,
   AttachUserPolicyCommand,
   CreateAccessKeyCommand,
   CreateUserCommand,
-  DeactivateMFADeviceCommand,
   DeleteAccessKeyCommand,
-  DeleteLoginProfileCommand,
-  DeleteSSHPublicKeyCommand,
-  DeleteServiceSpecificCredentialCommand,
-  DeleteSigningCertificateCommand,
-  DeleteUserCommand,
-  DeleteUserPolicyCommand,
-  DetachUserPolicyCommand,
   GetUserCommand,
   IAMClient,
-  ListServiceSpecificCredentialsCommand,
   ListUsersCommand,
   PutUserPolicyCommand,
-  RemoveUserFromGroupCommand,
   paginateListAccessKeys,
-  paginateListAttachedUserPolicies,
-  paginateListGroupsForUser,
-  paginateListMFADevices,
-  paginateListSSHPublicKeys,
-  paginateListSigningCertificates,
-  paginateListUserPolicies,
 } from '@aws-sdk/client-iam';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import {
@@ -57,6 +41,7 @@ import {
 } from '../contract';
 import { AwsIamConnectionConfig, AwsIamRoleSettings, awsIamConnectionSchema, awsIamRoleSchema } from './aws-iam.config';
 import { StsCredentials, awsErrorCode, stsLeaseTerms } from './aws-sts';
+import { isMissing, stripUser } from './aws-iam-user';
 
 const INLINE_POLICY_NAME = 'tessera';
 const RETRYABLE_CODES = new Set(['Throttling', 'ThrottlingException', 'RequestLimitExceeded', 'ServiceFailure', 'ServiceUnavailable', 'TimeoutError', 'DeleteConflict', 'ConcurrentModification']);
@@ -64,7 +49,6 @@ const LOGIN_REFUSED = new Set(['InvalidClientTokenId', 'SignatureDoesNotMatch', 
 
 const codeOf = awsErrorCode;
 
-const isMissing = (err: unknown) => codeOf(err) === 'NoSuchEntity';
 
 /**
  * An IAM user per lease, with an access key. The user's path and tag mark it as Tessera's; its policy is
@@ -138,7 +122,7 @@ export class AwsIamPlugin implements CredentialPlugin {
       return { credentials: { access_key_id: AccessKey.AccessKeyId, secret_access_key: AccessKey.SecretAccessKey, iam_user: UserName } };
     } catch (err) {
       // Undo whatever was done: a failed issue leaves no user, key or policy behind.
-      await this.strip(UserName).catch(() => undefined);
+      await stripUser(this.iam, UserName).catch(() => undefined);
       throw this.translate('create', err);
     }
   }
@@ -167,7 +151,7 @@ export class AwsIamPlugin implements CredentialPlugin {
   async revokeUser(req: RevokeUserRequest): Promise<RevokeUserResponse> {
     const issuesUsers = (req.role as AwsIamRoleSettings).credential_type === 'iam_user';
     try {
-      const existed = await this.strip(req.username);
+      const existed = await stripUser(this.iam, req.username);
       if (!existed && issuesUsers && req.issuedAt && Date.now() - req.issuedAt.getTime() < this.config.consistency_window * 1000) {
         // Created moments ago but not visible: IAM is eventually consistent. Try again later.
         throw new PluginError(`aws-iam ${this.name}: user ${req.username} is not visible yet; will retry`, true, 'not_visible_yet');
@@ -283,54 +267,6 @@ export class AwsIamPlugin implements CredentialPlugin {
   async close(): Promise<void> {
     this.iam.destroy();
     this.sts.destroy();
-  }
-
-  /**
-   * Removes the user and everything attached to it. Returns false when the user did not exist.
-   * Each step tolerates "already gone", so a half-finished earlier attempt is simply continued.
-   */
-  private async strip(UserName: string): Promise<boolean> {
-    const ignoreMissing = (err: unknown) => {
-      if (!isMissing(err)) throw err;
-    };
-    try {
-      for await (const page of paginateListAccessKeys({ client: this.iam }, { UserName })) {
-        for (const key of page.AccessKeyMetadata ?? []) {
-          await this.iam.send(new DeleteAccessKeyCommand({ UserName, AccessKeyId: key.AccessKeyId })).catch(ignoreMissing);
-        }
-      }
-    } catch (err) {
-      if (isMissing(err)) return false;
-      throw err;
-    }
-    for await (const page of paginateListUserPolicies({ client: this.iam }, { UserName })) {
-      for (const PolicyName of page.PolicyNames ?? []) await this.iam.send(new DeleteUserPolicyCommand({ UserName, PolicyName })).catch(ignoreMissing);
-    }
-    for await (const page of paginateListAttachedUserPolicies({ client: this.iam }, { UserName })) {
-      for (const p of page.AttachedPolicies ?? []) await this.iam.send(new DetachUserPolicyCommand({ UserName, PolicyArn: p.PolicyArn })).catch(ignoreMissing);
-    }
-    for await (const page of paginateListGroupsForUser({ client: this.iam }, { UserName })) {
-      for (const g of page.Groups ?? []) await this.iam.send(new RemoveUserFromGroupCommand({ UserName, GroupName: g.GroupName })).catch(ignoreMissing);
-    }
-    // Every other way in that someone may have added to the user: a console password, SSH keys
-    // (CodeCommit), service-specific credentials, signing certificates and MFA devices. Each also
-    // blocks DeleteUser with DeleteConflict.
-    await this.iam.send(new DeleteLoginProfileCommand({ UserName })).catch(ignoreMissing);
-    for await (const page of paginateListSSHPublicKeys({ client: this.iam }, { UserName })) {
-      for (const k of page.SSHPublicKeys ?? []) await this.iam.send(new DeleteSSHPublicKeyCommand({ UserName, SSHPublicKeyId: k.SSHPublicKeyId })).catch(ignoreMissing);
-    }
-    const { ServiceSpecificCredentials = [] } = await this.iam.send(new ListServiceSpecificCredentialsCommand({ UserName }));
-    for (const c of ServiceSpecificCredentials) {
-      await this.iam.send(new DeleteServiceSpecificCredentialCommand({ UserName, ServiceSpecificCredentialId: c.ServiceSpecificCredentialId })).catch(ignoreMissing);
-    }
-    for await (const page of paginateListSigningCertificates({ client: this.iam }, { UserName })) {
-      for (const c of page.Certificates ?? []) await this.iam.send(new DeleteSigningCertificateCommand({ UserName, CertificateId: c.CertificateId })).catch(ignoreMissing);
-    }
-    for await (const page of paginateListMFADevices({ client: this.iam }, { UserName })) {
-      for (const d of page.MFADevices ?? []) await this.iam.send(new DeactivateMFADeviceCommand({ UserName, SerialNumber: d.SerialNumber })).catch(ignoreMissing);
-    }
-    await this.iam.send(new DeleteUserCommand({ UserName })).catch(ignoreMissing);
-    return true;
   }
 
   private async waitUntilUsable(user: string, keyId: string, secret: string): Promise<void> {

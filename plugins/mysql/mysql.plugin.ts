@@ -29,7 +29,7 @@ import {
   renderTemplate,
 } from '../contract';
 import { MysqlConnectionConfig, MysqlRoleSettings, mysqlConnectionSchema, mysqlRoleSchema } from './mysql.config';
-import { LOGIN_REFUSED_ERRNO, MysqlError, NO_SUCH_THREAD, OPERATION_FAILED_FOR_USER, PARSE_ERROR, isRetryable, isServerError, killSessionsOf } from './mysql-server';
+import { LOGIN_REFUSED_ERRNO, MysqlError, OPERATION_FAILED_FOR_USER, PARSE_ERROR, isRetryable, isServerError, killSessionsOf } from './mysql-server';
 
 
 /**

@@ -5,7 +5,9 @@
  * already running; under load, N callers share one round trip (and one commit) instead of making N.
  *
  * `run` answers every item of its batch, in order; an answer that is an ItemFailed rejects that item
- * alone. When `run` throws, every item of the batch gets the error.
+ * alone. When `run` throws, every item of the batch gets the error, unless `alone` is given: then a
+ * batch of one is done with `alone`, and when `run` throws for several, each is done on its own with
+ * `alone`, so one item's failure never fails its neighbours.
  */
 export class GroupCommit<T, R> {
   private readonly waiting: { item: T; resolve: (r: R) => void; reject: (e: unknown) => void }[] = [];
@@ -13,7 +15,7 @@ export class GroupCommit<T, R> {
 
   constructor(
     private readonly run: (items: T[]) => Promise<(R | ItemFailed)[]>,
-    private readonly opts: { maxBatch: number; inFlight: number },
+    private readonly opts: { maxBatch: number; inFlight: number; alone?: (item: T) => Promise<R> },
   ) {}
 
   submit(item: T): Promise<R> {
@@ -23,11 +25,24 @@ export class GroupCommit<T, R> {
     });
   }
 
+  private async runBatch(items: T[]): Promise<(R | ItemFailed)[]> {
+    const alone = this.opts.alone;
+    if (!alone) return this.run(items);
+    if (items.length === 1) return [await alone(items[0])];
+    try {
+      return await this.run(items);
+    } catch {
+      const results: (R | ItemFailed)[] = [];
+      for (const item of items) results.push(await alone(item).catch((err: unknown) => new ItemFailed(err)));
+      return results;
+    }
+  }
+
   private next(): void {
     if (this.running >= this.opts.inFlight || this.waiting.length === 0) return;
     const batch = this.waiting.splice(0, this.opts.maxBatch);
     this.running++;
-    this.run(batch.map((b) => b.item))
+    this.runBatch(batch.map((b) => b.item))
       .then(
         (results) => {
           if (results.length !== batch.length) throw new Error(`a batch of ${batch.length} got ${results.length} answers`);

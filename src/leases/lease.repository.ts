@@ -8,36 +8,20 @@ import { QueryResultRow } from 'pg';
 import { AuditEvent, AuditLog } from '../audit/audit.log';
 import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';
-import { GroupCommit, ItemFailed } from '../common/group-commit';
+import { GroupCommit } from '../common/group-commit';
 import { Database, Queryable } from '../storage/database';
 import { IssuerSession } from './issuer-session';
 import { LeaseError } from './lease-errors';
 import { LeaseFilter, LeaseRow } from './lease.model';
 import { TRANSITIONS } from './lease-state';
-import { COLUMNS, COUNT_LIVE, ISSUER_GONE, MatchChanged, from, insertPendingSql, revokeMatching, whereClause } from './lease.sql';
+import { ACTIVATE_MANY, CLAIM_EXPIRED, COLUMNS, COUNT_LIVE, FIND_DUE, ISSUER_GONE, MatchChanged, NewLease, PendingInsert, from, insertPendingSql, revokeMatching, whereClause } from './lease.sql';
 
-export interface NewLease {
-  id: string;
-  role: string;
-  connection: string;
-  plugin: string;
-  account: string;
-  owner: string;
-  ownerIssuer: string;
-  runId: string | null;
-  expiresAt: Date;
-  maxExpiresAt: Date;
-  /** False when revoking cannot withdraw the credential (the role's lease terms). */
-  revocable: boolean;
-}
+export type { NewLease };
 
 /** Why a lease-wide limit refused a new lease. */
 export type InsertRefusal = 'role_limit' | 'owner_limit';
 
-/**
- * All SQL about leases. Each transition is one method, conditional on the states lease-state.ts lets
- * it start from; a transition that is audited takes its event and appends it in the same transaction.
- */
+/** Each transition is one method, conditional on the states lease-state.ts lets it start from; an audited one appends its event in the same transaction. */
 @Injectable()
 export class LeaseRepository implements OnApplicationShutdown {
   private readonly issuerSession: IssuerSession;
@@ -48,16 +32,21 @@ export class LeaseRepository implements OnApplicationShutdown {
     @Inject(AuditLog) private readonly audit: Pick<AuditLog, 'append' | 'appendMany'>,
   ) {
     this.issuerSession = new IssuerSession(config.storage.postgres_url);
-    // A few batches in flight keep the pool busy while one waits for its commit.
+    // A few batches in flight keep the pool busy while one waits for its commit. Any batch that fails
+    // is redone lease by lease (GroupCommit's `alone`): one lease's failure never fails its neighbours.
     const inFlight = Math.max(1, Math.min(4, config.storage.pool_size >> 2));
-    this.activations = new GroupCommit((batch) => this.activateBatch(batch), { maxBatch: 64, inFlight });
+    this.activations = new GroupCommit((batch) => this.activateMany(batch), { maxBatch: 64, inFlight, alone: (b) => this.activateOne(b) });
     // One pending-insert statement at a time: each counts the leases the one before it wrote, so the caps
     // overshoot only across replicas. Statements still gather every insert that arrived meanwhile.
-    this.pendings = new GroupCommit((batch) => this.insertPendingBatch(batch), { maxBatch: 64, inFlight: 1 });
+    this.pendings = new GroupCommit((batch) => this.insertPendingStatement(batch), {
+      maxBatch: 64,
+      inFlight: 1,
+      alone: async (b) => (await this.insertPendingStatement([b]))[0],
+    });
   }
 
   private readonly activations: GroupCommit<{ id: string; event: AuditEvent }, boolean>;
-  private readonly pendings: GroupCommit<{ lease: NewLease; caps: { role: number; owner: number } }, InsertRefusal | undefined>;
+  private readonly pendings: GroupCommit<PendingInsert, InsertRefusal | undefined>;
 
   async onApplicationShutdown(): Promise<void> {
     await this.issuerSession.close();
@@ -67,41 +56,15 @@ export class LeaseRepository implements OnApplicationShutdown {
    * issue: writes the pending lease, naming this process's issuer lock, unless the role already has
    * `caps.role` live leases or the owner (subject and issuer) `caps.owner`: then nothing is written and
    * the refusal is returned. Inserts arriving together share one statement (group commit; see
-   * INSERT_PENDING), and each count is made once per role or owner in it; concurrent issues may
-   * overshoot a cap by a few.
+   * insertPendingSql), and each count is made once per role or owner in it.
    */
   insertPending(l: NewLease, caps: { role: number; owner: number }): Promise<InsertRefusal | undefined> {
     return this.pendings.submit({ lease: l, caps });
   }
 
-  private async insertPendingBatch(batch: { lease: NewLease; caps: { role: number; owner: number } }[]): Promise<(InsertRefusal | undefined | ItemFailed)[]> {
-    try {
-      return await this.insertPendingStatement(batch);
-    } catch (err) {
-      if (batch.length === 1) throw err;
-      // Whatever one lease's values did to the statement, its neighbours are judged on their own.
-      const results: (InsertRefusal | undefined | ItemFailed)[] = [];
-      for (const b of batch) results.push(await this.insertPendingStatement([b]).then((r) => r[0], (e: unknown) => new ItemFailed(e)));
-      return results;
-    }
-  }
-
-  private async insertPendingStatement(batch: { lease: NewLease; caps: { role: number; owner: number } }[]): Promise<(InsertRefusal | undefined)[]> {
-    const issuerLock = await this.issuerSession.key();
-    const col = <K extends keyof NewLease>(k: K) => batch.map((b) => b.lease[k]);
-    const roles = new Map<string, number>();
-    const owners = new Map<string, { owner: string; issuer: string; cap: number }>();
-    for (const { lease, caps } of batch) {
-      roles.set(lease.role, Math.max(caps.role, roles.get(lease.role) ?? 0));
-      const key = JSON.stringify([lease.owner, lease.ownerIssuer]);
-      owners.set(key, { owner: lease.owner, issuer: lease.ownerIssuer, cap: Math.max(caps.owner, owners.get(key)?.cap ?? 0) });
-    }
-    const { sql, params } = insertPendingSql({ roles: [...roles].map(([role, cap]) => ({ role, cap })), owners: [...owners.values()] });
-    const { rows } = await this.db.query<{ inserted: boolean; role_full: boolean; owner_full: boolean }>(sql, [
-      col('id'), col('role'), col('connection'), col('plugin'), col('account'), col('owner'), col('ownerIssuer'), col('runId'),
-      col('expiresAt'), col('maxExpiresAt'), batch.map((b) => b.caps.role), batch.map((b) => b.caps.owner), issuerLock, col('revocable'),
-      ...params,
-    ]);
+  private async insertPendingStatement(batch: PendingInsert[]): Promise<(InsertRefusal | undefined)[]> {
+    const { sql, params } = insertPendingSql(batch, await this.issuerSession.key());
+    const { rows } = await this.db.query<{ inserted: boolean; role_full: boolean; owner_full: boolean }>(sql, params);
     return rows.map((r) => (r.inserted ? undefined : r.role_full ? 'role_limit' : 'owner_limit'));
   }
 
@@ -113,32 +76,16 @@ export class LeaseRepository implements OnApplicationShutdown {
     return this.activations.submit({ id, event });
   }
 
-  private async activateBatch(batch: { id: string; event: AuditEvent }[]): Promise<(boolean | ItemFailed)[]> {
-    if (batch.length > 1) {
-      try {
-        return await this.db.tx(async (tx) => {
-          // Rows locked in id order, so two batches (or a bulk revoke doing the same) cannot deadlock.
-          const { rows } = await tx.query<{ id: string }>(
-            `UPDATE leases SET state = 'active', activated_at = now(), updated_at = now()
-             FROM (SELECT id FROM leases WHERE id = ANY($1::text[]) AND state IN ${from('activate')} ORDER BY id FOR UPDATE) due
-             WHERE leases.id = due.id RETURNING leases.id`,
-            [batch.map((b) => b.id)],
-          );
-          const done = new Set(rows.map((r) => r.id));
-          await this.audit.appendMany(batch.filter((b) => done.has(b.id)).map((b) => b.event), tx);
-          return batch.map((b) => done.has(b.id));
-        });
-      } catch {
-        // Whatever failed the batch (a deadlock with a statement locking in another order, say) is
-        // judged per lease: each is tried on its own, so one lease's failure never fails its neighbours.
-      }
-    }
-    const results: (boolean | ItemFailed)[] = [];
-    for (const b of batch) results.push(await this.activateOne(b.id, b.event).catch((err: unknown) => new ItemFailed(err)));
-    return results;
+  private async activateMany(batch: { id: string; event: AuditEvent }[]): Promise<boolean[]> {
+    return this.db.tx(async (tx) => {
+      const { rows } = await tx.query<{ id: string }>(ACTIVATE_MANY, [batch.map((b) => b.id)]);
+      const done = new Set(rows.map((r) => r.id));
+      await this.audit.appendMany(batch.filter((b) => done.has(b.id)).map((b) => b.event), tx);
+      return batch.map((b) => done.has(b.id));
+    });
   }
 
-  private async activateOne(id: string, event: AuditEvent): Promise<boolean> {
+  private async activateOne({ id, event }: { id: string; event: AuditEvent }): Promise<boolean> {
     const row = await this.withEvent<{ id: string }>(
       `UPDATE leases SET state = 'active', activated_at = now(), updated_at = now() WHERE id = $1 AND state IN ${from('activate')} RETURNING id`,
       [id],
@@ -164,20 +111,7 @@ export class LeaseRepository implements OnApplicationShutdown {
    */
   async claimExpired(id: string, limit: number): Promise<LeaseRow[]> {
     const { rows } = await this.db.query<LeaseRow>(
-      `WITH own AS (
-         SELECT id, connection FROM leases WHERE id = $1),
-       this_one AS (
-         SELECT l.id FROM leases l WHERE l.id = $1 AND l.state IN ${from('expire')} AND l.expires_at <= now()
-         FOR UPDATE SKIP LOCKED),
-       neighbours AS (
-         SELECT l.id FROM leases l
-         WHERE l.connection = (SELECT connection FROM own) AND l.id <> $1 AND l.state IN ${from('expire')} AND l.expires_at <= now()
-         ORDER BY l.expires_at LIMIT $2::int - 1
-         FOR UPDATE OF l SKIP LOCKED),
-       claimed AS (SELECT id FROM this_one UNION ALL SELECT id FROM neighbours)
-       UPDATE leases SET state = 'revoking', revoke_reason = COALESCE(revoke_reason, $3), updated_at = now()
-       FROM claimed WHERE leases.id = claimed.id AND leases.state IN ${from('expire')} AND leases.expires_at <= now()
-       RETURNING ${COLUMNS.split(', ').map((c) => `leases.${c}`).join(', ')}`,
+      CLAIM_EXPIRED,
       [id, limit, TRANSITIONS.expire.reason],
     );
     return rows;
@@ -352,11 +286,7 @@ export class LeaseRepository implements OnApplicationShutdown {
    */
   async findDue(opts: { graceSeconds: number; staleSeconds: number; pendingTimeoutSeconds: number; limit: number }): Promise<string[]> {
     const { rows } = await this.db.query<{ id: string }>(
-      `(SELECT id FROM leases WHERE state = 'active' AND expires_at <= now() - make_interval(secs => $1) ORDER BY expires_at LIMIT $4)
-       UNION ALL
-       (SELECT id FROM leases WHERE state IN ('revoking','revoke_failed') AND updated_at <= now() - make_interval(secs => $2) LIMIT $4)
-       UNION ALL
-       (SELECT id FROM leases WHERE state = 'pending' AND (created_at <= now() - make_interval(secs => $3) OR ${ISSUER_GONE}) LIMIT $4)`,
+      FIND_DUE,
       [opts.graceSeconds, opts.staleSeconds, opts.pendingTimeoutSeconds, opts.limit],
     );
     return rows.map((r) => r.id);

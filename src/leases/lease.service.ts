@@ -4,7 +4,7 @@ import { AuditDenials } from '../audit/audit-denials';
 import { AuditLog } from '../audit/audit.log';
 import { DomainError } from '../common/errors';
 import { CONFIG } from '../config/config.module';
-import { RoleConfig, TesseraConfig } from '../config/config.loader';
+import { TesseraConfig } from '../config/config.loader';
 import { Identity } from '../identity/identity';
 import { JobProducer } from '../jobs/job.producer';
 import { JobName } from '../jobs/jobs';

@@ -19,31 +19,62 @@ export const ISSUER_GONE = `(issuer_lock IS NOT NULL AND NOT EXISTS (
     AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
     AND k.classid = ${ISSUER_LOCK_NAMESPACE}::oid AND k.objid = leases.issuer_lock::oid))`;
 
-/** The distinct roles and owners of a pending-insert statement, each with the largest cap asked for it. */
-export interface LiveCounts {
-  roles: { role: string; cap: number }[];
-  owners: { owner: string; issuer: string; cap: number }[];
+export interface NewLease {
+  id: string;
+  role: string;
+  connection: string;
+  plugin: string;
+  account: string;
+  owner: string;
+  ownerIssuer: string;
+  runId: string | null;
+  expiresAt: Date;
+  maxExpiresAt: Date;
+  /** False when revoking cannot withdraw the credential (the role's lease terms). */
+  revocable: boolean;
 }
 
+/** A lease to write pending, with the caps its role and owner may not reach. */
+export interface PendingInsert {
+  lease: NewLease;
+  caps: { role: number; owner: number };
+}
+
+/** pending → active for several leases, their rows locked in id order (as bulk revoke locks them), so two such statements cannot deadlock. */
+export const ACTIVATE_MANY = `UPDATE leases SET state = 'active', activated_at = now(), updated_at = now()
+  FROM (SELECT id FROM leases WHERE id = ANY($1::text[]) AND state IN ${from('activate')} ORDER BY id FOR UPDATE) due
+  WHERE leases.id = due.id RETURNING leases.id`;
+
 /**
- * Pending leases, in order ($1..$12 and $14 are arrays, one element per lease): each is written unless
- * its role's or owner's live leases, plus those before it in this statement, reach the cap. Each
- * distinct role and owner is counted once, by a statement of its own whose values are parameters (from
- * $15 on, see LiveCounts), so PostgreSQL plans each count for that value on its partial index: a count
+ * Pending leases, in order ($1..$12 and $14 are arrays, one element per lease; $13 the issuer lock):
+ * each is written unless its role's or owner's live leases, plus those before it in this statement,
+ * reach the cap. Each distinct role and owner is counted once (with the largest cap asked for it), by
+ * a statement of its own whose values are parameters (from $15 on), so PostgreSQL plans each count for that value on its partial index: a count
  * correlated with the input would be planned for any role at all, and on a table where one role holds
  * most rows that plan is a full scan. Each count stops at its cap. One row out per lease, in order.
  */
-export function insertPendingSql(counts: LiveCounts): { sql: string; params: unknown[] } {
-  const params: unknown[] = [];
+export function insertPendingSql(batch: PendingInsert[], issuerLock: number): { sql: string; params: unknown[] } {
+  const roleCaps = new Map<string, number>();
+  const ownerCaps = new Map<string, { owner: string; issuer: string; cap: number }>();
+  for (const { lease, caps } of batch) {
+    roleCaps.set(lease.role, Math.max(caps.role, roleCaps.get(lease.role) ?? 0));
+    const key = JSON.stringify([lease.owner, lease.ownerIssuer]);
+    ownerCaps.set(key, { owner: lease.owner, issuer: lease.ownerIssuer, cap: Math.max(caps.owner, ownerCaps.get(key)?.cap ?? 0) });
+  }
+  const col = <K extends keyof NewLease>(k: K) => batch.map((b) => b.lease[k]);
+  const params: unknown[] = [
+    col('id'), col('role'), col('connection'), col('plugin'), col('account'), col('owner'), col('ownerIssuer'), col('runId'),
+    col('expiresAt'), col('maxExpiresAt'), batch.map((b) => b.caps.role), batch.map((b) => b.caps.owner), issuerLock, col('revocable'),
+  ];
   const p = (v: unknown) => {
     params.push(v);
-    return `$${params.length + 14}`;
+    return `$${params.length}`;
   };
-  const roles = counts.roles.map(({ role, cap }) => {
+  const roles = [...roleCaps].map(([role, cap]) => {
     const r = p(role);
     return `(${r}::text, (SELECT count(*) FROM (SELECT 1 FROM leases WHERE role = ${r} AND state IN ('pending','active') LIMIT ${p(cap)}::int) x))`;
   });
-  const owners = counts.owners.map(({ owner, issuer, cap }) => {
+  const owners = [...ownerCaps.values()].map(({ owner, issuer, cap }) => {
     const o = p(owner);
     const i = p(issuer);
     return `(${o}::text, ${i}::text, (SELECT count(*) FROM (SELECT 1 FROM leases WHERE owner = ${o} AND owner_issuer = ${i} AND state IN ('pending','active') LIMIT ${p(cap)}::int) x))`;
@@ -68,6 +99,29 @@ export function insertPendingSql(counts: LiveCounts): { sql: string; params: unk
   SELECT j.id IN (SELECT id FROM ins) AS inserted, j.role_full, j.owner_full FROM judged j ORDER BY j.n`;
   return { sql, params };
 }
+
+/** See LeaseRepository.claimExpired: $1 the lease, $2 the batch size, $3 the expire reason. */
+export const CLAIM_EXPIRED = `WITH own AS (
+     SELECT id, connection FROM leases WHERE id = $1),
+   this_one AS (
+     SELECT l.id FROM leases l WHERE l.id = $1 AND l.state IN ${from('expire')} AND l.expires_at <= now()
+     FOR UPDATE SKIP LOCKED),
+   neighbours AS (
+     SELECT l.id FROM leases l
+     WHERE l.connection = (SELECT connection FROM own) AND l.id <> $1 AND l.state IN ${from('expire')} AND l.expires_at <= now()
+     ORDER BY l.expires_at LIMIT $2::int - 1
+     FOR UPDATE OF l SKIP LOCKED),
+   claimed AS (SELECT id FROM this_one UNION ALL SELECT id FROM neighbours)
+   UPDATE leases SET state = 'revoking', revoke_reason = COALESCE(revoke_reason, $3), updated_at = now()
+   FROM claimed WHERE leases.id = claimed.id AND leases.state IN ${from('expire')} AND leases.expires_at <= now()
+   RETURNING ${COLUMNS.split(', ').map((c) => `leases.${c}`).join(', ')}`;
+
+/** See LeaseRepository.findDue: $1 grace, $2 staleness, $3 pending timeout (seconds), $4 the limit per kind. */
+export const FIND_DUE = `(SELECT id FROM leases WHERE state = 'active' AND expires_at <= now() - make_interval(secs => $1) ORDER BY expires_at LIMIT $4)
+   UNION ALL
+   (SELECT id FROM leases WHERE state IN ('revoking','revoke_failed') AND updated_at <= now() - make_interval(secs => $2) LIMIT $4)
+   UNION ALL
+   (SELECT id FROM leases WHERE state = 'pending' AND (created_at <= now() - make_interval(secs => $3) OR ${ISSUER_GONE}) LIMIT $4)`;
 
 /** See LeaseRepository.countLive. A lease's plugin comes from one of its role's leases in that state. */
 export const COUNT_LIVE = `WITH RECURSIVE roles(role) AS (

@@ -74,4 +74,22 @@ describe('GroupCommit', () => {
     const gc = new GroupCommit<number, number>(async () => [], { maxBatch: 10, inFlight: 1 });
     await expect(gc.submit(1)).rejects.toThrow('a batch of 1 got 0 answers');
   });
+
+  it('with alone: a batch of one is done alone, and a batch that throws is redone item by item, each failing on its own', async () => {
+    const ran: number[][] = [];
+    const alone: number[] = [];
+    const gc = new GroupCommit<number, number>(
+      async (items) => {
+        ran.push(items);
+        throw new Error('the statement failed');
+      },
+      { maxBatch: 10, inFlight: 1, alone: async (i) => (alone.push(i), i < 0 ? Promise.reject(new Error(`bad ${i}`)) : i * 10) },
+    );
+    const first = gc.submit(1);
+    const rest = [2, -3, 4].map((i) => gc.submit(i).then((v) => ({ v }), (e: Error) => ({ e: e.message })));
+    await expect(first).resolves.toBe(10);
+    await expect(Promise.all(rest)).resolves.toEqual([{ v: 20 }, { e: 'bad -3' }, { v: 40 }]);
+    expect(ran).toEqual([[2, -3, 4]]);
+    expect(alone).toEqual([1, 2, -3, 4]);
+  });
 });
