@@ -1,11 +1,10 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import { DomainError } from '../common/errors';
+import { CONFIG } from '../config/config.module';
+import type { TesseraConfig } from '../config/config.loader';
 import { TokenBucket } from '../common/token-bucket';
 import { Metrics } from '../metrics/metrics';
 import { AuditLog } from './audit.log';
-
-/** Refusals without an identity audited per client address per second; beyond it the client gets 429. */
-const UNIDENTIFIED_DENIALS_PER_SECOND = 20;
 
 export interface Denial {
   status: number;
@@ -28,12 +27,17 @@ export interface Denial {
  */
 @Injectable()
 export class AuditDenials {
-  private readonly perAddress = new TokenBucket(UNIDENTIFIED_DENIALS_PER_SECOND, UNIDENTIFIED_DENIALS_PER_SECOND * 2);
+  /** limits.unidentified_denials_per_address_rps, bursts of twice that. */
+  private readonly perAddress: TokenBucket;
 
   constructor(
+    @Inject(CONFIG) config: TesseraConfig,
     private readonly audit: AuditLog,
     private readonly metrics: Metrics,
-  ) {}
+  ) {
+    const rps = config.limits.unidentified_denials_per_address_rps;
+    this.perAddress = new TokenBucket(rps, rps * 2);
+  }
 
   async denied(d: Denial): Promise<void> {
     this.metrics.deniedRequests.inc({ status: String(d.status) });

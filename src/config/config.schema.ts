@@ -185,6 +185,8 @@ export const configSchema = z
         /** Denied requests audited one by one per identity (or address) per window; the rest are counted into one summary event. */
         audited_denials_per_identity: z.number().int().min(1).default(10),
         audited_denials_window: duration().default(60),
+        /** Refused requests without an identity (no or bad token) audited per client address per second, bursts of twice that; 429 beyond. */
+        unidentified_denials_per_address_rps: z.number().int().min(1).default(20),
       })
       .strict()
       .default({
@@ -193,6 +195,7 @@ export const configSchema = z
         max_active_leases_per_owner: 1000,
         audited_denials_per_identity: 10,
         audited_denials_window: 60,
+        unidentified_denials_per_address_rps: 20,
       }),
     /** Readiness: targets are probed in the background and the result served from memory. */
     health: z

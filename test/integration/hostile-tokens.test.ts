@@ -19,6 +19,8 @@ describe('hostile tokens and requests are refused', () => {
     broker = await startBroker('hostile', (doc) => {
       // Every case here is refused at a signature check; the per-address limit on them is tested below.
       doc.identity.verify_per_address_rps = 100_000;
+      // Every case is also a refusal without an identity; their per-address limit is tested below.
+      doc.limits = { ...doc.limits, unidentified_denials_per_address_rps: 100_000 };
       doc.identity.issuers.push({ name: 'ci', type: 'oidc', issuer: ciIssuer, jwks_file: ci.file });
       doc.policies.push({ name: 'ci', subjects: [{ issuer: 'ci', subject: 'repo:acme/*' }], allow: [{ creds: ['hostile-ro'] }] });
     });
@@ -141,6 +143,7 @@ describe('token verification is rate limited per client address before any signa
   beforeAll(async () => {
     broker = await startBroker('verifylimit', (doc) => {
       doc.identity.verify_per_address_rps = 5;
+      doc.limits = { ...doc.limits, unidentified_denials_per_address_rps: 5 };
     });
   });
   afterAll(() => broker.close());
@@ -164,5 +167,32 @@ describe('token verification is rate limited per client address before any signa
     } finally {
       checks.mockRestore();
     }
+  });
+});
+
+describe('refusals without an identity are bounded per client address', () => {
+  let broker: TestBroker;
+
+  beforeAll(async () => {
+    broker = await startBroker('denylimit', (doc) => {
+      // Every refusal let through is audited as its own row (no sampling), so the rows can be counted.
+      doc.limits = { ...doc.limits, unidentified_denials_per_address_rps: 5, audited_denials_per_identity: 1000 };
+    });
+  });
+  afterAll(() => broker.close());
+
+  it('requests with no token are audited up to a burst, then get 429 and write nothing; an identified caller is not affected', async () => {
+    const denials = async () => (await broker.state<{ n: number }>("SELECT count(*)::int AS n FROM audit_events WHERE type = 'request.denied'"))[0].n;
+    const before = await denials();
+    const statuses = await Promise.all(Array.from({ length: 30 }, () => broker.api('GET', '/v1/whoami', { headers: { authorization: 'Basic eDp5' } }).then((r) => r.status)));
+    expect(statuses.every((s) => s === 401 || s === 429)).toBe(true);
+    const refused = statuses.filter((s) => s === 401).length;
+    expect(refused).toBeGreaterThanOrEqual(10); // the burst: twice the rate
+    expect(refused).toBeLessThanOrEqual(15); // and a little refill
+    expect(await denials()).toBe(before + refused);
+    const limited = await broker.api('GET', '/v1/whoami', {});
+    expect(limited.status).toBe(429);
+    expect(limited.body.error.code).toBe('too_many_denied_requests');
+    expect((await broker.api('GET', '/v1/whoami', { token: await broker.token('ns/app/api') })).status).toBe(200);
   });
 });

@@ -317,7 +317,7 @@ export function leaseWorld(opts: { maxTtl?: number; policyMaxTtl?: number; roleC
   const repo = leases as unknown as LeaseRepository;
   const producer = jobs as never;
   const revoker = new LeaseRevoker(repo, plugins, roleSettings, producer, metrics, clock);
-  const service = new LeaseService(config, repo, revoker, plugins, policy, audit as never, producer, metrics, clock, new AuditDenials(audit as never, metrics));
+  const service = new LeaseService(config, repo, revoker, plugins, policy, audit as never, producer, metrics, clock, new AuditDenials(config, audit as never, metrics));
   const leaseJobs = new LeaseJobs(config, clock, repo, revoker, service);
   return { clock, leases, target, jobs, audit, metrics, service, revoker, leaseJobs };
 }
