@@ -3,3 +3,4 @@ export * from './errors';
 export * from './templates';
 export * from './duration';
 export * from './schemas';
+export * from './group-commit';

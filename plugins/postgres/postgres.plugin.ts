@@ -9,6 +9,7 @@ import {
   CreateUserRequest,
   CreateUserResponse,
   CredentialPlugin,
+  GroupCommit,
   PluginError,
   PingResponse,
   PluginCapabilities,
@@ -43,6 +44,19 @@ export class PostgresPlugin implements CredentialPlugin {
   readonly capabilities: PluginCapabilities = { staticStrategies: ['single', 'alternating'], targetExpiry: true, keyOverlap: false, sessions: true, batchRevoke: true };
   private readonly pool: Pool;
   private readonly target: { host: string; port: number; database: string };
+  /**
+   * Issue's CREATE ROLE statements, group-committed: those arriving together go in one simple query
+   * (one round trip, one implicit transaction, one commit). A failing batch is rolled back whole by
+   * PostgreSQL, and then each of its statements is run alone, so one lease's failure never fails its
+   * neighbours. Two batches at a time leave the rest of the pool to revokes, renewals and rotations.
+   */
+  private readonly creates = new GroupCommit<string, void>(
+    async (statements) => {
+      await this.run('create', (client) => client.query(statements.join(';\n')));
+      return statements.map(() => undefined);
+    },
+    { maxBatch: 32, inFlight: 1, alone: (statement) => this.run('create', async (client) => void (await client.query(statement))) },
+  );
 
   constructor(
     private readonly name: string,
@@ -73,24 +87,23 @@ export class PostgresPlugin implements CredentialPlugin {
       password: escapeLiteral(verifier),
       expiration: escapeLiteral(req.expiresAt.toISOString()),
     };
-    await this.run('create', async (client) => {
-      if (role.creation_statements?.length) {
+    const statements = role.creation_statements ?? [];
+    if (!statements.length) {
+      const inRole = role.member_of.length ? ` IN ROLE ${role.member_of.map((r) => escapeIdentifier(r)).join(', ')}` : '';
+      await this.creates.submit(`CREATE ROLE ${values.name} WITH LOGIN PASSWORD ${values.password} VALID UNTIL ${values.expiration}${inRole}`);
+    } else {
+      await this.run('create', async (client) => {
         // DDL is transactional in PostgreSQL: a failing statement undoes the ones before it.
         await client.query('BEGIN');
         try {
-          for (const statement of role.creation_statements) await client.query(renderTemplate(statement, values));
+          for (const statement of statements) await client.query(renderTemplate(statement, values));
           await client.query('COMMIT');
         } catch (err) {
           await client.query('ROLLBACK').catch(() => undefined);
           throw err;
         }
-        return;
-      }
-      const inRole = role.member_of.length ? ` IN ROLE ${role.member_of.map((r) => escapeIdentifier(r)).join(', ')}` : '';
-      await client.query(
-        `CREATE ROLE ${values.name} WITH LOGIN PASSWORD ${values.password} VALID UNTIL ${values.expiration}${inRole}`,
-      );
-    });
+      });
+    }
     return {
       credentials: {
         username: req.username,

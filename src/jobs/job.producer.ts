@@ -1,6 +1,6 @@
 import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { JobsOptions, Queue } from 'bullmq';
-import { GroupCommit } from '../common/group-commit';
+import { GroupCommit } from '../../plugins/contract';
 import { Redis } from 'ioredis';
 import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';

@@ -8,7 +8,7 @@ import { QueryResultRow } from 'pg';
 import { AuditEvent, AuditLog } from '../audit/audit.log';
 import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';
-import { GroupCommit } from '../common/group-commit';
+import { GroupCommit } from '../../plugins/contract';
 import { Database, Queryable } from '../storage/database';
 import { IssuerSession } from './issuer-session';
 import { LeaseError } from './lease-errors';
@@ -34,7 +34,7 @@ export class LeaseRepository implements OnApplicationShutdown {
     this.issuerSession = new IssuerSession(config.storage.postgres_url);
     // A few batches in flight keep the pool busy while one waits for its commit. Any batch that fails
     // is redone lease by lease (GroupCommit's `alone`): one lease's failure never fails its neighbours.
-    const inFlight = Math.max(1, Math.min(4, config.storage.pool_size >> 2));
+    const inFlight = 1;
     this.activations = new GroupCommit((batch) => this.activateMany(batch), { maxBatch: 64, inFlight, alone: (b) => this.activateOne(b) });
     // One pending-insert statement at a time: each counts the leases the one before it wrote, so the caps
     // overshoot only across replicas. Statements still gather every insert that arrived meanwhile.

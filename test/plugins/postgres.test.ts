@@ -54,4 +54,35 @@ describe('postgres plugin specifics', () => {
     await byDefault.revokeUser({ username, role: {} });
     await byDefault.close();
   });
+
+  it('issues arriving together share one statement, and one that fails does not fail the others', async () => {
+    const batching = new PostgresPlugin('pg', postgresConnectionSchema.parse({ url: TARGET_URL, scram_iterations: 1 }));
+    const good = postgresRoleSchema.parse({});
+    const bad = postgresRoleSchema.parse({ member_of: ['no_such_group_for_batch_test'] });
+    const requests = Array.from({ length: 24 }, (_, i) => ({ username: newAccountName(`batch-${i}`, 63), password: newPassword(), expiresAt: expiresAt(), role: i % 5 === 2 ? bad : good }));
+    const statements: string[] = [];
+    const pool = (batching as unknown as { pool: { query: (...a: unknown[]) => unknown; connect: () => Promise<{ query: (...a: unknown[]) => unknown }> } }).pool;
+    const connect = pool.connect.bind(pool);
+    pool.connect = async () => {
+      const client = await connect();
+      const query = client.query.bind(client);
+      client.query = (text: unknown, ...rest: unknown[]) => (statements.push(String(text)), query(text, ...rest));
+      return client;
+    };
+    const outcomes = await Promise.allSettled(requests.map((r) => batching.createUser(r)));
+    outcomes.forEach((o, i) => expect([i, o.status]).toEqual([i, requests[i].role === bad ? 'rejected' : 'fulfilled']));
+    const failed = outcomes.find((o) => o.status === 'rejected') as PromiseRejectedResult;
+    expect(String(failed.reason.message)).toMatch(/no_such_group_for_batch_test/);
+    // Some statement carried several CREATE ROLEs: issues were batched.
+    expect(statements.some((s) => (s.match(/CREATE ROLE/g) ?? []).length > 1)).toBe(true);
+    for (const r of requests) {
+      const exists = (await rolesLike(r.username)).length === 1;
+      expect([r.username, exists]).toEqual([r.username, r.role === good]);
+      if (exists) {
+        expect((await batching.verifyLogin({ username: r.username, password: r.password })).ok).toBe(true);
+        await batching.revokeUser({ username: r.username, role: {} });
+      }
+    }
+    await batching.close();
+  });
 });

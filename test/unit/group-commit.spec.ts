@@ -1,4 +1,4 @@
-import { GroupCommit, ItemFailed } from '../../src/common/group-commit';
+import { GroupCommit, ItemFailed } from '../../plugins/contract/group-commit';
 
 /** A run whose batches the test releases by hand. */
 function gated() {
