@@ -4,7 +4,7 @@ import mysql from 'mysql2/promise';
 import { Pool } from 'pg';
 import { scramSha256Verifier } from '../plugins/postgres/scram';
 import { IamTestServer } from '../test/support/iam-server';
-import { BENCH_DB, Identity, MYSQL, PG, Stats, TARGET_DB, admin, benchConfig, dropRolesLike, flushQueue, load, post, recreateDatabase, startBroker } from './lib';
+import { BENCH_DB, Identity, MYSQL, PG, Stats, TARGET_DB, admin, benchConfig, cpuSplit, dropRolesLike, flushQueue, load, post, request, recreateDatabase, startBroker } from './lib';
 
 export interface IssueRow {
   target: string;
@@ -16,6 +16,8 @@ export interface IssueRow {
   ratio: number;
   /** The broker's CPU time per request during the Tessera half (ms), where measured. */
   brokerCpuMs?: number;
+  /** CPU time per request of each part of the machine during the Tessera half (ms), where measured. */
+  cpuMs?: Record<string, number>;
 }
 
 const POLICY = { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:GetObject', Resource: 'arn:aws:s3:::bench/*' }] };
@@ -77,12 +79,14 @@ export async function benchIssue(id: Identity, opts: { quick: boolean; iteration
       const broker = await startBroker(config);
       try {
         for (const [concurrency, n] of plan) {
-          const cpuBefore = broker.cpuSeconds();
+          const cpuBefore = cpuSplit(broker.child.pid!);
           const tessera = await load(n, concurrency, async () => {
             const res = await post(`${broker.url}/v1/creds/bench-pg`, token, { ttl: '30m' });
             if (res.status !== 201) throw new Error(`issue failed: ${res.status} ${JSON.stringify(res.body)}`);
           });
-          const brokerCpuMs = ((broker.cpuSeconds() - cpuBefore) * 1000) / n;
+          const cpuAfter = cpuSplit(broker.child.pid!);
+          const cpuMs = Object.fromEntries(Object.entries(cpuAfter).map(([k, v]) => [k, ((v - cpuBefore[k as keyof typeof cpuBefore]) * 1000) / n]));
+          const brokerCpuMs = cpuMs.broker;
           const raw = async (kind: string, password: (i: number) => Promise<string>) => {
             const pool = new Pool({ connectionString: `${PG}/${TARGET_DB}`, max: Math.min(concurrency, 20) });
             const stats = await load(n, concurrency, async (i) => {
@@ -94,7 +98,7 @@ export async function benchIssue(id: Identity, opts: { quick: boolean; iteration
           };
           const plaintext = await raw('plain', async (i) => `pw${i}x${Math.random().toString(36).slice(2)}`);
           const oneRound = await raw('v1', (i) => scramSha256Verifier(`pw-${i}-${Math.random()}`, 1));
-          rows.push({ target: label, concurrency, tessera, baseline: "CREATE ROLE … PASSWORD '<plaintext>'", raw: plaintext, ratio: tessera.rate / plaintext.rate, brokerCpuMs });
+          rows.push({ target: label, concurrency, tessera, baseline: "CREATE ROLE … PASSWORD '<plaintext>'", raw: plaintext, ratio: tessera.rate / plaintext.rate, brokerCpuMs, cpuMs });
           rows.push({ target: label, concurrency, tessera, baseline: 'CREATE ROLE … PASSWORD <1-round verifier>', raw: oneRound, ratio: tessera.rate / oneRound.rate });
         }
         if (iterations === opts.iterations[0]) {
@@ -120,8 +124,8 @@ export async function benchIssue(id: Identity, opts: { quick: boolean; iteration
  * ≥ 0.9×). Native and Vault halves alternate so neither gets the warmer half of the run.
  */
 export async function benchVaultApi(url: string, jwt: string, concurrency: number, n: number): Promise<IssueRow> {
-  const login = await fetch(`${url}/v1/auth/jwt/login`, { method: 'PUT', body: Buffer.from(JSON.stringify({ jwt })) });
-  const clientToken = ((await login.json()) as { auth: { client_token: string } }).auth.client_token;
+  const login = await request('PUT', `${url}/v1/auth/jwt/login`, {}, { jwt });
+  const clientToken = (login.body as { auth: { client_token: string } }).auth.client_token;
   const half = Math.max(1, Math.floor(n / 2));
   const native = async () =>
     load(half, concurrency, async () => {
@@ -130,9 +134,8 @@ export async function benchVaultApi(url: string, jwt: string, concurrency: numbe
     });
   const vault = async () =>
     load(half, concurrency, async () => {
-      const res = await fetch(`${url}/v1/database/creds/bench-pg`, { headers: { 'X-Vault-Token': clientToken } });
-      if (res.status !== 200) throw new Error(`vault issue failed: ${res.status} ${await res.text()}`);
-      await res.arrayBuffer().catch(() => undefined);
+      const res = await request('GET', `${url}/v1/database/creds/bench-pg`, { 'X-Vault-Token': clientToken });
+      if (res.status !== 200) throw new Error(`vault issue failed: ${res.status} ${JSON.stringify(res.body)}`);
     });
   const [n1, v1, v2, n2] = [await native(), await vault(), await vault(), await native()];
   const merge = (a: Stats, b: Stats): Stats => ({

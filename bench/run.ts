@@ -65,6 +65,15 @@ async function main(): Promise<void> {
     if (cpu.length) {
       log(`Broker CPU per issued lease (user + system, from /proc): ${cpu.map((r) => `${r.target} c=${r.concurrency}: ${round(r.brokerCpuMs!, 2)} ms`).join('; ')}.`);
       log('');
+      log('Where the machine\'s CPU goes per issued lease (ms; PostgreSQL is the state database and the target together, the client is the bench\'s HTTP load):');
+      log('');
+      log('| target | concurrency | broker | PostgreSQL | Redis | client | total |');
+      log('|---|---|---|---|---|---|---|');
+      for (const r of cpu.filter((c) => c.cpuMs)) {
+        const c = r.cpuMs!;
+        log(`| ${r.target} | ${r.concurrency} | ${round(c.broker, 2)} | ${round(c.postgres, 2)} | ${round(c.redis, 2)} | ${round(c.client, 2)} | ${round(c.broker + c.postgres + c.redis + c.client, 2)} |`);
+      }
+      log('');
     }
   }
   if (only.has('expiry')) {
