@@ -9,6 +9,7 @@ import {
   CreateUserRequest,
   CreateUserResponse,
   CredentialPlugin,
+  GroupCommit,
   PluginError,
   PingResponse,
   PluginCapabilities,
@@ -45,6 +46,21 @@ export class MysqlPlugin implements CredentialPlugin {
   private readonly target: { host: string; port: number; database?: string };
   /** Whether the server has dual passwords (MySQL 8); learned at the first password change. */
   private dualPasswords?: boolean;
+  /**
+   * Issue's CREATE USER + GRANTs, group-committed: the statements of the issues arriving together go in
+   * one multi-statement query, on a pool of its own (the main pool never runs several statements in one
+   * query). MySQL DDL is not transactional and stops at the first failing statement, so a failed batch
+   * drops every account it names, and then each issue is done alone (with its own undo), so one
+   * lease's failure never fails its neighbours.
+   */
+  private readonly batchPool: Pool;
+  private readonly creates = new GroupCommit<NewAccount, void>(
+    async (batch) => {
+      await this.createMany(batch);
+      return batch.map(() => undefined);
+    },
+    { maxBatch: 32, inFlight: 2, alone: (one) => this.createOne(one) },
+  );
 
   constructor(
     private readonly name: string,
@@ -56,7 +72,7 @@ export class MysqlPlugin implements CredentialPlugin {
       port: Number(url.port || 3306),
       database: decodeURIComponent(url.pathname.slice(1)) || undefined,
     };
-    this.pool = mysql.createPool({
+    const options = {
       host: this.target.host,
       port: this.target.port,
       user: decodeURIComponent(url.username) || 'root',
@@ -64,9 +80,11 @@ export class MysqlPlugin implements CredentialPlugin {
       database: this.target.database,
       connectionLimit: config.pool_size,
       connectTimeout: config.connect_timeout * 1000,
-      multipleStatements: false,
-    });
+    };
+    this.pool = mysql.createPool({ ...options, multipleStatements: false });
     this.pool.on('connection', (conn) => conn.on('error', () => undefined));
+    this.batchPool = mysql.createPool({ ...options, connectionLimit: 2, multipleStatements: true });
+    this.batchPool.on('connection', (conn) => conn.on('error', () => undefined));
   }
 
   /** 'user'@'host', each part quoted as a string literal the way MySQL names accounts. */
@@ -77,18 +95,12 @@ export class MysqlPlugin implements CredentialPlugin {
   async createUser(req: CreateUserRequest): Promise<CreateUserResponse> {
     const role = req.role as MysqlRoleSettings;
     const account = this.account(req.username);
-    const statements = role.creation_statements?.length
-      ? role.creation_statements.map((s) => renderTemplate(s, { name: account, password: mysql.escape(req.password) }))
-      : [`CREATE USER ${account} IDENTIFIED BY ${mysql.escape(req.password)}`, ...role.grants.map((g) => `GRANT ${g} TO ${account}`)];
-    await this.run('create', [req.password], async (conn) => {
-      try {
-        for (const statement of statements) await conn.query(statement);
-      } catch (err) {
-        // MySQL DDL is not transactional: undo by hand before failing.
-        await conn.query(`DROP USER IF EXISTS ${account}`).catch(() => undefined);
-        throw err;
-      }
-    });
+    const one = { account, password: req.password };
+    if (role.creation_statements?.length) {
+      await this.createOne({ ...one, statements: role.creation_statements.map((t) => renderTemplate(t, { name: account, password: mysql.escape(req.password) })) });
+    } else {
+      await this.creates.submit({ ...one, statements: [`CREATE USER ${account} IDENTIFIED BY ${mysql.escape(req.password)}`, ...role.grants.map((g) => `GRANT ${g} TO ${account}`)] });
+    }
     return {
       credentials: {
         username: req.username,
@@ -98,6 +110,36 @@ export class MysqlPlugin implements CredentialPlugin {
         ...(this.target.database && { database: this.target.database }),
       },
     };
+  }
+
+  private async createOne({ account, password, statements }: NewAccount): Promise<void> {
+    await this.run('create', [password], async (conn) => {
+      try {
+        for (const statement of statements) await conn.query(statement);
+      } catch (err) {
+        // MySQL DDL is not transactional: undo by hand before failing.
+        await conn.query(`DROP USER IF EXISTS ${account}`).catch(() => undefined);
+        throw err;
+      }
+    });
+  }
+
+  private async createMany(batch: NewAccount[]): Promise<void> {
+    const secrets = batch.map((b) => b.password);
+    let conn: PoolConnection;
+    try {
+      conn = await this.batchPool.getConnection();
+    } catch (err) {
+      throw this.translate('create', err, secrets);
+    }
+    try {
+      await conn.query(batch.flatMap((b) => b.statements).join(';\n'));
+      conn.release();
+    } catch (err) {
+      // The statements before the failing one took effect: undo them all before each is tried alone.
+      await conn.query(`DROP USER IF EXISTS ${batch.map((b) => b.account).join(', ')}`).then(() => conn.release(), () => conn.destroy());
+      throw this.translate('create', err, secrets);
+    }
   }
 
   /** MySQL has no per-account expiry time to move; renew only checks the account is still there. */
@@ -292,7 +334,7 @@ export class MysqlPlugin implements CredentialPlugin {
   }
 
   async close(): Promise<void> {
-    await this.pool.end();
+    await Promise.all([this.pool.end(), this.batchPool.end()]);
   }
 
   private async run<T>(step: string, secrets: string[], fn: (conn: PoolConnection) => Promise<T>): Promise<T> {
@@ -322,6 +364,13 @@ export class MysqlPlugin implements CredentialPlugin {
     for (const secret of secrets) text = text.split(secret).join('[redacted]');
     return new PluginError(`mysql ${this.name}: ${step} failed: ${text}`, isRetryable(err));
   }
+}
+
+interface NewAccount {
+  /** 'user'@'host', quoted. */
+  account: string;
+  password: string;
+  statements: string[];
 }
 
 export const mysqlPlugin: PluginFactory<MysqlConnectionConfig, MysqlRoleSettings> = {

@@ -1,0 +1,44 @@
+import { MysqlPlugin } from '../../plugins/mysql/mysql.plugin';
+import { mysqlConnectionSchema, mysqlRoleSchema } from '../../plugins/mysql/mysql.config';
+import { newAccountName, newPassword } from '../../src/leases/names';
+import { mysqlLogin, mysqlUsersLike, prepareMysqlTarget } from '../support/mysql';
+import { MYSQL_ADMIN_URL } from '../support/services';
+
+/** What only the mysql plugin does, beyond the shared conformance suite. */
+describe('mysql plugin specifics', () => {
+  beforeAll(() => prepareMysqlTarget());
+
+  it('issues arriving together share one query, and one that fails does not fail the others or leave its account', async () => {
+    const plugin = new MysqlPlugin('my', mysqlConnectionSchema.parse({ url: MYSQL_ADMIN_URL }));
+    const good = mysqlRoleSchema.parse({ grants: ['SELECT ON test.*'] });
+    const bad = mysqlRoleSchema.parse({ grants: ['SELECT ON test.table_that_does_not_exist'] });
+    const requests = Array.from({ length: 24 }, (_, i) => ({ username: newAccountName(`mb${i}`, 32), password: newPassword(), expiresAt: new Date(Date.now() + 60_000), role: i % 5 === 2 ? bad : good }));
+    const queries: string[] = [];
+    const batchPool = (plugin as unknown as { batchPool: { getConnection: () => Promise<{ query: (...a: unknown[]) => unknown }> } }).batchPool;
+    const getConnection = batchPool.getConnection.bind(batchPool);
+    batchPool.getConnection = async () => {
+      const conn = await getConnection();
+      const query = conn.query.bind(conn);
+      conn.query = (text: unknown, ...rest: unknown[]) => (queries.push(String(text)), query(text, ...rest));
+      return conn;
+    };
+    try {
+      const outcomes = await Promise.allSettled(requests.map((r) => plugin.createUser(r)));
+      outcomes.forEach((o, i) => expect([i, o.status]).toEqual([i, requests[i].role === bad ? 'rejected' : 'fulfilled']));
+      const failed = outcomes.find((o) => o.status === 'rejected') as PromiseRejectedResult;
+      expect(String(failed.reason.message)).toMatch(/table_that_does_not_exist/);
+      for (const r of requests) expect(String(failed.reason.message)).not.toContain(r.password);
+      expect(queries.some((q) => (q.match(/CREATE USER/g) ?? []).length > 1)).toBe(true); // batched
+      for (const r of requests) {
+        const exists = (await mysqlUsersLike(r.username)).includes(r.username);
+        expect([r.username, exists]).toEqual([r.username, r.role === good]);
+        if (exists) {
+          expect(await mysqlLogin(r.username, r.password)).toEqual({ ok: true, rows: 3 });
+          await plugin.revokeUser({ username: r.username, role: good });
+        }
+      }
+    } finally {
+      await plugin.close();
+    }
+  });
+});
