@@ -48,7 +48,11 @@ export class LeaseJobs {
    */
   @OnJob(JobName.EnforceLease)
   async enforce({ leaseId }: JobPayloads[JobName.EnforceLease], ctx: JobContext): Promise<JobOutcome> {
-    // The common case first, in one round trip: this lease's time is up, and its neighbours' too.
+    // At a mass expiry most jobs find their lease already claimed by a neighbour's job (which finishes
+    // it) or revoked: one round trip, and done.
+    const status = await this.leases.expiryStatus(leaseId, EXPIRY_CLAIM_SECONDS);
+    if (!status || status.held || enforcementStep(status.state) === 'none') return;
+    // This lease's time is up, and its neighbours' too: claim them together.
     const claimed = await this.leases.claimExpired(leaseId, EXPIRY_BATCH);
     // At a mass expiry, keep draining the connection's leases as they come due, batch after batch:
     // the jobs of the leases taken find them held and finish at once, instead of each claiming a few.

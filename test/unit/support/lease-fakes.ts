@@ -9,7 +9,7 @@ import { JobName, JobPayloads } from '../../../src/jobs/jobs';
 import { Metrics } from '../../../src/metrics/metrics';
 import { Clock } from '../../../src/common/clock';
 import { LeaseError } from '../../../src/leases/lease-errors';
-import { LeaseFilter, LeaseRow, RevokeReason } from '../../../src/leases/lease.model';
+import { LeaseFilter, LeaseRow, LeaseState, RevokeReason } from '../../../src/leases/lease.model';
 import { InsertRefusal, LeaseRepository, NewLease } from '../../../src/leases/lease.repository';
 import { LeaseRevoker } from '../../../src/leases/lease-revoker';
 import { LeaseJobs } from '../../../src/leases/lease.jobs';
@@ -80,6 +80,11 @@ export class InMemoryLeases implements Public<LeaseRepository> {
     const own = [...this.rows.values()].filter((r) => r.id === id && due(r));
     const neighbours = [...this.rows.values()].filter((r) => r.id !== id && due(r)).sort((a, b) => a.expires_at.getTime() - b.expires_at.getTime());
     return [...own, ...neighbours].slice(0, limit).map((r) => this.toRevoking('expire', r.id)!);
+  }
+
+  async expiryStatus(id: string, seconds: number): Promise<{ state: LeaseState; held: boolean } | undefined> {
+    const r = this.rows.get(id);
+    return r && { state: r.state, held: await this.heldByExpiryClaim(id, seconds) };
   }
 
   async heldByExpiryClaim(id: string, seconds: number): Promise<boolean> {
