@@ -136,7 +136,7 @@ export class RotationService {
       });
       promoted = true;
       // Sessions were ended when the password was set only if the rotation knew of the exposure then.
-      if (exposedNow) await this.exposure.contain(name, secret, exposedNow, !exposedAt);
+      if (exposedNow) await this.exposure.contain(name, secret, exposedNow, !exposedAt, { currentLoggedIn: true });
       await this.counted('succeeded', name, target);
     });
   }
