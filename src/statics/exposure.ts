@@ -45,8 +45,8 @@ export class ExposureContainment {
       if (endCurrentSessions) await plugin.retireStaticSecret({ account: current.account, endSessions: true });
       await this.proveDead(name, secret, current, opts.currentLoggedIn ?? false);
     }
-    await this.statics.step(name, current.version, 'contained', 'running');
     await this.db.tx(async (tx) => {
+      await this.statics.step(name, current.version, 'contained', 'running', undefined, tx);
       await this.statics.contained(name, current.version, exposedAt, tx);
       await this.audit.append({ type: 'static.exposure_contained', actor: null, detail: { name, version: current.version, destroyed } }, tx);
     });

@@ -46,8 +46,6 @@ export interface RotationRow {
   finished_at: Date | null;
 }
 
-const UNIQUE_VIOLATION = '23505';
-
 /** Binds a sealed version to its row: a ciphertext copied into another secret or version does not open. */
 const versionAad = (name: string, version: number) => `static:${name}:v${version}`;
 
@@ -115,25 +113,25 @@ export class StaticRepository {
     return rows[0];
   }
 
-  /** Writes the intent of a rotation, sealed. False when another rotation of the secret is already in flight. */
-  async insertPending(v: { name: string; version: number; account: string; content: SealedVersion; handle?: string }): Promise<boolean> {
+  /**
+   * Writes the intent of a rotation, sealed, and returns it. Undefined when another rotation of the
+   * secret is already in flight (a version pending, or this version written already).
+   */
+  async insertPending(v: { name: string; version: number; account: string; content: SealedVersion; handle?: string }, q: Queryable = this.db): Promise<VersionRow | undefined> {
     const sealed = this.seal(v.name, v.version, v.content);
-    try {
-      await this.db.query(
-        `INSERT INTO static_versions (name, version, account, key_id, sealed, handle, state) VALUES ($1, $2, $3, $4, $5, $6, 'pending')`,
-        [v.name, v.version, v.account, sealed.keyId, sealed.blob, v.handle ?? null],
-      );
-      return true;
-    } catch (err) {
-      if ((err as { code?: string }).code === UNIQUE_VIOLATION) return false;
-      throw err;
-    }
+    // DO NOTHING rather than catching the unique violation, so the insert can share a transaction.
+    const { rows } = await q.query<VersionRow>(
+      `INSERT INTO static_versions (name, version, account, key_id, sealed, handle, state) VALUES ($1, $2, $3, $4, $5, $6, 'pending')
+       ON CONFLICT DO NOTHING RETURNING *`,
+      [v.name, v.version, v.account, sealed.keyId, sealed.blob, v.handle ?? null],
+    );
+    return rows[0];
   }
 
   /** Replaces a pending version's sealed content (and records its handle on the target). */
-  async updatePending(name: string, version: number, content: SealedVersion, handle: string | undefined): Promise<void> {
+  async updatePending(name: string, version: number, content: SealedVersion, handle: string | undefined, q: Queryable = this.db): Promise<void> {
     const sealed = this.seal(name, version, content);
-    await this.db.query(`UPDATE static_versions SET key_id = $3, sealed = $4, handle = $5 WHERE name = $1 AND version = $2 AND state = 'pending'`, [
+    await q.query(`UPDATE static_versions SET key_id = $3, sealed = $4, handle = $5 WHERE name = $1 AND version = $2 AND state = 'pending'`, [
       name,
       version,
       sealed.keyId,

@@ -56,13 +56,14 @@ export class InMemoryStatics implements Public<StaticRepository> {
     return v && { ...v };
   }
 
-  async insertPending(v: { name: string; version: number; account: string; content: SealedVersion; handle?: string }): Promise<boolean> {
-    if (this.versions.some((x) => x.name === v.name && (x.version === v.version || x.state === 'pending'))) return false;
-    this.versions.push({
+  async insertPending(v: { name: string; version: number; account: string; content: SealedVersion; handle?: string }): Promise<VersionRow | undefined> {
+    if (this.versions.some((x) => x.name === v.name && (x.version === v.version || x.state === 'pending'))) return undefined;
+    const row: VersionRow = {
       name: v.name, version: v.version, account: v.account, key_id: 'plain', sealed: seal(v.content), handle: v.handle ?? null,
       state: 'pending', created_at: this.now(), promoted_at: null, retire_after: null,
-    });
-    return true;
+    };
+    this.versions.push(row);
+    return { ...row };
   }
 
   async updatePending(name: string, version: number, content: SealedVersion, handle: string | undefined): Promise<void> {
