@@ -93,6 +93,26 @@ export interface StaticSecretResult {
   handle?: string;
 }
 
+/** Passwords to judge from what the target stores for each account, without logging in. */
+export interface CheckStoredPasswordsRequest {
+  checks: { account: string; password: string }[];
+}
+
+/**
+ * One answer per check, in order:
+ * - `accepted`: the account's stored secret is exactly the one this plugin set for this password, so
+ *   this password, and no other, passes the target's password check;
+ * - `refused`: the stored secret is exactly one this plugin set for a different password, so this one
+ *   fails the password check;
+ * - `unknown`: the plugin cannot tell (it did not set what is stored, or no longer remembers it; the
+ *   account is gone; the stored secret cannot be read). The caller logs in instead.
+ */
+export type StoredPasswordVerdict = 'accepted' | 'refused' | 'unknown';
+
+export interface CheckStoredPasswordsResponse {
+  results: StoredPasswordVerdict[];
+}
+
 /** Many accounts removed at once (mass expiry); each user as in `revokeUser`. */
 export interface RevokeUsersRequest {
   users: RevokeUserRequest[];
@@ -219,6 +239,14 @@ export interface CredentialPlugin {
    * Throws when nothing was changed; once something was, it returns, naming in `failed` what was not.
    */
   revokeSessions?(req: RevokeSessionsRequest): Promise<RevokeSessionsResponse>;
+  /**
+   * Optional: judges passwords by comparing, as the admin, each account's stored secret with the one
+   * this plugin set (many accounts in one query), instead of logging in with each. Sound only where
+   * the target authenticates these accounts by that stored secret alone (PostgreSQL: pg_hba asks for
+   * a password; a `trust` line would let any password in); the plugin's README says what it relies on.
+   * Throws when the target cannot be reached.
+   */
+  checkStoredPasswords?(req: CheckStoredPasswordsRequest): Promise<CheckStoredPasswordsResponse>;
   /** Logs in with the credential; `ok` when the target accepts it. Throws when the target cannot be reached. */
   verifyLogin(req: VerifyRequest): Promise<VerifyResponse>;
   /** Throws when the target cannot be reached. */

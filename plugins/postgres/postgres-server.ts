@@ -7,6 +7,7 @@ export const RETRYABLE_SQLSTATE = /^(08|53|57|58)|^(40001|40P01|55P03|55006|XX00
 export const AUTH_FAILED = new Set(['28P01', '28000']);
 export const UNDEFINED_OBJECT = '42704';
 export const DEPENDENT_OBJECTS = '2BP01';
+export const INSUFFICIENT_PRIVILEGE = '42501';
 
 /**
  * Ends every session of these roles, one query for all, and waits until they are gone:

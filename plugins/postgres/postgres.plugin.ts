@@ -6,6 +6,8 @@
 import { Client, DatabaseError, Pool, PoolClient, escapeIdentifier, escapeLiteral } from 'pg';
 import {
   AccountNotFoundError,
+  CheckStoredPasswordsRequest,
+  CheckStoredPasswordsResponse,
   CreateUserRequest,
   CreateUserResponse,
   CredentialPlugin,
@@ -35,8 +37,9 @@ import {
   postgresConnectionSchema,
   postgresRoleSchema,
 } from './postgres.config';
-import { AUTH_FAILED, DEPENDENT_OBJECTS, RETRYABLE_SQLSTATE, UNDEFINED_OBJECT, endSessionsOf, translatePgError } from './postgres-server';
+import { AUTH_FAILED, DEPENDENT_OBJECTS, INSUFFICIENT_PRIVILEGE, RETRYABLE_SQLSTATE, UNDEFINED_OBJECT, endSessionsOf, translatePgError } from './postgres-server';
 import { scramSha256Verifier } from './scram';
+import { SetVerifiers } from './set-verifiers';
 
 
 export class PostgresPlugin implements CredentialPlugin {
@@ -48,7 +51,8 @@ export class PostgresPlugin implements CredentialPlugin {
    * Issue's CREATE ROLE statements, group-committed: those arriving together go in one simple query
    * (one round trip, one implicit transaction, one commit). A failing batch is rolled back whole by
    * PostgreSQL, and then each of its statements is run alone, so one lease's failure never fails its
-   * neighbours. Two batches at a time leave the rest of the pool to revokes, renewals and rotations.
+   * neighbours. One batch at a time leaves the rest of the pool to revokes, renewals and rotations, and
+   * lets the issues arriving meanwhile gather into the next.
    */
   private readonly creates = new GroupCommit<string, void>(
     async (statements) => {
@@ -57,6 +61,8 @@ export class PostgresPlugin implements CredentialPlugin {
     },
     { maxBatch: 32, inFlight: 1, alone: (statement) => this.run('create', async (client) => void (await client.query(statement))) },
   );
+  /** The verifiers set on static accounts, to prove from pg_authid which password they accept. */
+  private readonly setVerifiers = new SetVerifiers();
 
   constructor(
     private readonly name: string,
@@ -258,12 +264,15 @@ export class PostgresPlugin implements CredentialPlugin {
     return {};
   }
 
-  /** ALTER ROLE with a verifier computed here. False when the role is gone and that is acceptable. */
+  /** ALTER ROLE with a verifier computed here (and remembered). False when the role is gone and that is acceptable. */
   private async setPassword(step: string, account: string, password: string, opts: { missingIsGone: boolean }): Promise<boolean> {
     const verifier = await scramSha256Verifier(password, this.config.scram_iterations);
+    // Until the ALTER is known to have happened (or not), what the role stores is unknown.
+    this.setVerifiers.forget(account);
     return this.run(step, async (client) => {
       try {
         await client.query(`ALTER ROLE ${escapeIdentifier(account)} WITH PASSWORD ${escapeLiteral(verifier)}`);
+        this.setVerifiers.remember(account, password, verifier);
         return true;
       } catch (err) {
         if (err instanceof DatabaseError && err.code === UNDEFINED_OBJECT) {
@@ -273,6 +282,34 @@ export class PostgresPlugin implements CredentialPlugin {
         throw err;
       }
     });
+  }
+
+  /**
+   * One query for all the roles: each stored verifier is compared with the one this plugin last set on
+   * the role (see SetVerifiers for why an exact match proves which password logs in). A password is
+   * `accepted` only while the role can log in (LOGIN, not past VALID UNTIL). An admin that may not read
+   * pg_authid (only superusers may) gets `unknown` for all, and the caller logs in instead.
+   */
+  async checkStoredPasswords(req: CheckStoredPasswordsRequest): Promise<CheckStoredPasswordsResponse> {
+    const roles = [...new Set(req.checks.map((c) => c.account))];
+    const stored = await this.run('check passwords', async (client) => {
+      try {
+        const { rows } = await client.query<{ rolname: string; rolpassword: string | null; can_login: boolean }>(
+          `SELECT rolname, rolpassword, rolcanlogin AND (rolvaliduntil IS NULL OR rolvaliduntil > now()) AS can_login FROM pg_authid WHERE rolname = ANY($1::text[])`,
+          [roles],
+        );
+        return new Map(rows.map((r) => [r.rolname, r]));
+      } catch (err) {
+        if (err instanceof DatabaseError && err.code === INSUFFICIENT_PRIVILEGE) return new Map<string, never>();
+        throw err;
+      }
+    });
+    const results = req.checks.map((c) => {
+      const row = stored.get(c.account);
+      const verdict = this.setVerifiers.judge(c.account, c.password, row?.rolpassword);
+      return verdict === 'accepted' && !row?.can_login ? 'unknown' : verdict;
+    });
+    return { results };
   }
 
   /** Ends every session of the role and waits until they are gone (see endSessionsOf). */

@@ -15,7 +15,7 @@ export type TargetPlugin = Omit<CredentialPlugin, 'close' | 'revokeUsers'> & {
 
 const VERBS = ['createUser', 'renewUser', 'revokeUser', 'setStaticSecret', 'retireStaticSecret', 'verifyLogin', 'ping'] as const;
 /** Verbs a plugin may leave out; the wrapped plugin has them only when the plugin does. */
-const OPTIONAL_VERBS = ['revokeSessions'] as const;
+const OPTIONAL_VERBS = ['revokeSessions', 'checkStoredPasswords'] as const;
 type Verb = (typeof VERBS)[number] | (typeof OPTIONAL_VERBS)[number];
 
 /** How many single revokes the fallback for plugins without the batch verb runs at once. */
@@ -123,7 +123,11 @@ function answerEach(req: RevokeUsersRequest, results: readonly RevokeUserOutcome
 /** The values of a request's secret fields. */
 export function secretsOf(req: unknown): string[] {
   if (!req || typeof req !== 'object') return [];
-  return SECRET_FIELDS.map((f) => (req as Record<string, unknown>)[f]).filter((v): v is string => typeof v === 'string' && v.length > 0);
+  const fields = req as Record<string, unknown>;
+  const own = SECRET_FIELDS.map((f) => fields[f]).filter((v): v is string => typeof v === 'string' && v.length > 0);
+  // Requests about many accounts carry their secrets in lists of objects (checkStoredPasswords).
+  const listed = Object.values(fields).flatMap((v) => (Array.isArray(v) ? v.flatMap((item) => (Array.isArray(item) ? [] : secretsOf(item))) : []));
+  return [...own, ...listed];
 }
 
 /** Returns a PluginError whose message cannot contain any of the given secrets. */

@@ -24,9 +24,10 @@ export class ExposureContainment {
    * one is deleted. Databases: every configured account that is not the current one gets a random
    * password nobody records, and its sessions are ended (the current account's sessions were ended
    * when its new password was set, or now with `endCurrentSessions`). Grace does not apply. The
-   * exposure is cleared only if `exposedAt` is still the latest report.
+   * exposure is cleared only if `exposedAt` is still the latest report. `currentLoggedIn`: this job
+   * itself just logged in with the current version (its verify step), so the proof need not again.
    */
-  async contain(name: string, secret: StaticSecretConfig, exposedAt: Date, endCurrentSessions: boolean): Promise<void> {
+  async contain(name: string, secret: StaticSecretConfig, exposedAt: Date, endCurrentSessions: boolean, opts: { currentLoggedIn?: boolean } = {}): Promise<void> {
     const current = await this.statics.version(name, 'current');
     if (!current) return;
     const plugin = this.plugins.for(secret.connection);
@@ -42,10 +43,10 @@ export class ExposureContainment {
         destroyed.push(account);
       }
       if (endCurrentSessions) await plugin.retireStaticSecret({ account: current.account, endSessions: true });
-      await this.proveDead(name, secret, current);
+      await this.proveDead(name, secret, current, opts.currentLoggedIn ?? false);
     }
-    await this.statics.step(name, current.version, 'contained', 'running');
     await this.db.tx(async (tx) => {
+      await this.statics.step(name, current.version, 'contained', 'running', undefined, tx);
       await this.statics.contained(name, current.version, exposedAt, tx);
       await this.audit.append({ type: 'static.exposure_contained', actor: null, detail: { name, version: current.version, destroyed } }, tx);
     });
@@ -55,16 +56,35 @@ export class ExposureContainment {
    * Before an exposure rotation reports success: the passwords of the versions before the current one
    * (the exposed ones) must be refused, and the current one accepted. This catches what the steps
    * alone would not (a target that kept a secondary password, an account changed behind our back).
+   *
+   * Where the plugin can (checkStoredPasswords), the answer comes from what the target stores, for all
+   * the passwords in one query: an old password is proved refused when its account stores exactly the
+   * secret Tessera set for another password (the new one, or containment's random one). Anything the
+   * plugin cannot vouch for (a secret set by someone else, an imported password, an admin that cannot
+   * read the stored secrets) is proved by logging in, as without the check. The current version is
+   * logged in with once per job: if the verify step of this job already did, its stored secret being
+   * still the one set then is enough.
    */
-  private async proveDead(name: string, secret: StaticSecretConfig, current: VersionRow): Promise<void> {
+  private async proveDead(name: string, secret: StaticSecretConfig, current: VersionRow, currentLoggedIn: boolean): Promise<void> {
     const plugin = this.plugins.for(secret.connection);
-    for (const old of await this.statics.versionsBefore(name, current.version, 2)) {
-      const { verify } = this.statics.open(old);
-      if (verify && (await plugin.verifyLogin(verify)).ok) {
+    const olds = (await this.statics.versionsBefore(name, current.version, 2)).flatMap((v) => {
+      const { verify } = this.statics.open(v);
+      return verify ? [{ version: v.version, account: v.account, verify }] : [];
+    });
+    const now = this.statics.open(current).verify;
+    const checks = [...olds, ...(now ? [{ version: current.version, account: current.account, verify: now }] : [])];
+    const verdicts = plugin.checkStoredPasswords && checks.length
+      ? (await plugin.checkStoredPasswords({ checks: checks.map((c) => ({ account: c.account, password: c.verify.password })) })).results
+      : [];
+    for (const [i, old] of olds.entries()) {
+      if (verdicts[i] === 'refused') continue;
+      if (verdicts[i] === 'accepted' || (await plugin.verifyLogin(old.verify)).ok) {
         throw new PluginError(`version ${old.version} of ${name} still logs in after the exposure rotation`, true, 'exposed_still_works');
       }
     }
-    const { verify } = this.statics.open(current);
-    if (verify && !(await plugin.verifyLogin(verify)).ok) throw new PluginError(`the current version of ${name} does not log in`, true, 'verify_failed');
+    if (!now) return;
+    const verdict = verdicts[olds.length];
+    if (verdict === 'accepted' && currentLoggedIn) return;
+    if (verdict === 'refused' || !(await plugin.verifyLogin(now)).ok) throw new PluginError(`the current version of ${name} does not log in`, true, 'verify_failed');
   }
 }

@@ -46,16 +46,33 @@ export class RotationService {
 
   /** Records a request and enqueues its job; returns the rotation id to poll. */
   async request(name: string, trigger: RotationTrigger, opts: { reason?: string; actor?: string } = {}): Promise<{ rotation_id: string; status: 'queued' }> {
-    // Exposure is marked before the target version is read: any version promoted after the mark is
+    const [rotation_id] = await this.requestMany([name], trigger, opts);
+    return { rotation_id, status: 'queued' };
+  }
+
+  /**
+   * Requests for many secrets at once (an emergency on a whole connection): the same records and jobs
+   * as one `request` each, in a few statements for all, so the last secret's job is not queued behind
+   * thousands of round trips. Returns the rotation ids in the order of `names`. A name with no row gets
+   * no rotation and is reported not_found, after the others are queued.
+   */
+  async requestMany(names: string[], trigger: RotationTrigger, opts: { reason?: string; actor?: string } = {}): Promise<string[]> {
+    // Exposure is marked before the target versions are read: any version promoted after the mark is
     // one whose credentials nobody had at the trigger.
-    if (isExposure(trigger)) await this.statics.markExposed(name);
-    const row = await this.statics.get(name);
-    if (!row) throw new DomainError('not_found', 'static_not_found', `no static secret named ${JSON.stringify(name)}`);
-    const target = (row.current_version ?? 0) + 1;
-    const id = newRotationId();
-    await this.statics.createRotation({ id, name, target, trigger, reason: opts.reason, requestedBy: opts.actor });
-    await this.enqueue(name, target, isExposure(trigger));
-    return { rotation_id: id, status: 'queued' };
+    if (isExposure(trigger)) await this.statics.markExposed(names);
+    const rows = new Map((await this.statics.getMany(names)).map((r) => [r.name, r]));
+    const requests = names
+      .filter((name) => rows.has(name))
+      .map((name) => ({ id: newRotationId(), name, target: (rows.get(name)!.current_version ?? 0) + 1, trigger, reason: opts.reason, requestedBy: opts.actor }));
+    await this.statics.createRotations(requests);
+    // Every job is attempted even if one cannot be queued (the sweeper resumes an exposed secret whose
+    // job is missing); the first error is then reported.
+    const queued = await Promise.allSettled(requests.map((r) => this.enqueue(r.name, r.target, isExposure(trigger))));
+    const failed = queued.find((q): q is PromiseRejectedResult => q.status === 'rejected');
+    if (failed) throw failed.reason;
+    const missing = names.find((name) => !rows.has(name));
+    if (missing !== undefined) throw new DomainError('not_found', 'static_not_found', `no static secret named ${JSON.stringify(missing)}`);
+    return requests.map((r) => r.id);
   }
 
   /** The sweeper's and registration's rotations: a record unless one already waits for `target`, and its job. */
@@ -105,21 +122,21 @@ export class RotationService {
     await this.guarded(name, target, secret, lastAttempt, current, () => (promoted ? undefined : pending), async () => {
       if (pending && pending.version !== target) throw new RotationBusy(name);
       pending ??= await this.writeIntent(name, target, secret, current);
-      const result = await this.setOnTarget(secret, pending, current, Boolean(exposedAt));
-      await this.statics.step(name, target, 'set', 'running');
+      const result = await this.setOnTarget(name, target, secret, pending, current, Boolean(exposedAt));
       await this.verify(secret, result);
-      await this.statics.step(name, target, 'verified', 'running');
       // Exposure is read again under the secret's row lock: a report that came in while this rotation
-      // ran (it started as a routine one) makes it an exposure rotation from here on.
+      // ran (it started as a routine one) makes it an exposure rotation from here on. The verified
+      // step is recorded with the promotion.
       const exposedNow = await this.db.tx(async (tx) => {
         const exposure = await this.statics.exposure(name, tx);
+        await this.statics.step(name, target, 'verified', 'running', undefined, tx);
         await this.statics.promote(name, target, exposure ? 0 : secret.grace, nextRotation(secret, this.clock.now()), tx, { finish: !exposure });
         await this.audit.append({ type: 'static.rotated', actor: null, detail: { name, version: target, account: pending!.account, exposed: Boolean(exposure) } }, tx);
         return exposure;
       });
       promoted = true;
       // Sessions were ended when the password was set only if the rotation knew of the exposure then.
-      if (exposedNow) await this.exposure.contain(name, secret, exposedNow, !exposedAt);
+      if (exposedNow) await this.exposure.contain(name, secret, exposedNow, !exposedAt, { currentLoggedIn: true });
       await this.counted('succeeded', name, target);
     });
   }
@@ -156,23 +173,36 @@ export class RotationService {
     }
   }
 
-  /** Step 1: the new version, sealed, before anything touches the target. */
+  /** Step 1: the new version, sealed, before anything touches the target (one transaction with its step). */
   private async writeIntent(name: string, target: number, secret: StaticSecretConfig, current: VersionRow | undefined): Promise<VersionRow> {
     const account = nextAccount(secret, current?.account);
-    if (!(await this.statics.insertPending({ name, version: target, account, content: { password: newPassword() } }))) throw new RotationBusy(name);
-    await this.statics.step(name, target, 'intent', 'running');
-    return (await this.statics.version(name, 'pending'))!;
+    const pending = await this.db.tx(async (tx) => {
+      const row = await this.statics.insertPending({ name, version: target, account, content: { password: newPassword() } }, tx);
+      if (row) await this.statics.step(name, target, 'intent', 'running', undefined, tx);
+      return row;
+    });
+    if (!pending) throw new RotationBusy(name);
+    return pending;
   }
 
-  /** Step 2: idempotent. A key-making target's result is sealed at once, so a crash cannot lose it. */
-  private async setOnTarget(secret: StaticSecretConfig, pending: VersionRow, current: VersionRow | undefined, endSessions: boolean) {
+  /**
+   * Step 2: idempotent. A key-making target's result is sealed at once, so a crash cannot lose it; the
+   * `set` step is recorded with it.
+   */
+  private async setOnTarget(name: string, target: number, secret: StaticSecretConfig, pending: VersionRow, current: VersionRow | undefined, endSessions: boolean) {
     const intent = this.statics.open(pending);
     // A key made by an earlier attempt is reused (making another would orphan it); a password is set
     // again every attempt, since a failed attempt put the current one back.
     const plugin = this.plugins.for(secret.connection);
-    if (intent.credentials && intent.verify && plugin.capabilities.keyOverlap && pending.handle) return { credentials: intent.credentials, verify: intent.verify };
+    if (intent.credentials && intent.verify && plugin.capabilities.keyOverlap && pending.handle) {
+      await this.statics.step(name, target, 'set', 'running');
+      return { credentials: intent.credentials, verify: intent.verify };
+    }
     const result = await plugin.setStaticSecret({ account: pending.account, password: intent.password!, keep: current?.handle ? [current.handle] : [], endSessions });
-    await this.statics.updatePending(pending.name, pending.version, { password: intent.password, credentials: result.credentials, verify: result.verify }, result.handle);
+    await this.db.tx(async (tx) => {
+      await this.statics.updatePending(pending.name, pending.version, { password: intent.password, credentials: result.credentials, verify: result.verify }, result.handle, tx);
+      await this.statics.step(name, target, 'set', 'running', undefined, tx);
+    });
     return result;
   }
 

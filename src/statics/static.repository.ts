@@ -46,8 +46,6 @@ export interface RotationRow {
   finished_at: Date | null;
 }
 
-const UNIQUE_VIOLATION = '23505';
-
 /** Binds a sealed version to its row: a ciphertext copied into another secret or version does not open. */
 const versionAad = (name: string, version: number) => `static:${name}:v${version}`;
 
@@ -102,30 +100,38 @@ export class StaticRepository {
     return rows[0];
   }
 
+  async getMany(names: string[]): Promise<StaticRow[]> {
+    const { rows } = await this.db.query<StaticRow>(
+      'SELECT name, connection, status, current_version, rotated_at, next_rotation_at, last_error, exposed_at FROM static_secrets WHERE name = ANY($1::text[])',
+      [names],
+    );
+    return rows;
+  }
+
   async version(name: string, state: 'pending' | 'current'): Promise<VersionRow | undefined> {
     const { rows } = await this.db.query<VersionRow>('SELECT * FROM static_versions WHERE name = $1 AND state = $2', [name, state]);
     return rows[0];
   }
 
-  /** Writes the intent of a rotation, sealed. False when another rotation of the secret is already in flight. */
-  async insertPending(v: { name: string; version: number; account: string; content: SealedVersion; handle?: string }): Promise<boolean> {
+  /**
+   * Writes the intent of a rotation, sealed, and returns it. Undefined when another rotation of the
+   * secret is already in flight (a version pending, or this version written already).
+   */
+  async insertPending(v: { name: string; version: number; account: string; content: SealedVersion; handle?: string }, q: Queryable = this.db): Promise<VersionRow | undefined> {
     const sealed = this.seal(v.name, v.version, v.content);
-    try {
-      await this.db.query(
-        `INSERT INTO static_versions (name, version, account, key_id, sealed, handle, state) VALUES ($1, $2, $3, $4, $5, $6, 'pending')`,
-        [v.name, v.version, v.account, sealed.keyId, sealed.blob, v.handle ?? null],
-      );
-      return true;
-    } catch (err) {
-      if ((err as { code?: string }).code === UNIQUE_VIOLATION) return false;
-      throw err;
-    }
+    // DO NOTHING rather than catching the unique violation, so the insert can share a transaction.
+    const { rows } = await q.query<VersionRow>(
+      `INSERT INTO static_versions (name, version, account, key_id, sealed, handle, state) VALUES ($1, $2, $3, $4, $5, $6, 'pending')
+       ON CONFLICT DO NOTHING RETURNING *`,
+      [v.name, v.version, v.account, sealed.keyId, sealed.blob, v.handle ?? null],
+    );
+    return rows[0];
   }
 
   /** Replaces a pending version's sealed content (and records its handle on the target). */
-  async updatePending(name: string, version: number, content: SealedVersion, handle: string | undefined): Promise<void> {
+  async updatePending(name: string, version: number, content: SealedVersion, handle: string | undefined, q: Queryable = this.db): Promise<void> {
     const sealed = this.seal(name, version, content);
-    await this.db.query(`UPDATE static_versions SET key_id = $3, sealed = $4, handle = $5 WHERE name = $1 AND version = $2 AND state = 'pending'`, [
+    await q.query(`UPDATE static_versions SET key_id = $3, sealed = $4, handle = $5 WHERE name = $1 AND version = $2 AND state = 'pending'`, [
       name,
       version,
       sealed.keyId,
@@ -179,8 +185,8 @@ export class StaticRepository {
    * Reported exposed: every rotation until `contained` destroys all earlier credentials. The time is
    * the latest report's, so a report during a containment is not cleared by it.
    */
-  async markExposed(name: string): Promise<void> {
-    await this.db.query(`UPDATE static_secrets SET exposed_at = date_trunc('milliseconds', clock_timestamp()), updated_at = now() WHERE name = $1`, [name]);
+  async markExposed(names: string[]): Promise<void> {
+    await this.db.query(`UPDATE static_secrets SET exposed_at = date_trunc('milliseconds', clock_timestamp()), updated_at = now() WHERE name = ANY($1::text[])`, [names]);
   }
 
   /** The secret's exposure, read under its row lock (in a transaction). */
@@ -242,10 +248,14 @@ export class StaticRepository {
     await this.db.query(`UPDATE static_versions SET state = 'retired' WHERE name = $1 AND version = $2 AND state = 'previous'`, [name, version]);
   }
 
-  async createRotation(r: { id: string; name: string; target: number; trigger: string; reason?: string; requestedBy?: string }): Promise<void> {
+  /** Rotation requests, queued: one statement however many there are. */
+  async createRotations(rs: { id: string; name: string; target: number; trigger: string; reason?: string; requestedBy?: string }[]): Promise<void> {
+    if (!rs.length) return;
     await this.db.query(
-      `INSERT INTO rotations (id, name, target_version, trigger, reason, requested_by, status) VALUES ($1, $2, $3, $4, $5, $6, 'queued')`,
-      [r.id, r.name, r.target, r.trigger, r.reason ?? null, r.requestedBy ?? null],
+      `INSERT INTO rotations (id, name, target_version, trigger, reason, requested_by, status)
+       SELECT id, name, target_version, trigger, reason, requested_by, 'queued' FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[])
+         AS r(id, name, target_version, trigger, reason, requested_by)`,
+      [rs.map((r) => r.id), rs.map((r) => r.name), rs.map((r) => r.target), rs.map((r) => r.trigger), rs.map((r) => r.reason ?? null), rs.map((r) => r.requestedBy ?? null)],
     );
   }
 

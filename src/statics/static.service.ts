@@ -102,8 +102,7 @@ export class StaticService {
   async rotateConnection(actor: string, connection: string, trigger: 'emergency' | 'event', reason?: string) {
     if (!this.config.connections.has(connection)) throw new DomainError('not_found', 'connection_not_found', `no connection named ${JSON.stringify(connection)}`);
     const names = Object.entries(this.config.static_secrets).filter(([, s]) => s.connection === connection).map(([n]) => n);
-    const rotation_ids: string[] = [];
-    for (const name of names) rotation_ids.push((await this.rotations.request(name, trigger, { reason, actor })).rotation_id);
+    const rotation_ids = await this.rotations.requestMany(names, trigger, { reason, actor });
     await this.audit.append({ type: 'static.rotation_requested', actor, detail: { connection, trigger, rotation_ids } });
     return { rotation_ids };
   }

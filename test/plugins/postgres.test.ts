@@ -3,6 +3,7 @@ import { PostgresPlugin } from '../../plugins/postgres/postgres.plugin';
 import { postgresConnectionSchema, postgresRoleSchema } from '../../plugins/postgres/postgres.config';
 import { newAccountName, newPassword } from '../../src/leases/names';
 import { TARGET_URL } from '../support/services';
+import { createPgAccount } from '../support/statics';
 import { rolesLike, withAdmin } from '../support/target';
 
 /** What only the postgres plugin does, beyond the shared conformance suite. */
@@ -85,4 +86,63 @@ describe('postgres plugin specifics', () => {
     }
     await batching.close();
   });
+
+  describe('checkStoredPasswords: judging passwords from pg_authid instead of logging in', () => {
+    const role = 'tess_stored_check';
+    beforeAll(() => createPgAccount(role, 'set-by-someone-else'));
+    const check = (p: PostgresPlugin, ...passwords: string[]) =>
+      p.checkStoredPasswords({ checks: passwords.map((password) => ({ account: role, password })) }).then((r) => r.results);
+
+    it('a role this plugin never set is unknown: the caller logs in instead', async () => {
+      expect(await check(plugin, 'set-by-someone-else', 'anything')).toEqual(['unknown', 'unknown']);
+      expect(await plugin.checkStoredPasswords({ checks: [{ account: 'tess_no_such_role', password: 'x' }] })).toEqual({ results: ['unknown'] });
+    });
+
+    it('after setting: the new password is accepted and every other refused, which logging in confirms', async () => {
+      const [oldPassword, newPw, other] = [newPassword(), newPassword(), newPassword()];
+      await plugin.setStaticSecret({ account: role, password: oldPassword });
+      await plugin.setStaticSecret({ account: role, password: newPw });
+      expect(await check(plugin, oldPassword, newPw, other)).toEqual(['refused', 'accepted', 'refused']);
+      expect((await plugin.verifyLogin({ username: role, password: oldPassword })).ok).toBe(false);
+      expect((await plugin.verifyLogin({ username: role, password: newPw })).ok).toBe(true);
+      // Retiring with a random password: the one set before is now refused too.
+      await plugin.retireStaticSecret({ account: role, password: other });
+      expect(await check(plugin, newPw, other)).toEqual(['refused', 'accepted']);
+    });
+
+    it('changed behind its back (even back to an older verifier of its own) is unknown; NOLOGIN makes accepted unknown', async () => {
+      const [first, second] = [newPassword(), newPassword()];
+      await plugin.setStaticSecret({ account: role, password: first });
+      const firstVerifier = await storedVerifier(role);
+      await plugin.setStaticSecret({ account: role, password: second });
+      await withAdmin('postgres', (c) => c.query(`ALTER ROLE ${role} PASSWORD '${first}'`));
+      expect(await check(plugin, first, second)).toEqual(['unknown', 'unknown']);
+      await withAdmin('postgres', (c) => c.query(`ALTER ROLE ${role} PASSWORD '${firstVerifier}'`));
+      expect(await check(plugin, first, second)).toEqual(['unknown', 'unknown']);
+
+      await plugin.setStaticSecret({ account: role, password: second });
+      await withAdmin('postgres', (c) => c.query(`ALTER ROLE ${role} NOLOGIN`));
+      try {
+        expect(await check(plugin, first, second)).toEqual(['refused', 'unknown']);
+      } finally {
+        await withAdmin('postgres', (c) => c.query(`ALTER ROLE ${role} LOGIN`));
+      }
+    });
+
+    it('another plugin instance (another broker process) does not vouch for what this one set', async () => {
+      const password = newPassword();
+      await plugin.setStaticSecret({ account: role, password });
+      const other = new PostgresPlugin('pg', postgresConnectionSchema.parse({ url: TARGET_URL, scram_iterations: 1 }));
+      try {
+        expect(await check(other, password)).toEqual(['unknown']);
+      } finally {
+        await other.close();
+      }
+    });
+  });
 });
+
+async function storedVerifier(role: string): Promise<string> {
+  const { rows } = await withAdmin('postgres', (c) => c.query<{ rolpassword: string }>('SELECT rolpassword FROM pg_authid WHERE rolname = $1', [role]));
+  return rows[0].rolpassword;
+}

@@ -197,6 +197,27 @@ describe('RotationService (in-memory fakes)', () => {
       expect(await rejection(w.rotations.request('nope', 'manual'))).toEqual(expect.any(DomainError));
     });
 
+    it('many at once: all marked exposed before any is read, one record and one emergency job each; an unknown name is not_found after the rest are queued', async () => {
+      const w = rotationWorld({ a: { username: 'a_user' }, b: { username: 'b_user' } });
+      w.target.account('a_user', 'legacy-a').account('b_user', 'legacy-b');
+      await owned(w, 'a');
+      await owned(w, 'b');
+      const queuedBefore = w.jobs.enqueued.length;
+      const err = await rejection(w.rotations.requestMany(['a', 'nope', 'b'], 'emergency', { reason: 'leaked', actor: 'ops' }));
+      expect(err).toMatchObject({ code: 'static_not_found' });
+      expect(w.jobs.enqueued.slice(queuedBefore)).toEqual(
+        ['a', 'b'].map((name) => ({ name: JobName.RotateStatic, payload: { name, targetVersion: 2 }, opts: { queue: QueueName.Emergency } })),
+      );
+      const records = [...w.statics.rotations.values()].filter((r) => r.trigger === 'emergency');
+      expect(records.map((r) => [r.name, r.target_version, r.status, r.reason, r.requested_by])).toEqual([
+        ['a', 2, 'queued', 'leaked', 'ops'],
+        ['b', 2, 'queued', 'leaked', 'ops'],
+      ]);
+      for (const name of ['a', 'b']) expect((await w.statics.get(name))!.exposed_at).toBeInstanceOf(Date);
+
+      expect(await w.rotations.requestMany(['a', 'b'], 'manual')).toEqual([expect.stringMatching(/^rot_/), expect.stringMatching(/^rot_/)]);
+    });
+
     it('(a) after promotion a failure never sets the old password back, on a retry or on the last attempt', async () => {
       const w = rotationWorld({ app: { username: 'app_user' } });
       w.target.account('app_user', 'legacy');

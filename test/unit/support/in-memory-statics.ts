@@ -47,18 +47,23 @@ export class InMemoryStatics implements Public<StaticRepository> {
     return row && { ...row };
   }
 
+  async getMany(names: string[]): Promise<StaticRow[]> {
+    return names.flatMap((name) => (this.secrets.has(name) ? [{ ...this.secrets.get(name)! }] : []));
+  }
+
   async version(name: string, state: 'pending' | 'current'): Promise<VersionRow | undefined> {
     const v = this.versions.find((x) => x.name === name && x.state === state);
     return v && { ...v };
   }
 
-  async insertPending(v: { name: string; version: number; account: string; content: SealedVersion; handle?: string }): Promise<boolean> {
-    if (this.versions.some((x) => x.name === v.name && (x.version === v.version || x.state === 'pending'))) return false;
-    this.versions.push({
+  async insertPending(v: { name: string; version: number; account: string; content: SealedVersion; handle?: string }): Promise<VersionRow | undefined> {
+    if (this.versions.some((x) => x.name === v.name && (x.version === v.version || x.state === 'pending'))) return undefined;
+    const row: VersionRow = {
       name: v.name, version: v.version, account: v.account, key_id: 'plain', sealed: seal(v.content), handle: v.handle ?? null,
       state: 'pending', created_at: this.now(), promoted_at: null, retire_after: null,
-    });
-    return true;
+    };
+    this.versions.push(row);
+    return { ...row };
   }
 
   async updatePending(name: string, version: number, content: SealedVersion, handle: string | undefined): Promise<void> {
@@ -86,9 +91,12 @@ export class InMemoryStatics implements Public<StaticRepository> {
     if (opts.finish) this.finishRotations(name, version, false);
   }
 
-  async markExposed(name: string): Promise<void> {
-    const row = this.secrets.get(name);
-    if (row) row.exposed_at = this.now();
+  async markExposed(names: string[]): Promise<void> {
+    const now = this.now();
+    for (const name of names) {
+      const row = this.secrets.get(name);
+      if (row) row.exposed_at = now;
+    }
   }
 
   async exposure(name: string): Promise<Date | null> {
@@ -139,6 +147,10 @@ export class InMemoryStatics implements Public<StaticRepository> {
   async markRetired(name: string, version: number): Promise<void> {
     const v = this.find(name, version, 'previous');
     if (v) v.state = 'retired';
+  }
+
+  async createRotations(rs: { id: string; name: string; target: number; trigger: string; reason?: string; requestedBy?: string }[]): Promise<void> {
+    for (const r of rs) await this.createRotation(r);
   }
 
   async createRotation(r: { id: string; name: string; target: number; trigger: string; reason?: string; requestedBy?: string }): Promise<void> {

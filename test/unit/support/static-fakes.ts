@@ -110,8 +110,11 @@ export class FakeStaticTarget {
   }
 }
 
-/** RotationService, ExposureContainment and OwnershipService over in-memory fakes, with no waits. */
-export function rotationWorld(secrets: Record<string, Record<string, unknown>>, opts: { keyOverlap?: boolean } = {}) {
+/**
+ * RotationService, ExposureContainment and OwnershipService over in-memory fakes, with no waits.
+ * `plugin`: a real target plugin instead of the fake one (the repository, audit and jobs stay fakes).
+ */
+export function rotationWorld(secrets: Record<string, Record<string, unknown>>, opts: { keyOverlap?: boolean; plugin?: object } = {}) {
   const clock = new FakeClock();
   const audit = new FakeAudit();
   const statics = new InMemoryStatics(clock);
@@ -120,7 +123,7 @@ export function rotationWorld(secrets: Record<string, Record<string, unknown>>, 
   const metrics = new Metrics();
   const static_secrets = Object.fromEntries(Object.entries(secrets).map(([name, s]) => [name, staticSecretSchema.parse({ connection: 'target', ...s })]));
   const config = { static_secrets, reconcile_every: 1 } as unknown as TesseraConfig;
-  const plugins = { for: () => target } as unknown as Pick<PluginHost, 'for'>;
+  const plugins = { for: () => opts.plugin ?? target } as unknown as Pick<PluginHost, 'for'>;
   const db: Pick<Database, 'tx'> = { tx: (fn) => fn(undefined as never) };
   const repo = statics as unknown as StaticRepository;
   const timings = { verifyBackoffMs: 0, exposureDrainMs: 0 };

@@ -1,0 +1,113 @@
+import { CheckStoredPasswordsRequest, VerifyRequest } from '../../plugins/contract';
+import { postgresConnectionSchema } from '../../plugins/postgres/postgres.config';
+import { PostgresPlugin } from '../../plugins/postgres/postgres.plugin';
+import { SealedVersion } from '../../src/statics/static-secrets';
+import { TARGET_URL } from '../support/services';
+import { createPgAccount } from '../support/statics';
+import { pgLogin, withAdmin } from '../support/target';
+import { rotationWorld } from '../unit/support/static-fakes';
+
+/**
+ * An exposure rotation proves the exposed passwords dead from what PostgreSQL stores (pg_authid), with
+ * one real login of the new password, and falls back to logging in whenever the stored verifier is not
+ * the one Tessera set. Real PostgreSQL and the real plugin; the state repository is the in-memory one.
+ */
+describe('exposure proof from stored verifiers (PostgreSQL)', () => {
+  /** The real plugin, counting logins and able to act just before the stored passwords are read. */
+  class ObservedPlugin extends PostgresPlugin {
+    logins: string[] = [];
+    beforeCheck?: () => Promise<void>;
+
+    override async verifyLogin(req: VerifyRequest) {
+      this.logins.push(req.password);
+      return super.verifyLogin(req);
+    }
+
+    override async checkStoredPasswords(req: CheckStoredPasswordsRequest) {
+      await this.beforeCheck?.();
+      return super.checkStoredPasswords(req);
+    }
+  }
+
+  const plugin = new ObservedPlugin('target', postgresConnectionSchema.parse({ url: TARGET_URL, scram_iterations: 16 }));
+  afterAll(() => plugin.close());
+
+  async function world(secrets: Record<string, Record<string, unknown>>) {
+    const w = rotationWorld(secrets, { plugin });
+    for (const name of Object.keys(secrets)) {
+      await w.statics.register([{ name, connection: 'target' }]);
+      await w.ownership.takeOwnership(name);
+      await w.rotations.rotate(name, 1, false);
+    }
+    plugin.logins = [];
+    plugin.beforeCheck = undefined;
+    return w;
+  }
+  const current = async (w: Awaited<ReturnType<typeof world>>, name: string): Promise<SealedVersion & { version: number }> => {
+    const v = (await w.statics.version(name, 'current'))!;
+    return { ...w.statics.open(v), version: v.version };
+  };
+  const login = (username: string, password: string) => pgLogin({ username, password }).then((r) => r.ok);
+
+  it('single: contained with one login (the verify step); the old password is really refused, the new one logs in', async () => {
+    await createPgAccount('tess_proof_single', 'legacy');
+    const w = await world({ app: { username: 'tess_proof_single' } });
+    const v1 = await current(w, 'app');
+    const { rotation_id } = await w.rotations.request('app', 'emergency');
+    await w.rotations.rotate('app', 2, false);
+
+    const v2 = await current(w, 'app');
+    expect(await w.statics.rotation(rotation_id)).toMatchObject({ status: 'succeeded' });
+    expect(w.statics.steps(rotation_id)).toEqual(expect.arrayContaining(['verified', 'contained']));
+    expect(plugin.logins).toEqual([v2.password]);
+    expect(await login('tess_proof_single', v1.password!)).toBe(false);
+    expect(await login('tess_proof_single', v2.password!)).toBe(true);
+  });
+
+  it('single: the role set back to the old password behind Tessera\'s back is caught (by logging in), and nothing reports contained', async () => {
+    await createPgAccount('tess_proof_tampered', 'legacy');
+    const w = await world({ app: { username: 'tess_proof_tampered' } });
+    const v1 = await current(w, 'app');
+    const { rotation_id } = await w.rotations.request('app', 'emergency');
+    plugin.beforeCheck = () => withAdmin('postgres', (c) => c.query(`ALTER ROLE tess_proof_tampered PASSWORD '${v1.password}'`)).then(() => undefined);
+
+    await expect(w.rotations.rotate('app', 2, false)).rejects.toMatchObject({ code: 'exposed_still_works' });
+    expect(plugin.logins).toContain(v1.password);
+    expect(await w.statics.rotation(rotation_id)).toMatchObject({ status: 'running', error: 'version 1 of app still logs in after the exposure rotation' });
+    expect(w.statics.steps(rotation_id)).not.toContain('contained');
+    expect(w.audit.ofType('static.exposure_contained')).toEqual([]);
+    expect((await w.statics.get('app'))!.exposed_at).toBeInstanceOf(Date);
+    expect(await login('tess_proof_tampered', v1.password!)).toBe(true);
+  });
+
+  it('single: the new password replaced behind Tessera\'s back is caught too: the current version does not log in', async () => {
+    await createPgAccount('tess_proof_replaced', 'legacy');
+    const w = await world({ app: { username: 'tess_proof_replaced' } });
+    const { rotation_id } = await w.rotations.request('app', 'emergency');
+    plugin.beforeCheck = () => withAdmin('postgres', (c) => c.query(`ALTER ROLE tess_proof_replaced PASSWORD 'someone-elses'`)).then(() => undefined);
+
+    await expect(w.rotations.rotate('app', 2, false)).rejects.toMatchObject({ code: 'verify_failed' });
+    expect(w.statics.steps(rotation_id)).not.toContain('contained');
+    expect((await w.statics.get('app'))!.exposed_at).toBeInstanceOf(Date);
+  });
+
+  it('alternating: both accounts\' earlier passwords are proved refused from pg_authid, with one login', async () => {
+    await createPgAccount('tess_proof_alt_a', 'legacy-a');
+    await createPgAccount('tess_proof_alt_b', 'legacy-b');
+    const w = await world({ alt: { usernames: ['tess_proof_alt_a', 'tess_proof_alt_b'], strategy: 'alternating' } });
+    // Two routine rotations first, so both accounts have a password Tessera set and recorded.
+    await w.rotations.request('alt', 'cadence');
+    await w.rotations.rotate('alt', 2, false);
+    const before = [await current(w, 'alt'), w.statics.open(w.statics.versions.find((v) => v.version === 1)!)];
+    plugin.logins = [];
+    const { rotation_id } = await w.rotations.request('alt', 'emergency');
+    await w.rotations.rotate('alt', 3, false);
+
+    const v3 = await current(w, 'alt');
+    expect(await w.statics.rotation(rotation_id)).toMatchObject({ status: 'succeeded' });
+    expect(w.statics.steps(rotation_id)).toContain('contained');
+    expect(plugin.logins).toEqual([v3.password]);
+    for (const old of before) expect(await login(old.verify!.username, old.password!)).toBe(false);
+    expect(await login(v3.verify!.username, v3.password!)).toBe(true);
+  });
+});
