@@ -326,9 +326,13 @@ export class PostgresPlugin implements CredentialPlugin {
     url.password = encodeURIComponent(req.password);
     const client = new Client({ connectionString: url.toString(), connectionTimeoutMillis: this.config.connect_timeout * 1000 });
     client.on('error', () => undefined);
+    // The server's final SCRAM message: this login was checked against the stored verifier (see SetVerifiers).
+    let scram = false;
+    (client as unknown as { connection: NodeJS.EventEmitter }).connection.once('authenticationSASLFinal', () => (scram = true));
     try {
       await client.connect();
       await client.query('SELECT 1');
+      if (scram) this.setVerifiers.scramLoginSeen(req.username, req.password);
       return { ok: true };
     } catch (err) {
       if (err instanceof DatabaseError && AUTH_FAILED.has(err.code ?? '')) return { ok: false };

@@ -10,6 +10,10 @@
  * that trusts the client (`trust`, `peer`, `ident`, `cert`) or checks elsewhere (`ldap`, `radius`,
  * `pam`) lets in whatever it lets in, whatever is stored (see README, "Static secrets").
  *
+ * So a verdict is given only once a login with the password set has been seen checked by that very
+ * verifier: the server asked for SCRAM and sent its final message (trust, ldap, pam, radius, cert, ident
+ * and peer never do). Until then, and again after every new verifier, the caller logs in instead.
+ *
  * Only the latest verifier per role is kept, so an older verifier of ours written back behind our back
  * counts as "not ours" and the caller logs in instead. Passwords are kept only as an HMAC under a key
  * that lives and dies with this process.
@@ -22,15 +26,21 @@ const MAX_REMEMBERED = 100_000;
 
 export class SetVerifiers {
   private readonly key = randomBytes(32);
-  private readonly byRole = new Map<string, { verifier: string; fingerprint: Buffer }>();
+  private readonly byRole = new Map<string, { verifier: string; fingerprint: Buffer; scramSeen: boolean }>();
 
   constructor(private readonly max = MAX_REMEMBERED) {}
 
   /** `verifier`, for `password`, is now what the role stores. */
   remember(role: string, password: string, verifier: string): void {
     this.byRole.delete(role);
-    this.byRole.set(role, { verifier, fingerprint: this.fingerprint(password) });
+    this.byRole.set(role, { verifier, fingerprint: this.fingerprint(password), scramSeen: false });
     if (this.byRole.size > this.max) this.byRole.delete(this.byRole.keys().next().value!);
+  }
+
+  /** A login as `role` with `password` succeeded by SCRAM against the stored verifier. */
+  scramLoginSeen(role: string, password: string): void {
+    const set = this.byRole.get(role);
+    if (set && timingSafeEqual(set.fingerprint, this.fingerprint(password))) set.scramSeen = true;
   }
 
   /** What the role stores is no longer known (a change that may or may not have happened). */
@@ -41,7 +51,7 @@ export class SetVerifiers {
   /** Judges `password` for `role` given what the role stores now (`undefined`: no such role, or no password). */
   judge(role: string, password: string, stored: string | null | undefined): StoredPasswordVerdict {
     const set = this.byRole.get(role);
-    if (!set || !stored || stored !== set.verifier) return 'unknown';
+    if (!set || !set.scramSeen || !stored || stored !== set.verifier) return 'unknown';
     return timingSafeEqual(set.fingerprint, this.fingerprint(password)) ? 'accepted' : 'refused';
   }
 

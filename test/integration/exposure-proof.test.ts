@@ -80,6 +80,17 @@ describe('exposure proof from stored verifiers (PostgreSQL)', () => {
     expect(await login('tess_proof_tampered', v1.password!)).toBe(true);
   });
 
+  it('single: a role pg_hba lets in without checking its password (trust) is never reported contained: the stored verifier proves nothing there', async () => {
+    await createPgAccount('tess_hba_trusted', 'legacy');
+    const w = await world({ app: { username: 'tess_hba_trusted' } });
+    const { rotation_id } = await w.rotations.request('app', 'emergency');
+
+    await expect(w.rotations.rotate('app', 2, false)).rejects.toMatchObject({ code: 'exposed_still_works' });
+    expect(w.statics.steps(rotation_id)).not.toContain('contained');
+    expect(w.audit.ofType('static.exposure_contained')).toEqual([]);
+    expect((await w.statics.get('app'))!.exposed_at).toBeInstanceOf(Date);
+  });
+
   it('single: the new password replaced behind Tessera\'s back is caught too: the current version does not log in', async () => {
     await createPgAccount('tess_proof_replaced', 'legacy');
     const w = await world({ app: { username: 'tess_proof_replaced' } });
@@ -91,7 +102,7 @@ describe('exposure proof from stored verifiers (PostgreSQL)', () => {
     expect((await w.statics.get('app'))!.exposed_at).toBeInstanceOf(Date);
   });
 
-  it('alternating: both accounts\' earlier passwords are proved refused from pg_authid, with one login', async () => {
+  it('alternating: the current account\'s earlier password is proved refused from pg_authid; the contained account, whose random password no login has checked, by logging in', async () => {
     await createPgAccount('tess_proof_alt_a', 'legacy-a');
     await createPgAccount('tess_proof_alt_b', 'legacy-b');
     const w = await world({ alt: { usernames: ['tess_proof_alt_a', 'tess_proof_alt_b'], strategy: 'alternating' } });
@@ -106,7 +117,9 @@ describe('exposure proof from stored verifiers (PostgreSQL)', () => {
     const v3 = await current(w, 'alt');
     expect(await w.statics.rotation(rotation_id)).toMatchObject({ status: 'succeeded' });
     expect(w.statics.steps(rotation_id)).toContain('contained');
-    expect(plugin.logins).toEqual([v3.password]);
+    // The verify step's login, then the contained account's exposed password, refused at a real login.
+    const exposed = before.find((b) => b.verify!.username !== v3.verify!.username)!;
+    expect(plugin.logins).toEqual([v3.password, exposed.password]);
     for (const old of before) expect(await login(old.verify!.username, old.password!)).toBe(false);
     expect(await login(v3.verify!.username, v3.password!)).toBe(true);
   });

@@ -102,11 +102,15 @@ describe('postgres plugin specifics', () => {
       const [oldPassword, newPw, other] = [newPassword(), newPassword(), newPassword()];
       await plugin.setStaticSecret({ account: role, password: oldPassword });
       await plugin.setStaticSecret({ account: role, password: newPw });
-      expect(await check(plugin, oldPassword, newPw, other)).toEqual(['refused', 'accepted', 'refused']);
+      // No login checked by the new verifier seen yet: nothing is vouched for.
+      expect(await check(plugin, oldPassword, newPw, other)).toEqual(['unknown', 'unknown', 'unknown']);
       expect((await plugin.verifyLogin({ username: role, password: oldPassword })).ok).toBe(false);
       expect((await plugin.verifyLogin({ username: role, password: newPw })).ok).toBe(true);
+      expect(await check(plugin, oldPassword, newPw, other)).toEqual(['refused', 'accepted', 'refused']);
       // Retiring with a random password: the one set before is now refused too.
       await plugin.retireStaticSecret({ account: role, password: other });
+      expect(await check(plugin, newPw, other)).toEqual(['unknown', 'unknown']);
+      expect((await plugin.verifyLogin({ username: role, password: other })).ok).toBe(true);
       expect(await check(plugin, newPw, other)).toEqual(['refused', 'accepted']);
     });
 
@@ -121,12 +125,25 @@ describe('postgres plugin specifics', () => {
       expect(await check(plugin, first, second)).toEqual(['unknown', 'unknown']);
 
       await plugin.setStaticSecret({ account: role, password: second });
+      expect((await plugin.verifyLogin({ username: role, password: second })).ok).toBe(true);
       await withAdmin('postgres', (c) => c.query(`ALTER ROLE ${role} NOLOGIN`));
       try {
         expect(await check(plugin, first, second)).toEqual(['refused', 'unknown']);
       } finally {
         await withAdmin('postgres', (c) => c.query(`ALTER ROLE ${role} LOGIN`));
       }
+    });
+
+    it('a role whose logins pg_hba does not check by password (trust here) is never vouched for, though its logins succeed', async () => {
+      const trusted = 'tess_hba_trusted';
+      await createPgAccount(trusted, 'anything');
+      const [first, second] = [newPassword(), newPassword()];
+      await plugin.setStaticSecret({ account: trusted, password: first });
+      await plugin.setStaticSecret({ account: trusted, password: second });
+      expect((await plugin.verifyLogin({ username: trusted, password: second })).ok).toBe(true);
+      expect((await plugin.verifyLogin({ username: trusted, password: first })).ok).toBe(true); // trust: any password
+      const results = await plugin.checkStoredPasswords({ checks: [first, second].map((password) => ({ account: trusted, password })) });
+      expect(results).toEqual({ results: ['unknown', 'unknown'] });
     });
 
     it('another plugin instance (another broker process) does not vouch for what this one set', async () => {
