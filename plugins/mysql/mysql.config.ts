@@ -25,7 +25,9 @@ export const MYSQL_REVOCATION_PLACEHOLDERS = ['name'] as const;
 const grant = z
   .string()
   .regex(/^[A-Za-z][A-Za-z ,_()`]* ON [A-Za-z0-9_`.*$-]+( [A-Za-z ]+)?$/, 'must look like "SELECT, INSERT ON db.*" (one grant, no ";" or quotes)')
-  .refine((g) => !/--|\/\*|#/.test(g), 'must not contain comments');
+  .refine((g) => !/--|\/\*|#/.test(g), 'must not contain comments')
+  // Issues are sent several statements to a query: an identifier left open would run into the next one.
+  .refine((g) => (g.match(/`/g) ?? []).length % 2 === 0, 'must close every `quoted` identifier');
 
 export const mysqlRoleSchema = z
   .object({

@@ -133,7 +133,10 @@ export class MysqlPlugin implements CredentialPlugin {
       throw this.translate('create', err, secrets);
     }
     try {
-      await conn.query(batch.flatMap((b) => b.statements).join(';\n'));
+      const statements = batch.flatMap((b) => b.statements);
+      const [results] = await conn.query(statements.join(';\n'));
+      // One result per statement, or the text did not split where it was joined: treat it as failed.
+      if (!Array.isArray(results) || results.length !== statements.length) throw new Error(`a batch of ${statements.length} statements gave ${Array.isArray(results) ? results.length : 1} results`);
       conn.release();
     } catch (err) {
       // The statements before the failing one took effect: undo them all before each is tried alone.

@@ -51,15 +51,15 @@ export class PostgresPlugin implements CredentialPlugin {
    * Issue's CREATE ROLE statements, group-committed: those arriving together go in one simple query
    * (one round trip, one implicit transaction, one commit). A failing batch is rolled back whole by
    * PostgreSQL, and then each of its statements is run alone, so one lease's failure never fails its
-   * neighbours. One batch at a time leaves the rest of the pool to revokes, renewals and rotations, and
-   * lets the issues arriving meanwhile gather into the next.
+   * neighbours. Two batches at a time (one stuck connection does not hold every issue) leave the rest
+   * of the pool to revokes, renewals and rotations, and let the issues arriving meanwhile gather.
    */
   private readonly creates = new GroupCommit<string, void>(
     async (statements) => {
       await this.run('create', (client) => client.query(statements.join(';\n')));
       return statements.map(() => undefined);
     },
-    { maxBatch: 32, inFlight: 1, alone: (statement) => this.run('create', async (client) => void (await client.query(statement))) },
+    { maxBatch: 32, inFlight: 2, alone: (statement) => this.run('create', async (client) => void (await client.query(statement))) },
   );
   /** The verifiers set on static accounts, to prove from pg_authid which password they accept. */
   private readonly setVerifiers = new SetVerifiers();
@@ -79,6 +79,10 @@ export class PostgresPlugin implements CredentialPlugin {
       max: config.pool_size,
       connectionTimeoutMillis: config.connect_timeout * 1000,
       statement_timeout: config.statement_timeout * 1000,
+      // A connection gone half-open must not hold a batch of issues until TCP gives up: the client gives
+      // up a little after the server would have, and keepalives notice a dead peer.
+      query_timeout: config.statement_timeout * 1000 + 5000,
+      keepAlive: true,
       application_name: `tessera:${name}`,
     });
     // An idle client losing its connection must not crash the process; the next checkout reconnects.

@@ -103,6 +103,7 @@ const mysqlTarget: ConformanceTarget = {
     { settings: { grants: ["SELECT ON test.* TO 'x'@'%'; DROP TABLE test.tessera_widgets"] }, outcome: 'refused' },
     { settings: { grants: ['ALL ON *.* -- comment'] }, outcome: 'refused' },
     { settings: { grants: ['SELECT ON test.nonexistent_table'] }, outcome: 'refused' },
+    { settings: { grants: ['SELECT ON `test'] }, outcome: 'refused' }, // would run into the next statement of a batch
     { settings: { creation_statements: ["CREATE USER {{name}} IDENTIFIED BY '{{password}}'"] }, outcome: 'refused' },
   ],
   accountExists: async (username) => (await mysqlUsersLike(username)).includes(username),
