@@ -59,12 +59,19 @@ describe('the audit chain is keyed from the master key', () => {
     broker = await startBroker('auditk');
     operator = await broker.token('ops/auditor');
     const workload = await broker.token('ns/app/api');
-    // 16 × 3 events, appended one after another: round-robin gives every one of the 16 shards at least
-    // three besides its audit.keyed, which the shard tests below rely on.
-    for (let i = 0; i < 16; i++) {
-      const issued = await broker.api('POST', `/v1/creds/${broker.role}`, { token: workload, body: { ttl: '1m' } });
-      await broker.api('POST', `/v1/leases/${issued.body.lease_id}/renew`, { token: workload, body: { increment: '2m' } });
-      await broker.api('POST', `/v1/leases/${issued.body.lease_id}/revoke`, { token: workload });
+    // Events appended one after another go round-robin over the shards; the shard tests below need every
+    // one of the 16 to hold at least three besides its audit.keyed. Appends from background work (and
+    // batches) can shift the turn, so keep going until each has them, and until nothing is in flight.
+    const settled = async () => (await broker.state<{ n: number }>(`SELECT count(*)::int AS n FROM leases WHERE state NOT IN ('revoked', 'failed')`))[0].n === 0;
+    for (let round = 0; round < 20; round++) {
+      for (let i = 0; i < 16; i++) {
+        const issued = await broker.api('POST', `/v1/creds/${broker.role}`, { token: workload, body: { ttl: '1m' } });
+        await broker.api('POST', `/v1/leases/${issued.body.lease_id}/renew`, { token: workload, body: { increment: '2m' } });
+        await broker.api('POST', `/v1/leases/${issued.body.lease_id}/revoke`, { token: workload });
+      }
+      for (let wait = 0; wait < 50 && !(await settled()); wait++) await new Promise((r) => setTimeout(r, 100));
+      const shards = byShard(await rows());
+      if (shards.size === 16 && [...shards.values()].every((r) => r.length >= 4)) break;
     }
     saved = { rows: await rows(), heads: await broker.state<Head>('SELECT id AS shard, hash, key_id, seal FROM audit_head ORDER BY id') };
     expect(saved.heads).toHaveLength(16);
