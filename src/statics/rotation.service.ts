@@ -54,9 +54,14 @@ export class RotationService {
    * Requests for many secrets at once (an emergency on a whole connection): the same records and jobs
    * as one `request` each, in a few statements for all, so the last secret's job is not queued behind
    * thousands of round trips. Returns the rotation ids in the order of `names`. A name with no row gets
-   * no rotation and is reported not_found, after the others are queued.
+   * no rotation and is reported not_found, after the others are queued and `requested` has been told
+   * their ids.
    */
-  async requestMany(names: string[], trigger: RotationTrigger, opts: { reason?: string; actor?: string } = {}): Promise<string[]> {
+  async requestMany(
+    names: string[],
+    trigger: RotationTrigger,
+    opts: { reason?: string; actor?: string; requested?: (rotationIds: string[]) => Promise<void> } = {},
+  ): Promise<string[]> {
     // Exposure is marked before the target versions are read: any version promoted after the mark is
     // one whose credentials nobody had at the trigger.
     if (isExposure(trigger)) await this.statics.markExposed(names);
@@ -68,6 +73,8 @@ export class RotationService {
     // Every job is attempted even if one cannot be queued (the sweeper resumes an exposed secret whose
     // job is missing); the first error is then reported.
     const queued = await Promise.allSettled(requests.map((r) => this.enqueue(r.name, r.target, isExposure(trigger))));
+    // What was requested is the caller's to record (its audit event), whatever is reported after.
+    await opts.requested?.(requests.map((r) => r.id));
     const failed = queued.find((q): q is PromiseRejectedResult => q.status === 'rejected');
     if (failed) throw failed.reason;
     const missing = names.find((name) => !rows.has(name));

@@ -102,8 +102,13 @@ export class StaticService {
   async rotateConnection(actor: string, connection: string, trigger: 'emergency' | 'event', reason?: string) {
     if (!this.config.connections.has(connection)) throw new DomainError('not_found', 'connection_not_found', `no connection named ${JSON.stringify(connection)}`);
     const names = Object.entries(this.config.static_secrets).filter(([, s]) => s.connection === connection).map(([n]) => n);
-    const rotation_ids = await this.rotations.requestMany(names, trigger, { reason, actor });
-    await this.audit.append({ type: 'static.rotation_requested', actor, detail: { connection, trigger, rotation_ids } });
+    // Audited once the rotations are recorded and queued, also when one secret is then reported
+    // missing or a job could not be queued: the rotations that were requested run either way.
+    const rotation_ids = await this.rotations.requestMany(names, trigger, {
+      reason,
+      actor,
+      requested: (ids) => this.audit.append({ type: 'static.rotation_requested', actor, detail: { connection, trigger, rotation_ids: ids } }),
+    });
     return { rotation_ids };
   }
 

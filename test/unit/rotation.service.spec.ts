@@ -203,8 +203,12 @@ describe('RotationService (in-memory fakes)', () => {
       await owned(w, 'a');
       await owned(w, 'b');
       const queuedBefore = w.jobs.enqueued.length;
-      const err = await rejection(w.rotations.requestMany(['a', 'nope', 'b'], 'emergency', { reason: 'leaked', actor: 'ops' }));
+      const told: string[][] = [];
+      const err = await rejection(w.rotations.requestMany(['a', 'nope', 'b'], 'emergency', { reason: 'leaked', actor: 'ops', requested: async (ids) => void told.push(ids) }));
       expect(err).toMatchObject({ code: 'static_not_found' });
+      // The caller is told what was requested (to audit it) before the not_found.
+      expect(told).toEqual([[...w.statics.rotations.values()].filter((r) => r.trigger === 'emergency').map((r) => r.id)]);
+      expect(told[0]).toHaveLength(2);
       expect(w.jobs.enqueued.slice(queuedBefore)).toEqual(
         ['a', 'b'].map((name) => ({ name: JobName.RotateStatic, payload: { name, targetVersion: 2 }, opts: { queue: QueueName.Emergency } })),
       );
