@@ -184,15 +184,17 @@ describe('refusals without an identity are bounded per client address', () => {
   it('requests with no token are audited up to a burst, then get 429 and write nothing; an identified caller is not affected', async () => {
     const denials = async () => (await broker.state<{ n: number }>("SELECT count(*)::int AS n FROM audit_events WHERE type = 'request.denied'"))[0].n;
     const before = await denials();
-    const statuses = await Promise.all(Array.from({ length: 30 }, () => broker.api('GET', '/v1/whoami', { headers: { authorization: 'Basic eDp5' } }).then((r) => r.status)));
+    const started = performance.now();
+    const answers = await Promise.all(Array.from({ length: 30 }, () => broker.api('GET', '/v1/whoami', { headers: { authorization: 'Basic eDp5' } })));
+    // The burst (twice the rate), and what refilled at 5/s while the 30 were answered.
+    const allowed = 10 + Math.ceil((5 * (performance.now() - started)) / 1000);
+    const statuses = answers.map((a) => a.status);
     expect(statuses.every((s) => s === 401 || s === 429)).toBe(true);
     const refused = statuses.filter((s) => s === 401).length;
-    expect(refused).toBeGreaterThanOrEqual(10); // the burst: twice the rate
-    expect(refused).toBeLessThanOrEqual(15); // and a little refill
-    expect(await denials()).toBe(before + refused);
-    const limited = await broker.api('GET', '/v1/whoami', {});
-    expect(limited.status).toBe(429);
-    expect(limited.body.error.code).toBe('too_many_denied_requests');
+    expect(refused).toBeGreaterThanOrEqual(10);
+    expect(refused).toBeLessThanOrEqual(allowed);
+    expect(await denials()).toBe(before + refused); // a 429 writes nothing
+    for (const limited of answers.filter((a) => a.status === 429)) expect(limited.body.error.code).toBe('too_many_denied_requests');
     expect((await broker.api('GET', '/v1/whoami', { token: await broker.token('ns/app/api') })).status).toBe(200);
   });
 });
