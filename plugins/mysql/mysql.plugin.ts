@@ -9,7 +9,6 @@ import {
   CreateUserRequest,
   CreateUserResponse,
   CredentialPlugin,
-  GroupCommit,
   PluginError,
   PingResponse,
   PluginCapabilities,
@@ -29,6 +28,7 @@ import {
   VerifyResponse,
   renderTemplate,
 } from '../contract';
+import { AccountCreates, NewAccount } from './account-creates';
 import { MysqlConnectionConfig, MysqlRoleSettings, mysqlConnectionSchema, mysqlRoleSchema } from './mysql.config';
 import { LOGIN_REFUSED_ERRNO, MysqlError, OPERATION_FAILED_FOR_USER, PARSE_ERROR, isRetryable, isServerError, killSessionsOf } from './mysql-server';
 
@@ -46,21 +46,8 @@ export class MysqlPlugin implements CredentialPlugin {
   private readonly target: { host: string; port: number; database?: string };
   /** Whether the server has dual passwords (MySQL 8); learned at the first password change. */
   private dualPasswords?: boolean;
-  /**
-   * Issue's CREATE USER + GRANTs, group-committed: the statements of the issues arriving together go in
-   * one multi-statement query, on a pool of its own (the main pool never runs several statements in one
-   * query). MySQL DDL is not transactional and stops at the first failing statement, so a failed batch
-   * drops every account it names, and then each issue is done alone (with its own undo), so one
-   * lease's failure never fails its neighbours.
-   */
-  private readonly batchPool: Pool;
-  private readonly creates = new GroupCommit<NewAccount, void>(
-    async (batch) => {
-      await this.createMany(batch);
-      return batch.map(() => undefined);
-    },
-    { maxBatch: 32, inFlight: 2, alone: (one) => this.createOne(one) },
-  );
+  /** Issue's CREATE USER + GRANTs of issues arriving together, in one query (see AccountCreates). */
+  private readonly creates: AccountCreates;
 
   constructor(
     private readonly name: string,
@@ -83,8 +70,7 @@ export class MysqlPlugin implements CredentialPlugin {
     };
     this.pool = mysql.createPool({ ...options, multipleStatements: false });
     this.pool.on('connection', (conn) => conn.on('error', () => undefined));
-    this.batchPool = mysql.createPool({ ...options, connectionLimit: 2, multipleStatements: true });
-    this.batchPool.on('connection', (conn) => conn.on('error', () => undefined));
+    this.creates = new AccountCreates(options, (one) => this.createOne(one), (step, err, secrets) => this.translate(step, err, secrets));
   }
 
   /** 'user'@'host', each part quoted as a string literal the way MySQL names accounts. */
@@ -122,27 +108,6 @@ export class MysqlPlugin implements CredentialPlugin {
         throw err;
       }
     });
-  }
-
-  private async createMany(batch: NewAccount[]): Promise<void> {
-    const secrets = batch.map((b) => b.password);
-    let conn: PoolConnection;
-    try {
-      conn = await this.batchPool.getConnection();
-    } catch (err) {
-      throw this.translate('create', err, secrets);
-    }
-    try {
-      const statements = batch.flatMap((b) => b.statements);
-      const [results] = await conn.query(statements.join(';\n'));
-      // One result per statement, or the text did not split where it was joined: treat it as failed.
-      if (!Array.isArray(results) || results.length !== statements.length) throw new Error(`a batch of ${statements.length} statements gave ${Array.isArray(results) ? results.length : 1} results`);
-      conn.release();
-    } catch (err) {
-      // The statements before the failing one took effect: undo them all before each is tried alone.
-      await conn.query(`DROP USER IF EXISTS ${batch.map((b) => b.account).join(', ')}`).then(() => conn.release(), () => conn.destroy());
-      throw this.translate('create', err, secrets);
-    }
   }
 
   /** MySQL has no per-account expiry time to move; renew only checks the account is still there. */
@@ -337,7 +302,7 @@ export class MysqlPlugin implements CredentialPlugin {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.pool.end(), this.batchPool.end()]);
+    await Promise.all([this.pool.end(), this.creates.close()]);
   }
 
   private async run<T>(step: string, secrets: string[], fn: (conn: PoolConnection) => Promise<T>): Promise<T> {
@@ -367,13 +332,6 @@ export class MysqlPlugin implements CredentialPlugin {
     for (const secret of secrets) text = text.split(secret).join('[redacted]');
     return new PluginError(`mysql ${this.name}: ${step} failed: ${text}`, isRetryable(err));
   }
-}
-
-interface NewAccount {
-  /** 'user'@'host', quoted. */
-  account: string;
-  password: string;
-  statements: string[];
 }
 
 export const mysqlPlugin: PluginFactory<MysqlConnectionConfig, MysqlRoleSettings> = {

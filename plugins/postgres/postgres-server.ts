@@ -1,6 +1,6 @@
-/** What the PostgreSQL plugin knows of the server: SQLSTATEs, error translation, and ending roles' sessions. */
-import { DatabaseError, PoolClient } from 'pg';
-import { PluginError } from '../contract';
+/** What the PostgreSQL plugin knows of the server: SQLSTATEs, error translation, ending roles' sessions, reading stored passwords and logging in. */
+import { Client, DatabaseError, PoolClient } from 'pg';
+import { GroupCommit, PluginError } from '../contract';
 
 /** SQLSTATE classes and codes after which trying again can help. */
 export const RETRYABLE_SQLSTATE = /^(08|53|57|58)|^(40001|40P01|55P03|55006|XX000)$/;
@@ -41,4 +41,63 @@ export function translatePgError(plugin: string, step: string, err: unknown): Pl
   }
   const code = (err as NodeJS.ErrnoException)?.code ?? 'error';
   return new PluginError(`postgres ${plugin}: ${step} failed: cannot reach the server (${code})`, true);
+}
+
+/**
+ * What pg_authid stores for these roles, and whether each can log in now (LOGIN, not past VALID UNTIL),
+ * one query for all. Empty when the admin may not read pg_authid (only superusers may).
+ */
+export async function storedPasswordsOf(client: PoolClient, roles: string[]): Promise<Map<string, { rolpassword: string | null; can_login: boolean }>> {
+  try {
+    const { rows } = await client.query<{ rolname: string; rolpassword: string | null; can_login: boolean }>(
+      `SELECT rolname, rolpassword, rolcanlogin AND (rolvaliduntil IS NULL OR rolvaliduntil > now()) AS can_login FROM pg_authid WHERE rolname = ANY($1::text[])`,
+      [roles],
+    );
+    return new Map(rows.map((r) => [r.rolname, r]));
+  } catch (err) {
+    if (err instanceof DatabaseError && err.code === INSUFFICIENT_PRIVILEGE) return new Map();
+    throw err;
+  }
+}
+
+/**
+ * Logs in as a role with a password over a new connection (the URL's TLS and options apply). `scram`:
+ * the server sent its final SCRAM message, so the login was checked against the stored verifier.
+ * Throws what is not a refused login.
+ */
+export async function loginAs(connectionUrl: string, login: { username: string; password: string }, timeoutMs: number): Promise<{ ok: boolean; scram: boolean }> {
+  const url = new URL(connectionUrl);
+  url.username = encodeURIComponent(login.username);
+  url.password = encodeURIComponent(login.password);
+  const client = new Client({ connectionString: url.toString(), connectionTimeoutMillis: timeoutMs });
+  client.on('error', () => undefined);
+  let scram = false;
+  (client as unknown as { connection: NodeJS.EventEmitter }).connection.once('authenticationSASLFinal', () => (scram = true));
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+    return { ok: true, scram };
+  } catch (err) {
+    if (err instanceof DatabaseError && AUTH_FAILED.has(err.code ?? '')) return { ok: false, scram: false };
+    throw err;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/**
+ * Statements group-committed: those arriving together go in one simple query (one round trip, one
+ * implicit transaction, one commit). A failing batch is rolled back whole by PostgreSQL, and then each
+ * of its statements is run alone, so one lease's failure never fails its neighbours. Two batches at a
+ * time (one stuck connection does not hold every issue) leave the rest of the pool to revokes,
+ * renewals and rotations, and let the statements arriving meanwhile gather.
+ */
+export function statementBatches(run: (sql: string) => Promise<unknown>): GroupCommit<string, void> {
+  return new GroupCommit<string, void>(
+    async (statements) => {
+      await run(statements.join(';\n'));
+      return statements.map(() => undefined);
+    },
+    { maxBatch: 32, inFlight: 2, alone: async (statement) => void (await run(statement)) },
+  );
 }

@@ -3,7 +3,7 @@
  * each verb's SQL (issue, revoke alone and in batches, static secrets, sessions) is read and reviewed
  * together, as the statements that touch a customer's database.
  */
-import { Client, DatabaseError, Pool, PoolClient, escapeIdentifier, escapeLiteral } from 'pg';
+import { DatabaseError, Pool, PoolClient, escapeIdentifier, escapeLiteral } from 'pg';
 import {
   AccountNotFoundError,
   CheckStoredPasswordsRequest,
@@ -11,7 +11,6 @@ import {
   CreateUserRequest,
   CreateUserResponse,
   CredentialPlugin,
-  GroupCommit,
   PluginError,
   PingResponse,
   PluginCapabilities,
@@ -37,30 +36,17 @@ import {
   postgresConnectionSchema,
   postgresRoleSchema,
 } from './postgres.config';
-import { AUTH_FAILED, DEPENDENT_OBJECTS, INSUFFICIENT_PRIVILEGE, RETRYABLE_SQLSTATE, UNDEFINED_OBJECT, endSessionsOf, translatePgError } from './postgres-server';
+import { DEPENDENT_OBJECTS, RETRYABLE_SQLSTATE, UNDEFINED_OBJECT, endSessionsOf, loginAs, statementBatches, storedPasswordsOf, translatePgError } from './postgres-server';
 import { scramSha256Verifier } from './scram';
 import { SetVerifiers } from './set-verifiers';
-
 
 export class PostgresPlugin implements CredentialPlugin {
   readonly maxUsernameLength = 63;
   readonly capabilities: PluginCapabilities = { staticStrategies: ['single', 'alternating'], targetExpiry: true, keyOverlap: false, sessions: true, batchRevoke: true };
   private readonly pool: Pool;
   private readonly target: { host: string; port: number; database: string };
-  /**
-   * Issue's CREATE ROLE statements, group-committed: those arriving together go in one simple query
-   * (one round trip, one implicit transaction, one commit). A failing batch is rolled back whole by
-   * PostgreSQL, and then each of its statements is run alone, so one lease's failure never fails its
-   * neighbours. Two batches at a time (one stuck connection does not hold every issue) leave the rest
-   * of the pool to revokes, renewals and rotations, and let the issues arriving meanwhile gather.
-   */
-  private readonly creates = new GroupCommit<string, void>(
-    async (statements) => {
-      await this.run('create', (client) => client.query(statements.join(';\n')));
-      return statements.map(() => undefined);
-    },
-    { maxBatch: 32, inFlight: 2, alone: (statement) => this.run('create', async (client) => void (await client.query(statement))) },
-  );
+  /** Issue's CREATE ROLE statements of issues arriving together, in one query (see statementBatches). */
+  private readonly creates = statementBatches((sql) => this.run('create', (client) => client.query(sql)));
   /** The verifiers set on static accounts, to prove from pg_authid which password they accept. */
   private readonly setVerifiers = new SetVerifiers();
 
@@ -296,18 +282,7 @@ export class PostgresPlugin implements CredentialPlugin {
    */
   async checkStoredPasswords(req: CheckStoredPasswordsRequest): Promise<CheckStoredPasswordsResponse> {
     const roles = [...new Set(req.checks.map((c) => c.account))];
-    const stored = await this.run('check passwords', async (client) => {
-      try {
-        const { rows } = await client.query<{ rolname: string; rolpassword: string | null; can_login: boolean }>(
-          `SELECT rolname, rolpassword, rolcanlogin AND (rolvaliduntil IS NULL OR rolvaliduntil > now()) AS can_login FROM pg_authid WHERE rolname = ANY($1::text[])`,
-          [roles],
-        );
-        return new Map(rows.map((r) => [r.rolname, r]));
-      } catch (err) {
-        if (err instanceof DatabaseError && err.code === INSUFFICIENT_PRIVILEGE) return new Map<string, never>();
-        throw err;
-      }
-    });
+    const stored = await this.run('check passwords', (client) => storedPasswordsOf(client, roles));
     const results = req.checks.map((c) => {
       const row = stored.get(c.account);
       const verdict = this.setVerifiers.judge(c.account, c.password, row?.rolpassword);
@@ -324,26 +299,14 @@ export class PostgresPlugin implements CredentialPlugin {
   }
 
   async verifyLogin(req: VerifyRequest): Promise<VerifyResponse> {
-    // The connection URL's settings (TLS, options) apply; only the login changes.
-    const url = new URL(this.config.url);
-    url.username = encodeURIComponent(req.username);
-    url.password = encodeURIComponent(req.password);
-    const client = new Client({ connectionString: url.toString(), connectionTimeoutMillis: this.config.connect_timeout * 1000 });
-    client.on('error', () => undefined);
-    // The server's final SCRAM message: this login was checked against the stored verifier (see SetVerifiers).
-    let scram = false;
-    (client as unknown as { connection: NodeJS.EventEmitter }).connection.once('authenticationSASLFinal', () => (scram = true));
+    let login: { ok: boolean; scram: boolean };
     try {
-      await client.connect();
-      await client.query('SELECT 1');
-      if (scram) this.setVerifiers.scramLoginSeen(req.username, req.password);
-      return { ok: true };
+      login = await loginAs(this.config.url, req, this.config.connect_timeout * 1000);
     } catch (err) {
-      if (err instanceof DatabaseError && AUTH_FAILED.has(err.code ?? '')) return { ok: false };
       throw this.translate('verify', err);
-    } finally {
-      await client.end().catch(() => undefined);
     }
+    if (login.scram) this.setVerifiers.scramLoginSeen(req.username, req.password);
+    return { ok: login.ok };
   }
 
   async ping(): Promise<PingResponse> {

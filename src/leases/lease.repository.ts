@@ -14,7 +14,7 @@ import { IssuerSession } from './issuer-session';
 import { LeaseError } from './lease-errors';
 import { LeaseFilter, LeaseRow, LeaseState } from './lease.model';
 import { TRANSITIONS } from './lease-state';
-import { ACTIVATE_MANY, CLAIM_EXPIRED, COLUMNS, COUNT_LIVE, FIND_DUE, ISSUER_GONE, MatchChanged, NewLease, PendingInsert, from, insertPendingSql, revokeMatching, whereClause } from './lease.sql';
+import { ACTIVATE_MANY, CLAIM_EXPIRED, COLUMNS, COUNT_LIVE, EXPIRY_STATUS, FIND_DUE, ISSUER_GONE, MatchChanged, NewLease, PendingInsert, from, insertPendingSql, revokeMatching, whereClause } from './lease.sql';
 
 export type { NewLease };
 
@@ -122,26 +122,15 @@ export class LeaseRepository implements OnApplicationShutdown {
    * yet (a batch records its failures), and claimed less than `seconds` ago (a claimer that died is
    * not waited for longer than that).
    */
-  /**
-   * A lease's state, and whether an expiry claim holds it (see heldByExpiryClaim), in one round trip:
-   * at a mass expiry most jobs find their lease already taken by a neighbour's claim, or revoked.
-   */
+  /** A lease's state, and whether an expiry claim holds it (see heldByExpiryClaim), in one round trip. */
   async expiryStatus(id: string, seconds: number): Promise<{ state: LeaseState; held: boolean } | undefined> {
-    const { rows } = await this.db.query<{ state: LeaseState; held: boolean }>(
-      `SELECT state, (state = 'revoking' AND revoke_reason = $2 AND last_error IS NULL AND updated_at > now() - make_interval(secs => $3)) AS held
-       FROM leases WHERE id = $1`,
-      [id, TRANSITIONS.expire.reason, seconds],
-    );
+    const { rows } = await this.db.query<{ state: LeaseState; held: boolean }>(EXPIRY_STATUS, [id, TRANSITIONS.expire.reason, seconds]);
     return rows[0];
   }
 
+  /** Whether an expiry claim holds the lease: revoking for expiry, no error recorded, claimed less than `seconds` ago. */
   async heldByExpiryClaim(id: string, seconds: number): Promise<boolean> {
-    const { rows } = await this.db.query<{ held: boolean }>(
-      `SELECT (state = 'revoking' AND revoke_reason = $2 AND last_error IS NULL AND updated_at > now() - make_interval(secs => $3)) AS held
-       FROM leases WHERE id = $1`,
-      [id, TRANSITIONS.expire.reason, seconds],
-    );
-    return rows[0]?.held ?? false;
+    return (await this.expiryStatus(id, seconds))?.held ?? false;
   }
 
   /** An explicit revoke: → revoking. Returns the row as it now is. */

@@ -116,6 +116,10 @@ export const CLAIM_EXPIRED = `WITH own AS (
    FROM claimed WHERE leases.id = claimed.id AND leases.state IN ${from('expire')} AND leases.expires_at <= now()
    RETURNING ${COLUMNS.split(', ').map((c) => `leases.${c}`).join(', ')}`;
 
+/** See LeaseRepository.expiryStatus: $1 the lease, $2 expiry's revoke reason, $3 how long a claim holds (seconds). */
+export const EXPIRY_STATUS = `SELECT state, (state = 'revoking' AND revoke_reason = $2 AND last_error IS NULL AND updated_at > now() - make_interval(secs => $3)) AS held
+   FROM leases WHERE id = $1`;
+
 /** See LeaseRepository.findDue: $1 grace, $2 staleness, $3 pending timeout (seconds), $4 the limit per kind. */
 export const FIND_DUE = `(SELECT id FROM leases WHERE state = 'active' AND expires_at <= now() - make_interval(secs => $1) ORDER BY expires_at LIMIT $4)
    UNION ALL

@@ -14,7 +14,7 @@ describe('mysql plugin specifics', () => {
     const bad = mysqlRoleSchema.parse({ grants: ['SELECT ON test.table_that_does_not_exist'] });
     const requests = Array.from({ length: 24 }, (_, i) => ({ username: newAccountName(`mb${i}`, 32), password: newPassword(), expiresAt: new Date(Date.now() + 60_000), role: i % 5 === 2 ? bad : good }));
     const queries: string[] = [];
-    const batchPool = (plugin as unknown as { batchPool: { getConnection: () => Promise<{ query: (...a: unknown[]) => unknown }> } }).batchPool;
+    const batchPool = (plugin as unknown as { creates: { pool: { getConnection: () => Promise<{ query: (...a: unknown[]) => unknown }> } } }).creates.pool;
     const getConnection = batchPool.getConnection.bind(batchPool);
     batchPool.getConnection = async () => {
       const conn = await getConnection();
