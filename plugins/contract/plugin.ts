@@ -100,8 +100,9 @@ export interface CheckStoredPasswordsRequest {
 
 /**
  * One answer per check, in order:
- * - `accepted`: the account's stored secret is exactly the one this plugin set for this password, so
- *   this password, and no other, passes the target's password check;
+ * - `accepted`: the account's stored secret is exactly the one this plugin set for this password, the
+ *   account may log in, and its logins are checked by that stored secret, so this password, and no
+ *   other, logs in (callers use it in place of a login: a rotation's verify step, an exposure's proof);
  * - `refused`: the stored secret is exactly one this plugin set for a different password, so this one
  *   fails the password check;
  * - `unknown`: the plugin cannot tell (it did not set what is stored, or no longer remembers it; the

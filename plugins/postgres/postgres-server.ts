@@ -45,27 +45,37 @@ export function translatePgError(plugin: string, step: string, err: unknown): Pl
 
 /**
  * What pg_authid stores for these roles, and whether each can log in now (LOGIN, not past VALID UNTIL),
- * one query for all. Empty when the admin may not read pg_authid (only superusers may).
+ * one query for all, with when this session last loaded the server's configuration (µs since the epoch;
+ * see SetVerifiers). No roles when the admin may not read pg_authid (only superusers may).
  */
-export async function storedPasswordsOf(client: PoolClient, roles: string[]): Promise<Map<string, { rolpassword: string | null; can_login: boolean }>> {
+export async function storedPasswordsOf(
+  client: PoolClient,
+  roles: string[],
+): Promise<{ roles: Map<string, { rolpassword: string | null; can_login: boolean }>; confLoadedAt?: string }> {
   try {
-    const { rows } = await client.query<{ rolname: string; rolpassword: string | null; can_login: boolean }>(
-      `SELECT rolname, rolpassword, rolcanlogin AND (rolvaliduntil IS NULL OR rolvaliduntil > now()) AS can_login FROM pg_authid WHERE rolname = ANY($1::text[])`,
+    const { rows } = await client.query<{ rolname: string; rolpassword: string | null; can_login: boolean; conf: string }>(
+      `SELECT rolname, rolpassword, rolcanlogin AND (rolvaliduntil IS NULL OR rolvaliduntil > now()) AS can_login, (extract(epoch FROM pg_conf_load_time()) * 1000000)::bigint::text AS conf
+       FROM pg_authid WHERE rolname = ANY($1::text[])`,
       [roles],
     );
-    return new Map(rows.map((r) => [r.rolname, r]));
+    return { roles: new Map(rows.map((r) => [r.rolname, r])), confLoadedAt: rows[0]?.conf };
   } catch (err) {
-    if (err instanceof DatabaseError && err.code === INSUFFICIENT_PRIVILEGE) return new Map();
+    if (err instanceof DatabaseError && err.code === INSUFFICIENT_PRIVILEGE) return { roles: new Map() };
     throw err;
   }
 }
 
 /**
  * Logs in as a role with a password over a new connection (the URL's TLS and options apply). `scram`:
- * the server sent its final SCRAM message, so the login was checked against the stored verifier.
- * Throws what is not a refused login.
+ * the server sent its final SCRAM message, so the login was checked against the stored verifier;
+ * `startedAt`: when the server started the session (µs since the epoch, the server's clock). Throws
+ * what is not a refused login.
  */
-export async function loginAs(connectionUrl: string, login: { username: string; password: string }, timeoutMs: number): Promise<{ ok: boolean; scram: boolean }> {
+export async function loginAs(
+  connectionUrl: string,
+  login: { username: string; password: string },
+  timeoutMs: number,
+): Promise<{ ok: boolean; scram: boolean; startedAt?: string }> {
   const url = new URL(connectionUrl);
   url.username = encodeURIComponent(login.username);
   url.password = encodeURIComponent(login.password);
@@ -75,8 +85,10 @@ export async function loginAs(connectionUrl: string, login: { username: string; 
   (client as unknown as { connection: NodeJS.EventEmitter }).connection.once('authenticationSASLFinal', () => (scram = true));
   try {
     await client.connect();
-    await client.query('SELECT 1');
-    return { ok: true, scram };
+    const { rows } = await client.query<{ started: string }>(
+      'SELECT (extract(epoch FROM backend_start) * 1000000)::bigint::text AS started FROM pg_stat_activity WHERE pid = pg_backend_pid()',
+    );
+    return { ok: true, scram, startedAt: rows[0]?.started };
   } catch (err) {
     if (err instanceof DatabaseError && AUTH_FAILED.has(err.code ?? '')) return { ok: false, scram: false };
     throw err;

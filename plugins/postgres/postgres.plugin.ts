@@ -284,8 +284,8 @@ export class PostgresPlugin implements CredentialPlugin {
     const roles = [...new Set(req.checks.map((c) => c.account))];
     const stored = await this.run('check passwords', (client) => storedPasswordsOf(client, roles));
     const results = req.checks.map((c) => {
-      const row = stored.get(c.account);
-      const verdict = this.setVerifiers.judge(c.account, c.password, row?.rolpassword);
+      const row = stored.roles.get(c.account);
+      const verdict = this.setVerifiers.judge(c.account, c.password, row?.rolpassword, stored.confLoadedAt);
       return verdict === 'accepted' && !row?.can_login ? 'unknown' : verdict;
     });
     return { results };
@@ -299,13 +299,13 @@ export class PostgresPlugin implements CredentialPlugin {
   }
 
   async verifyLogin(req: VerifyRequest): Promise<VerifyResponse> {
-    let login: { ok: boolean; scram: boolean };
+    let login: Awaited<ReturnType<typeof loginAs>>;
     try {
       login = await loginAs(this.config.url, req, this.config.connect_timeout * 1000);
     } catch (err) {
       throw this.translate('verify', err);
     }
-    if (login.scram) this.setVerifiers.scramLoginSeen(req.username, req.password);
+    if (login.ok) this.setVerifiers.loginSeen(req.username, login.scram, login.startedAt);
     return { ok: login.ok };
   }
 

@@ -24,10 +24,9 @@ export class ExposureContainment {
    * one is deleted. Databases: every configured account that is not the current one gets a random
    * password nobody records, and its sessions are ended (the current account's sessions were ended
    * when its new password was set, or now with `endCurrentSessions`). Grace does not apply. The
-   * exposure is cleared only if `exposedAt` is still the latest report. `currentLoggedIn`: this job
-   * itself just logged in with the current version (its verify step), so the proof need not again.
+   * exposure is cleared only if `exposedAt` is still the latest report.
    */
-  async contain(name: string, secret: StaticSecretConfig, exposedAt: Date, endCurrentSessions: boolean, opts: { currentLoggedIn?: boolean } = {}): Promise<void> {
+  async contain(name: string, secret: StaticSecretConfig, exposedAt: Date, endCurrentSessions: boolean): Promise<void> {
     const current = await this.statics.version(name, 'current');
     if (!current) return;
     const plugin = this.plugins.for(secret.connection);
@@ -43,7 +42,7 @@ export class ExposureContainment {
         destroyed.push(account);
       }
       if (endCurrentSessions) await plugin.retireStaticSecret({ account: current.account, endSessions: true });
-      await this.proveDead(name, secret, current, opts.currentLoggedIn ?? false);
+      await this.proveDead(name, secret, current);
     }
     await this.db.tx(async (tx) => {
       await this.statics.step(name, current.version, 'contained', 'running', undefined, tx);
@@ -61,11 +60,10 @@ export class ExposureContainment {
    * the passwords in one query: an old password is proved refused when its account stores exactly the
    * secret Tessera set for another password (the new one, or containment's random one). Anything the
    * plugin cannot vouch for (a secret set by someone else, an imported password, an admin that cannot
-   * read the stored secrets) is proved by logging in, as without the check. The current version is
-   * logged in with once per job: if the verify step of this job already did, its stored secret being
-   * still the one set then is enough.
+   * read the stored secrets, a role whose logins were not seen checked by its stored secret under the
+   * target's present configuration) is proved by logging in, as without the check.
    */
-  private async proveDead(name: string, secret: StaticSecretConfig, current: VersionRow, currentLoggedIn: boolean): Promise<void> {
+  private async proveDead(name: string, secret: StaticSecretConfig, current: VersionRow): Promise<void> {
     const plugin = this.plugins.for(secret.connection);
     const olds = (await this.statics.versionsBefore(name, current.version, 2)).flatMap((v) => {
       const { verify } = this.statics.open(v);
@@ -84,7 +82,7 @@ export class ExposureContainment {
     }
     if (!now) return;
     const verdict = verdicts[olds.length];
-    if (verdict === 'accepted' && currentLoggedIn) return;
+    if (verdict === 'accepted') return;
     if (verdict === 'refused' || !(await plugin.verifyLogin(now)).ok) throw new PluginError(`the current version of ${name} does not log in`, true, 'verify_failed');
   }
 }

@@ -143,7 +143,7 @@ export class RotationService {
       });
       promoted = true;
       // Sessions were ended when the password was set only if the rotation knew of the exposure then.
-      if (exposedNow) await this.exposure.contain(name, secret, exposedNow, !exposedAt, { currentLoggedIn: true });
+      if (exposedNow) await this.exposure.contain(name, secret, exposedNow, !exposedAt);
       await this.counted('succeeded', name, target);
     });
   }
@@ -213,10 +213,20 @@ export class RotationService {
     return result;
   }
 
-  /** Step 3: log in with the new secret (a few tries: IAM keys take seconds to work everywhere). */
+  /**
+   * Step 3: the new secret logs in. Where the plugin can vouch for it from what the target stores
+   * (checkStoredPasswords: the stored secret is exactly the one set, on an account that may log in,
+   * whose logins the target was seen checking by that secret), that is the proof; otherwise log in (a
+   * few tries: IAM keys take seconds to work everywhere).
+   */
   private async verify(secret: StaticSecretConfig, result: { verify: { username: string; password: string; keyId?: string } }): Promise<void> {
+    const plugin = this.plugins.for(secret.connection);
+    if (plugin.checkStoredPasswords) {
+      const { results } = await plugin.checkStoredPasswords({ checks: [{ account: result.verify.username, password: result.verify.password }] });
+      if (results[0] === 'accepted') return;
+    }
     for (let attempt = 1; ; attempt++) {
-      if ((await this.plugins.for(secret.connection).verifyLogin(result.verify)).ok) return;
+      if ((await plugin.verifyLogin(result.verify)).ok) return;
       if (attempt >= VERIFY_ATTEMPTS) throw new PluginError('the new secret does not log in', true, 'verify_failed');
       await pause(this.timings.verifyBackoffMs * attempt);
     }
