@@ -1,7 +1,7 @@
 /** Emergency rotation of many static secrets on one connection, beside a bare ALTER ROLE loop. */
 import { Pool } from 'pg';
 import { scramSha256Verifier } from '../plugins/postgres/scram';
-import { BENCH_DB, Identity, PG, Stats, TARGET_DB, admin, benchConfig, flushQueue, load, post, recreateDatabase, startBroker } from './lib';
+import { BENCH_DB, Identity, PG, Stats, TARGET_DB, admin, benchConfig, cpuSplit, flushQueue, load, post, recreateDatabase, startBroker } from './lib';
 
 export interface RotationResult {
   secrets: number;
@@ -9,6 +9,8 @@ export interface RotationResult {
   rate: number;
   raw: Stats;
   ratio: number;
+  /** CPU (ms) per rotation: the broker, PostgreSQL (state database and target), Redis. */
+  cpuMs: { broker: number; postgres: number; redis: number };
 }
 
 /**
@@ -47,15 +49,20 @@ export async function benchRotation(id: Identity, opts: { quick: boolean }): Pro
   });
   const broker = await startBroker(config);
   let seconds: number;
+  let cpuMs: RotationResult['cpuMs'];
   try {
     // Taking ownership (one rotation each) is not measured.
     await waitFor(`SELECT count(*)::int AS n FROM static_secrets WHERE current_version = 1`, n, 600_000);
     const operator = await id.token('spiffe://bench.example/ops/bench');
+    const cpuBefore = cpuSplit(broker.child.pid!);
     const started = performance.now();
     const res = await post(`${broker.url}/v1/rotate`, operator, { connection: 'pg', reason: 'bench' });
     if (res.status !== 202) throw new Error(`emergency rotation refused: ${res.status}`);
     await waitFor(`SELECT count(*)::int AS n FROM rotations WHERE trigger = 'emergency' AND status = 'succeeded'`, n, 600_000);
     seconds = (performance.now() - started) / 1000;
+    const cpuAfter = cpuSplit(broker.child.pid!);
+    const per = (k: 'broker' | 'postgres' | 'redis') => ((cpuAfter[k] - cpuBefore[k]) * 1000) / n;
+    cpuMs = { broker: per('broker'), postgres: per('postgres'), redis: per('redis') };
   } finally {
     await broker.stop();
   }
@@ -68,5 +75,5 @@ export async function benchRotation(id: Identity, opts: { quick: boolean }): Pro
   await pool.end();
   await admin(TARGET_DB, (c) => c.query(`DO $$ BEGIN FOR i IN 1..${n} LOOP EXECUTE format('DROP ROLE IF EXISTS bench_static_%s', i); END LOOP; END $$`));
   await recreateDatabase(BENCH_DB);
-  return { secrets: n, seconds, rate: n / seconds, raw, ratio: n / seconds / raw.rate };
+  return { secrets: n, seconds, rate: n / seconds, raw, ratio: n / seconds / raw.rate, cpuMs };
 }

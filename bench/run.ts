@@ -109,6 +109,8 @@ async function main(): Promise<void> {
     log('|---|---|---|---|');
     log(`| ${round(r.seconds, 2)} s | ${round(r.rate, 0)} | ${round(r.raw.rate, 0)} | **${round(r.ratio, 2)}×** |`);
     log('');
+    log(`CPU per rotation (ms): broker ${round(r.cpuMs.broker, 2)}, PostgreSQL (state database and target) ${round(r.cpuMs.postgres, 2)}, Redis ${round(r.cpuMs.redis, 2)}.`);
+    log('');
   }
   if (only.has('horizontal')) {
     const r = await benchHorizontal(id, { quick });

@@ -120,9 +120,8 @@ export class RotationService {
       await this.statics.step(name, target, 'already_rotated', exposedAt ? 'running' : 'succeeded');
       return;
     }
-    await this.statics.step(name, target, 'started', 'running');
-    const current = await this.statics.version(name, 'current');
-    let pending = await this.statics.version(name, 'pending');
+    const { current, pending: inFlight, trigger } = await this.statics.start(name, target);
+    let pending = inFlight;
     // Once the new version is promoted, a failure must never set the old password back (it may be the
     // exposed one, and the stored current version is the new one).
     let promoted = false;
@@ -144,7 +143,7 @@ export class RotationService {
       promoted = true;
       // Sessions were ended when the password was set only if the rotation knew of the exposure then.
       if (exposedNow) await this.exposure.contain(name, secret, exposedNow, !exposedAt);
-      await this.counted('succeeded', name, target);
+      await this.counted('succeeded', name, target, trigger);
     });
   }
 
@@ -180,21 +179,17 @@ export class RotationService {
     }
   }
 
-  /** Step 1: the new version, sealed, before anything touches the target (one transaction with its step). */
+  /** Step 1: the new version, sealed, before anything touches the target (one statement with its step). */
   private async writeIntent(name: string, target: number, secret: StaticSecretConfig, current: VersionRow | undefined): Promise<VersionRow> {
     const account = nextAccount(secret, current?.account);
-    const pending = await this.db.tx(async (tx) => {
-      const row = await this.statics.insertPending({ name, version: target, account, content: { password: newPassword() } }, tx);
-      if (row) await this.statics.step(name, target, 'intent', 'running', undefined, tx);
-      return row;
-    });
+    const pending = await this.statics.insertPending({ name, version: target, account, content: { password: newPassword() } }, 'intent');
     if (!pending) throw new RotationBusy(name);
     return pending;
   }
 
   /**
    * Step 2: idempotent. A key-making target's result is sealed at once, so a crash cannot lose it; the
-   * `set` step is recorded with it.
+   * `set` step is recorded with it (one statement).
    */
   private async setOnTarget(name: string, target: number, secret: StaticSecretConfig, pending: VersionRow, current: VersionRow | undefined, endSessions: boolean) {
     const intent = this.statics.open(pending);
@@ -206,10 +201,7 @@ export class RotationService {
       return { credentials: intent.credentials, verify: intent.verify };
     }
     const result = await plugin.setStaticSecret({ account: pending.account, password: intent.password!, keep: current?.handle ? [current.handle] : [], endSessions });
-    await this.db.tx(async (tx) => {
-      await this.statics.updatePending(pending.name, pending.version, { password: intent.password, credentials: result.credentials, verify: result.verify }, result.handle, tx);
-      await this.statics.step(name, target, 'set', 'running', undefined, tx);
-    });
+    await this.statics.updatePending(pending.name, pending.version, { password: intent.password, credentials: result.credentials, verify: result.verify }, result.handle, 'set');
     return result;
   }
 
@@ -280,8 +272,9 @@ export class RotationService {
     await this.counted('failed', name, target);
   }
 
-  private async counted(result: 'succeeded' | 'failed', name: string, target: number): Promise<void> {
-    this.metrics.rotated(result, await this.statics.rotationTrigger(name, target).catch(() => undefined));
+  /** The rotations metric; `trigger` when the caller knows it already. */
+  private async counted(result: 'succeeded' | 'failed', name: string, target: number, trigger?: string): Promise<void> {
+    this.metrics.rotated(result, trigger ?? (await this.statics.rotationTrigger(name, target).catch(() => undefined)));
   }
 
   /**

@@ -46,6 +46,27 @@ export interface RotationRow {
   finished_at: Date | null;
 }
 
+/**
+ * Records a step on every rotation request waiting for a version: $1 name, $2 target version, $3
+ * status, $4 the step entry (a one-element JSON array), $5 the error. Other statements embed it (as a
+ * CTE, with conditions appended) to record a step in the same statement as the change it records.
+ */
+const STEP_UPDATE = `UPDATE rotations SET steps = steps || $4::jsonb, status = $3, error = COALESCE($5, error),
+              finished_at = CASE WHEN $3 IN ('succeeded','failed') THEN now() ELSE finished_at END
+       WHERE name = $1 AND target_version = $2 AND status IN ('queued','running')`;
+
+function stepValues(name: string, target: number, step: string, status: RotationStatus, error?: string): unknown[] {
+  const entry = { step, at: new Date().toISOString(), ...(error && { error }) };
+  return [name, target, status, JSON.stringify([entry]), error ?? null];
+}
+
+/**
+ * Rotation requests up to a version succeed ($1 name, $2 version); exposure requests ($5 true) only
+ * once contained. Embedded with `$4` (whether to finish at all) appended by its users.
+ */
+const FINISH_ROTATIONS = `UPDATE rotations SET status = 'succeeded', finished_at = now()
+       WHERE name = $1 AND target_version <= $2 AND status IN ('queued','running') AND ($5 OR trigger NOT IN ('emergency','event'))`;
+
 /** Binds a sealed version to its row: a ciphertext copied into another secret or version does not open. */
 const versionAad = (name: string, version: number) => `static:${name}:v${version}`;
 
@@ -108,36 +129,59 @@ export class StaticRepository {
     return rows;
   }
 
+  /**
+   * A rotation to `target` starts: its `started` step is recorded on every request waiting for that
+   * version, and the secret's current and pending versions are read, in one statement. `trigger`: what
+   * the earliest of those requests was triggered by.
+   */
+  async start(name: string, target: number): Promise<{ current?: VersionRow; pending?: VersionRow; trigger?: string }> {
+    const { rows } = await this.db.query<VersionRow & { rotation_trigger: string | null }>(
+      `WITH started AS (${STEP_UPDATE} RETURNING trigger, created_at)
+       SELECT v.*, (SELECT trigger FROM started ORDER BY created_at LIMIT 1) AS rotation_trigger
+       FROM (SELECT 1) AS one LEFT JOIN static_versions v ON v.name = $1 AND v.state IN ('current','pending')`,
+      stepValues(name, target, 'started', 'running'),
+    );
+    const versions = rows.filter((r) => r.name !== null).map(({ rotation_trigger: _t, ...v }) => v as VersionRow);
+    return { current: versions.find((v) => v.state === 'current'), pending: versions.find((v) => v.state === 'pending'), trigger: rows[0]?.rotation_trigger ?? undefined };
+  }
+
   async version(name: string, state: 'pending' | 'current'): Promise<VersionRow | undefined> {
     const { rows } = await this.db.query<VersionRow>('SELECT * FROM static_versions WHERE name = $1 AND state = $2', [name, state]);
     return rows[0];
   }
 
   /**
-   * Writes the intent of a rotation, sealed, and returns it. Undefined when another rotation of the
+   * Writes the intent of a rotation, sealed, and returns it, recording `step` on the rotation requests
+   * for that version in the same statement. Undefined (and no step) when another rotation of the
    * secret is already in flight (a version pending, or this version written already).
    */
-  async insertPending(v: { name: string; version: number; account: string; content: SealedVersion; handle?: string }, q: Queryable = this.db): Promise<VersionRow | undefined> {
+  async insertPending(v: { name: string; version: number; account: string; content: SealedVersion; handle?: string }, step?: string): Promise<VersionRow | undefined> {
     const sealed = this.seal(v.name, v.version, v.content);
-    // DO NOTHING rather than catching the unique violation, so the insert can share a transaction.
-    const { rows } = await q.query<VersionRow>(
-      `INSERT INTO static_versions (name, version, account, key_id, sealed, handle, state) VALUES ($1, $2, $3, $4, $5, $6, 'pending')
-       ON CONFLICT DO NOTHING RETURNING *`,
-      [v.name, v.version, v.account, sealed.keyId, sealed.blob, v.handle ?? null],
+    // DO NOTHING rather than catching the unique violation, so a conflict records no step.
+    const { rows } = await this.db.query<VersionRow>(
+      `WITH inserted AS (
+         INSERT INTO static_versions (name, version, account, key_id, sealed, handle, state) VALUES ($1, $2, $6, $7, $8, $9, 'pending')
+         ON CONFLICT DO NOTHING RETURNING *),
+       stepped AS (${STEP_UPDATE} AND $10 AND EXISTS (SELECT 1 FROM inserted))
+       SELECT * FROM inserted`,
+      [...stepValues(v.name, v.version, step ?? '', 'running'), v.account, sealed.keyId, sealed.blob, v.handle ?? null, step !== undefined],
     );
     return rows[0];
   }
 
-  /** Replaces a pending version's sealed content (and records its handle on the target). */
-  async updatePending(name: string, version: number, content: SealedVersion, handle: string | undefined, q: Queryable = this.db): Promise<void> {
+  /**
+   * Replaces a pending version's sealed content (and records its handle on the target), recording
+   * `step` on the rotation requests for that version in the same statement.
+   */
+  async updatePending(name: string, version: number, content: SealedVersion, handle: string | undefined, step?: string): Promise<void> {
     const sealed = this.seal(name, version, content);
-    await q.query(`UPDATE static_versions SET key_id = $3, sealed = $4, handle = $5 WHERE name = $1 AND version = $2 AND state = 'pending'`, [
-      name,
-      version,
-      sealed.keyId,
-      sealed.blob,
-      handle ?? null,
-    ]);
+    await this.db.query(
+      `WITH updated AS (
+         UPDATE static_versions SET key_id = $6, sealed = $7, handle = $8 WHERE name = $1 AND version = $2 AND state = 'pending' RETURNING 1),
+       stepped AS (${STEP_UPDATE} AND $9 AND EXISTS (SELECT 1 FROM updated))
+       SELECT count(*) FROM updated`,
+      [...stepValues(name, version, step ?? '', 'running'), sealed.keyId, sealed.blob, handle ?? null, step !== undefined],
+    );
   }
 
   /** What a version holds (its password, credentials, how to verify them). */
@@ -158,27 +202,25 @@ export class StaticRepository {
    * `finish: false` (an exposed secret) the rotation requests stay open until `contained`.
    */
   async promote(name: string, version: number, graceSeconds: number, nextAt: Date | null, q: Queryable, opts: { finish: boolean } = { finish: true }): Promise<void> {
-    await q.query(`UPDATE static_versions SET state = 'retired' WHERE name = $1 AND state = 'previous'`, [name]);
-    await q.query(`UPDATE static_versions SET state = 'previous', retire_after = now() + make_interval(secs => $2) WHERE name = $1 AND state = 'current'`, [
-      name,
-      graceSeconds,
-    ]);
-    const { rowCount } = await q.query(`UPDATE static_versions SET state = 'current', promoted_at = now() WHERE name = $1 AND version = $2 AND state = 'pending'`, [name, version]);
-    if (!rowCount) throw new Error(`static secret ${name}: version ${version} is no longer pending`);
+    // The version made previous before the pending one is made current: one current per secret at
+    // every moment (a unique index), so these are two statements in this order.
     await q.query(
-      `UPDATE static_secrets SET current_version = $2, status = 'active', rotated_at = now(), next_rotation_at = $3, last_error = NULL, updated_at = now() WHERE name = $1`,
-      [name, version, nextAt],
+      `UPDATE static_versions SET state = CASE state WHEN 'previous' THEN 'retired' ELSE 'previous' END,
+              retire_after = CASE state WHEN 'current' THEN now() + make_interval(secs => $2) ELSE retire_after END
+       WHERE name = $1 AND state IN ('previous','current')`,
+      [name, graceSeconds],
     );
-    if (opts.finish) await this.finishRotations(name, version, q);
-  }
-
-  /** Rotation requests up to `version` succeed; exposure requests only once contained. */
-  private async finishRotations(name: string, version: number, q: Queryable, opts: { exposure: boolean } = { exposure: false }): Promise<void> {
-    await q.query(
-      `UPDATE rotations SET status = 'succeeded', finished_at = now()
-       WHERE name = $1 AND target_version <= $2 AND status IN ('queued','running') AND ($3 OR trigger NOT IN ('emergency','event'))`,
-      [name, version, opts.exposure],
+    const { rows } = await q.query<{ n: number }>(
+      `WITH promoted AS (
+         UPDATE static_versions SET state = 'current', promoted_at = now() WHERE name = $1 AND version = $2 AND state = 'pending' RETURNING 1),
+       secret AS (
+         UPDATE static_secrets SET current_version = $2, status = 'active', rotated_at = now(), next_rotation_at = $3, last_error = NULL, updated_at = now()
+         WHERE name = $1 AND EXISTS (SELECT 1 FROM promoted)),
+       finished AS (${FINISH_ROTATIONS} AND $4 AND EXISTS (SELECT 1 FROM promoted))
+       SELECT count(*)::int AS n FROM promoted`,
+      [name, version, nextAt, opts.finish, false],
     );
+    if (!rows[0].n) throw new Error(`static secret ${name}: version ${version} is no longer pending`);
   }
 
   /**
@@ -209,9 +251,12 @@ export class StaticRepository {
    * cleared (unless a newer report came in meanwhile) and the rotation requests up to it succeeded.
    */
   async contained(name: string, version: number, exposedAt: Date, q: Queryable): Promise<void> {
-    await q.query(`UPDATE static_versions SET state = 'retired' WHERE name = $1 AND state = 'previous'`, [name]);
-    await q.query(`UPDATE static_secrets SET exposed_at = NULL, updated_at = now() WHERE name = $1 AND exposed_at = $2`, [name, exposedAt]);
-    await this.finishRotations(name, version, q, { exposure: true });
+    await q.query(
+      `WITH retired AS (UPDATE static_versions SET state = 'retired' WHERE name = $1 AND state = 'previous'),
+       cleared AS (UPDATE static_secrets SET exposed_at = NULL, updated_at = now() WHERE name = $1 AND exposed_at = $3)
+       ${FINISH_ROTATIONS} AND $4`,
+      [name, version, exposedAt, true, true],
+    );
   }
 
   /** rotation_failed, retried by the sweeper after `retryAfterSeconds` (not at every tick). */
@@ -280,13 +325,7 @@ export class StaticRepository {
 
   /** Records a step on every rotation request waiting for this version. */
   async step(name: string, target: number, step: string, status: RotationStatus, error?: string, q: Queryable = this.db): Promise<void> {
-    const entry = { step, at: new Date().toISOString(), ...(error && { error }) };
-    await q.query(
-      `UPDATE rotations SET steps = steps || $4::jsonb, status = $3, error = COALESCE($5, error),
-              finished_at = CASE WHEN $3 IN ('succeeded','failed') THEN now() ELSE finished_at END
-       WHERE name = $1 AND target_version = $2 AND status IN ('queued','running')`,
-      [name, target, status, JSON.stringify([entry]), error ?? null],
-    );
+    await q.query(STEP_UPDATE, stepValues(name, target, step, status, error));
   }
 
   async rotation(id: string): Promise<RotationRow | undefined> {

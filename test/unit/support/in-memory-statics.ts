@@ -51,24 +51,34 @@ export class InMemoryStatics implements Public<StaticRepository> {
     return names.flatMap((name) => (this.secrets.has(name) ? [{ ...this.secrets.get(name)! }] : []));
   }
 
+  async start(name: string, target: number): Promise<{ current?: VersionRow; pending?: VersionRow; trigger?: string }> {
+    const trigger = this.waiting(name)
+      .filter((r) => r.target_version === target)
+      .sort((a, b) => a.created_at.getTime() - b.created_at.getTime())[0]?.trigger;
+    await this.step(name, target, 'started', 'running');
+    return { current: await this.version(name, 'current'), pending: await this.version(name, 'pending'), trigger };
+  }
+
   async version(name: string, state: 'pending' | 'current'): Promise<VersionRow | undefined> {
     const v = this.versions.find((x) => x.name === name && x.state === state);
     return v && { ...v };
   }
 
-  async insertPending(v: { name: string; version: number; account: string; content: SealedVersion; handle?: string }): Promise<VersionRow | undefined> {
+  async insertPending(v: { name: string; version: number; account: string; content: SealedVersion; handle?: string }, step?: string): Promise<VersionRow | undefined> {
     if (this.versions.some((x) => x.name === v.name && (x.version === v.version || x.state === 'pending'))) return undefined;
     const row: VersionRow = {
       name: v.name, version: v.version, account: v.account, key_id: 'plain', sealed: seal(v.content), handle: v.handle ?? null,
       state: 'pending', created_at: this.now(), promoted_at: null, retire_after: null,
     };
     this.versions.push(row);
+    if (step !== undefined) await this.step(v.name, v.version, step, 'running');
     return { ...row };
   }
 
-  async updatePending(name: string, version: number, content: SealedVersion, handle: string | undefined): Promise<void> {
+  async updatePending(name: string, version: number, content: SealedVersion, handle: string | undefined, step?: string): Promise<void> {
     const v = this.find(name, version, 'pending');
     if (v) Object.assign(v, { sealed: seal(content), handle: handle ?? null });
+    if (v && step !== undefined) await this.step(name, version, step, 'running');
   }
 
   open(v: Pick<VersionRow, 'name' | 'version' | 'key_id' | 'sealed'>): SealedVersion {
