@@ -1,5 +1,5 @@
-/** What the PostgreSQL plugin knows of the server: SQLSTATEs, error translation, ending roles' sessions, reading stored passwords and logging in. */
-import { Client, DatabaseError, PoolClient } from 'pg';
+/** What the PostgreSQL plugin knows of the server: SQLSTATEs, error translation, dropping roles, ending their sessions (alone or in batches), reading stored passwords and logging in. */
+import { Client, DatabaseError, PoolClient, escapeIdentifier } from 'pg';
 import { GroupCommit, PluginError } from '../contract';
 
 /** SQLSTATE classes and codes after which trying again can help. */
@@ -112,4 +112,50 @@ export function statementBatches(run: (sql: string) => Promise<unknown>): GroupC
     },
     { maxBatch: 32, inFlight: 2, alone: async (statement) => void (await run(statement)) },
   );
+}
+
+type StoredPasswords = Awaited<ReturnType<typeof storedPasswordsOf>>;
+
+/** pg_authid read once for the checks of callers arriving together (each looks up its own roles). */
+export function storedPasswordReads(run: <T>(fn: (client: PoolClient) => Promise<T>) => Promise<T>): GroupCommit<string[], StoredPasswords> {
+  return new GroupCommit<string[], StoredPasswords>(
+    async (asks) => {
+      const stored = await run((client) => storedPasswordsOf(client, [...new Set(asks.flat())]));
+      return asks.map(() => stored);
+    },
+    { maxBatch: 64, inFlight: 2 },
+  );
+}
+
+/**
+ * The sessions of roles asked for together ended in one query (see endSessionsOf); each caller gets
+ * its role's error, if its sessions would not end. A role whose sessions will not end holds its batch
+ * until endSessionsOf gives up on it (seconds), and its neighbours' answers wait as long.
+ */
+export function sessionEndBatches(end: (accounts: string[]) => Promise<Map<string, PluginError>>): GroupCommit<string, PluginError | undefined> {
+  return new GroupCommit<string, PluginError | undefined>(
+    async (accounts) => {
+      const stuck = await end([...new Set(accounts)]);
+      return accounts.map((a) => stuck.get(a));
+    },
+    { maxBatch: 64, inFlight: 2 },
+  );
+}
+
+/** DROP ROLE, with DROP OWNED first when the role owns objects or holds privileges here; gone is success. */
+export async function dropRole(client: PoolClient, username: string): Promise<void> {
+  const name = escapeIdentifier(username);
+  try {
+    await client.query(`DROP ROLE IF EXISTS ${name}`);
+  } catch (err) {
+    if (!(err instanceof DatabaseError) || err.code !== DEPENDENT_OBJECTS) throw err;
+    // Ownership is never reassigned: objects a workload created must not end up owned, and
+    // runnable, by the broker's admin role.
+    try {
+      await client.query(`DROP OWNED BY ${name}; DROP ROLE IF EXISTS ${name}`);
+    } catch (e) {
+      if (e instanceof DatabaseError && e.code === UNDEFINED_OBJECT) return;
+      throw e;
+    }
+  }
 }

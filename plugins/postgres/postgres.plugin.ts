@@ -36,7 +36,18 @@ import {
   postgresConnectionSchema,
   postgresRoleSchema,
 } from './postgres.config';
-import { DEPENDENT_OBJECTS, RETRYABLE_SQLSTATE, UNDEFINED_OBJECT, endSessionsOf, loginAs, statementBatches, storedPasswordsOf, translatePgError } from './postgres-server';
+import {
+  DEPENDENT_OBJECTS,
+  RETRYABLE_SQLSTATE,
+  dropRole,
+  UNDEFINED_OBJECT,
+  endSessionsOf,
+  loginAs,
+  sessionEndBatches,
+  statementBatches,
+  storedPasswordReads,
+  translatePgError,
+} from './postgres-server';
 import { scramSha256Verifier } from './scram';
 import { SetVerifiers } from './set-verifiers';
 
@@ -49,6 +60,10 @@ export class PostgresPlugin implements CredentialPlugin {
   private readonly creates = statementBatches((sql) => this.run('create', (client) => client.query(sql)));
   /** The verifiers set on static accounts, to prove from pg_authid which password they accept. */
   private readonly setVerifiers = new SetVerifiers();
+  /** pg_authid read for the checks of rotations running together, in one query. */
+  private readonly storedReads = storedPasswordReads((fn) => this.run('check passwords', fn));
+  /** Sessions of roles whose password changed together, ended in one query. */
+  private readonly sessionEnds = sessionEndBatches((accounts) => this.run('end sessions', (client) => endSessionsOf(client, this.name, accounts)));
 
   constructor(
     private readonly name: string,
@@ -201,7 +216,7 @@ export class PostgresPlugin implements CredentialPlugin {
         if (!(err instanceof DatabaseError)) throw err;
         // One role owns objects, or something else failed: nothing was dropped. Each role on its own.
         for (const username of live) {
-          await this.dropRole(client, username).catch((e: unknown) => {
+          await dropRole(client, username).catch((e: unknown) => {
             if (!(e instanceof DatabaseError)) throw e;
             failed.set(username, this.translate('revoke', e));
           });
@@ -216,24 +231,6 @@ export class PostgresPlugin implements CredentialPlugin {
       return error ? { username: u.username, ok: false, error } : { username: u.username, ok: true };
     });
     return { results };
-  }
-
-  /** DROP ROLE, with DROP OWNED first when the role owns objects or holds privileges here; gone is success. */
-  private async dropRole(client: PoolClient, username: string): Promise<void> {
-    const name = escapeIdentifier(username);
-    try {
-      await client.query(`DROP ROLE IF EXISTS ${name}`);
-    } catch (err) {
-      if (!(err instanceof DatabaseError) || err.code !== DEPENDENT_OBJECTS) throw err;
-      // Ownership is never reassigned: objects a workload created must not end up owned, and
-      // runnable, by the broker's admin role.
-      try {
-        await client.query(`DROP OWNED BY ${name}; DROP ROLE IF EXISTS ${name}`);
-      } catch (e) {
-        if (e instanceof DatabaseError && e.code === UNDEFINED_OBJECT) return;
-        throw e;
-      }
-    }
   }
 
   async setStaticSecret(req: SetStaticSecretRequest): Promise<StaticSecretResult> {
@@ -282,7 +279,7 @@ export class PostgresPlugin implements CredentialPlugin {
    */
   async checkStoredPasswords(req: CheckStoredPasswordsRequest): Promise<CheckStoredPasswordsResponse> {
     const roles = [...new Set(req.checks.map((c) => c.account))];
-    const stored = await this.run('check passwords', (client) => storedPasswordsOf(client, roles));
+    const stored = await this.storedReads.submit(roles);
     const results = req.checks.map((c) => {
       const row = stored.roles.get(c.account);
       const verdict = this.setVerifiers.judge(c.account, c.password, row?.rolpassword, stored.confLoadedAt);
@@ -293,8 +290,7 @@ export class PostgresPlugin implements CredentialPlugin {
 
   /** Ends every session of the role and waits until they are gone (see endSessionsOf). */
   private async endSessions(account: string): Promise<void> {
-    const stuck = await this.run('end sessions', (client) => endSessionsOf(client, this.name, [account]));
-    const err = stuck.get(account);
+    const err = await this.sessionEnds.submit(account);
     if (err) throw err;
   }
 
