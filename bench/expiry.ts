@@ -26,24 +26,43 @@ export interface ExpiryResult {
 
 const SAMPLE = 100;
 
-/** Polls logins with the sampled credentials from just before their expiry until each is refused. */
+/**
+ * Polls logins with the sampled credentials from just before their expiry until each is refused: 16
+ * pollers share the sample, each taking the credential polled longest ago among those due within half
+ * a second. (One poller per credential would hold a hundred connections at once and push PostgreSQL
+ * past max_connections, failing the broker's own revocations with 53300.)
+ */
 async function refusedLateness(sample: { creds: Record<string, any>; expiresAt: number }[]): Promise<number[]> {
-  const first = Math.min(...sample.map((s) => s.expiresAt));
-  await new Promise((r) => setTimeout(r, Math.max(0, first - Date.now() - 500)));
-  return Promise.all(
-    sample.map(async ({ creds, expiresAt }) => {
-      for (;;) {
-        const client = new Client({ host: creds.host, port: creds.port, database: creds.database, user: creds.username, password: creds.password });
-        // The revocation may end this session between connect and end: that must not crash the bench.
-        client.on('error', () => undefined);
-        const ok = await client.connect().then(() => true, () => false);
-        const at = Date.now();
-        await client.end().catch(() => undefined);
-        if (!ok) return at - expiresAt;
-        await new Promise((r) => setTimeout(r, 50));
+  const lateness: (number | undefined)[] = sample.map(() => undefined);
+  const polledAt = sample.map(() => 0);
+  const busy = new Set<number>();
+  const poller = async () => {
+    while (lateness.some((l) => l === undefined)) {
+      const now = Date.now();
+      const ready = sample
+        .map((s, i) => i)
+        .filter((i) => lateness[i] === undefined && !busy.has(i) && sample[i].expiresAt - 500 <= now && now - polledAt[i] >= 20)
+        .sort((x, y) => polledAt[x] - polledAt[y]);
+      if (!ready.length) {
+        await new Promise((r) => setTimeout(r, 10));
+        continue;
       }
-    }),
-  );
+      const i = ready[0];
+      busy.add(i);
+      const { creds, expiresAt } = sample[i];
+      const client = new Client({ host: creds.host, port: creds.port, database: creds.database, user: creds.username, password: creds.password });
+      // The revocation may end this session between connect and end: that must not crash the bench.
+      client.on('error', () => undefined);
+      const ok = await client.connect().then(() => true, () => false);
+      const at = Date.now();
+      await client.end().catch(() => undefined);
+      polledAt[i] = at;
+      if (!ok) lateness[i] = at - expiresAt;
+      busy.delete(i);
+    }
+  };
+  await Promise.all(Array.from({ length: 16 }, poller));
+  return lateness as number[];
 }
 
 /**
