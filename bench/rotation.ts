@@ -4,11 +4,15 @@ import { scramSha256Verifier } from '../plugins/postgres/scram';
 import { BENCH_DB, Identity, PG, Stats, TARGET_DB, admin, benchConfig, cpuSplit, flushQueue, load, post, recreateDatabase, startBroker } from './lib';
 
 export interface RotationResult {
+  /** The connection's verify_logins. */
+  verifyLogins: 'every_password' | 'once_per_configuration';
   secrets: number;
   seconds: number;
   rate: number;
   raw: Stats;
   ratio: number;
+  /** Seconds from the request to the last exposed password replaced on the target (the last `set` step). */
+  replacedSeconds: number;
   /** CPU (ms) per rotation: the broker, PostgreSQL (state database and target), Redis. */
   cpuMs: { broker: number; postgres: number; redis: number };
 }
@@ -29,7 +33,7 @@ async function waitFor(sql: string, want: number, timeoutMs: number): Promise<vo
   });
 }
 
-export async function benchRotation(id: Identity, opts: { quick: boolean }): Promise<RotationResult> {
+export async function benchRotation(id: Identity, opts: { quick: boolean; verifyLogins: RotationResult['verifyLogins'] }): Promise<RotationResult> {
   const n = opts.quick ? 100 : 1000;
   const iterations = 4096;
   await recreateDatabase(BENCH_DB);
@@ -44,22 +48,32 @@ export async function benchRotation(id: Identity, opts: { quick: boolean }): Pro
   for (let i = 1; i <= n; i++) statics[`static-${i}`] = { connection: 'pg', username: `bench_static_${i}` };
   const config = benchConfig(id, (doc) => {
     doc.connections.pg.scram_iterations = iterations;
+    doc.connections.pg.verify_logins = opts.verifyLogins;
     doc.static_secrets = statics;
     doc.reconcile_every = '1s';
   });
   const broker = await startBroker(config);
   let seconds: number;
   let cpuMs: RotationResult['cpuMs'];
+  let replacedSeconds: number;
   try {
     // Taking ownership (one rotation each) is not measured.
     await waitFor(`SELECT count(*)::int AS n FROM static_secrets WHERE current_version = 1`, n, 600_000);
     const operator = await id.token('spiffe://bench.example/ops/bench');
     const cpuBefore = cpuSplit(broker.child.pid!);
     const started = performance.now();
+    const startedAt = Date.now();
     const res = await post(`${broker.url}/v1/rotate`, operator, { connection: 'pg', reason: 'bench' });
     if (res.status !== 202) throw new Error(`emergency rotation refused: ${res.status}`);
     await waitFor(`SELECT count(*)::int AS n FROM rotations WHERE trigger = 'emergency' AND status = 'succeeded'`, n, 600_000);
     seconds = (performance.now() - started) / 1000;
+    // Step times are the broker's clock, on this machine.
+    const { rows } = await admin(BENCH_DB, (c) =>
+      c.query<{ at: Date }>(
+        `SELECT max((s->>'at')::timestamptz) AS at FROM rotations r, jsonb_array_elements(r.steps) s WHERE r.trigger = 'emergency' AND s->>'step' = 'set'`,
+      ),
+    );
+    replacedSeconds = (rows[0].at.getTime() - startedAt) / 1000;
     const cpuAfter = cpuSplit(broker.child.pid!);
     const per = (k: 'broker' | 'postgres' | 'redis') => ((cpuAfter[k] - cpuBefore[k]) * 1000) / n;
     cpuMs = { broker: per('broker'), postgres: per('postgres'), redis: per('redis') };
@@ -75,5 +89,5 @@ export async function benchRotation(id: Identity, opts: { quick: boolean }): Pro
   await pool.end();
   await admin(TARGET_DB, (c) => c.query(`DO $$ BEGIN FOR i IN 1..${n} LOOP EXECUTE format('DROP ROLE IF EXISTS bench_static_%s', i); END LOOP; END $$`));
   await recreateDatabase(BENCH_DB);
-  return { secrets: n, seconds, rate: n / seconds, raw, ratio: n / seconds / raw.rate, cpuMs };
+  return { verifyLogins: opts.verifyLogins, secrets: n, seconds, replacedSeconds, rate: n / seconds, raw, ratio: n / seconds / raw.rate, cpuMs };
 }

@@ -12,19 +12,20 @@ export const INSUFFICIENT_PRIVILEGE = '42501';
 /**
  * Ends every session of these roles, one query for all, and waits until they are gone:
  * pg_terminate_backend only signals, and a caller that reports "sessions ended" must be able to rely
- * on it. Returns the roles whose sessions would not end.
+ * on it. Each round asks again only for the roles that still had sessions in the last one, so a role
+ * whose sessions are gone is not touched again (its workloads may be reconnecting with a new
+ * password) and is never reported for another's. Returns the roles whose sessions would not end.
  */
 export async function endSessionsOf(client: PoolClient, plugin: string, usernames: string[]): Promise<Map<string, PluginError>> {
+  let left = usernames;
   for (let attempt = 0; ; attempt++) {
     const { rows } = await client.query<{ usename: string }>(
       'SELECT usename, pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ANY($1::text[]) AND pid <> pg_backend_pid()',
-      [usernames],
+      [left],
     );
     if (!rows.length) return new Map();
-    if (attempt >= 50) {
-      const stuck = new Set(rows.map((r) => r.usename));
-      return new Map([...stuck].map((u) => [u, new PluginError(`postgres ${plugin}: session(s) of ${u} did not end`, true)]));
-    }
+    left = [...new Set(rows.map((r) => r.usename))];
+    if (attempt >= 50) return new Map(left.map((u) => [u, new PluginError(`postgres ${plugin}: session(s) of ${u} did not end`, true)]));
     await new Promise((r) => setTimeout(r, 20 * Math.min(attempt + 1, 5)));
   }
 }
@@ -43,24 +44,45 @@ export function translatePgError(plugin: string, step: string, err: unknown): Pl
   return new PluginError(`postgres ${plugin}: ${step} failed: cannot reach the server (${code})`, true);
 }
 
+/** The server, as its sessions report it: postmaster start time, address and port (µs, text). */
+const SERVER = `(extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint::text || '@' || coalesce(host(inet_server_addr()), 'local') || ':' || coalesce(inet_server_port(), 0)`;
+/** A digest of the pg_hba rules as the server reads them now (superusers only). */
+const HBA_DIGEST = `(SELECT md5(coalesce(string_agg(r::text, E'\\n' ORDER BY r.line_number), '')) FROM pg_hba_file_rules r)`;
+
+export interface StoredPasswords {
+  roles: Map<string, { rolpassword: string | null; can_login: boolean; role_oid: string }>;
+  /** The server, its pg_hba rules, and when the reading session last loaded the configuration (µs). */
+  facts?: { server: string; hba: string; confLoadedAt: string };
+}
+
 /**
- * What pg_authid stores for these roles, and whether each can log in now (LOGIN, not past VALID UNTIL),
- * one query for all, with when this session last loaded the server's configuration (µs since the epoch;
- * see SetVerifiers). No roles when the admin may not read pg_authid (only superusers may).
+ * What pg_authid stores for these roles, whether each can log in now (LOGIN, not past VALID UNTIL) and
+ * its oid, one query for all, with the facts SetVerifiers weighs. No roles when the admin may not read
+ * pg_authid or pg_hba_file_rules (only superusers may).
  */
-export async function storedPasswordsOf(
-  client: PoolClient,
-  roles: string[],
-): Promise<{ roles: Map<string, { rolpassword: string | null; can_login: boolean }>; confLoadedAt?: string }> {
+export async function storedPasswordsOf(client: PoolClient, roles: string[], knownHba?: string): Promise<StoredPasswords> {
   try {
-    const { rows } = await client.query<{ rolname: string; rolpassword: string | null; can_login: boolean; conf: string }>(
-      `SELECT rolname, rolpassword, rolcanlogin AND (rolvaliduntil IS NULL OR rolvaliduntil > now()) AS can_login, (extract(epoch FROM pg_conf_load_time()) * 1000000)::bigint::text AS conf
+    const { rows } = await client.query<{ rolname: string; rolpassword: string | null; can_login: boolean; role_oid: string; conf: string; server: string; hba: string | null }>(
+      `SELECT rolname, rolpassword, oid::text AS role_oid, rolcanlogin AND (rolvaliduntil IS NULL OR rolvaliduntil > now()) AS can_login,
+              (extract(epoch FROM pg_conf_load_time()) * 1000000)::bigint::text AS conf, ${SERVER} AS server, ${knownHba === undefined ? HBA_DIGEST : 'NULL'} AS hba
        FROM pg_authid WHERE rolname = ANY($1::text[])`,
       [roles],
     );
-    return { roles: new Map(rows.map((r) => [r.rolname, r])), confLoadedAt: rows[0]?.conf };
+    const facts = rows[0] && { server: rows[0].server, hba: rows[0].hba ?? knownHba!, confLoadedAt: rows[0].conf };
+    return { roles: new Map(rows.map((r) => [r.rolname, r])), facts };
   } catch (err) {
     if (err instanceof DatabaseError && err.code === INSUFFICIENT_PRIVILEGE) return { roles: new Map() };
+    throw err;
+  }
+}
+
+/** The digest of the pg_hba rules the server reads now; undefined when the admin may not read them. */
+export async function hbaDigestOf(client: PoolClient): Promise<string | undefined> {
+  try {
+    const { rows } = await client.query<{ hba: string }>(`SELECT ${HBA_DIGEST} AS hba`);
+    return rows[0]?.hba;
+  } catch (err) {
+    if (err instanceof DatabaseError && err.code === INSUFFICIENT_PRIVILEGE) return undefined;
     throw err;
   }
 }
@@ -68,14 +90,14 @@ export async function storedPasswordsOf(
 /**
  * Logs in as a role with a password over a new connection (the URL's TLS and options apply). `scram`:
  * the server sent its final SCRAM message, so the login was checked against the stored verifier;
- * `startedAt`: when the server started the session (µs since the epoch, the server's clock). Throws
- * what is not a refused login.
+ * `session`: when the server started the session (µs since the epoch, its clock), the role's oid and
+ * the server. Throws what is not a refused login.
  */
 export async function loginAs(
   connectionUrl: string,
   login: { username: string; password: string },
   timeoutMs: number,
-): Promise<{ ok: boolean; scram: boolean; startedAt?: string }> {
+): Promise<{ ok: boolean; scram: boolean; session?: { startedAt: bigint; roleOid: string; server: string } }> {
   const url = new URL(connectionUrl);
   url.username = encodeURIComponent(login.username);
   url.password = encodeURIComponent(login.password);
@@ -85,10 +107,13 @@ export async function loginAs(
   (client as unknown as { connection: NodeJS.EventEmitter }).connection.once('authenticationSASLFinal', () => (scram = true));
   try {
     await client.connect();
-    const { rows } = await client.query<{ started: string }>(
-      'SELECT (extract(epoch FROM backend_start) * 1000000)::bigint::text AS started FROM pg_stat_activity WHERE pid = pg_backend_pid()',
+    const { rows } = await client.query<{ started: string; role_oid: string; server: string }>(
+      `SELECT (extract(epoch FROM backend_start) * 1000000)::bigint::text AS started, (SELECT oid FROM pg_roles WHERE rolname = current_user)::text AS role_oid,
+              ${SERVER} AS server
+       FROM pg_stat_activity WHERE pid = pg_backend_pid()`,
     );
-    return { ok: true, scram, startedAt: rows[0]?.started };
+    const r = rows[0];
+    return { ok: true, scram, session: r && { startedAt: BigInt(r.started), roleOid: r.role_oid, server: r.server } };
   } catch (err) {
     if (err instanceof DatabaseError && AUTH_FAILED.has(err.code ?? '')) return { ok: false, scram: false };
     throw err;
@@ -114,13 +139,22 @@ export function statementBatches(run: (sql: string) => Promise<unknown>): GroupC
   );
 }
 
-type StoredPasswords = Awaited<ReturnType<typeof storedPasswordsOf>>;
+/** How long a digest of the pg_hba rules is reused by the reads that follow (ms). */
+const HBA_DIGEST_REUSE_MS = 1000;
 
-/** pg_authid read once for the checks of callers arriving together (each looks up its own roles). */
+/**
+ * pg_authid read once for the checks of callers arriving together (each looks up its own roles). The
+ * pg_hba digest is read again at most every HBA_DIGEST_REUSE_MS: parsing pg_hba.conf on every read
+ * costs the server more than the rest of the read.
+ */
 export function storedPasswordReads(run: <T>(fn: (client: PoolClient) => Promise<T>) => Promise<T>): GroupCommit<string[], StoredPasswords> {
+  let hba: { digest: string; at: number } | undefined;
   return new GroupCommit<string[], StoredPasswords>(
     async (asks) => {
-      const stored = await run((client) => storedPasswordsOf(client, [...new Set(asks.flat())]));
+      const known = hba && Date.now() - hba.at < HBA_DIGEST_REUSE_MS ? hba.digest : undefined;
+      const started = Date.now();
+      const stored = await run((client) => storedPasswordsOf(client, [...new Set(asks.flat())], known));
+      if (known === undefined && stored.facts) hba = { digest: stored.facts.hba, at: started };
       return asks.map(() => stored);
     },
     { maxBatch: 64, inFlight: 2 },

@@ -13,6 +13,13 @@ export const postgresConnectionSchema = z
     pool_size: z.number().int().min(1).max(200).default(10),
     connect_timeout: durationSeconds.default(5),
     statement_timeout: durationSeconds.default(15),
+    /**
+     * When a rotation logs in to prove a password works: with every new password (the default), or
+     * once per role until the server, the role, its pg_hba rules or configuration change, trusting
+     * pg_authid in between. The second suits only a broker that reaches PostgreSQL directly; see
+     * plugins/postgres/README.md, "Static secrets", and set-verifiers.ts.
+     */
+    verify_logins: z.enum(['every_password', 'once_per_configuration']).default('every_password'),
   })
   .strict();
 export type PostgresConnectionConfig = z.infer<typeof postgresConnectionSchema>;

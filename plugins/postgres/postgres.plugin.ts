@@ -42,6 +42,7 @@ import {
   dropRole,
   UNDEFINED_OBJECT,
   endSessionsOf,
+  hbaDigestOf,
   loginAs,
   sessionEndBatches,
   statementBatches,
@@ -59,7 +60,7 @@ export class PostgresPlugin implements CredentialPlugin {
   /** Issue's CREATE ROLE statements of issues arriving together, in one query (see statementBatches). */
   private readonly creates = statementBatches((sql) => this.run('create', (client) => client.query(sql)));
   /** The verifiers set on static accounts, to prove from pg_authid which password they accept. */
-  private readonly setVerifiers = new SetVerifiers();
+  private readonly setVerifiers: SetVerifiers;
   /** pg_authid read for the checks of rotations running together, in one query. */
   private readonly storedReads = storedPasswordReads((fn) => this.run('check passwords', fn));
   /** Sessions of roles whose password changed together, ended in one query. */
@@ -69,6 +70,7 @@ export class PostgresPlugin implements CredentialPlugin {
     private readonly name: string,
     private readonly config: PostgresConnectionConfig,
   ) {
+    this.setVerifiers = new SetVerifiers(config.verify_logins);
     const url = new URL(config.url);
     this.target = {
       host: decodeURIComponent(url.hostname) || '127.0.0.1',
@@ -282,7 +284,7 @@ export class PostgresPlugin implements CredentialPlugin {
     const stored = await this.storedReads.submit(roles);
     const results = req.checks.map((c) => {
       const row = stored.roles.get(c.account);
-      const verdict = this.setVerifiers.judge(c.account, c.password, row?.rolpassword, stored.confLoadedAt);
+      const verdict = this.setVerifiers.judge(c.account, c.password, row?.rolpassword, row && stored.facts && { ...stored.facts, roleOid: row.role_oid });
       return verdict === 'accepted' && !row?.can_login ? 'unknown' : verdict;
     });
     return { results };
@@ -301,7 +303,9 @@ export class PostgresPlugin implements CredentialPlugin {
     } catch (err) {
       throw this.translate('verify', err);
     }
-    if (login.ok) this.setVerifiers.loginSeen(req.username, login.scram, login.startedAt);
+    // What decides how the role logs in, read as the admin right after: the pg_hba rules.
+    const hba = login.ok && login.scram && login.session ? await this.run('verify', hbaDigestOf).catch(() => undefined) : undefined;
+    if (login.ok) this.setVerifiers.loginSeen(req.username, req.password, login.scram, hba !== undefined && login.session ? { ...login.session, hba } : undefined);
     return { ok: login.ok };
   }
 

@@ -10,20 +10,26 @@
  * that trusts the client (`trust`, `peer`, `ident`, `cert`) or checks elsewhere (`ldap`, `radius`,
  * `pam`) lets in whatever it lets in, whatever is stored (see README, "Static secrets").
  *
- * So a verdict is given for a role only once a login as that role from here has been seen checked by
- * SCRAM against its stored verifier (the server asked for SCRAM and sent its final message: trust,
- * ldap, pam, radius, cert, ident and peer never do), and only while the server has not loaded its
- * configuration since: which pg_hba line applies to the broker's logins as a role changes only when
- * the server loads its configuration again. A new session authenticates with the pg_hba the server had
- * when it started the session (`backend_start`); on a reload every session loads the configuration
- * again before its next statement and `pg_conf_load_time()` there says when. So if the session
- * reading pg_authid loaded its configuration no later than the seen login's session started, the
- * pg_hba that checked that login is still the one in force. (A session that loads an older reload
- * late only makes this refuse to vouch until the next login: it errs towards logging in.) One login per
- * role per configuration load, not one per password set, is what lets an emergency rotation of many
- * secrets go at the speed of the password changes. What this cannot see: a pg_hba line that selects
- * roles by group membership (`+group`) follows membership changes without a reload (README, "Static
- * secrets").
+ * So a verdict needs a login as the role from here seen checked by SCRAM against its stored verifier
+ * (the server asked for SCRAM and sent its final message: trust, ldap, pam, radius, cert, ident and peer
+ * never do), with nothing that decides how the role logs in changed since:
+ * - the same server (postmaster start time, server address and port) and the same role (its oid: a
+ *   role dropped and created again under the name is another role);
+ * - the same pg_hba rules (a digest of pg_hba_file_rules, read by the admin after the login and with
+ *   the checks, reused for at most a second: an edit shows even when a reload went wrong elsewhere);
+ * - no configuration load since: the reading session loaded its configuration (`pg_conf_load_time()`)
+ *   before the login's session started (`backend_start`). A reload reaches every session before its
+ *   next statement, so a reload after the login shows; a session that takes in an older reload only
+ *   then makes this refuse to vouch until the next login (it errs towards logging in).
+ * Which login counts depends on the connection's `verify_logins`:
+ * - `every_password` (the default): a login with the very password whose verifier is stored, so each
+ *   new password is logged in with once (the rotation's verify step) and the rest is proved from
+ *   pg_authid;
+ * - `once_per_configuration`: a login as the role with any password this plugin set, so after one
+ *   login per role, rotations log in no more until one of the above changes. Sound only where the
+ *   broker reaches PostgreSQL itself (no pooler that authenticates clients on its own, no address that
+ *   can lead to another server) and pg_hba does not pick roles by group (`+group`, `samerole`,
+ *   `samegroup` follow membership without a reload). See README, "Static secrets".
  *
  * Only the latest verifier per role is kept, so an older verifier of ours written back behind our back
  * counts as "not ours" and the caller logs in instead. Passwords are kept only as an HMAC under a key
@@ -34,34 +40,53 @@ import type { StoredPasswordVerdict } from '../contract';
 
 /** Enough for every static account of a large deployment; beyond it the oldest are forgotten (callers log in). */
 const MAX_REMEMBERED = 100_000;
+export type VerifyLogins = 'every_password' | 'once_per_configuration';
+
+/** Where a login or a read of pg_authid happened, as the server reports it. */
+export interface ServerFacts {
+  /** The role's oid. */
+  roleOid: string;
+  /** Postmaster start time, server address and port. */
+  server: string;
+  /** Digest of pg_hba_file_rules. */
+  hba: string;
+}
+
+interface SeenLogin extends ServerFacts {
+  /** The login session's backend_start (µs since the epoch). */
+  startedAt: bigint;
+  /** The password it logged in with (HMAC). */
+  fingerprint: Buffer;
+}
 
 export class SetVerifiers {
   private readonly key = randomBytes(32);
   private readonly byRole = new Map<string, { verifier: string; fingerprint: Buffer }>();
-  /** Per role: when the session of the latest login seen checked by SCRAM started (µs, server clock). */
-  private readonly scramLogin = new Map<string, bigint>();
+  /** The latest login per role seen checked by SCRAM (kept apart: it outlives `forget`). */
+  private readonly logins = new Map<string, SeenLogin>();
 
-  constructor(private readonly max = MAX_REMEMBERED) {}
+  constructor(
+    private readonly mode: VerifyLogins = 'every_password',
+    private readonly max = MAX_REMEMBERED,
+  ) {}
 
   /** `verifier`, for `password`, is now what the role stores. */
   remember(role: string, password: string, verifier: string): void {
     this.byRole.delete(role);
     this.byRole.set(role, { verifier, fingerprint: this.fingerprint(password) });
-    if (this.byRole.size > this.max) {
-      const oldest = this.byRole.keys().next().value!;
-      this.byRole.delete(oldest);
-      this.scramLogin.delete(oldest);
-    }
+    if (this.byRole.size > this.max) this.byRole.delete(this.byRole.keys().next().value!);
   }
 
   /**
-   * A login as `role` succeeded in a session the server started at `startedAt` (µs since the epoch).
-   * `scram`: the server checked it by SCRAM against the stored verifier. A login let in without SCRAM
-   * means the role's logins are not (or no longer) checked that way.
+   * A login as `role` with `password` succeeded. `scram`: the server checked it by SCRAM against the
+   * stored verifier; `seen`: where and when (undefined when it could not be read). A login let in
+   * without SCRAM means the role's logins are not (or no longer) checked that way.
    */
-  loginSeen(role: string, scram: boolean, startedAt: string | undefined): void {
-    if (scram && startedAt && this.byRole.has(role)) this.scramLogin.set(role, BigInt(startedAt));
-    else this.scramLogin.delete(role);
+  loginSeen(role: string, password: string, scram: boolean, seen: Omit<SeenLogin, 'fingerprint'> | undefined): void {
+    this.logins.delete(role);
+    if (!scram || !seen || !this.byRole.has(role)) return;
+    this.logins.set(role, { ...seen, fingerprint: this.fingerprint(password) });
+    if (this.logins.size > this.max) this.logins.delete(this.logins.keys().next().value!);
   }
 
   /** What the role stores is no longer known (a change that may or may not have happened). */
@@ -70,13 +95,18 @@ export class SetVerifiers {
   }
 
   /**
-   * Judges `password` for `role` given what the role stores now (`undefined`: no such role, or no
-   * password), read by a session that last loaded the server's configuration at `confLoadedAt` (µs).
+   * Judges `password` for `role` given what the role stores now (`stored`: undefined when there is no
+   * such role or no password) and the facts read with it (`confLoadedAt`: the reading session's
+   * configuration load, µs since the epoch). The login that vouches must have been with the stored
+   * verifier's own password (every_password), or any (once_per_configuration).
    */
-  judge(role: string, password: string, stored: string | null | undefined, confLoadedAt: string | undefined): StoredPasswordVerdict {
+  judge(role: string, password: string, stored: string | null | undefined, read: (ServerFacts & { confLoadedAt: string }) | undefined): StoredPasswordVerdict {
     const set = this.byRole.get(role);
-    const login = this.scramLogin.get(role);
-    if (!set || !stored || stored !== set.verifier || confLoadedAt === undefined || login === undefined || BigInt(confLoadedAt) > login) return 'unknown';
+    const login = this.logins.get(role);
+    if (!set || !stored || stored !== set.verifier || !login || !read) return 'unknown';
+    if (this.mode === 'every_password' && !timingSafeEqual(login.fingerprint, set.fingerprint)) return 'unknown';
+    if (login.roleOid !== read.roleOid || login.server !== read.server || login.hba !== read.hba) return 'unknown';
+    if (BigInt(read.confLoadedAt) >= login.startedAt) return 'unknown';
     return timingSafeEqual(set.fingerprint, this.fingerprint(password)) ? 'accepted' : 'refused';
   }
 

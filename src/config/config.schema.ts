@@ -119,6 +119,12 @@ export const configSchema = z
       .object({
         postgres_url: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL'),
         pool_size: z.number().int().min(2).max(200).default(20),
+        /**
+         * Parameterized statements run as named prepared statements (see Database). Off behind a
+         * pooler in transaction mode that cannot keep prepared statements (PgBouncer before 1.21, or
+         * without max_prepared_statements).
+         */
+        prepared_statements: z.boolean().default(true),
       })
       .strict(),
     queue: z

@@ -14,10 +14,10 @@ export class Database implements Queryable {
 
   readonly pool: Pool;
 
-  constructor(url: string, max: number) {
+  constructor(url: string, max: number, opts: { prepared?: boolean } = {}) {
     this.pool = new Pool({ connectionString: url, max, application_name: 'tessera', connectionTimeoutMillis: 5000 });
     this.pool.on('error', () => undefined);
-    this.pool.on('connect', (client) => preparing(client, this.statements));
+    if (opts.prepared ?? true) this.pool.on('connect', (client) => preparing(client, this.statements));
   }
 
   private readonly statements = new StatementNames();
@@ -47,16 +47,22 @@ export class Database implements Queryable {
   }
 }
 
-/** Names for the state database's parameterized statements: one per distinct text, a bounded number. */
+/**
+ * Names for the state database's parameterized statements: one per distinct text, a bounded number
+ * (each connection keeps a plan for every name it has run). A text with a `*` stays unnamed: its
+ * result's columns are decided when it is prepared, and a migration run by a newer replica that adds
+ * a column would make every prepared copy fail ("cached plan must not change result type") until
+ * restart.
+ */
 export class StatementNames {
   private readonly names = new Map<string, string>();
 
-  constructor(private readonly max = 500) {}
+  constructor(private readonly max = 200) {}
 
-  /** The name for `text`, or undefined once `max` texts are named (the rest run unnamed, as before). */
+  /** The name for `text`, or undefined when it stays unnamed (a `*` in it, or `max` texts named already). */
   of(text: string): string | undefined {
     let name = this.names.get(text);
-    if (!name && this.names.size < this.max) this.names.set(text, (name = `tessera_${this.names.size + 1}`));
+    if (!name && this.names.size < this.max && !text.includes('*')) this.names.set(text, (name = `tessera_${this.names.size + 1}`));
     return name;
   }
 }
@@ -66,7 +72,8 @@ export class StatementNames {
  * planned once per connection instead of on every call (PostgreSQL then reuses the plan, or a generic
  * one after five executions), which takes a third off the server's work for the short statements of
  * the issue, expiry and rotation paths. Every query through the pool and its transaction clients goes
- * through here; statements without parameters (BEGIN, COMMIT, DDL) stay unnamed.
+ * through here; statements without parameters (BEGIN, COMMIT, DDL) stay unnamed. Off with
+ * `storage.prepared_statements: false` (a pooler in transaction mode that cannot keep them).
  */
 function preparing(client: PoolClient, statements: StatementNames): void {
   const query = client.query.bind(client) as (...args: unknown[]) => unknown;

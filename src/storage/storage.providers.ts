@@ -26,7 +26,7 @@ function lockPool(url: string): LockPool & { onApplicationShutdown(): Promise<vo
 }
 
 export const storageProviders: Provider[] = [
-  { provide: Database, useFactory: (c: TesseraConfig) => new Database(c.storage.postgres_url, c.storage.pool_size), inject: [CONFIG] },
+  { provide: Database, useFactory: (c: TesseraConfig) => new Database(c.storage.postgres_url, c.storage.pool_size, { prepared: c.storage.prepared_statements }), inject: [CONFIG] },
   { provide: SecretBox, useFactory: (c: TesseraConfig) => new SecretBox(c.encryption.key, c.encryption.previous_keys), inject: [CONFIG] },
   { provide: LOCK_POOL, useFactory: (c: TesseraConfig) => lockPool(c.storage.postgres_url), inject: [CONFIG] },
 ];

@@ -5,6 +5,7 @@ import { postgresConnectionSchema, postgresRoleSchema } from '../../plugins/post
 import { newAccountName, newPassword } from '../../src/leases/names';
 import { TARGET_URL } from '../support/services';
 import { createPgAccount } from '../support/statics';
+import { reloadPgConf } from '../support/target';
 import { rolesLike, withAdmin } from '../support/target';
 
 /** What only the postgres plugin does, beyond the shared conformance suite. */
@@ -99,9 +100,25 @@ describe('postgres plugin specifics', () => {
       expect(await plugin.checkStoredPasswords({ checks: [{ account: 'tess_no_such_role', password: 'x' }] })).toEqual({ results: ['unknown'] });
     });
 
-    it('after setting: unknown until one login is seen checked by SCRAM; then every later verifier set is vouched for without a login, until the server reloads its configuration', async () => {
+    it('after setting: the new password is accepted and every other refused, which logging in confirms', async () => {
+      const [oldPassword, newPw, other] = [newPassword(), newPassword(), newPassword()];
+      await plugin.setStaticSecret({ account: role, password: oldPassword });
+      await plugin.setStaticSecret({ account: role, password: newPw });
+      // No login checked by the new verifier seen yet: nothing is vouched for.
+      expect(await check(plugin, oldPassword, newPw, other)).toEqual(['unknown', 'unknown', 'unknown']);
+      expect((await plugin.verifyLogin({ username: role, password: oldPassword })).ok).toBe(false);
+      expect((await plugin.verifyLogin({ username: role, password: newPw })).ok).toBe(true);
+      expect(await check(plugin, oldPassword, newPw, other)).toEqual(['refused', 'accepted', 'refused']);
+      // Retiring with a random password: the one set before is now refused too.
+      await plugin.retireStaticSecret({ account: role, password: other });
+      expect(await check(plugin, newPw, other)).toEqual(['unknown', 'unknown']);
+      expect((await plugin.verifyLogin({ username: role, password: other })).ok).toBe(true);
+      expect(await check(plugin, newPw, other)).toEqual(['refused', 'accepted']);
+    });
+
+    it('once_per_configuration: unknown until one login is seen checked by SCRAM; then every later verifier set is vouched for without a login, until the server reloads its configuration or the role is created anew', async () => {
       const [oldPassword, newPw, other, fourth] = [newPassword(), newPassword(), newPassword(), newPassword()];
-      const fresh = new PostgresPlugin('pg', postgresConnectionSchema.parse({ url: TARGET_URL, scram_iterations: 1 }));
+      const fresh = new PostgresPlugin('pg', postgresConnectionSchema.parse({ url: TARGET_URL, scram_iterations: 1, verify_logins: 'once_per_configuration' }));
       try {
         await fresh.setStaticSecret({ account: role, password: oldPassword });
         await fresh.setStaticSecret({ account: role, password: newPw });
@@ -118,11 +135,17 @@ describe('postgres plugin specifics', () => {
         expect((await loginAs(TARGET_URL, { username: role, password: newPw }, 5000)).ok).toBe(false);
         expect((await loginAs(TARGET_URL, { username: role, password: other }, 5000)).ok).toBe(true);
         // A configuration reload may have changed the pg_hba line for the role: unknown until a login.
-        await reloadConf();
+        await reloadPgConf();
         await fresh.setStaticSecret({ account: role, password: fourth });
         expect(await check(fresh, other, fourth)).toEqual(['unknown', 'unknown']);
         expect((await fresh.verifyLogin({ username: role, password: fourth })).ok).toBe(true);
         expect(await check(fresh, other, fourth)).toEqual(['refused', 'accepted']);
+        // The same name, another role: what a login showed of the old one says nothing of it.
+        await createPgAccount(role, 'set-by-someone-else');
+        await fresh.setStaticSecret({ account: role, password: other });
+        expect(await check(fresh, fourth, other)).toEqual(['unknown', 'unknown']);
+        expect((await fresh.verifyLogin({ username: role, password: other })).ok).toBe(true);
+        expect(await check(fresh, fourth, other)).toEqual(['refused', 'accepted']);
       } finally {
         await fresh.close();
       }
@@ -173,16 +196,6 @@ describe('postgres plugin specifics', () => {
   });
 });
 
-/** Makes the server load its configuration again, and waits until new sessions see the new load time. */
-async function reloadConf(): Promise<void> {
-  const loaded = () => withAdmin('postgres', (c) => c.query<{ t: string }>('SELECT pg_conf_load_time()::text AS t')).then((r) => r.rows[0].t);
-  const before = await loaded();
-  await withAdmin('postgres', (c) => c.query('SELECT pg_reload_conf()'));
-  for (let i = 0; (await loaded()) === before; i++) {
-    if (i > 100) throw new Error('the configuration reload was not seen');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 async function storedVerifier(role: string): Promise<string> {
   const { rows } = await withAdmin('postgres', (c) => c.query<{ rolpassword: string }>('SELECT rolpassword FROM pg_authid WHERE rolname = $1', [role]));

@@ -48,3 +48,14 @@ export async function dropRolesLike(prefix: string): Promise<void> {
     await withAdmin(TARGET_DB, (c) => c.query(`DROP OWNED BY "${role}"; DROP ROLE IF EXISTS "${role}"`)).catch(() => undefined);
   }
 }
+
+/** Makes PostgreSQL load its configuration again and waits until new sessions see the new load time. */
+export async function reloadPgConf(): Promise<void> {
+  const loaded = () => withAdmin('postgres', (c) => c.query<{ t: string }>('SELECT pg_conf_load_time()::text AS t')).then((r) => r.rows[0].t);
+  const before = await loaded();
+  await withAdmin('postgres', (c) => c.query('SELECT pg_reload_conf()'));
+  for (let i = 0; (await loaded()) === before; i++) {
+    if (i > 100) throw new Error('the configuration reload was not seen');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
