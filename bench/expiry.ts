@@ -4,7 +4,7 @@ import { Client, Pool } from 'pg';
 import { planJob } from '../src/jobs/job.producer';
 import { JobName, QueueName } from '../src/jobs/jobs';
 import { newAccountName, newLeaseId } from '../src/leases/names';
-import { BENCH_DB, Identity, PG, Stats, TARGET_DB, admin, benchConfig, dropRolesLike, flushQueue, load, post, recreateDatabase, startBroker } from './lib';
+import { BENCH_DB, Identity, PG, Stats, TARGET_DB, admin, benchConfig, cpuSplit, dropRolesLike, flushQueue, load, post, recreateDatabase, startBroker } from './lib';
 
 export interface ExpiryResult {
   leases: number;
@@ -22,6 +22,8 @@ export interface ExpiryResult {
    * Tessera however fast it is, since the leases themselves fall due over a second.
    */
   paced: { tesseraSeconds: number; rawSeconds: number; ratio: number };
+  /** CPU (ms) per revoked lease from just before the first expiry until all are revoked (the sample's polling included). */
+  cpuMs: { broker: number; postgres: number; redis: number };
 }
 
 const SAMPLE = 100;
@@ -29,8 +31,9 @@ const SAMPLE = 100;
 /**
  * Polls logins with the sampled credentials from just before their expiry until each is refused: 16
  * pollers share the sample, each taking the credential polled longest ago among those due within half
- * a second. (One poller per credential would hold a hundred connections at once and push PostgreSQL
- * past max_connections, failing the broker's own revocations with 53300.)
+ * a second, each credential at most every 20 ms. (One poller per credential held a hundred connections
+ * at once and pushed PostgreSQL past max_connections, failing the broker's own revocations with 53300.)
+ * Every poll is a new backend: the CPU figures of the expiry rows include this polling.
  */
 async function refusedLateness(sample: { creds: Record<string, any>; expiresAt: number }[]): Promise<number[]> {
   const lateness: (number | undefined)[] = sample.map(() => undefined);
@@ -120,6 +123,7 @@ export async function expiryOf(id: Identity, n: number, seeded = false): Promise
   const broker = await startBroker(config);
   const token = await id.token('spiffe://bench.example/load/expiry');
   let loginRefused: number[] = [];
+  let cpuMs: ExpiryResult['cpuMs'] = { broker: NaN, postgres: NaN, redis: NaN };
   // Issue at a few hundred a second, all due in one second: [expiresAt, expiresAt + 1 s).
   // Seeding writes about a lease a millisecond here; give it half as much again.
   const expiresAt = Date.now() + 15_000 + (seeded ? SAMPLE * 8 + n * 1.5 : n * 8);
@@ -136,6 +140,7 @@ export async function expiryOf(id: Identity, n: number, seeded = false): Promise
       await seedLeases(n - issued, expiresAt, 'tessera-bench');
       if (Date.now() > expiresAt - 1000) throw new Error('seeding took longer than planned: leases fell due before it finished');
     }
+    const cpuBefore = cpuSplit(broker.child.pid!);
     loginRefused = await refusedLateness(sample);
     const spread = await admin(BENCH_DB, (c) => c.query(`SELECT extract(epoch FROM max(expires_at) - min(expires_at)) AS s FROM leases`));
     if (Number(spread.rows[0].s) >= 1.5) throw new Error(`leases expire over ${spread.rows[0].s} s, not one second; issue was too slow`);
@@ -146,6 +151,9 @@ export async function expiryOf(id: Identity, n: number, seeded = false): Promise
       if (Date.now() > expiresAt + 300_000) throw new Error(`${rows[0].n} leases still not revoked`);
       await new Promise((r) => setTimeout(r, 500));
     }
+    const cpuAfter = cpuSplit(broker.child.pid!);
+    const per = (k: 'broker' | 'postgres' | 'redis') => ((cpuAfter[k] - cpuBefore[k]) * 1000) / n;
+    cpuMs = { broker: per('broker'), postgres: per('postgres'), redis: per('redis') };
   } finally {
     await broker.stop();
   }
@@ -188,5 +196,6 @@ export async function expiryOf(id: Identity, n: number, seeded = false): Promise
     ratio: revokeRate / raw.rate,
     raw,
     paced: { tesseraSeconds: span, rawSeconds, ratio: rawSeconds / span },
+    cpuMs,
   };
 }

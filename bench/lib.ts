@@ -157,17 +157,21 @@ export function startWorker(configPath: string): ChildProcess {
   return spawn(process.execPath, ['bin/tessera.js', 'worker', '--config', configPath], { stdio: 'ignore' });
 }
 
-/** utime + stime of a process, from /proc (clock ticks of 1/100 s on Linux). */
-export function cpuSeconds(pid: number): number {
+/**
+ * utime + stime of a process, from /proc (clock ticks of 1/100 s on Linux); with `children`, also the
+ * CPU of its children that ended and were waited for (cutime + cstime).
+ */
+export function cpuSeconds(pid: number, children = false): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+  const own = Number(fields[11]) + Number(fields[12]);
+  return (children ? own + Number(fields[13]) + Number(fields[14]) : own) / 100;
 }
 
 /**
  * CPU seconds used so far by each part of the machine: the broker, the PostgreSQL server (every
- * backend, the state database's and the target's), Redis, and this bench process (the HTTP client).
- * Processes that ended in between are not counted, so take it around a load with no reconnects.
+ * backend, the state database's and the target's, and through the postmaster's children's times the
+ * backends that ended: logins, closed connections), Redis, and this bench process (the HTTP client).
  */
 export function cpuSplit(brokerPid: number): Record<'broker' | 'postgres' | 'redis' | 'client', number> {
   const split = { broker: cpuSeconds(brokerPid), postgres: 0, redis: 0, client: cpuSeconds(process.pid) };
@@ -176,7 +180,7 @@ export function cpuSplit(brokerPid: number): Record<'broker' | 'postgres' | 'red
     try {
       const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
       const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      if (comm === 'postgres') split.postgres += cpuSeconds(Number(entry));
+      if (comm === 'postgres') split.postgres += cpuSeconds(Number(entry), true);
       else if (comm === 'redis-server') split.redis += cpuSeconds(Number(entry));
     } catch {
       // gone meanwhile
