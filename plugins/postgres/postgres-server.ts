@@ -47,7 +47,7 @@ export function translatePgError(plugin: string, step: string, err: unknown): Pl
 /** The server, as its sessions report it: postmaster start time, address and port (µs, text). */
 const SERVER = `(extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint::text || '@' || coalesce(host(inet_server_addr()), 'local') || ':' || coalesce(inet_server_port(), 0)`;
 /** A digest of the pg_hba rules as the server reads them now (superusers only). */
-const HBA_DIGEST = `(SELECT md5(coalesce(string_agg(r::text, E'\\n' ORDER BY r.line_number), '')) FROM pg_hba_file_rules r)`;
+const HBA_DIGEST = `(SELECT md5(coalesce(string_agg(r::text, E'\\n' ORDER BY r.line_number, r::text), '')) FROM pg_hba_file_rules r)`;
 
 export interface StoredPasswords {
   roles: Map<string, { rolpassword: string | null; can_login: boolean; role_oid: string }>;
@@ -71,7 +71,9 @@ export async function storedPasswordsOf(client: PoolClient, roles: string[], kno
     const facts = rows[0] && { server: rows[0].server, hba: rows[0].hba ?? knownHba!, confLoadedAt: rows[0].conf };
     return { roles: new Map(rows.map((r) => [r.rolname, r])), facts };
   } catch (err) {
-    if (err instanceof DatabaseError && err.code === INSUFFICIENT_PRIVILEGE) return { roles: new Map() };
+    // Not allowed to read pg_authid or pg_hba_file_rules (only superusers may), pg_hba.conf unreadable,
+    // a timeout: nothing is vouched for, and the caller logs in instead.
+    if (err instanceof DatabaseError) return { roles: new Map() };
     throw err;
   }
 }
@@ -82,7 +84,7 @@ export async function hbaDigestOf(client: PoolClient): Promise<string | undefine
     const { rows } = await client.query<{ hba: string }>(`SELECT ${HBA_DIGEST} AS hba`);
     return rows[0]?.hba;
   } catch (err) {
-    if (err instanceof DatabaseError && err.code === INSUFFICIENT_PRIVILEGE) return undefined;
+    if (err instanceof DatabaseError) return undefined;
     throw err;
   }
 }
@@ -148,13 +150,20 @@ const HBA_DIGEST_REUSE_MS = 1000;
  * costs the server more than the rest of the read.
  */
 export function storedPasswordReads(run: <T>(fn: (client: PoolClient) => Promise<T>) => Promise<T>): GroupCommit<string[], StoredPasswords> {
-  let hba: { digest: string; at: number } | undefined;
+  let hba: { digest: string; server: string; at: number } | undefined;
   return new GroupCommit<string[], StoredPasswords>(
     async (asks) => {
-      const known = hba && Date.now() - hba.at < HBA_DIGEST_REUSE_MS ? hba.digest : undefined;
-      const started = Date.now();
-      const stored = await run((client) => storedPasswordsOf(client, [...new Set(asks.flat())], known));
-      if (known === undefined && stored.facts) hba = { digest: stored.facts.hba, at: started };
+      const stored = await run((client) => {
+        // Decided once a connection is in hand, so waiting for one does not stretch the reuse.
+        const known = hba && Date.now() - hba.at < HBA_DIGEST_REUSE_MS ? hba : undefined;
+        const started = Date.now();
+        return storedPasswordsOf(client, [...new Set(asks.flat())], known?.digest).then((r) => {
+          // A digest is reused only on the server it was read from.
+          if (known && r.facts && r.facts.server !== known.server) return storedPasswordsOf(client, [...new Set(asks.flat())]);
+          if (!known && r.facts) hba = { digest: r.facts.hba, server: r.facts.server, at: started };
+          return r;
+        });
+      });
       return asks.map(() => stored);
     },
     { maxBatch: 64, inFlight: 2 },

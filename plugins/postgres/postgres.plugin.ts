@@ -297,16 +297,24 @@ export class PostgresPlugin implements CredentialPlugin {
   }
 
   async verifyLogin(req: VerifyRequest): Promise<VerifyResponse> {
+    // The pg_hba rules, read as the admin before and after the login: the same both times, they are
+    // the rules that checked it.
+    const hba = () => this.run('verify', hbaDigestOf).catch(() => undefined);
+    const before = await hba();
     let login: Awaited<ReturnType<typeof loginAs>>;
     try {
       login = await loginAs(this.config.url, req, this.config.connect_timeout * 1000);
     } catch (err) {
       throw this.translate('verify', err);
     }
-    // What decides how the role logs in, read as the admin right after: the pg_hba rules.
-    const hba = login.ok && login.scram && login.session ? await this.run('verify', hbaDigestOf).catch(() => undefined) : undefined;
-    if (login.ok) this.setVerifiers.loginSeen(req.username, req.password, login.scram, hba !== undefined && login.session ? { ...login.session, hba } : undefined);
-    return { ok: login.ok };
+    if (!login.ok) {
+      this.setVerifiers.loginRefused(req.username);
+      return { ok: false };
+    }
+    const after = login.scram && login.session && before !== undefined ? await hba() : undefined;
+    const seen = after !== undefined && after === before && login.session ? { ...login.session, hba: after } : undefined;
+    this.setVerifiers.loginSeen(req.username, req.password, login.scram, seen);
+    return { ok: true };
   }
 
   async ping(): Promise<PingResponse> {

@@ -22,8 +22,8 @@
  *   next statement, so a reload after the login shows; a session that takes in an older reload only
  *   then makes this refuse to vouch until the next login (it errs towards logging in).
  * Which login counts depends on the connection's `verify_logins`:
- * - `every_password` (the default): a login with the very password whose verifier is stored, so each
- *   new password is logged in with once (the rotation's verify step) and the rest is proved from
+ * - `every_password` (the default): a login with the very password and verifier that are stored, so
+ *   each verifier set is logged in with once (the rotation's verify step) and the rest is proved from
  *   pg_authid;
  * - `once_per_configuration`: a login as the role with any password this plugin set, so after one
  *   login per role, rotations log in no more until one of the above changes. Sound only where the
@@ -57,6 +57,8 @@ interface SeenLogin extends ServerFacts {
   startedAt: bigint;
   /** The password it logged in with (HMAC). */
   fingerprint: Buffer;
+  /** The verifier this plugin had set when it logged in (every_password vouches only for that one). */
+  verifier: string;
 }
 
 export class SetVerifiers {
@@ -82,11 +84,17 @@ export class SetVerifiers {
    * stored verifier; `seen`: where and when (undefined when it could not be read). A login let in
    * without SCRAM means the role's logins are not (or no longer) checked that way.
    */
-  loginSeen(role: string, password: string, scram: boolean, seen: Omit<SeenLogin, 'fingerprint'> | undefined): void {
+  loginSeen(role: string, password: string, scram: boolean, seen: Omit<SeenLogin, 'fingerprint' | 'verifier'> | undefined): void {
     this.logins.delete(role);
-    if (!scram || !seen || !this.byRole.has(role)) return;
-    this.logins.set(role, { ...seen, fingerprint: this.fingerprint(password) });
+    const set = this.byRole.get(role);
+    if (!scram || !seen || !set) return;
+    this.logins.set(role, { ...seen, fingerprint: this.fingerprint(password), verifier: set.verifier });
     if (this.logins.size > this.max) this.logins.delete(this.logins.keys().next().value!);
+  }
+
+  /** A login as `role` with `password` was refused: what an earlier login showed no longer holds. */
+  loginRefused(role: string): void {
+    this.logins.delete(role);
   }
 
   /** What the role stores is no longer known (a change that may or may not have happened). */
@@ -104,7 +112,7 @@ export class SetVerifiers {
     const set = this.byRole.get(role);
     const login = this.logins.get(role);
     if (!set || !stored || stored !== set.verifier || !login || !read) return 'unknown';
-    if (this.mode === 'every_password' && !timingSafeEqual(login.fingerprint, set.fingerprint)) return 'unknown';
+    if (this.mode === 'every_password' && (login.verifier !== set.verifier || !timingSafeEqual(login.fingerprint, set.fingerprint))) return 'unknown';
     if (login.roleOid !== read.roleOid || login.server !== read.server || login.hba !== read.hba) return 'unknown';
     if (BigInt(read.confLoadedAt) >= login.startedAt) return 'unknown';
     return timingSafeEqual(set.fingerprint, this.fingerprint(password)) ? 'accepted' : 'refused';

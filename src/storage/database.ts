@@ -47,22 +47,26 @@ export class Database implements Queryable {
   }
 }
 
+/** `*` as a result list or part of one: `SELECT *`, `RETURNING *`, `, *`, `t.*` (not `count(*)`). */
+const RETURNS_STAR = /(\bSELECT|\bRETURNING|,)\s+\*|\.\*/i;
+
 /**
  * Names for the state database's parameterized statements: one per distinct text, a bounded number
- * (each connection keeps a plan for every name it has run). A text with a `*` stays unnamed: its
- * result's columns are decided when it is prepared, and a migration run by a newer replica that adds
- * a column would make every prepared copy fail ("cached plan must not change result type") until
- * restart.
+ * (each connection keeps a plan for every name it has run). A text that returns `*` (`SELECT *`,
+ * `RETURNING *`, `t.*`) stays unnamed: its result's columns are decided when it is prepared, and a
+ * migration run by a newer replica that adds a column would make every prepared copy fail ("cached
+ * plan must not change result type") until restart. (`count(*)` is fine.) A migration that changes
+ * the type of a column a named statement returns does the same; migrations here only add.
  */
 export class StatementNames {
   private readonly names = new Map<string, string>();
 
   constructor(private readonly max = 200) {}
 
-  /** The name for `text`, or undefined when it stays unnamed (a `*` in it, or `max` texts named already). */
+  /** The name for `text`, or undefined when it stays unnamed (it returns `*`, or `max` texts are named already). */
   of(text: string): string | undefined {
     let name = this.names.get(text);
-    if (!name && this.names.size < this.max && !text.includes('*')) this.names.set(text, (name = `tessera_${this.names.size + 1}`));
+    if (!name && this.names.size < this.max && !RETURNS_STAR.test(text)) this.names.set(text, (name = `tessera_${this.names.size + 1}`));
     return name;
   }
 }

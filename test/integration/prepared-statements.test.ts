@@ -62,6 +62,15 @@ describe('prepared statements on the state database', () => {
     }
   });
 
+  it('only a * that is a result list keeps a statement unnamed', () => {
+    const names = new StatementNames();
+    for (const sql of ['SELECT * FROM t WHERE id = $1', 'UPDATE t SET v = $1 RETURNING *', 'SELECT t.* FROM t WHERE id = $1', 'SELECT id, * FROM t WHERE id = $1']) {
+      expect(names.of(sql)).toBeUndefined();
+    }
+    expect(names.of('SELECT count(*) FROM t WHERE id = $1')).toMatch(/^tessera_/);
+    expect(names.of('SELECT 2 * $1::int')).toMatch(/^tessera_/);
+  });
+
   it('names are bounded: past the limit, new texts run unnamed', () => {
     const names = new StatementNames(2);
     expect(names.of('SELECT $1')).toBe('tessera_1');

@@ -151,6 +151,19 @@ describe('postgres plugin specifics', () => {
       }
     });
 
+    it('every_password: a login vouches only for the verifier it logged in against (the same password set again needs a new login), and a refused login undoes it', async () => {
+      const pw = newPassword();
+      await plugin.setStaticSecret({ account: role, password: pw });
+      expect((await plugin.verifyLogin({ username: role, password: pw })).ok).toBe(true);
+      expect(await check(plugin, pw)).toEqual(['accepted']);
+      await plugin.setStaticSecret({ account: role, password: pw });
+      expect(await check(plugin, pw)).toEqual(['unknown']);
+      expect((await plugin.verifyLogin({ username: role, password: pw })).ok).toBe(true);
+      expect(await check(plugin, pw)).toEqual(['accepted']);
+      expect((await plugin.verifyLogin({ username: role, password: newPassword() })).ok).toBe(false);
+      expect(await check(plugin, pw)).toEqual(['unknown']);
+    });
+
     it('changed behind its back (even back to an older verifier of its own) is unknown; NOLOGIN makes accepted unknown', async () => {
       const [first, second] = [newPassword(), newPassword()];
       await plugin.setStaticSecret({ account: role, password: first });
