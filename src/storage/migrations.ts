@@ -275,4 +275,14 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX console_logins_expiry ON console_logins (expires_at);
     `,
   },
+  {
+    version: 12,
+    name: 'active leases by connection and expiry',
+    sql: `
+      -- An expiry claim takes a connection's earliest due active leases (CLAIM_EXPIRED). Without an
+      -- index in that order the planner sorted every due lease on each claim, so a mass expiry of n
+      -- leases cost O(n) per batch of 200; with it a claim reads the 200 it takes.
+      CREATE INDEX leases_active_by_connection ON leases (connection, expires_at) WHERE state = 'active';
+    `,
+  },
 ];
