@@ -90,6 +90,39 @@ export async function hbaDigestOf(client: PoolClient): Promise<string | undefine
 }
 
 /**
+ * Reads the pg_hba digest as the admin. After a failure (an admin that is not superuser may not read
+ * pg_hba_file_rules) it does not try again for ten minutes, so the server's log does not get the same
+ * refusal at every login.
+ */
+export function hbaDigestReader(run: <T>(fn: (client: PoolClient) => Promise<T>) => Promise<T>): () => Promise<string | undefined> {
+  let failedAt = -Infinity;
+  return async () => {
+    if (Date.now() - failedAt < 600_000) return undefined;
+    const digest = await run(hbaDigestOf).catch(() => undefined);
+    if (digest === undefined) failedAt = Date.now();
+    return digest;
+  };
+}
+
+/**
+ * A login (loginAs) between two reads of the pg_hba digest. `seen`: what SetVerifiers records of it,
+ * when the server checked it by SCRAM and the rules read the same before and after (so they are the
+ * rules that checked it). Throws what loginAs throws.
+ */
+export async function observedLogin(
+  connectionUrl: string,
+  login: { username: string; password: string },
+  timeoutMs: number,
+  hba: () => Promise<string | undefined>,
+): Promise<{ ok: boolean; scram: boolean; seen?: { startedAt: bigint; roleOid: string; server: string; hba: string } }> {
+  const before = await hba();
+  const result = await loginAs(connectionUrl, login, timeoutMs);
+  if (!result.ok) return { ok: false, scram: false };
+  const after = result.scram && result.session && before !== undefined ? await hba() : undefined;
+  return { ok: true, scram: result.scram, seen: after !== undefined && after === before && result.session ? { ...result.session, hba: after } : undefined };
+}
+
+/**
  * Logs in as a role with a password over a new connection (the URL's TLS and options apply). `scram`:
  * the server sent its final SCRAM message, so the login was checked against the stored verifier;
  * `session`: when the server started the session (µs since the epoch, its clock), the role's oid and

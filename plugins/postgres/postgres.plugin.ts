@@ -42,8 +42,8 @@ import {
   dropRole,
   UNDEFINED_OBJECT,
   endSessionsOf,
-  hbaDigestOf,
-  loginAs,
+  hbaDigestReader,
+  observedLogin,
   sessionEndBatches,
   statementBatches,
   storedPasswordReads,
@@ -63,6 +63,8 @@ export class PostgresPlugin implements CredentialPlugin {
   private readonly setVerifiers: SetVerifiers;
   /** pg_authid read for the checks of rotations running together, in one query. */
   private readonly storedReads = storedPasswordReads((fn) => this.run('check passwords', fn));
+  /** The pg_hba digest a verify login is read between. */
+  private readonly hbaDigest = hbaDigestReader((fn) => this.run('verify', fn));
   /** Sessions of roles whose password changed together, ended in one query. */
   private readonly sessionEnds = sessionEndBatches((accounts) => this.run('end sessions', (client) => endSessionsOf(client, this.name, accounts)));
 
@@ -274,10 +276,8 @@ export class PostgresPlugin implements CredentialPlugin {
   }
 
   /**
-   * One query for all the roles: each stored verifier is compared with the one this plugin last set on
-   * the role (see SetVerifiers for why an exact match proves which password logs in). A password is
-   * `accepted` only while the role can log in (LOGIN, not past VALID UNTIL). An admin that may not read
-   * pg_authid (only superusers may) gets `unknown` for all, and the caller logs in instead.
+   * One read for all the roles, judged by SetVerifiers (which says what a verdict needs). `accepted`
+   * only while the role can log in (LOGIN, not past VALID UNTIL); nothing readable: `unknown` for all.
    */
   async checkStoredPasswords(req: CheckStoredPasswordsRequest): Promise<CheckStoredPasswordsResponse> {
     const roles = [...new Set(req.checks.map((c) => c.account))];
@@ -292,18 +292,13 @@ export class PostgresPlugin implements CredentialPlugin {
 
   /** Ends every session of the role and waits until they are gone (see endSessionsOf). */
   private async endSessions(account: string): Promise<void> {
-    const err = await this.sessionEnds.submit(account);
-    if (err) throw err;
+    await this.sessionEnds.submit(account).then((err) => err && Promise.reject(err));
   }
 
   async verifyLogin(req: VerifyRequest): Promise<VerifyResponse> {
-    // The pg_hba rules, read as the admin before and after the login: the same both times, they are
-    // the rules that checked it.
-    const hba = () => this.run('verify', hbaDigestOf).catch(() => undefined);
-    const before = await hba();
-    let login: Awaited<ReturnType<typeof loginAs>>;
+    let login: Awaited<ReturnType<typeof observedLogin>>;
     try {
-      login = await loginAs(this.config.url, req, this.config.connect_timeout * 1000);
+      login = await observedLogin(this.config.url, req, this.config.connect_timeout * 1000, this.hbaDigest);
     } catch (err) {
       throw this.translate('verify', err);
     }
@@ -311,9 +306,7 @@ export class PostgresPlugin implements CredentialPlugin {
       this.setVerifiers.loginRefused(req.username);
       return { ok: false };
     }
-    const after = login.scram && login.session && before !== undefined ? await hba() : undefined;
-    const seen = after !== undefined && after === before && login.session ? { ...login.session, hba: after } : undefined;
-    this.setVerifiers.loginSeen(req.username, req.password, login.scram, seen);
+    this.setVerifiers.loginSeen(req.username, req.password, login.scram, login.seen);
     return { ok: true };
   }
 

@@ -1,5 +1,5 @@
 import { Client } from 'pg';
-import { loginAs } from '../../plugins/postgres/postgres-server';
+import { hbaDigestReader, loginAs } from '../../plugins/postgres/postgres-server';
 import { PostgresPlugin } from '../../plugins/postgres/postgres.plugin';
 import { postgresConnectionSchema, postgresRoleSchema } from '../../plugins/postgres/postgres.config';
 import { newAccountName, newPassword } from '../../src/leases/names';
@@ -162,6 +162,17 @@ describe('postgres plugin specifics', () => {
       expect(await check(plugin, pw)).toEqual(['accepted']);
       expect((await plugin.verifyLogin({ username: role, password: newPassword() })).ok).toBe(false);
       expect(await check(plugin, pw)).toEqual(['unknown']);
+    });
+
+    it('a pg_hba digest the admin may not read is not asked for again for ten minutes (no refusal in the server log at every login)', async () => {
+      let reads = 0;
+      const read = hbaDigestReader((async () => {
+        reads++;
+        throw new Error('permission denied for view pg_hba_file_rules');
+      }) as never);
+      expect(await read()).toBeUndefined();
+      expect(await read()).toBeUndefined();
+      expect(reads).toBe(1);
     });
 
     it('changed behind its back (even back to an older verifier of its own) is unknown; NOLOGIN makes accepted unknown', async () => {
