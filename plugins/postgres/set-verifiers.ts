@@ -92,7 +92,7 @@ export class SetVerifiers {
     if (this.logins.size > this.max) this.logins.delete(this.logins.keys().next().value!);
   }
 
-  /** A login as `role` with `password` was refused: what an earlier login showed no longer holds. */
+  /** A login as `role` was refused: what an earlier login showed no longer holds. */
   loginRefused(role: string): void {
     this.logins.delete(role);
   }
