@@ -7,7 +7,6 @@ export const RETRYABLE_SQLSTATE = /^(08|53|57|58)|^(40001|40P01|55P03|55006|XX00
 export const AUTH_FAILED = new Set(['28P01', '28000']);
 export const UNDEFINED_OBJECT = '42704';
 export const DEPENDENT_OBJECTS = '2BP01';
-export const INSUFFICIENT_PRIVILEGE = '42501';
 
 /**
  * Ends every session of these roles, one query for all, and waits until they are gone:
@@ -186,13 +185,14 @@ export function storedPasswordReads(run: <T>(fn: (client: PoolClient) => Promise
   let hba: { digest: string; server: string; at: number } | undefined;
   return new GroupCommit<string[], StoredPasswords>(
     async (asks) => {
+      const roles = [...new Set(asks.flat())];
       const stored = await run((client) => {
         // Decided once a connection is in hand, so waiting for one does not stretch the reuse.
         const known = hba && Date.now() - hba.at < HBA_DIGEST_REUSE_MS ? hba : undefined;
         const started = Date.now();
-        return storedPasswordsOf(client, [...new Set(asks.flat())], known?.digest).then((r) => {
+        return storedPasswordsOf(client, roles, known?.digest).then((r) => {
           // A digest is reused only on the server it was read from.
-          if (known && r.facts && r.facts.server !== known.server) return storedPasswordsOf(client, [...new Set(asks.flat())]);
+          if (known && r.facts && r.facts.server !== known.server) return storedPasswordsOf(client, roles);
           if (!known && r.facts) hba = { digest: r.facts.hba, server: r.facts.server, at: started };
           return r;
         });
