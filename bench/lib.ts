@@ -1,7 +1,7 @@
 /** Shared pieces of the benchmarks: statistics, a broker process, tokens, timing. */
 import { ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, readdirSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { appendFileSync, readFileSync, readdirSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -128,6 +128,8 @@ export async function startBroker(configPath: string, args: string[] = []): Prom
   const url = await new Promise<string>((resolve, reject) => {
     child.stderr!.on('data', (chunk: Buffer) => {
       stderr += chunk.toString();
+      // BENCH_BROKER_LOG=<file> keeps what the broker writes to stderr, to look into a run.
+      if (process.env.BENCH_BROKER_LOG) appendFileSync(process.env.BENCH_BROKER_LOG, chunk);
       const m = /listening on (http:\/\/\S+)/.exec(stderr);
       if (m) resolve(m[1].replace('[::1]', '127.0.0.1'));
     });

@@ -6,11 +6,17 @@ import { BENCH_DB, Identity, PG, Stats, TARGET_DB, admin, benchConfig, cpuSplit,
 export interface RotationResult {
   /** The connection's verify_logins. */
   verifyLogins: 'every_password' | 'once_per_configuration';
+  /** SCRAM rounds of the verifiers Tessera sets (16: the product's default). */
+  iterations: number;
   secrets: number;
   seconds: number;
   rate: number;
+  /** A bare `ALTER ROLE … PASSWORD '<plaintext>'` loop (PostgreSQL hashes it, 4096 rounds by default). */
   raw: Stats;
   ratio: number;
+  /** The same statement with a verifier of Tessera's round count computed by the client. */
+  rawVerifier: Stats;
+  ratioVerifier: number;
   /** Seconds from the request to the last exposed password replaced on the target (the last `set` step). */
   replacedSeconds: number;
   /** CPU (ms) per rotation: the broker, PostgreSQL (state database and target), Redis. */
@@ -33,9 +39,12 @@ async function waitFor(sql: string, want: number, timeoutMs: number): Promise<vo
   });
 }
 
-export async function benchRotation(id: Identity, opts: { quick: boolean; verifyLogins: RotationResult['verifyLogins'] }): Promise<RotationResult> {
+export async function benchRotation(
+  id: Identity,
+  opts: { quick: boolean; verifyLogins: RotationResult['verifyLogins']; iterations: number },
+): Promise<RotationResult> {
   const n = opts.quick ? 100 : 1000;
-  const iterations = 4096;
+  const iterations = opts.iterations;
   await recreateDatabase(BENCH_DB);
   await flushQueue();
   await admin(TARGET_DB, (c) =>
@@ -80,14 +89,19 @@ export async function benchRotation(id: Identity, opts: { quick: boolean; verify
   } finally {
     await broker.stop();
   }
-  // The raw operation: the same password changes (verifier computed the same way) over 16 connections.
+  // The raw operation over 16 connections: as a script would send it (plaintext; PostgreSQL makes the
+  // verifier with its own round count), and with a verifier of Tessera's round count made here.
   const pool = new Pool({ connectionString: `${PG}/${TARGET_DB}`, max: 16 });
   const raw = await load(n, 16, async (i) => {
+    await pool.query(`ALTER ROLE bench_static_${i + 1} WITH PASSWORD 'pw-${Math.random()}'`);
+  });
+  const rawVerifier = await load(n, 16, async (i) => {
     const verifier = await scramSha256Verifier(`pw-${Math.random()}`, iterations);
     await pool.query(`ALTER ROLE bench_static_${i + 1} WITH PASSWORD '${verifier}'`);
   });
   await pool.end();
   await admin(TARGET_DB, (c) => c.query(`DO $$ BEGIN FOR i IN 1..${n} LOOP EXECUTE format('DROP ROLE IF EXISTS bench_static_%s', i); END LOOP; END $$`));
   await recreateDatabase(BENCH_DB);
-  return { verifyLogins: opts.verifyLogins, secrets: n, seconds, replacedSeconds, rate: n / seconds, raw, ratio: n / seconds / raw.rate, cpuMs };
+  const rate = n / seconds;
+  return { verifyLogins: opts.verifyLogins, iterations, secrets: n, seconds, replacedSeconds, rate, raw, ratio: rate / raw.rate, rawVerifier, ratioVerifier: rate / rawVerifier.rate, cpuMs };
 }
