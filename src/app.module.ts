@@ -47,6 +47,8 @@ import { EventSignatureRepository } from './events/event-signature.repository';
 import { EventsController } from './events/events.controller';
 import { EventsService } from './events/events.service';
 import { ExposureContainment } from './statics/exposure';
+import { RotationBatchRepository } from './statics/rotation-batch.repository';
+import { RotationBatchService } from './statics/rotation-batch.service';
 import { OwnershipService } from './statics/ownership.service';
 import { DEFAULT_ROTATION_TIMINGS, ROTATION_TIMINGS } from './statics/rotation.model';
 import { RotationService } from './statics/rotation.service';
@@ -88,7 +90,7 @@ class LeasesModule {}
 
 @Module({
   imports: [LeasesModule],
-  providers: [StaticRepository, { provide: ROTATION_TIMINGS, useValue: DEFAULT_ROTATION_TIMINGS }, ExposureContainment, RotationService, OwnershipService, StaticService],
+  providers: [StaticRepository, { provide: ROTATION_TIMINGS, useValue: DEFAULT_ROTATION_TIMINGS }, RotationBatchRepository, ExposureContainment, RotationService, RotationBatchService, OwnershipService, StaticService],
   exports: [StaticRepository, RotationService, OwnershipService, StaticService],
 })
 class StaticsModule {}

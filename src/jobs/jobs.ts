@@ -21,12 +21,15 @@ export enum JobName {
   BulkRevoke = 'bulk-revoke',
   /** Rotate a static secret to a given version (resuming a rotation a crash interrupted). */
   RotateStatic = 'rotate-static',
+  /** Rotate many static secrets of a connection together (an emergency); what the batch cannot finish goes to RotateStatic. */
+  RotateStaticBatch = 'rotate-static-batch',
 }
 
 export interface JobPayloads {
   [JobName.EnforceLease]: { leaseId: string };
   [JobName.BulkRevoke]: { requestId: string; leaseIds: string[] };
   [JobName.RotateStatic]: { name: string; targetVersion: number };
+  [JobName.RotateStaticBatch]: { batchId: string; rotations: { name: string; targetVersion: number }[] };
 }
 
 /** The queues each job may go to; the first one listed in JOBS is its default. */
@@ -34,6 +37,7 @@ export interface JobQueues {
   [JobName.EnforceLease]: QueueName.Leases;
   [JobName.BulkRevoke]: QueueName.Leases;
   [JobName.RotateStatic]: QueueName.Rotations | QueueName.Emergency;
+  [JobName.RotateStaticBatch]: QueueName.Emergency;
 }
 
 /** The jobs a queue carries. */
@@ -74,6 +78,12 @@ export const JOBS: { readonly [N in JobName]: JobSpec<N> } = {
     retry: (config) => ({ attempts: config.rotation_attempts, backoffMs: 1000 }),
     // One job per secret and version: replicas ticking together, or retries, never rotate twice.
     id: ({ name, targetVersion }, { queue }) => `${queue === QueueName.Emergency ? 'emergency' : 'rotate'}-${name}-v${targetVersion}`,
+  },
+  [JobName.RotateStaticBatch]: {
+    queues: [QueueName.Emergency],
+    retry: (config) => ({ attempts: config.rotation_attempts, backoffMs: 1000 }),
+    // The batch is named after its first rotation request, which belongs to no other batch.
+    id: ({ batchId }) => `emergency-batch-${batchId}`,
   },
 };
 

@@ -1,6 +1,6 @@
 /** What rotation code shares: triggers, rotation ids, its errors and how long it waits. */
 import { randomBytes } from 'node:crypto';
-import { PluginError } from '../../plugins/contract';
+import { PluginCapabilities, PluginError } from '../../plugins/contract';
 
 export type RotationTrigger = 'cadence' | 'emergency' | 'event' | 'manual' | 'register' | 'retry';
 
@@ -45,3 +45,33 @@ export const ROTATION_TIMINGS = 'ROTATION_TIMINGS';
 export const DEFAULT_ROTATION_TIMINGS: RotationTimings = { verifyBackoffMs: 250, exposureDrainMs: 1000 };
 
 export const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** At most `size` calls at once, however many callers share it (FIFO). */
+export class Slots {
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(private free: number) {}
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.free > 0) this.free--;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    try {
+      return await fn();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.free++;
+    }
+  }
+
+  /** `fn` on every item, within these slots; `fn` handles its own errors. */
+  async each<T>(items: readonly T[], fn: (item: T) => Promise<void>): Promise<void> {
+    await Promise.all(items.map((item) => this.run(() => fn(item))));
+  }
+}
+
+/**
+ * Whether a target's static secrets rotate in batches in an emergency: password targets do; key targets
+ * (IAM: a key made must be recorded before anything else, or it is lost) rotate one by one.
+ */
+export const rotatesInBatches = (plugin: { capabilities: PluginCapabilities }) => !plugin.capabilities.keyOverlap;

@@ -13,12 +13,14 @@ import { Metrics } from '../metrics/metrics';
 import { PluginHost } from '../plugin-host/plugin-host';
 import { Database } from '../storage/database';
 import { ExposureContainment } from './exposure';
-import { ROTATION_TIMINGS, RotationBusy, RotationTimings, RotationTrigger, isExposure, isPermanent, newRotationId, pause } from './rotation.model';
+import { ROTATION_TIMINGS, RotationBusy, RotationTimings, RotationTrigger, isExposure, isPermanent, newRotationId, pause, rotatesInBatches } from './rotation.model';
 import { nextRotation } from './schedule';
 import { StaticSecretConfig, nextAccount, staticConfig } from './static-secrets';
 import { StaticRepository, VersionRow } from './static.repository';
 
 const VERIFY_ATTEMPTS = 5;
+/** Secrets per batch job of an emergency (see RotationBatchService). */
+const BATCH_SIZE = 100;
 
 /**
  * Rotating static secrets: requests, the job's steps, undoing a failed attempt, retiring after grace.
@@ -72,7 +74,7 @@ export class RotationService {
     await this.statics.createRotations(requests);
     // Every job is attempted even if one cannot be queued (the sweeper resumes an exposed secret whose
     // job is missing); the first error is then reported.
-    const queued = await Promise.allSettled(requests.map((r) => this.enqueue(r.name, r.target, isExposure(trigger))));
+    const queued = await Promise.allSettled(this.enqueueAll(requests, isExposure(trigger)));
     // What was requested is the caller's to record (its audit event), whatever is reported after.
     await opts.requested?.(requests.map((r) => r.id));
     const failed = queued.find((q): q is PromiseRejectedResult => q.status === 'rejected');
@@ -95,6 +97,27 @@ export class RotationService {
       return true;
     });
     if (!done) throw new RotationBusy(name);
+  }
+
+  /**
+   * The jobs of many requests. Exposure rotations of password targets go in batches of up to
+   * BATCH_SIZE per connection (RotationBatchService); the rest, and a request alone, one job each.
+   */
+  private enqueueAll(requests: { id: string; name: string; target: number }[], emergency: boolean): Promise<string>[] {
+    const batches = new Map<string, { id: string; name: string; target: number }[]>();
+    const singles: typeof requests = [];
+    for (const r of requests) {
+      const connection = staticConfig(this.config, r.name)?.connection;
+      if (!emergency || requests.length < 2 || connection === undefined || !rotatesInBatches(this.plugins.for(connection))) singles.push(r);
+      else batches.set(connection, [...(batches.get(connection) ?? []), r]);
+    }
+    const chunks = [...batches.values()].flatMap((rs) => Array.from({ length: Math.ceil(rs.length / BATCH_SIZE) }, (_, i) => rs.slice(i * BATCH_SIZE, (i + 1) * BATCH_SIZE)));
+    return [
+      ...singles.map((r) => this.enqueue(r.name, r.target, emergency)),
+      ...chunks.map((rs) =>
+        this.jobs.enqueue(JobName.RotateStaticBatch, { batchId: rs[0].id, rotations: rs.map((r) => ({ name: r.name, targetVersion: r.target })) }, { queue: QueueName.Emergency }),
+      ),
+    ];
   }
 
   private enqueue(name: string, targetVersion: number, emergency: boolean): Promise<string> {

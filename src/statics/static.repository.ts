@@ -80,16 +80,21 @@ export class StaticRepository {
    */
   async withLock<T>(name: string, fn: () => Promise<T>): Promise<T | undefined> {
     const client = await this.locks.connect();
+    // A session whose lock or unlock failed is closed, not pooled: closing it releases what it holds.
+    let broken = true;
     try {
       const { rows } = await client.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(hashtext('tessera:static:' || $1)) AS ok`, [name]);
+      broken = false;
       if (!rows[0].ok) return undefined;
+      broken = true;
       try {
         return await fn();
       } finally {
         await client.query(`SELECT pg_advisory_unlock(hashtext('tessera:static:' || $1))`, [name]);
+        broken = false;
       }
     } finally {
-      client.release();
+      client.release(broken);
     }
   }
 
@@ -169,7 +174,8 @@ export class StaticRepository {
     return JSON.parse(this.box.open({ keyId: v.key_id, blob: v.sealed }, versionAad(v.name, v.version))) as SealedVersion;
   }
 
-  private seal(name: string, version: number, content: SealedVersion) {
+  /** A version's content sealed for its row (also for the batch statements, in rotation-batch.repository). */
+  seal(name: string, version: number, content: SealedVersion) {
     return this.box.seal(JSON.stringify(content), versionAad(name, version));
   }
 
@@ -215,28 +221,6 @@ export class StaticRepository {
   async exposure(name: string, q: Queryable): Promise<Date | null> {
     const { rows } = await q.query<{ exposed_at: Date | null }>('SELECT exposed_at FROM static_secrets WHERE name = $1 FOR UPDATE', [name]);
     return rows[0]?.exposed_at ?? null;
-  }
-
-  /** Up to `limit` versions before `version`, newest first (with their sealed content). */
-  async versionsBefore(name: string, version: number, limit: number): Promise<VersionRow[]> {
-    const { rows } = await this.db.query<VersionRow>(
-      `SELECT * FROM static_versions WHERE name = $1 AND version < $2 AND state IN ('previous','retired') ORDER BY version DESC LIMIT $3`,
-      [name, version, limit],
-    );
-    return rows;
-  }
-
-  /**
-   * Every credential older than `version` is destroyed: superseded versions retired, the exposure
-   * cleared (unless a newer report came in meanwhile) and the rotation requests up to it succeeded.
-   */
-  async contained(name: string, version: number, exposedAt: Date, q: Queryable): Promise<void> {
-    await q.query(
-      `WITH retired AS (UPDATE static_versions SET state = 'retired' WHERE name = $1 AND state = 'previous'),
-       cleared AS (UPDATE static_secrets SET exposed_at = NULL, updated_at = now() WHERE name = $1 AND exposed_at = $3)
-       ${FINISH_ROTATIONS} AND $4`,
-      [name, version, exposedAt, true, true],
-    );
   }
 
   /** rotation_failed, retried by the sweeper after `retryAfterSeconds` (not at every tick). */

@@ -120,6 +120,9 @@ class LeaseWork {
 class RotationWork {
   @OnJob(JobName.RotateStatic)
   async rotate(): Promise<void> {}
+
+  @OnJob(JobName.RotateStaticBatch)
+  async rotateMany(): Promise<void> {}
 }
 
 @Injectable()
@@ -149,7 +152,7 @@ describe('@OnJob discovery', () => {
   });
 
   it('boot fails on a job without a handler', async () => {
-    await expect(discover(LeaseWork)).rejects.toThrow(`no handler for job(s): ${JobName.RotateStatic}`);
+    await expect(discover(LeaseWork)).rejects.toThrow(`no handler for job(s): ${JobName.RotateStatic}, ${JobName.RotateStaticBatch}`);
   });
 
   it('boot fails on a job with two handlers', async () => {

@@ -197,7 +197,7 @@ describe('RotationService (in-memory fakes)', () => {
       expect(await rejection(w.rotations.request('nope', 'manual'))).toEqual(expect.any(DomainError));
     });
 
-    it('many at once: all marked exposed before any is read, one record and one emergency job each; an unknown name is not_found after the rest are queued', async () => {
+    it('many at once: all marked exposed before any is read, one record each and one batch job for the connection; an unknown name is not_found after the rest are queued', async () => {
       const w = rotationWorld({ a: { username: 'a_user' }, b: { username: 'b_user' } });
       w.target.account('a_user', 'legacy-a').account('b_user', 'legacy-b');
       await owned(w, 'a');
@@ -209,10 +209,14 @@ describe('RotationService (in-memory fakes)', () => {
       // The caller is told what was requested (to audit it) before the not_found.
       expect(told).toEqual([[...w.statics.rotations.values()].filter((r) => r.trigger === 'emergency').map((r) => r.id)]);
       expect(told[0]).toHaveLength(2);
-      expect(w.jobs.enqueued.slice(queuedBefore)).toEqual(
-        ['a', 'b'].map((name) => ({ name: JobName.RotateStatic, payload: { name, targetVersion: 2 }, opts: { queue: QueueName.Emergency } })),
-      );
       const records = [...w.statics.rotations.values()].filter((r) => r.trigger === 'emergency');
+      expect(w.jobs.enqueued.slice(queuedBefore)).toEqual([
+        {
+          name: JobName.RotateStaticBatch,
+          payload: { batchId: records[0].id, rotations: ['a', 'b'].map((name) => ({ name, targetVersion: 2 })) },
+          opts: { queue: QueueName.Emergency },
+        },
+      ]);
       expect(records.map((r) => [r.name, r.target_version, r.status, r.reason, r.requested_by])).toEqual([
         ['a', 2, 'queued', 'leaked', 'ops'],
         ['b', 2, 'queued', 'leaked', 'ops'],
@@ -220,6 +224,17 @@ describe('RotationService (in-memory fakes)', () => {
       for (const name of ['a', 'b']) expect((await w.statics.get(name))!.exposed_at).toBeInstanceOf(Date);
 
       expect(await w.rotations.requestMany(['a', 'b'], 'manual')).toEqual([expect.stringMatching(/^rot_/), expect.stringMatching(/^rot_/)]);
+    });
+
+    it('many at once on a key target (IAM): one emergency job each, no batch', async () => {
+      const w = rotationWorld({ a: { username: 'a_user' }, b: { username: 'b_user' } }, { keyOverlap: true });
+      await owned(w, 'a');
+      await owned(w, 'b');
+      const queuedBefore = w.jobs.enqueued.length;
+      await w.rotations.requestMany(['a', 'b'], 'emergency');
+      expect(w.jobs.enqueued.slice(queuedBefore)).toEqual(
+        ['a', 'b'].map((name) => ({ name: JobName.RotateStatic, payload: { name, targetVersion: 2 }, opts: { queue: QueueName.Emergency } })),
+      );
     });
 
     it('(a) after promotion a failure never sets the old password back, on a retry or on the last attempt', async () => {

@@ -81,6 +81,10 @@ export class InMemoryStatics implements Public<StaticRepository> {
     if (v && step !== undefined) await this.step(name, version, step, 'running');
   }
 
+  seal(_name: string, _version: number, content: SealedVersion): { keyId: string; blob: Buffer } {
+    return { keyId: 'plain', blob: Buffer.from(JSON.stringify(content)) };
+  }
+
   open(v: Pick<VersionRow, 'name' | 'version' | 'key_id' | 'sealed'>): SealedVersion {
     return JSON.parse(v.sealed.toString('utf8')) as SealedVersion;
   }

@@ -231,6 +231,9 @@ export class FakeAudit {
   async append(event: AuditEvent): Promise<void> {
     this.events.push(event);
   }
+  async appendMany(events: AuditEvent[]): Promise<void> {
+    this.events.push(...events);
+  }
   ofType(type: AuditEvent['type']): AuditEvent[] {
     return this.events.filter((e) => e.type === type);
   }

@@ -6,6 +6,7 @@ import { PluginHost } from '../../../src/plugin-host/plugin-host';
 import { Database } from '../../../src/storage/database';
 import { ExposureContainment } from '../../../src/statics/exposure';
 import { OwnershipService } from '../../../src/statics/ownership.service';
+import { RotationBatchRepository } from '../../../src/statics/rotation-batch.repository';
 import { RotationService } from '../../../src/statics/rotation.service';
 import { StaticRepository } from '../../../src/statics/static.repository';
 import { InMemoryStatics } from './in-memory-statics';
@@ -127,7 +128,18 @@ export function rotationWorld(secrets: Record<string, Record<string, unknown>>, 
   const db: Pick<Database, 'tx'> = { tx: (fn) => fn(undefined as never) };
   const repo = statics as unknown as StaticRepository;
   const timings = { verifyBackoffMs: 0, exposureDrainMs: 0 };
-  const containment = new ExposureContainment(repo, plugins, db, audit, timings);
+  // The batch statements containment uses, over the same in-memory rows.
+  const batch = {
+    versionsBefore: async (cs: { name: string; version: number }[], limit: number) =>
+      new Map(await Promise.all(cs.map(async (c) => [c.name, await statics.versionsBefore(c.name, c.version, limit)] as const))),
+    contained: async (vs: { name: string; version: number; exposedAt: Date }[]) => {
+      for (const v of vs) {
+        await statics.step(v.name, v.version, 'contained', 'running');
+        await statics.contained(v.name, v.version, v.exposedAt);
+      }
+    },
+  } as unknown as RotationBatchRepository;
+  const containment = new ExposureContainment(repo, batch, plugins, db, audit, timings);
   const rotations = new RotationService(config, db, repo, plugins, jobs, audit, metrics, clock, containment, timings);
   const ownership = new OwnershipService(config, db, repo, plugins, audit, rotations, clock);
   return { clock, audit, statics, target, jobs, metrics, config, rotations, ownership };
