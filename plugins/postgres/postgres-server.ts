@@ -149,15 +149,17 @@ export async function loginAs(
   (client as unknown as { connection: NodeJS.EventEmitter }).connection.once('authenticationSASLFinal', () => (scram = true));
   try {
     await client.connect();
-    const { rows } = await client.query<{ started: string; role_oid: string; server: string }>(
+    const { rows } = await client.query<{ started: string | null; role_oid: string; server: string }>(
       // pg_stat_get_activity itself, not the pg_stat_activity view: in a backend this new every catalog
       // entry a query names is looked up first, and the view (joined to pg_database and pg_authid) cost
       // ~2 ms of server CPU per login here, this ~0.8 ms. usesysid is the session's role (logged in as).
       `SELECT (extract(epoch FROM a.backend_start) * 1000000)::bigint::text AS started, a.usesysid::text AS role_oid, ${SERVER} AS server
        FROM pg_stat_get_activity(pg_backend_pid()) a`,
     );
+    // Where the session's role is not the one logged in as (ALTER ROLE … SET role), the row hides its
+    // start: no facts then, so no verdict from pg_authid either (callers log in instead).
     const r = rows[0];
-    return { ok: true, scram, session: r && { startedAt: BigInt(r.started), roleOid: r.role_oid, server: r.server } };
+    return { ok: true, scram, session: r && r.started !== null ? { startedAt: BigInt(r.started), roleOid: r.role_oid, server: r.server } : undefined };
   } catch (err) {
     if (err instanceof DatabaseError && AUTH_FAILED.has(err.code ?? '')) return { ok: false, scram: false };
     throw err;

@@ -108,10 +108,13 @@ export class RotationBatchRepository {
     return new Map(rows.map((r) => [r.name, r]));
   }
 
-  /** Each secret's exposure, read under its row lock (in `tx`, in name order). */
+  /**
+   * Each secret's exposure, read under its row lock (in `tx`), the rows locked in name order like
+   * markExposed's. NO KEY: a request's insert into `rotations` (a foreign key share lock) need not wait.
+   */
   async exposures(names: string[], tx: Queryable): Promise<Map<string, Date | null>> {
     const { rows } = await tx.query<{ name: string; exposed_at: Date | null }>(
-      'SELECT name, exposed_at FROM static_secrets WHERE name = ANY($1::text[]) ORDER BY name FOR UPDATE',
+      'SELECT name, exposed_at FROM static_secrets WHERE name = ANY($1::text[]) ORDER BY name FOR NO KEY UPDATE',
       [names],
     );
     return new Map(rows.map((r) => [r.name, r.exposed_at]));
@@ -129,13 +132,15 @@ export class RotationBatchRepository {
    */
   async promote(vs: { name: string; version: number; grace: number; nextAt: Date | null; finish: boolean }[], tx: Queryable): Promise<Set<string>> {
     const names = vs.map((v) => v.name);
-    // As in promote: the previous versions move first, so one version per secret is current at every moment.
+    // As in promote: the previous versions move first, so one version per secret is current at every
+    // moment; only for secrets whose version to promote is still pending (promote fails otherwise).
     await tx.query(
       `UPDATE static_versions v SET state = CASE v.state WHEN 'previous' THEN 'retired' ELSE 'previous' END,
               retire_after = CASE v.state WHEN 'current' THEN now() + make_interval(secs => u.grace) ELSE v.retire_after END
-       FROM unnest($1::text[], $2::int[]) AS u(name, grace)
-       WHERE v.name = u.name AND v.state IN ('previous','current')`,
-      [names, vs.map((v) => v.grace)],
+       FROM unnest($1::text[], $2::int[], $3::int[]) AS u(name, version, grace)
+       WHERE v.name = u.name AND v.state IN ('previous','current')
+         AND EXISTS (SELECT 1 FROM static_versions p WHERE p.name = u.name AND p.version = u.version AND p.state = 'pending')`,
+      [names, vs.map((v) => v.version), vs.map((v) => v.grace)],
     );
     const { rows } = await tx.query<{ name: string }>(
       `WITH u AS (SELECT * FROM unnest($1::text[], $2::int[], $3::timestamptz[], $4::bool[]) AS u(name, version, next_at, finish)),
@@ -167,8 +172,12 @@ export class RotationBatchRepository {
     return out;
   }
 
-  /** StaticRepository.contained for each, with its `contained` step. */
+  /** StaticRepository.contained for each, with its `contained` step (the secrets' rows locked first, in name order). */
   async contained(vs: { name: string; version: number; exposedAt: Date }[], tx: Queryable): Promise<void> {
+    await this.exposures(
+      vs.map((v) => v.name),
+      tx,
+    );
     await this.step(vs.map((v) => ({ name: v.name, target: v.version })), 'contained', tx);
     await tx.query(
       `WITH u AS (SELECT * FROM unnest($1::text[], $2::int[], $3::timestamptz[]) AS u(name, version, exposed_at)),

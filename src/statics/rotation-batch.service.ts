@@ -142,18 +142,23 @@ export class RotationBatchService {
       );
       return ok;
     });
-    for (const p of promotedNow) {
+    // Counted once done, as RotationService counts (an exposed secret once contained).
+    for (const p of promotedNow.filter((p) => !p.exposedNow)) {
       this.metrics.rotated('succeeded', p.trigger);
-      if (!p.exposedNow) done.add(p.name);
+      done.add(p.name);
     }
     // Step 5: an exposure is contained (earlier credentials destroyed and proved dead) before it is done.
     const containments: Containment[] = promotedNow
       .filter((p) => p.exposedNow)
       .map((p) => ({ name: p.name, secret: p.secret, current: { ...p.pending, state: 'current' as const }, exposedAt: p.exposedNow!, endCurrentSessions: !p.exposedAt }));
     const failed = await this.exposure.containMany(containments, this.slots);
-    for (const c of containments) {
-      if (failed.has(c.name)) this.log.warn(`containing ${c.name}: ${failed.get(c.name)!.message}`);
-      else done.add(c.name);
+    for (const p of promotedNow.filter((p) => p.exposedNow)) {
+      if (failed.has(p.name)) {
+        this.log.warn(`containing ${p.name}: ${failed.get(p.name)!.message}`);
+        continue;
+      }
+      this.metrics.rotated('succeeded', p.trigger);
+      done.add(p.name);
     }
   }
 

@@ -214,12 +214,18 @@ export class StaticRepository {
    * the latest report's, so a report during a containment is not cleared by it.
    */
   async markExposed(names: string[]): Promise<void> {
-    await this.db.query(`UPDATE static_secrets SET exposed_at = date_trunc('milliseconds', clock_timestamp()), updated_at = now() WHERE name = ANY($1::text[])`, [names]);
+    // Rows locked in name order, as every statement that locks several secrets' rows does (a batch's
+    // promotion and containment): two of them never wait for each other in a cycle.
+    await this.db.query(
+      `UPDATE static_secrets s SET exposed_at = date_trunc('milliseconds', clock_timestamp()), updated_at = now()
+       FROM (SELECT name FROM static_secrets WHERE name = ANY($1::text[]) ORDER BY name FOR NO KEY UPDATE) l WHERE s.name = l.name`,
+      [names],
+    );
   }
 
   /** The secret's exposure, read under its row lock (in a transaction). */
   async exposure(name: string, q: Queryable): Promise<Date | null> {
-    const { rows } = await q.query<{ exposed_at: Date | null }>('SELECT exposed_at FROM static_secrets WHERE name = $1 FOR UPDATE', [name]);
+    const { rows } = await q.query<{ exposed_at: Date | null }>('SELECT exposed_at FROM static_secrets WHERE name = $1 FOR NO KEY UPDATE', [name]);
     return rows[0]?.exposed_at ?? null;
   }
 

@@ -8,6 +8,7 @@ import { RotationBatchRepository } from '../../src/statics/rotation-batch.reposi
 import { RotationBatchService } from '../../src/statics/rotation-batch.service';
 import { newRotationId } from '../../src/statics/rotation.model';
 import { StaticRepository } from '../../src/statics/static.repository';
+import { Database } from '../../src/storage/database';
 
 const SINGLES = ['eb-1', 'eb-2', 'eb-3', 'eb-4'];
 const ALL = [...SINGLES, 'eb-alt'];
@@ -155,6 +156,41 @@ describe('emergency rotation of a connection, in batches', () => {
     expect((await pgLogin({ username: after.username, password: intended })).ok).toBe(true);
     expect(await pgLogin({ username: one.username, password: one.password })).toEqual({ ok: false, code: '28P01' });
     expect(await pgLogin({ username: four.username, password: four.password })).toEqual({ ok: false, code: '28P01' });
+  });
+
+  it('two emergencies on the connection at once (a second report while the first batch runs) both finish, and nothing from before either works', async () => {
+    const before = new Map(await Promise.all(ALL.map(async (n) => [n, await creds(n)] as const)));
+    const [first, second] = await Promise.all([emergency(), emergency()]);
+    const results = await Promise.all([...first, ...second].map((id) => settled(broker, operator, id, 30_000)));
+    expect(results.map((r) => r.status)).toEqual(Array(2 * ALL.length).fill('succeeded'));
+    for (const name of ALL) {
+      const old = before.get(name);
+      expect(await pgLogin({ username: old.username, password: old.password })).toEqual({ ok: false, code: '28P01' });
+      const now = await creds(name);
+      expect(now.version).toBeGreaterThan(old.version);
+      expect((await pgLogin({ username: now.username, password: now.password })).ok).toBe(true);
+    }
+    await eventually(async () => (await broker.state('SELECT name FROM static_secrets WHERE exposed_at IS NOT NULL')).length === 0, 30_000);
+  });
+
+  it('a batch locking its secrets\' rows does not wait for a request being recorded for one of them (no lock cycle with it)', async () => {
+    // A request's insert into rotations holds a key-share lock on its secret's row until it commits.
+    const request = new Client({ connectionString: broker.config.storage.postgres_url });
+    await request.connect();
+    try {
+      await request.query('BEGIN');
+      await request.query(`INSERT INTO rotations (id, name, target_version, trigger, status) VALUES ($1, 'eb-4', 999, 'emergency', 'queued')`, [newRotationId()]);
+      const batch = broker.app.get(RotationBatchRepository);
+      const locked = broker.app.get(Database).tx((tx) => batch.exposures(['eb-1', 'eb-4'], tx));
+      const waited = await Promise.race([locked.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), 2000))]);
+      expect(waited).toBe(false);
+      // markExposed locks the rows in the same (name) order, without waiting for the insert either.
+      await broker.app.get(StaticRepository).markExposed(['eb-4']);
+    } finally {
+      await request.query('ROLLBACK');
+      await request.end();
+      await broker.state('UPDATE static_secrets SET exposed_at = NULL');
+    }
   });
 
   it('a secret the target refuses fails alone: its neighbours in the batch are rotated', async () => {

@@ -164,6 +164,19 @@ describe('postgres plugin specifics', () => {
       expect(await check(plugin, pw)).toEqual(['unknown']);
     });
 
+    it('a role that logs in as another (ALTER ROLE … SET role) still verifies, and is never vouched for from pg_authid', async () => {
+      const setter = 'tess_set_role';
+      await createPgAccount(setter, 'x');
+      await withAdmin('postgres', (c) => c.query(`ALTER ROLE ${setter} SET role = tessera_test_readonly`));
+      const pw = newPassword();
+      await plugin.setStaticSecret({ account: setter, password: pw });
+      // Its session row hides when it started (the current role is another): no facts, no verdict.
+      const login = await loginAs(TARGET_URL, { username: setter, password: pw }, 5000);
+      expect(login).toMatchObject({ ok: true, session: undefined });
+      expect((await plugin.verifyLogin({ username: setter, password: pw })).ok).toBe(true);
+      expect((await plugin.checkStoredPasswords({ checks: [{ account: setter, password: pw }] })).results).toEqual(['unknown']);
+    });
+
     it('a pg_hba digest the admin may not read is not asked for again for ten minutes (no refusal in the server log at every login)', async () => {
       let reads = 0;
       const read = hbaDigestReader((async () => {
