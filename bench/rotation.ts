@@ -1,5 +1,5 @@
 /** Emergency rotation of many static secrets on one connection, beside a bare ALTER ROLE loop. */
-import { Pool } from 'pg';
+import { Client, Pool } from 'pg';
 import { scramSha256Verifier } from '../plugins/postgres/scram';
 import { BENCH_DB, Identity, PG, Stats, TARGET_DB, admin, benchConfig, cpuSplit, flushQueue, load, post, recreateDatabase, startBroker } from './lib';
 
@@ -17,6 +17,8 @@ export interface RotationResult {
   /** The same statement with a verifier of Tessera's round count computed by the client. */
   rawVerifier: Stats;
   ratioVerifier: number;
+  /** Bare password logins (connect, disconnect) with verifiers of these rounds: what verifying by login costs. */
+  rawLogin: Stats;
   /** Seconds from the request to the last exposed password replaced on the target (the last `set` step). */
   replacedSeconds: number;
   /** CPU (ms) per rotation: the broker, PostgreSQL (state database and target), Redis. */
@@ -99,9 +101,18 @@ export async function benchRotation(
     const verifier = await scramSha256Verifier(`pw-${Math.random()}`, iterations);
     await pool.query(`ALTER ROLE bench_static_${i + 1} WITH PASSWORD '${verifier}'`);
   });
+  // Logins as those roles, with a password known here, over 16 connections at a time.
+  const known = await scramSha256Verifier('bench-login-password', iterations);
+  await admin(TARGET_DB, (c) => c.query(`DO $$ BEGIN FOR i IN 1..${n} LOOP EXECUTE format('ALTER ROLE bench_static_%s PASSWORD %L', i, '${known}'); END LOOP; END $$`));
+  const target = new URL(`${PG}/${TARGET_DB}`);
+  const rawLogin = await load(n, 16, async (i) => {
+    const client = new Client({ host: target.hostname, port: Number(target.port || 5432), database: TARGET_DB, user: `bench_static_${i + 1}`, password: 'bench-login-password' });
+    await client.connect();
+    await client.end();
+  });
   await pool.end();
   await admin(TARGET_DB, (c) => c.query(`DO $$ BEGIN FOR i IN 1..${n} LOOP EXECUTE format('DROP ROLE IF EXISTS bench_static_%s', i); END LOOP; END $$`));
   await recreateDatabase(BENCH_DB);
   const rate = n / seconds;
-  return { verifyLogins: opts.verifyLogins, iterations, secrets: n, seconds, replacedSeconds, rate, raw, ratio: rate / raw.rate, rawVerifier, ratioVerifier: rate / rawVerifier.rate, cpuMs };
+  return { verifyLogins: opts.verifyLogins, iterations, secrets: n, seconds, replacedSeconds, rate, raw, ratio: rate / raw.rate, rawVerifier, ratioVerifier: rate / rawVerifier.rate, rawLogin, cpuMs };
 }
