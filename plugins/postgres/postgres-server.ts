@@ -143,6 +143,10 @@ export async function loginAs(
   const url = new URL(connectionUrl);
   url.username = encodeURIComponent(login.username);
   url.password = encodeURIComponent(login.password);
+  // The role logged in as may have set its own search_path (ALTER ROLE … SET search_path) to shadow
+  // the functions and operators of the query below and fake its answer; a client option outranks it.
+  const options = url.searchParams.get('options');
+  url.searchParams.set('options', `${options ? `${options} ` : ''}-c search_path=pg_catalog`);
   const client = new Client({ connectionString: url.toString(), connectionTimeoutMillis: timeoutMs });
   client.on('error', () => undefined);
   let scram = false;

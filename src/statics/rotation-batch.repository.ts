@@ -22,6 +22,9 @@ const STEPS = `UPDATE rotations r SET steps = r.steps || $3::jsonb, status = 'ru
  * The statements of a batch of rotations (an emergency on a whole connection): the same rows and steps
  * StaticRepository writes for one rotation, one statement for the whole batch. Only the path on which
  * nothing goes wrong is batched; a secret that needs anything else is handed back to its own job.
+ * Rows of `static_secrets` are locked in name order (exposures), as markExposed locks them; rows of
+ * `static_versions` and `rotations` are written in whatever order a join gives, which is safe because
+ * every writer of a secret's versions and steps holds its rotation lock (withLocks, withLock).
  */
 @Injectable()
 export class RotationBatchRepository {
@@ -143,9 +146,10 @@ export class RotationBatchRepository {
       [names, vs.map((v) => v.version), vs.map((v) => v.grace)],
     );
     const { rows } = await tx.query<{ name: string }>(
+      // promoted_at as in promote: when it happened, compared with exposed_at.
       `WITH u AS (SELECT * FROM unnest($1::text[], $2::int[], $3::timestamptz[], $4::bool[]) AS u(name, version, next_at, finish)),
        promoted AS (
-         UPDATE static_versions v SET state = 'current', promoted_at = now() FROM u
+         UPDATE static_versions v SET state = 'current', promoted_at = clock_timestamp() FROM u
          WHERE v.name = u.name AND v.version = u.version AND v.state = 'pending' RETURNING v.name),
        secret AS (
          UPDATE static_secrets s SET current_version = u.version, status = 'active', rotated_at = now(), next_rotation_at = u.next_at, last_error = NULL, updated_at = now()

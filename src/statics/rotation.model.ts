@@ -17,7 +17,11 @@ export class RotationBusy extends Error {
   readonly code = 'rotation_busy';
   readonly retryable = true;
 
-  constructor(name: string) {
+  /** `lockHeld`: the secret's rotation lock is someone else's right now (nothing was touched). */
+  constructor(
+    name: string,
+    readonly lockHeld = false,
+  ) {
     super(`another rotation of ${name} is in progress`);
     this.name = 'RotationBusy';
   }

@@ -96,7 +96,7 @@ export class RotationService {
       await this.rotateLocked(name, target, lastAttempt);
       return true;
     });
-    if (!done) throw new RotationBusy(name);
+    if (!done) throw new RotationBusy(name, true);
   }
 
   /**

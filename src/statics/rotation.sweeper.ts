@@ -3,10 +3,14 @@ import { SchedulerRegistry } from '@nestjs/schedule';
 import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';
 import { Ticker } from '../jobs/ticker';
-import { JobContext, OnJob } from '../jobs/job-handler';
+import { JobContext, JobOutcome, OnJob } from '../jobs/job-handler';
 import { JobName, JobPayloads } from '../jobs/jobs';
 import { OwnershipService } from './ownership.service';
+import { RotationBusy } from './rotation.model';
 import { RotationService } from './rotation.service';
+
+/** How long a rotation whose secret's lock is held waits before it looks again. */
+const LOCK_WAIT_MS = 1000;
 import { StaticRepository } from './static.repository';
 
 /**
@@ -30,9 +34,18 @@ export class RotationSweeper implements OnApplicationBootstrap, OnApplicationShu
     this.ticker = new Ticker(scheduler, 'rotation-sweep', this.log);
   }
 
+  /**
+   * A secret whose lock another rotation holds (a batch, another replica) is tried again a second
+   * later without using up an attempt: waiting for a rotation that is running is not a failure.
+   */
   @OnJob(JobName.RotateStatic)
-  rotate({ name, targetVersion }: JobPayloads[JobName.RotateStatic], ctx: JobContext): Promise<void> {
-    return this.rotations.rotate(name, targetVersion, ctx.lastAttempt);
+  async rotate({ name, targetVersion }: JobPayloads[JobName.RotateStatic], ctx: JobContext): Promise<JobOutcome> {
+    try {
+      await this.rotations.rotate(name, targetVersion, ctx.lastAttempt);
+    } catch (err) {
+      if (err instanceof RotationBusy && err.lockHeld) return ctx.runAgainAt(new Date(Date.now() + LOCK_WAIT_MS));
+      throw err;
+    }
   }
 
   onApplicationBootstrap(): void {

@@ -196,9 +196,11 @@ export class StaticRepository {
        WHERE name = $1 AND state IN ('previous','current')`,
       [name, graceSeconds],
     );
+    // promoted_at is when it happened (after any wait for the secret's row), not when the transaction
+    // began: it is compared with exposed_at, which a report may have set while this waited.
     const { rows } = await q.query<{ n: number }>(
       `WITH promoted AS (
-         UPDATE static_versions SET state = 'current', promoted_at = now() WHERE name = $1 AND version = $2 AND state = 'pending' RETURNING 1),
+         UPDATE static_versions SET state = 'current', promoted_at = clock_timestamp() WHERE name = $1 AND version = $2 AND state = 'pending' RETURNING 1),
        secret AS (
          UPDATE static_secrets SET current_version = $2, status = 'active', rotated_at = now(), next_rotation_at = $3, last_error = NULL, updated_at = now()
          WHERE name = $1 AND EXISTS (SELECT 1 FROM promoted)),

@@ -181,14 +181,61 @@ describe('emergency rotation of a connection, in batches', () => {
       await request.query('BEGIN');
       await request.query(`INSERT INTO rotations (id, name, target_version, trigger, status) VALUES ($1, 'eb-4', 999, 'emergency', 'queued')`, [newRotationId()]);
       const batch = broker.app.get(RotationBatchRepository);
-      const locked = broker.app.get(Database).tx((tx) => batch.exposures(['eb-1', 'eb-4'], tx));
-      const waited = await Promise.race([locked.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), 2000))]);
-      expect(waited).toBe(false);
-      // markExposed locks the rows in the same (name) order, without waiting for the insert either.
-      await broker.app.get(StaticRepository).markExposed(['eb-4']);
+      // With a lock timeout, a wait is an error (55P03) instead of a hang.
+      await broker.app.get(Database).tx(async (tx) => {
+        await tx.query(`SET LOCAL lock_timeout = '2s'`);
+        await batch.exposures(['eb-1', 'eb-4'], tx);
+      });
     } finally {
       await request.query('ROLLBACK');
       await request.end();
+      await broker.state('UPDATE static_secrets SET exposed_at = NULL');
+    }
+  });
+
+  it('a report for many secrets locks their rows in name order, as a batch does (so neither waits for the other in a cycle)', async () => {
+    const database = broker.app.get(Database);
+    const batch = broker.app.get(RotationBatchRepository);
+    let release!: () => void;
+    const holding = new Promise<void>((r) => (release = r));
+    let held!: () => void;
+    const heldNow = new Promise<void>((r) => (held = r));
+    // Rewritten rows move behind the others on their page: storage order is no longer name order.
+    await broker.state(`UPDATE static_secrets SET updated_at = now() WHERE name IN ('eb-1', 'eb-2')`);
+    // A batch holds eb-3's row (as its promotion does) while a report for every secret comes in.
+    const batchTx = database.tx(async (tx) => {
+      await batch.exposures(['eb-3'], tx);
+      held();
+      await holding;
+    });
+    await heldNow;
+    const report = broker.app.get(StaticRepository).markExposed(ALL);
+    try {
+      // The report waits at eb-3, having locked what comes before it in name order and nothing after.
+      const probe = new Client({ connectionString: broker.config.storage.postgres_url });
+      await probe.connect();
+      try {
+        await eventually(async () => {
+          const locks = await probe.query(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'transactionid' AND NOT granted`);
+          return locks.rows[0].n > 0;
+        });
+        const tryLock = (name: string) =>
+          probe.query('BEGIN').then(() =>
+            probe
+              .query(`SELECT name FROM static_secrets WHERE name = $1 FOR NO KEY UPDATE NOWAIT`, [name])
+              .then(() => true, () => false)
+              .finally(() => probe.query('ROLLBACK')),
+          );
+        expect(await tryLock('eb-1')).toBe(false);
+        expect(await tryLock('eb-4')).toBe(true);
+        expect(await tryLock('eb-alt')).toBe(true);
+      } finally {
+        await probe.end();
+      }
+    } finally {
+      release();
+      await batchTx;
+      await report;
       await broker.state('UPDATE static_secrets SET exposed_at = NULL');
     }
   });

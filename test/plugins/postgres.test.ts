@@ -177,6 +177,31 @@ describe('postgres plugin specifics', () => {
       expect((await plugin.checkStoredPasswords({ checks: [{ account: setter, password: pw }] })).results).toEqual(['unknown']);
     });
 
+    it('a role that shadows the functions of the login\'s query on its own search_path cannot fake when its session started', async () => {
+      const shadow = 'tess_shadow_path';
+      await createPgAccount(shadow, 'x');
+      await withAdmin('tessera_target', async (c) => {
+        await c.query(`DROP SCHEMA IF EXISTS ${shadow} CASCADE`);
+        await c.query(`CREATE SCHEMA ${shadow} AUTHORIZATION ${shadow}`);
+        await c.query(
+          `CREATE FUNCTION ${shadow}.pg_stat_get_activity(pid integer) RETURNS TABLE (backend_start timestamptz, usesysid oid)
+           LANGUAGE sql AS $$ SELECT timestamptz '2100-01-01', (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user) $$`,
+        );
+        await c.query(`ALTER FUNCTION ${shadow}.pg_stat_get_activity(integer) OWNER TO ${shadow}`);
+      });
+      await withAdmin('postgres', (c) => c.query(`ALTER ROLE ${shadow} SET search_path = ${shadow}, pg_catalog`));
+      try {
+        const pw = newPassword();
+        await plugin.setStaticSecret({ account: shadow, password: pw });
+        const login = await loginAs(TARGET_URL, { username: shadow, password: pw }, 5000);
+        expect(login.ok).toBe(true);
+        const startedMs = Number(login.session!.startedAt / 1000n);
+        expect(Math.abs(startedMs - Date.now())).toBeLessThan(60_000);
+      } finally {
+        await withAdmin('tessera_target', (c) => c.query(`DROP SCHEMA IF EXISTS ${shadow} CASCADE`));
+      }
+    });
+
     it('a pg_hba digest the admin may not read is not asked for again for ten minutes (no refusal in the server log at every login)', async () => {
       let reads = 0;
       const read = hbaDigestReader((async () => {

@@ -1,8 +1,9 @@
 import { PluginError } from '../../plugins/contract';
 import { DomainError } from '../../src/common/errors';
-import { PermanentJobError } from '../../src/jobs/job-handler';
+import { PermanentJobError, RunAgain, jobContext } from '../../src/jobs/job-handler';
 import { JobName, QueueName } from '../../src/jobs/jobs';
 import { RotationBusy, isPermanent } from '../../src/statics/rotation.model';
+import { RotationSweeper } from '../../src/statics/rotation.sweeper';
 import { SealedVersion } from '../../src/statics/static-secrets';
 import { rotationWorld } from './support/static-fakes';
 
@@ -183,6 +184,22 @@ describe('RotationService (in-memory fakes)', () => {
       expect(await rejection(w.rotations.rotate('app', 2, false))).toBeInstanceOf(RotationBusy);
       expect(await w.statics.rotation(rotation_id)).toMatchObject({ status: 'running', error: 'another rotation of app is in progress' });
       expect((await w.statics.get('app'))!.status).toBe('active');
+    });
+
+    it('the job of a secret whose lock is held runs again a second later without using up an attempt; other errors still fail the attempt', async () => {
+      const w = rotationWorld({ app: { username: 'app_user' } });
+      w.target.account('app_user', 'legacy');
+      await owned(w, 'app');
+      const sweeper = new RotationSweeper(w.config, {} as never, w.statics as never, w.rotations, w.ownership);
+      w.statics.locked.add('app');
+      const before = Date.now();
+      const outcome = await sweeper.rotate({ name: 'app', targetVersion: 2 }, jobContext(4, 4));
+      expect(outcome).toBeInstanceOf(RunAgain);
+      expect((outcome as RunAgain).at.getTime()).toBeGreaterThanOrEqual(before + 1000);
+      w.statics.locked.delete('app');
+      await w.statics.insertPending({ name: 'app', version: 3, account: 'app_user', content: { password: 'p3' } });
+      await w.rotations.request('app', 'manual');
+      expect(await rejection(sweeper.rotate({ name: 'app', targetVersion: 2 }, jobContext(1, 4)))).toBeInstanceOf(RotationBusy);
     });
   });
 
