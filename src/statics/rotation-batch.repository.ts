@@ -3,20 +3,9 @@ import { Database, Queryable } from '../storage/database';
 import { LOCK_POOL, LockPool } from '../storage/storage.providers';
 import { SealedVersion } from './static-secrets';
 import { StaticRepository, VersionRow } from './static.repository';
+import { BatchItem, STEPS, insertPendings, promoteVersions, startRotations, stepEntry, updatePendings } from './static.sql';
 
-/** A rotation of a batch: the secret and the version it is brought to. */
-export interface BatchItem {
-  name: string;
-  target: number;
-}
-
-/** The step entry every request of a batch gets (a one-element JSON array). */
-const entry = (step: string) => JSON.stringify([{ step, at: new Date().toISOString() }]);
-
-/** STEP_UPDATE's set form: `step` on every waiting request of each (name, target) in `$1`/`$2`. */
-const STEPS = `UPDATE rotations r SET steps = r.steps || $3::jsonb, status = 'running'
-       FROM unnest($1::text[], $2::int[]) AS b(name, target)
-       WHERE r.name = b.name AND r.target_version = b.target AND r.status IN ('queued','running')`;
+export type { BatchItem } from './static.sql';
 
 /**
  * The statements of a batch of rotations (an emergency on a whole connection): the same rows and steps
@@ -60,55 +49,26 @@ export class RotationBatchRepository {
   }
 
   /** StaticRepository.start for each: the `started` step, and each secret's current and pending versions. */
-  async start(items: BatchItem[]): Promise<Map<string, { current?: VersionRow; pending?: VersionRow; trigger?: string }>> {
-    const { rows } = await this.db.query<VersionRow & { item: string; rotation_trigger: string | null }>(
-      `WITH b AS (SELECT * FROM unnest($1::text[], $2::int[]) AS b(name, target)),
-       started AS (${STEPS} RETURNING r.name, r.trigger, r.created_at)
-       SELECT b.name AS item, (SELECT t.trigger FROM started t WHERE t.name = b.name ORDER BY t.created_at LIMIT 1) AS rotation_trigger, v.*
-       FROM b LEFT JOIN static_versions v ON v.name = b.name AND v.state IN ('current','pending')`,
-      [items.map((i) => i.name), items.map((i) => i.target), entry('started')],
-    );
-    const out = new Map<string, { current?: VersionRow; pending?: VersionRow; trigger?: string }>();
-    for (const { item, rotation_trigger, ...v } of rows) {
-      const at = out.get(item) ?? {};
-      at.trigger ??= rotation_trigger ?? undefined;
-      if (v.state === 'current') at.current = v as VersionRow;
-      if (v.state === 'pending') at.pending = v as VersionRow;
-      out.set(item, at);
-    }
-    return out;
+  start(items: BatchItem[]): ReturnType<typeof startRotations> {
+    return startRotations(this.db, items);
   }
 
   /** StaticRepository.insertPending for each, with its `intent` step; returns the versions written. */
-  async insertPending(vs: { name: string; version: number; account: string; content: SealedVersion }[]): Promise<VersionRow[]> {
-    const sealed = vs.map((v) => this.statics.seal(v.name, v.version, v.content));
-    const { rows } = await this.db.query<VersionRow>(
-      `WITH inserted AS (
-         INSERT INTO static_versions (name, version, account, key_id, sealed, state)
-         SELECT name, version, account, key_id, sealed, 'pending' FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::bytea[]) AS v(name, version, account, key_id, sealed)
-         ON CONFLICT DO NOTHING RETURNING *),
-       stepped AS (UPDATE rotations r SET steps = r.steps || $6::jsonb, status = 'running' FROM inserted b
-         WHERE r.name = b.name AND r.target_version = b.version AND r.status IN ('queued','running'))
-       SELECT * FROM inserted`,
-      [vs.map((v) => v.name), vs.map((v) => v.version), vs.map((v) => v.account), sealed.map((s) => s.keyId), sealed.map((s) => s.blob), entry('intent')],
+  insertPending(vs: { name: string; version: number; account: string; content: SealedVersion }[]): Promise<VersionRow[]> {
+    return insertPendings(
+      this.db,
+      vs.map((v) => ({ ...this.statics.sealedRow(v.name, v.version, v.content), account: v.account })),
+      'intent',
     );
-    return rows;
   }
 
   /** StaticRepository.updatePending for each (what the target returned, sealed), with its `set` step. */
-  async updatePending(vs: { name: string; version: number; content: SealedVersion }[]): Promise<Map<string, VersionRow>> {
-    const sealed = vs.map((v) => this.statics.seal(v.name, v.version, v.content));
-    const { rows } = await this.db.query<VersionRow>(
-      `WITH updated AS (
-         UPDATE static_versions v SET key_id = u.key_id, sealed = u.sealed
-         FROM unnest($1::text[], $2::int[], $4::text[], $5::bytea[]) AS u(name, version, key_id, sealed)
-         WHERE v.name = u.name AND v.version = u.version AND v.state = 'pending' RETURNING v.*),
-       stepped AS (UPDATE rotations r SET steps = r.steps || $3::jsonb, status = 'running' FROM updated b
-         WHERE r.name = b.name AND r.target_version = b.version AND r.status IN ('queued','running'))
-       SELECT * FROM updated`,
-      [vs.map((v) => v.name), vs.map((v) => v.version), entry('set'), sealed.map((s) => s.keyId), sealed.map((s) => s.blob)],
+  updatePending(vs: { name: string; version: number; content: SealedVersion }[]): Promise<Map<string, VersionRow>> {
+    return updatePendings(
+      this.db,
+      vs.map((v) => this.statics.sealedRow(v.name, v.version, v.content)),
+      'set',
     );
-    return new Map(rows.map((r) => [r.name, r]));
   }
 
   /**
@@ -125,42 +85,12 @@ export class RotationBatchRepository {
 
   /** `step` on each item's waiting requests. */
   async step(items: BatchItem[], step: string, tx: Queryable): Promise<void> {
-    await tx.query(STEPS, [items.map((i) => i.name), items.map((i) => i.target), entry(step)]);
+    await tx.query(STEPS, [items.map((i) => i.name), items.map((i) => i.target), stepEntry(step)]);
   }
 
-  /**
-   * StaticRepository.promote for each: its pending version becomes current, the current one previous
-   * for its `grace`; requests finish unless `finish` is false (exposed: they finish once contained).
-   * Returns the names promoted (a version no longer pending is not).
-   */
-  async promote(vs: { name: string; version: number; grace: number; nextAt: Date | null; finish: boolean }[], tx: Queryable): Promise<Set<string>> {
-    const names = vs.map((v) => v.name);
-    // As in promote: the previous versions move first, so one version per secret is current at every
-    // moment; only for secrets whose version to promote is still pending (promote fails otherwise).
-    await tx.query(
-      `UPDATE static_versions v SET state = CASE v.state WHEN 'previous' THEN 'retired' ELSE 'previous' END,
-              retire_after = CASE v.state WHEN 'current' THEN now() + make_interval(secs => u.grace) ELSE v.retire_after END
-       FROM unnest($1::text[], $2::int[], $3::int[]) AS u(name, version, grace)
-       WHERE v.name = u.name AND v.state IN ('previous','current')
-         AND EXISTS (SELECT 1 FROM static_versions p WHERE p.name = u.name AND p.version = u.version AND p.state = 'pending')`,
-      [names, vs.map((v) => v.version), vs.map((v) => v.grace)],
-    );
-    const { rows } = await tx.query<{ name: string }>(
-      // promoted_at as in promote: when it happened, compared with exposed_at.
-      `WITH u AS (SELECT * FROM unnest($1::text[], $2::int[], $3::timestamptz[], $4::bool[]) AS u(name, version, next_at, finish)),
-       promoted AS (
-         UPDATE static_versions v SET state = 'current', promoted_at = clock_timestamp() FROM u
-         WHERE v.name = u.name AND v.version = u.version AND v.state = 'pending' RETURNING v.name),
-       secret AS (
-         UPDATE static_secrets s SET current_version = u.version, status = 'active', rotated_at = now(), next_rotation_at = u.next_at, last_error = NULL, updated_at = now()
-         FROM u JOIN promoted p USING (name) WHERE s.name = u.name),
-       finished AS (
-         UPDATE rotations r SET status = 'succeeded', finished_at = now() FROM u JOIN promoted p USING (name)
-         WHERE r.name = u.name AND r.target_version <= u.version AND r.status IN ('queued','running') AND u.finish AND r.trigger NOT IN ('emergency','event'))
-       SELECT name FROM promoted`,
-      [names, vs.map((v) => v.version), vs.map((v) => v.nextAt), vs.map((v) => v.finish)],
-    );
-    return new Set(rows.map((r) => r.name));
+  /** StaticRepository.promote for each; returns the names promoted (a version no longer pending is not). */
+  promote(vs: Parameters<typeof promoteVersions>[1], tx: Queryable): Promise<Set<string>> {
+    return promoteVersions(tx, vs);
   }
 
   /** StaticRepository.versionsBefore for each: up to `limit` versions before its current one, newest first. */
@@ -184,7 +114,7 @@ export class RotationBatchRepository {
     );
     await this.step(vs.map((v) => ({ name: v.name, target: v.version })), 'contained', tx);
     await tx.query(
-      `WITH u AS (SELECT * FROM unnest($1::text[], $2::int[], $3::timestamptz[]) AS u(name, version, exposed_at)),
+      `WITH u AS (SELECT name, version, exposed_at FROM unnest($1::text[], $2::int[], $3::timestamptz[]) AS u(name, version, exposed_at)),
        retired AS (UPDATE static_versions v SET state = 'retired' FROM u WHERE v.name = u.name AND v.state = 'previous'),
        cleared AS (UPDATE static_secrets s SET exposed_at = NULL, updated_at = now() FROM u WHERE s.name = u.name AND s.exposed_at = u.exposed_at)
        UPDATE rotations r SET status = 'succeeded', finished_at = now() FROM u

@@ -1,4 +1,5 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
+import type { VerifyRequest } from '../../plugins/contract';
 import { AuditLog } from '../audit/audit.log';
 import { Clock } from '../common/clock';
 import { CONFIG } from '../config/config.module';
@@ -29,8 +30,10 @@ interface Fresh extends BatchItem {
   trigger?: string;
   pending: VersionRow;
   password: string;
-  verify?: { username: string; password: string };
 }
+
+/** A secret whose new password is set on the target, with what its version seals. */
+type SetOnTarget = Fresh & { content: { password: string; credentials: Record<string, string | number>; verify: VerifyRequest } };
 
 /**
  * An emergency on a whole connection rotates its secrets in batches: the steps of RotationService's
@@ -107,13 +110,13 @@ export class RotationBatchService {
     );
     const fresh: Fresh[] = intents.flatMap((i) => (written.has(i.name) ? [{ ...i, pending: written.get(i.name)! }] : []));
     // Step 2: set on the target (ending the sessions of an exposed account), then recorded sealed.
-    const set: (Fresh & { content: { password: string; credentials: Record<string, string | number>; verify: { username: string; password: string } } })[] = [];
+    const set: SetOnTarget[] = [];
     await this.slots.each(fresh, async (f) => {
       const result = await this.plugins
         .for(f.secret.connection)
         .setStaticSecret({ account: f.pending.account, password: f.password, keep: [], endSessions: Boolean(f.exposedAt) })
         .catch((err: Error) => this.log.warn(`rotation of ${f.name}: ${err.message}`));
-      if (result) set.push({ ...f, verify: result.verify, content: { password: f.password, credentials: result.credentials, verify: result.verify } });
+      if (result) set.push({ ...f, content: { password: f.password, credentials: result.credentials, verify: result.verify } });
     });
     if (!set.length) return;
     const recorded = await this.batch.updatePending(set.map((s) => ({ name: s.name, version: s.target, content: s.content })));
@@ -163,17 +166,17 @@ export class RotationBatchService {
   }
 
   /** The secrets whose new password is proved to log in: one stored-password check, then logins for the rest. */
-  private async verify<T extends Fresh & { verify?: { username: string; password: string } }>(set: T[]): Promise<T[]> {
-    const ok: T[] = [];
+  private async verify(set: SetOnTarget[]): Promise<SetOnTarget[]> {
+    const ok: SetOnTarget[] = [];
     for (const connection of new Set(set.map((s) => s.secret.connection))) {
       const plugin = this.plugins.for(connection);
       const mine = set.filter((s) => s.secret.connection === connection);
       const verdicts = plugin.checkStoredPasswords
-        ? (await plugin.checkStoredPasswords({ checks: mine.map((s) => ({ account: s.verify!.username, password: s.verify!.password })) })).results
+        ? (await plugin.checkStoredPasswords({ checks: mine.map((s) => ({ account: s.content.verify.username, password: s.content.verify.password })) })).results
         : [];
       await this.slots.each([...mine.entries()], async ([i, s]) => {
         if (verdicts[i] === 'accepted') return void ok.push(s);
-        const login = await plugin.verifyLogin(s.verify!).catch((err: Error) => {
+        const login = await plugin.verifyLogin(s.content.verify).catch((err: Error) => {
           this.log.warn(`verifying the rotation of ${s.name}: ${err.message}`);
           return { ok: false };
         });

@@ -104,14 +104,23 @@ export class RotationService {
    * BATCH_SIZE per connection (RotationBatchService); the rest, and a request alone, one job each.
    */
   private enqueueAll(requests: { id: string; name: string; target: number }[], emergency: boolean): Promise<string>[] {
-    const batches = new Map<string, { id: string; name: string; target: number }[]>();
+    const open = new Map<string, typeof requests>();
+    const chunks: (typeof requests)[] = [];
     const singles: typeof requests = [];
     for (const r of requests) {
       const connection = staticConfig(this.config, r.name)?.connection;
-      if (!emergency || requests.length < 2 || connection === undefined || !rotatesInBatches(this.plugins.for(connection))) singles.push(r);
-      else batches.set(connection, [...(batches.get(connection) ?? []), r]);
+      if (!emergency || requests.length < 2 || connection === undefined || !rotatesInBatches(this.plugins.for(connection))) {
+        singles.push(r);
+        continue;
+      }
+      let chunk = open.get(connection);
+      if (!chunk || chunk.length === BATCH_SIZE) {
+        chunk = [];
+        chunks.push(chunk);
+        open.set(connection, chunk);
+      }
+      chunk.push(r);
     }
-    const chunks = [...batches.values()].flatMap((rs) => Array.from({ length: Math.ceil(rs.length / BATCH_SIZE) }, (_, i) => rs.slice(i * BATCH_SIZE, (i + 1) * BATCH_SIZE)));
     return [
       ...singles.map((r) => this.enqueue(r.name, r.target, emergency)),
       ...chunks.map((rs) =>

@@ -8,10 +8,10 @@ import { JobName, JobPayloads } from '../jobs/jobs';
 import { OwnershipService } from './ownership.service';
 import { RotationBusy } from './rotation.model';
 import { RotationService } from './rotation.service';
+import { StaticRepository } from './static.repository';
 
 /** How long a rotation whose secret's lock is held waits before it looks again. */
 const LOCK_WAIT_MS = 1000;
-import { StaticRepository } from './static.repository';
 
 /**
  * Every `reconcile_every`, on every replica: registers newly configured static secrets (taking

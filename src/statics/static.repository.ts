@@ -3,7 +3,7 @@ import { SecretBox } from '../crypto/secret-box';
 import { Database, Queryable } from '../storage/database';
 import { LOCK_POOL, LockPool } from '../storage/storage.providers';
 import { SealedVersion } from './static-secrets';
-import { FINISH_ROTATIONS, STEP_UPDATE, stepValues } from './static.sql';
+import { STEP_UPDATE, SealedRow, insertPendings, promoteVersions, startRotations, stepValues, updatePendings } from './static.sql';
 
 export type StaticStatus = 'unowned' | 'active' | 'rotation_failed';
 export type RotationStatus = 'queued' | 'running' | 'succeeded' | 'failed';
@@ -120,14 +120,7 @@ export class StaticRepository {
    * the earliest of those requests was triggered by.
    */
   async start(name: string, target: number): Promise<{ current?: VersionRow; pending?: VersionRow; trigger?: string }> {
-    const { rows } = await this.db.query<VersionRow & { rotation_trigger: string | null }>(
-      `WITH started AS (${STEP_UPDATE} RETURNING trigger, created_at)
-       SELECT v.*, (SELECT trigger FROM started ORDER BY created_at LIMIT 1) AS rotation_trigger
-       FROM (SELECT 1) AS one LEFT JOIN static_versions v ON v.name = $1 AND v.state IN ('current','pending')`,
-      stepValues(name, target, 'started', 'running'),
-    );
-    const versions = rows.filter((r) => r.name !== null).map(({ rotation_trigger: _t, ...v }) => v as VersionRow);
-    return { current: versions.find((v) => v.state === 'current'), pending: versions.find((v) => v.state === 'pending'), trigger: rows[0]?.rotation_trigger ?? undefined };
+    return (await startRotations(this.db, [{ name, target }])).get(name) ?? {};
   }
 
   async version(name: string, state: 'pending' | 'current'): Promise<VersionRow | undefined> {
@@ -141,17 +134,8 @@ export class StaticRepository {
    * secret is already in flight (a version pending, or this version written already).
    */
   async insertPending(v: { name: string; version: number; account: string; content: SealedVersion; handle?: string }, step?: string): Promise<VersionRow | undefined> {
-    const sealed = this.seal(v.name, v.version, v.content);
-    // DO NOTHING rather than catching the unique violation, so a conflict records no step.
-    const { rows } = await this.db.query<VersionRow>(
-      `WITH inserted AS (
-         INSERT INTO static_versions (name, version, account, key_id, sealed, handle, state) VALUES ($1, $2, $6, $7, $8, $9, 'pending')
-         ON CONFLICT DO NOTHING RETURNING *),
-       stepped AS (${STEP_UPDATE} AND $10 AND EXISTS (SELECT 1 FROM inserted))
-       SELECT * FROM inserted`,
-      [...stepValues(v.name, v.version, step ?? '', 'running'), v.account, sealed.keyId, sealed.blob, v.handle ?? null, step !== undefined],
-    );
-    return rows[0];
+    const [row] = await insertPendings(this.db, [{ ...this.sealedRow(v.name, v.version, v.content), account: v.account, handle: v.handle }], step);
+    return row;
   }
 
   /**
@@ -159,14 +143,7 @@ export class StaticRepository {
    * `step` on the rotation requests for that version in the same statement.
    */
   async updatePending(name: string, version: number, content: SealedVersion, handle: string | undefined, step?: string): Promise<void> {
-    const sealed = this.seal(name, version, content);
-    await this.db.query(
-      `WITH updated AS (
-         UPDATE static_versions SET key_id = $6, sealed = $7, handle = $8 WHERE name = $1 AND version = $2 AND state = 'pending' RETURNING 1),
-       stepped AS (${STEP_UPDATE} AND $9 AND EXISTS (SELECT 1 FROM updated))
-       SELECT count(*) FROM updated`,
-      [...stepValues(name, version, step ?? '', 'running'), sealed.keyId, sealed.blob, handle ?? null, step !== undefined],
-    );
+    await updatePendings(this.db, [{ ...this.sealedRow(name, version, content), handle }], step);
   }
 
   /** What a version holds (its password, credentials, how to verify them). */
@@ -174,9 +151,10 @@ export class StaticRepository {
     return JSON.parse(this.box.open({ keyId: v.key_id, blob: v.sealed }, versionAad(v.name, v.version))) as SealedVersion;
   }
 
-  /** A version's content sealed for its row (also for the batch statements, in rotation-batch.repository). */
-  seal(name: string, version: number, content: SealedVersion) {
-    return this.box.seal(JSON.stringify(content), versionAad(name, version));
+  /** A version's row with its content sealed, bound to its secret and version. */
+  sealedRow(name: string, version: number, content: SealedVersion): SealedRow {
+    const sealed = this.box.seal(JSON.stringify(content), versionAad(name, version));
+    return { name, version, keyId: sealed.keyId, blob: sealed.blob };
   }
 
   async deletePending(name: string, version: number): Promise<void> {
@@ -188,27 +166,8 @@ export class StaticRepository {
    * `finish: false` (an exposed secret) the rotation requests stay open until `contained`.
    */
   async promote(name: string, version: number, graceSeconds: number, nextAt: Date | null, q: Queryable, opts: { finish: boolean } = { finish: true }): Promise<void> {
-    // The version made previous before the pending one is made current: one current per secret at
-    // every moment (a unique index), so these are two statements in this order.
-    await q.query(
-      `UPDATE static_versions SET state = CASE state WHEN 'previous' THEN 'retired' ELSE 'previous' END,
-              retire_after = CASE state WHEN 'current' THEN now() + make_interval(secs => $2) ELSE retire_after END
-       WHERE name = $1 AND state IN ('previous','current')`,
-      [name, graceSeconds],
-    );
-    // promoted_at is when it happened (after any wait for the secret's row), not when the transaction
-    // began: it is compared with exposed_at, which a report may have set while this waited.
-    const { rows } = await q.query<{ n: number }>(
-      `WITH promoted AS (
-         UPDATE static_versions SET state = 'current', promoted_at = clock_timestamp() WHERE name = $1 AND version = $2 AND state = 'pending' RETURNING 1),
-       secret AS (
-         UPDATE static_secrets SET current_version = $2, status = 'active', rotated_at = now(), next_rotation_at = $3, last_error = NULL, updated_at = now()
-         WHERE name = $1 AND EXISTS (SELECT 1 FROM promoted)),
-       finished AS (${FINISH_ROTATIONS} AND $4 AND EXISTS (SELECT 1 FROM promoted))
-       SELECT count(*)::int AS n FROM promoted`,
-      [name, version, nextAt, opts.finish, false],
-    );
-    if (!rows[0].n) throw new Error(`static secret ${name}: version ${version} is no longer pending`);
+    const promoted = await promoteVersions(q, [{ name, version, grace: graceSeconds, nextAt, finish: opts.finish }]);
+    if (!promoted.has(name)) throw new Error(`static secret ${name}: version ${version} is no longer pending`);
   }
 
   /**

@@ -1,5 +1,6 @@
 import { Clock } from '../../../src/common/clock';
 import { SealedVersion } from '../../../src/statics/static-secrets';
+import type { SealedRow } from '../../../src/statics/static.sql';
 import { RotationRow, RotationStatus, StaticRepository, StaticRow, StaticStatus, VersionRow } from '../../../src/statics/static.repository';
 
 type Public<T> = { [K in keyof T]: T[K] };
@@ -81,8 +82,8 @@ export class InMemoryStatics implements Public<StaticRepository> {
     if (v && step !== undefined) await this.step(name, version, step, 'running');
   }
 
-  seal(_name: string, _version: number, content: SealedVersion): { keyId: string; blob: Buffer } {
-    return { keyId: 'plain', blob: Buffer.from(JSON.stringify(content)) };
+  sealedRow(name: string, version: number, content: SealedVersion): SealedRow {
+    return { name, version, keyId: 'plain', blob: Buffer.from(JSON.stringify(content)) };
   }
 
   open(v: Pick<VersionRow, 'name' | 'version' | 'key_id' | 'sealed'>): SealedVersion {
