@@ -25,6 +25,7 @@ import { CREDENTIAL_EXTRACTORS, CredentialExtractor } from './identity/credentia
 import { IdentityService } from './identity/identity.service';
 import { TokenVerifier } from './identity/token-verifier';
 import { IdentityThrottlerGuard } from './http/identity-throttler.guard';
+import { WindowThrottlerStorage } from './http/window-throttler-storage';
 import { JobProducer } from './jobs/job.producer';
 import { JobRegistry } from './jobs/job-registry';
 import { JobWorkers } from './jobs/job-workers';
@@ -149,7 +150,7 @@ export class AppModule {
         CoreModule,
         LeasesModule,
         StaticsModule,
-        ...(roles.http ? [TerminusModule, ThrottlerModule.forRoot([{ name: 'identity', ttl: 1000, limit: config.limits.per_identity_rps }])] : []),
+        ...(roles.http ? [TerminusModule, ThrottlerModule.forRoot({ throttlers: [{ name: 'identity', ttl: 1000, limit: config.limits.per_identity_rps }], storage: new WindowThrottlerStorage() })] : []),
         ...(roles.worker ? [ScheduleModule.forRoot(), DiscoveryModule] : []),
       ],
       controllers: roles.http ? [LeaseController, StaticController, EventsController, BootstrapController, WhoamiController, AuditController, ConfigController, RolesController, MetricsController, HealthController, VaultAuthController, VaultSysController, VaultSecretsController] : [],

@@ -75,6 +75,8 @@ export async function createServer(config: TesseraConfig, options: ServerOptions
   // Every error, from the router or before it, is written in the shape of the request's API surface.
   const errors = new ErrorSurfaces([vaultErrorSurface(config)]);
   app.disable('x-powered-by');
+  // Every response is no-store: an ETag (a hash of each body) would only cost time.
+  app.set('etag', false);
   app.set('query parser', 'simple');
   app.use(httpRequestMetrics(app.get(Metrics)));
   app.use((req: Request & { id?: string }, res: Response, next: NextFunction) => {
