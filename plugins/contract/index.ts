@@ -4,3 +4,4 @@ export * from './templates';
 export * from './duration';
 export * from './schemas';
 export * from './group-commit';
+export * from './random';

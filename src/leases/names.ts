@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytesPooled as randomBytes } from '../../plugins/contract';
 
 const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567';
 
