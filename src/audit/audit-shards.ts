@@ -20,6 +20,15 @@ import { AuditRepository, ShardHead } from './audit.repository';
  * changes nothing (every existing shard stays in use, heartbeated and verified), since retiring a
  * shard would leave its tail without heartbeats.
  */
+/**
+ * A head a caller's own statement already tried to pick (PICK_HEAD from `from`, see pickHeadSql) in the
+ * transaction: `head` undefined when every head was held, and lockForAppend goes on to its fallbacks.
+ */
+export interface PickedHead {
+  from: number;
+  head: ShardHead | undefined;
+}
+
 export class AuditShards {
   /** The number of shards, as last seen (start-up, then every heartbeat tick). */
   count = 1;
@@ -41,13 +50,19 @@ export class AuditShards {
    * shard in turn (or, in a caller's transaction, from the shard it locked last, so one transaction
    * never holds two heads); when every head is held, waits for that first shard's.
    */
-  async lockForAppend(tx: Queryable, callerTx: boolean): Promise<ShardHead> {
-    const from = (callerTx ? this.preferred.get(tx) : undefined) ?? 1 + (this.next++ % Math.max(1, this.count));
-    const head = (await this.repo.pickHead(tx, from)) ?? (await this.repo.lockHead(tx, from)) ?? (await this.repo.lockHead(tx, 1));
+  async lockForAppend(tx: Queryable, callerTx: boolean, picked?: PickedHead): Promise<ShardHead> {
+    const from = picked?.from ?? (callerTx ? this.preferred.get(tx) : undefined) ?? this.firstChoice();
+    const tried = picked ? picked.head : await this.repo.pickHead(tx, from);
+    const head = tried ?? (await this.repo.lockHead(tx, from)) ?? (await this.repo.lockHead(tx, 1));
     if (!head) throw new Error('the audit head of shard 1 is missing: the trail was tampered with');
     if (callerTx) this.preferred.set(tx, head.shard);
     this.count = Math.max(this.count, head.shard);
     return head;
+  }
+
+  /** The shard a new transaction's append tries first: the shards in turn. */
+  firstChoice(): number {
+    return 1 + (this.next++ % Math.max(1, this.count));
   }
 
   /**

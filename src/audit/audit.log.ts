@@ -8,7 +8,7 @@ import { AuditVerification } from './audit-chain';
 import { AuditEvent, storedEvent } from './audit-event';
 import { AuditHeartbeat } from './audit-heartbeat';
 import { AuditKeys } from './audit-keys';
-import { AuditShards } from './audit-shards';
+import { AuditShards, PickedHead } from './audit-shards';
 import { AuditWriter } from './audit-writer';
 import { AuditRepository } from './audit.repository';
 import { DenialSampler } from './denial-sampler';
@@ -102,12 +102,20 @@ export class AuditLog implements OnApplicationBootstrap, BeforeApplicationShutdo
     else await this.db.tx(async (tx) => this.writer.link(tx, await this.shards.lockForAppend(tx, false), record));
   }
 
-  /** Several events, in order, in the caller's transaction: one statement however many there are. */
-  async appendMany(events: AuditEvent[], q: Queryable): Promise<void> {
+  /**
+   * Several events, in order, in the caller's transaction: one statement however many there are.
+   * `picked`: the head the caller's own statement already tried to lock, from firstShard (see pickHeadSql).
+   */
+  async appendMany(events: AuditEvent[], q: Queryable, picked?: PickedHead): Promise<void> {
     if (events.some((e) => e.type === 'request.denied')) throw new Error('refusals are sampled: append them one by one');
     if (events.length === 0) return;
     const now = new Date();
-    await this.writer.linkMany(q, await this.shards.lockForAppend(q, true), events.map((e) => storedEvent(e, now)));
+    await this.writer.linkMany(q, await this.shards.lockForAppend(q, true, picked), events.map((e) => storedEvent(e, now)));
+  }
+
+  /** The shard a caller that picks the head in its own statement should try first (see appendMany). */
+  firstShard(): number {
+    return this.shards.firstChoice();
   }
 
   async list(since: Date | undefined, limit: number): Promise<AuditRecord[]> {

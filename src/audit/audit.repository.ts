@@ -11,6 +11,16 @@ export interface ShardHead extends AuditHead {
 const HEAD = 'SELECT id AS shard, hash, key_id, seal FROM audit_head';
 /** Locks the first head, in id order from $1 round to $1 - 1, that no other transaction holds; none when all are held. */
 const PICK_HEAD = `${HEAD} ORDER BY id < $1, id LIMIT 1 FOR UPDATE SKIP LOCKED`;
+
+/**
+ * PICK_HEAD with `from` as a literal and a condition, for a caller that picks the head inside a statement
+ * of its own sent with the simple protocol (see LeaseRepository.activateMany); the condition can make
+ * it wait for the statement's earlier work (a lateral reference) or skip the pick.
+ */
+export function pickHeadSql(from: number, condition: string): string {
+  if (!Number.isSafeInteger(from) || from < 1) throw new Error(`not a shard: ${from}`);
+  return `${HEAD} WHERE ${condition} ORDER BY id < ${from}, id LIMIT 1 FOR UPDATE SKIP LOCKED`;
+}
 /** Chains the event onto the locked head of its shard and moves that head (with its new seal) in one statement. */
 const INSERT = `
   WITH ins AS (

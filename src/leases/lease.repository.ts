@@ -6,6 +6,7 @@
 import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { QueryResultRow } from 'pg';
 import { AuditEvent, AuditLog } from '../audit/audit.log';
+import type { ShardHead } from '../audit/audit.repository';
 import { CONFIG } from '../config/config.module';
 import { TesseraConfig } from '../config/config.loader';
 import { GroupCommit } from '../../plugins/contract';
@@ -14,7 +15,7 @@ import { IssuerSession } from './issuer-session';
 import { LeaseError } from './lease-errors';
 import { LeaseFilter, LeaseRow, LeaseState } from './lease.model';
 import { TRANSITIONS } from './lease-state';
-import { ACTIVATE_MANY, CLAIM_EXPIRED, COLUMNS, COUNT_LIVE, EXPIRY_STATUS, FIND_DUE, ISSUER_GONE, MatchChanged, NewLease, PendingInsert, from, insertPendingSql, revokeMatching, whereClause } from './lease.sql';
+import { activateManySql, CLAIM_EXPIRED, COLUMNS, COUNT_LIVE, EXPIRY_STATUS, FIND_DUE, ISSUER_GONE, MatchChanged, NewLease, PendingInsert, from, insertPendingSql, revokeMatching, whereClause } from './lease.sql';
 
 export type { NewLease };
 
@@ -29,7 +30,7 @@ export class LeaseRepository implements OnApplicationShutdown {
   constructor(
     @Inject(Database) private readonly db: Database,
     @Inject(CONFIG) config: TesseraConfig,
-    @Inject(AuditLog) private readonly audit: Pick<AuditLog, 'append' | 'appendMany'>,
+    @Inject(AuditLog) private readonly audit: Pick<AuditLog, 'append' | 'appendMany' | 'firstShard'>,
   ) {
     this.issuerSession = new IssuerSession(config.storage.postgres_url);
     // A few batches in flight keep the pool busy while one waits for its commit. Any batch that fails
@@ -76,11 +77,13 @@ export class LeaseRepository implements OnApplicationShutdown {
     return this.activations.submit({ id, event });
   }
 
+  /** Three round trips: BEGIN with the activation and the head's lock, the events, COMMIT. */
   private async activateMany(batch: { id: string; event: AuditEvent }[]): Promise<boolean[]> {
-    return this.db.tx(async (tx) => {
-      const { rows } = await tx.query<{ id: string }>(ACTIVATE_MANY, [batch.map((b) => b.id)]);
-      const done = new Set(rows.map((r) => r.id));
-      await this.audit.appendMany(batch.filter((b) => done.has(b.id)).map((b) => b.event), tx);
+    const from = this.audit.firstShard();
+    return this.db.txStartingWith<boolean[], ShardHead & { activated: string[] }>(activateManySql(batch.map((b) => b.id), from), async (tx, [row]) => {
+      const done = new Set(row.activated);
+      const head = row.shard === null ? undefined : { shard: row.shard, hash: row.hash, key_id: row.key_id, seal: row.seal };
+      await this.audit.appendMany(batch.filter((b) => done.has(b.id)).map((b) => b.event), tx, { from, head });
       return batch.map((b) => done.has(b.id));
     });
   }

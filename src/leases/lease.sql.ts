@@ -2,7 +2,9 @@
  * The lease table's SQL that is longer than a line: the columns, the statements the repository shares
  * between methods, and the builders of its filters. The repository (lease.repository.ts) runs them.
  */
+import { pickHeadSql } from '../audit/audit.repository';
 import { ISSUER_LOCK_NAMESPACE } from './issuer-session';
+import { LEASE_ID } from './names';
 import { LeaseFilter } from './lease.model';
 import { TRANSITIONS, Transition } from './lease-state';
 
@@ -40,10 +42,25 @@ export interface PendingInsert {
   caps: { role: number; owner: number };
 }
 
-/** pending → active for several leases, their rows locked in id order (as bulk revoke locks them), so two such statements cannot deadlock. */
-export const ACTIVATE_MANY = `UPDATE leases SET state = 'active', activated_at = now(), updated_at = now()
-  FROM (SELECT id FROM leases WHERE id = ANY($1::text[]) AND state IN ${from('activate')} ORDER BY id FOR UPDATE) due
-  WHERE leases.id = due.id RETURNING leases.id`;
+/**
+ * pending → active for several leases, their rows locked in id order (as bulk revoke locks them), so
+ * two such statements cannot deadlock; then, only once every row is locked and only when any lease
+ * was activated, the pick of an audit head for their events (pickHeadSql, from shard `shard` on).
+ * One row out: `activated` (the ids moved) and the head's columns, null when none was picked. Sent with
+ * the simple protocol in its transaction's first round trip, so the values are literals: lease ids,
+ * checked against LEASE_ID, and a shard number.
+ */
+export function activateManySql(ids: string[], shard: number): string {
+  for (const id of ids) if (!LEASE_ID.test(id)) throw new Error(`not a lease id: ${JSON.stringify(id)}`);
+  const list = ids.map((id) => `'${id}'`).join(', ');
+  return `WITH act AS (
+      UPDATE leases SET state = 'active', activated_at = now(), updated_at = now()
+      FROM (SELECT id FROM leases WHERE id = ANY(ARRAY[${list}]::text[]) AND state IN ${from('activate')} ORDER BY id FOR UPDATE) due
+      WHERE leases.id = due.id RETURNING leases.id),
+    done AS (SELECT coalesce(array_agg(id), '{}') AS activated FROM act)
+  SELECT done.activated, h.* FROM done
+  LEFT JOIN LATERAL (${pickHeadSql(shard, 'cardinality(done.activated) > 0')}) h ON true`;
+}
 
 /**
  * Pending leases, in order ($1..$12 and $14 are arrays, one element per lease; $13 the issuer lock):

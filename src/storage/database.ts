@@ -1,4 +1,4 @@
-import { Pool, PoolClient, QueryResultRow } from 'pg';
+import { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
 
 /** Anything that can run a query: the pool, or a client inside a transaction. */
 export interface Queryable {
@@ -27,11 +27,24 @@ export class Database implements Queryable {
   }
 
   /** A transaction; `snapshot` makes it a read-only one that sees a single consistent state. */
-  async tx<T>(fn: (client: PoolClient) => Promise<T>, opts: { snapshot?: boolean } = {}): Promise<T> {
+  tx<T>(fn: (client: PoolClient) => Promise<T>, opts: { snapshot?: boolean } = {}): Promise<T> {
+    return this.run(opts.snapshot ? 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' : 'BEGIN', fn);
+  }
+
+  /**
+   * A transaction whose first statement goes in the same round trip as its BEGIN: `first` is sent with
+   * the simple protocol, so it takes no parameters (its values are literals the caller has checked),
+   * and `fn` gets its rows.
+   */
+  txStartingWith<T, R extends QueryResultRow>(first: string, fn: (client: PoolClient, rows: R[]) => Promise<T>): Promise<T> {
+    return this.run(`BEGIN; ${first}`, (client, results) => fn(client, (results as unknown as QueryResult<R>[])[1].rows));
+  }
+
+  private async run<T>(begin: string, fn: (client: PoolClient, results: unknown) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
     try {
-      await client.query(opts.snapshot ? 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' : 'BEGIN');
-      const result = await fn(client);
+      const results = await client.query(begin);
+      const result = await fn(client, results);
       await client.query('COMMIT');
       return result;
     } catch (err) {

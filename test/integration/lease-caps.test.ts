@@ -17,7 +17,7 @@ describe('lease caps inside one group-committed insert', () => {
     broker = await startBroker('lcaps');
     db = new Database(broker.config.storage.postgres_url, 2);
     const config = { storage: { postgres_url: broker.config.storage.postgres_url, pool_size: 2 } } as any;
-    repo = new LeaseRepository(db, config, { append: async () => undefined, appendMany: async () => undefined } as any);
+    repo = new LeaseRepository(db, config, { append: async () => undefined, appendMany: async () => undefined, firstShard: () => 1 } as any);
   });
   afterAll(async () => {
     await repo.onApplicationShutdown();
@@ -56,7 +56,7 @@ describe('lease caps inside one group-committed insert', () => {
 
   it('with the default pool (20): hundreds of concurrent inserts still stop exactly at the cap', async () => {
     const big = new Database(broker.config.storage.postgres_url, 20);
-    const wide = new LeaseRepository(big, { storage: { postgres_url: broker.config.storage.postgres_url, pool_size: 20 } } as any, { append: async () => undefined, appendMany: async () => undefined } as any);
+    const wide = new LeaseRepository(big, { storage: { postgres_url: broker.config.storage.postgres_url, pool_size: 20 } } as any, { append: async () => undefined, appendMany: async () => undefined, firstShard: () => 1 } as any);
     try {
       const results = await Promise.all(Array.from({ length: 600 }, (_, i) => wide.insertPending(lease(`wide-${i % 7}`, 'flood'), { role: 100_000, owner: 50 })));
       expect(results.filter((r) => r === undefined)).toHaveLength(50);
