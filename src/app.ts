@@ -4,13 +4,14 @@ import { NestFactory } from '@nestjs/core';
 import { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import express, { NextFunction, Request, Response } from 'express';
-import { Logger } from 'nestjs-pino';
+import { Logger, PinoLogger } from 'nestjs-pino';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { AppModule } from './app.module';
 import { ConfigError, TesseraConfig } from './config/config.loader';
 import { ConsoleRoutes } from './console/console.providers';
+import { accessLog, accessLogged } from './http/access-log';
 import { ErrorFilter, ErrorSurfaces, toHttpError } from './http/error.filter';
 import { httpRequestMetrics } from './metrics/http-metrics';
 import { Metrics } from './metrics/metrics';
@@ -84,6 +85,7 @@ export async function createServer(config: TesseraConfig, options: ServerOptions
     res.setHeader('X-Request-Id', req.id);
     next();
   });
+  if (accessLogged(config.log.level)) app.use(accessLog(() => PinoLogger.root));
   app.use((_req: Request, res: Response, next: NextFunction) => {
     // Responses can carry credentials: never cache them.
     res.setHeader('Cache-Control', 'no-store');

@@ -98,7 +98,7 @@ export class ErrorFilter implements ExceptionFilter {
     const req = ctx.getRequest<Request>();
     const res = ctx.getResponse<Response>();
     const mapped = toHttpError(err);
-    if (mapped.unexpected) this.log.error(`unexpected error on ${req.method} ${req.path}: ${(err as Error)?.stack ?? err}`);
+    if (mapped.unexpected) this.log.error(`unexpected error on ${req.method} ${req.path} (request ${(req as { id?: string }).id ?? 'unknown'}): ${(err as Error)?.stack ?? err}`);
     if (res.headersSent) return;
     // Readiness failures keep terminus's per-dependency report as the body.
     if (err instanceof HttpException && err.getStatus() === 503 && isHealthReport(err.getResponse())) {
