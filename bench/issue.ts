@@ -27,8 +27,14 @@ async function resetState(): Promise<void> {
   await flushQueue();
   await dropRolesLike('tsr_bench_');
   await dropRolesLike('bench_raw_');
+  await dropMysqlUsersLike('tsr_bench_');
+  await dropMysqlUsersLike('bench_raw_');
+}
+
+/** MariaDB's CREATE USER slows as mysql.user grows, so each loop of a comparison starts from the same accounts. */
+async function dropMysqlUsersLike(prefix: string): Promise<void> {
   await mysqlAdmin(async (c) => {
-    const [rows] = await c.query(`SELECT User AS u FROM mysql.user WHERE User LIKE 'tsr_bench_%' OR User LIKE 'bench_raw_%'`);
+    const [rows] = await c.query(`SELECT User AS u FROM mysql.user WHERE User LIKE ?`, [`${prefix}%`]);
     for (const { u } of rows as { u: string }[]) await c.query(`DROP USER IF EXISTS ${mysql.escape(u)}@'%'`);
   });
 }
@@ -157,6 +163,9 @@ async function benchMysql(url: string, token: string, concurrency: number, n: nu
     const res = await post(`${url}/v1/creds/bench-my`, token, { ttl: '30m' });
     if (res.status !== 201) throw new Error(`mysql issue failed: ${res.status}`);
   });
+  // The broker's accounts go first (their leases are left to the run's reset), so the raw loop starts
+  // from the same mysql.user as Tessera's did.
+  await dropMysqlUsersLike('tsr_bench_');
   const pool = mysql.createPool({ uri: MYSQL, connectionLimit: Math.min(concurrency, 20) });
   const raw = await load(n, concurrency, async (i) => {
     const user = `bench_raw_${i}`;
