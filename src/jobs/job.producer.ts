@@ -1,4 +1,4 @@
-import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
+import { BeforeApplicationShutdown, Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { JobsOptions, Queue } from 'bullmq';
 import { GroupCommit } from '../../plugins/contract';
 import { Redis } from 'ioredis';
@@ -17,7 +17,21 @@ export interface EnqueueOptions<N extends JobName> {
    * without a job, as removing and adding again would leave); if it is gone, enqueue it.
    */
   reschedule?: boolean;
+  /**
+   * With runAt at least DEFER_MIN_MS away: the job may be added together with the others asked for
+   * within DEFER_MS (one addBulk, one wake-up of the workers, instead of one each). The promise settles
+   * once it is in Redis; a caller whose work PostgreSQL holds need not wait for it (the reconcilers
+   * enqueue whatever never reached Redis).
+   */
+  deferrable?: boolean;
 }
+
+/** How long a deferrable job may wait for others to be added with (ms). */
+export const DEFER_MS = 25;
+/** Jobs due sooner than this are added at once, deferrable or not (ms). */
+export const DEFER_MIN_MS = 10_000;
+/** The most jobs one deferred addBulk carries. */
+const DEFER_BATCH = 500;
 
 export interface PlannedJob {
   queue: QueueName;
@@ -53,7 +67,7 @@ export function planJob<N extends JobName>(config: JobConfig, name: N, payload: 
 
 /** The only code that enqueues jobs. Every job goes through `enqueue`. */
 @Injectable()
-export class JobProducer implements OnApplicationShutdown {
+export class JobProducer implements BeforeApplicationShutdown, OnApplicationShutdown {
   private readonly connection: Redis;
   private readonly queues: ReadonlyMap<QueueName, Queue>;
   /** Adds arriving together go to Redis as one addBulk (one round trip), per queue. */
@@ -86,8 +100,21 @@ export class JobProducer implements OnApplicationShutdown {
     );
   }
 
+  /** Deferrable jobs waiting for the next deferred addBulk, and that addBulk's timer. */
+  private deferred: { name: JobName; payload: unknown; opts: EnqueueOptions<JobName>; done: (err?: unknown) => void }[] = [];
+  private deferTimer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> = Promise.resolve();
+
   /** Enqueues one job; returns its id. Enqueuing work that is already queued changes nothing. */
   async enqueue<N extends JobName>(name: N, payload: JobPayloads[N], opts: EnqueueOptions<N> = {}): Promise<string> {
+    if (opts.deferrable && !opts.reschedule && opts.runAt && opts.runAt.getTime() - Date.now() >= DEFER_MIN_MS) {
+      const jobId = JOBS[name].id(payload, { queue: opts.queue ?? JOBS[name].queues[0], delayed: true });
+      await new Promise<void>((resolve, reject) => {
+        this.deferred.push({ name, payload, opts: opts as EnqueueOptions<JobName>, done: (err) => (err ? reject(err) : resolve()) });
+        this.deferTimer ??= setTimeout(() => void this.flushDeferred(), DEFER_MS);
+      });
+      return jobId;
+    }
     const job = planJob(this.config, name, payload, opts, Date.now());
     const queue = this.queues.get(job.queue)!;
     if (opts.reschedule && opts.runAt) {
@@ -112,7 +139,46 @@ export class JobProducer implements OnApplicationShutdown {
     await this.connection.ping();
   }
 
+  /**
+   * Adds the deferred jobs, per queue in addBulks of up to DEFER_BATCH, each planned now (so its delay
+   * still ends at its runAt). One flush at a time; one that fails rejects its own jobs only.
+   */
+  private flushDeferred(): Promise<void> {
+    clearTimeout(this.deferTimer);
+    this.deferTimer = undefined;
+    const jobs = this.deferred;
+    this.deferred = [];
+    this.flushing = this.flushing.then(async () => {
+      const now = Date.now();
+      const planned = jobs.flatMap((j) => {
+        try {
+          return [{ ...j, plan: planJob(this.config, j.name, j.payload as never, j.opts, now) }];
+        } catch (err) {
+          j.done(err);
+          return [];
+        }
+      });
+      for (let i = 0; i < planned.length; i += DEFER_BATCH) {
+        const chunk = planned.slice(i, i + DEFER_BATCH);
+        for (const queue of new Set(chunk.map((c) => c.plan.queue))) {
+          const mine = chunk.filter((c) => c.plan.queue === queue);
+          await this.queues
+            .get(queue)!
+            .addBulk(mine.map(({ plan }) => ({ name: plan.name, data: plan.data, opts: plan.opts })))
+            .then(() => mine.forEach((c) => c.done()), (err: unknown) => mine.forEach((c) => c.done(err ?? new Error('addBulk failed'))));
+        }
+      }
+    });
+    return this.flushing;
+  }
+
+  /** Deferred jobs still waiting go to Redis before any connection closes (at onApplicationShutdown). */
+  async beforeApplicationShutdown(): Promise<void> {
+    await this.flushDeferred();
+  }
+
   async onApplicationShutdown(): Promise<void> {
+    await this.flushDeferred();
     await Promise.all([...this.queues.values()].map((q) => q.close().catch(() => undefined)));
   }
 }

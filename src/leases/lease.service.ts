@@ -125,7 +125,9 @@ export class LeaseService {
       }
       throw new DomainError('unavailable', 'issue_interrupted', 'the lease was revoked or timed out while it was being issued; try again');
     }
-    await this.scheduleExpiry(id, expiresAt);
+    // The expiry job is added with those of the issues around this one, and the answer does not wait
+    // for it: the lease row is the record, and the reconciler enqueues any job that never reached Redis.
+    void this.scheduleExpiry(id, expiresAt, false, true);
     this.metrics.leasesIssued.inc({ role: role.name });
     issueTimer();
     return {
@@ -295,9 +297,9 @@ export class LeaseService {
    * The lease's one delayed expiry job, enqueued or (`move`) moved in place. A lost enqueue is not an
    * error: the reconciler finds the lease from PostgreSQL.
    */
-  private async scheduleExpiry(leaseId: string, expiresAt: Date, move = false): Promise<void> {
+  private async scheduleExpiry(leaseId: string, expiresAt: Date, move = false, deferrable = false): Promise<void> {
     await this.jobs
-      .enqueue(JobName.EnforceLease, { leaseId }, { runAt: expiresAt, reschedule: move })
+      .enqueue(JobName.EnforceLease, { leaseId }, { runAt: expiresAt, reschedule: move, ...(deferrable && { deferrable }) })
       .catch((err: Error) => this.log.warn(`could not schedule the expiry of ${leaseId} (the reconciler will): ${err.message}`));
   }
 

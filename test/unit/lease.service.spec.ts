@@ -24,7 +24,7 @@ describe('LeaseService (in-memory fakes)', () => {
       expect(w.target.accounts.has(row.account)).toBe(true);
       expect(issued.expires_at).toBe(new Date(w.clock.now().getTime() + 60_000).toISOString());
       expect(w.audit.ofType('lease.issued')).toEqual([expect.objectContaining({ actor: api.subject, leaseId: issued.lease_id })]);
-      expect(w.jobs.enqueued).toEqual([{ name: JobName.EnforceLease, payload: { leaseId: issued.lease_id }, opts: { runAt: row.expires_at, reschedule: false } }]);
+      expect(w.jobs.enqueued).toEqual([{ name: JobName.EnforceLease, payload: { leaseId: issued.lease_id }, opts: { runAt: row.expires_at, reschedule: false, deferrable: true } }]);
     });
 
     it('caps the ttl at the role and policy max_ttl', async () => {
