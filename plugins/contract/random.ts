@@ -11,6 +11,7 @@ let used = 0;
  * The returned buffer is the caller's own copy.
  */
 export function randomBytesPooled(size: number): Buffer {
+  if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`not a byte count: ${size}`);
   if (size > POOL_BYTES / 4) return randomFillSync(Buffer.allocUnsafe(size));
   if (used + size > pool.length) {
     pool = randomFillSync(Buffer.allocUnsafe(POOL_BYTES));

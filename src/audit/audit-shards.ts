@@ -51,6 +51,8 @@ export class AuditShards {
    * never holds two heads); when every head is held, waits for that first shard's.
    */
   async lockForAppend(tx: Queryable, callerTx: boolean, picked?: PickedHead): Promise<ShardHead> {
+    // `picked` comes only from the first statement of a transaction (Database.txStartingWith), which
+    // holds no head before it.
     const from = picked?.from ?? (callerTx ? this.preferred.get(tx) : undefined) ?? this.firstChoice();
     const tried = picked ? picked.head : await this.repo.pickHead(tx, from);
     const head = tried ?? (await this.repo.lockHead(tx, from)) ?? (await this.repo.lockHead(tx, 1));

@@ -15,7 +15,8 @@ const PICK_HEAD = `${HEAD} ORDER BY id < $1, id LIMIT 1 FOR UPDATE SKIP LOCKED`;
 /**
  * PICK_HEAD with `from` as a literal and a condition, for a caller that picks the head inside a statement
  * of its own sent with the simple protocol (see LeaseRepository.activateMany); the condition can make
- * it wait for the statement's earlier work (a lateral reference) or skip the pick.
+ * it wait for the statement's earlier work (a lateral reference) or skip the pick. The condition is
+ * SQL text of the caller's own, never a value.
  */
 export function pickHeadSql(from: number, condition: string): string {
   if (!Number.isSafeInteger(from) || from < 1) throw new Error(`not a shard: ${from}`);

@@ -95,12 +95,8 @@ export class ConsoleRoutes {
     const post = [this.stateChanging.bind(this), form, signedIn, this.csrf.bind(this)];
 
     r.use(securityHeaders);
-    // The API's access log (pino-http) runs in Nest's middleware, after this router: one line per
-    // console request here instead. The path only: the callback's query carries the code and state.
-    r.use((req: Request, res: Response, next: NextFunction) => {
-      res.on('finish', () => this.log.log(`${req.method} /ui${req.path.slice(0, 200)} ${res.statusCode} request ${String((req as { id?: unknown }).id ?? '')}`));
-      next();
-    });
+    // Console requests are in the broker's access log (src/http/access-log.ts) with the API's: the path
+    // only, so the callback's code and state stay out of it.
     r.get('/assets/:file', (req, res) => {
       const asset = assets.get(String(req.params.file));
       if (!asset) return void this.renderError(req, res, new DomainError('not_found', 'not_found', 'no such file'), false);
@@ -221,7 +217,7 @@ export class ConsoleRoutes {
 
   private renderError(req: ConsoleRequest, res: Response, err: unknown, json: boolean): void {
     const mapped = toHttpError(err);
-    if (mapped.unexpected) this.log.error(`unexpected error on ${req.method} ${req.path}: ${(err as Error)?.stack ?? err}`);
+    if (mapped.unexpected) this.log.error(`unexpected error on ${req.method} /ui${req.path} (request ${String((req as { id?: unknown }).id ?? 'unknown')}): ${(err as Error)?.stack ?? err}`);
     if (res.headersSent) return;
     const requestId = String((req as { id?: unknown }).id ?? '');
     if (json) return void res.status(mapped.status).json(errorBody(req, mapped.code, mapped.message));

@@ -9,7 +9,8 @@ export function accessLogged(level: string): boolean {
 }
 
 /**
- * One line per answered request at info: its id, method, path and status, and how long it took. The
+ * One line per request at info: its id, method, path and status, and how long it took; a request
+ * whose client went away before the answer was sent is logged as aborted. The
  * path only: a query string can carry what must not be logged (an OIDC authorization code, a token a
  * client put in the URL). Nothing is bound to the request for the code that serves it (no child
  * logger, no async-local context), so a request costs one log call, made after its answer is sent.
@@ -17,14 +18,18 @@ export function accessLogged(level: string): boolean {
 export function accessLog(logger: () => Logger) {
   return (req: Request & { id?: string }, res: Response, next: NextFunction): void => {
     const started = performance.now();
-    res.once('finish', () => {
+    // 'close' comes once per response: after it was sent, or when the client went away first.
+    res.once('close', () => {
       const url = req.originalUrl ?? req.url;
       const q = url.indexOf('?');
-      logger().info(
-        { req: { id: req.id, method: req.method, url: q < 0 ? url : url.slice(0, q) }, res: { statusCode: res.statusCode }, responseTime: Math.round(performance.now() - started) },
-        'request completed',
-      );
+      const path = (q < 0 ? url : url.slice(0, q)).slice(0, MAX_PATH);
+      const line = { req: { id: req.id, method: req.method, url: path }, res: { statusCode: res.statusCode }, responseTime: Math.round(performance.now() - started) };
+      if (res.writableFinished) logger().info(line, 'request completed');
+      else logger().info(line, 'request aborted');
     });
     next();
   };
 }
+
+/** The longest path written (the rest of a longer one is cut off). */
+const MAX_PATH = 512;

@@ -10,6 +10,12 @@ describe('pooled random bytes', () => {
     expect(new Set(drawn.map((b) => b.toString('hex'))).size).toBe(drawn.length);
   });
 
+  it('refuses a size that is not a byte count, and the next draw is still fresh', () => {
+    for (const bad of [-4, 1.5, Number.NaN]) expect(() => randomBytesPooled(bad)).toThrow(RangeError);
+    expect(randomBytesPooled(0)).toHaveLength(0);
+    expect(randomBytesPooled(16).equals(Buffer.alloc(16))).toBe(false);
+  });
+
   it('draws sizes larger than a quarter pool directly, and looks random (no byte value more than twice as common as another)', () => {
     expect(randomBytesPooled(5000)).toHaveLength(5000);
     const counts = new Array(256).fill(0);

@@ -1,6 +1,6 @@
 import { WindowThrottlerStorage } from '../../src/http/window-throttler-storage';
 
-describe('the throttler storage (sliding window from two fixed ones)', () => {
+describe('the throttler storage (a sliding log)', () => {
   let now = 1_000_000;
   const storage = new WindowThrottlerStorage(() => now);
   const hit = (key = 'k') => storage.increment(key, 1000, 5, 1000, 'identity');
@@ -12,24 +12,29 @@ describe('the throttler storage (sliding window from two fixed ones)', () => {
 
   it('allows the limit in a window, refuses the rest without counting them, and says when to retry', async () => {
     expect(await allowed(5)).toBe(5);
+    now += 400;
     const refused = await hit();
-    expect(refused).toMatchObject({ isBlocked: true, totalHits: 6 });
-    expect(refused.timeToBlockExpire).toBeGreaterThanOrEqual(1);
+    expect(refused).toMatchObject({ isBlocked: true, totalHits: 6, timeToBlockExpire: 1 });
     expect(await allowed(100)).toBe(0);
     expect(await allowed(5, 'other')).toBe(5); // keys are counted apart
   });
 
-  it('slides: half a window later half of the previous window has left, so about half the limit is free', async () => {
-    now += 1500; // the 5 hits are now in the previous window, which overlaps the sliding one by half
-    expect(await allowed(10)).toBe(2); // 5 × 0.5 + 2 = 4.5; a third would reach 5.5 > 5
-    now += 500; // the previous window (the 5) is gone; the 2 are now the previous one, fully overlapping
-    expect(await allowed(10)).toBe(3);
+  it('never lets more than the limit in within any window, even across a boundary', async () => {
+    now += 599; // 999 ms after the five: still inside their window
+    expect(await allowed(10)).toBe(0);
+    now += 1; // the five leave the window together
+    expect(await allowed(10)).toBe(5);
+    // From then on the five slots free again exactly one window after they were taken.
+    for (let step = 0; step < 20; step++) {
+      now += 100;
+      const inWindow = await allowed(10);
+      expect(inWindow).toBe(step % 10 === 9 ? 5 : 0);
+    }
   });
 
-  it('forgets a key idle for two windows: the full limit again', async () => {
-    now += 2000;
+  it('forgets a key idle for a while: the full limit again', async () => {
+    now += 20_000;
     expect(await allowed(10)).toBe(5);
-    const first = await storage.increment('fresh', 1000, 5, 1000, 'identity');
-    expect(first).toMatchObject({ isBlocked: false, totalHits: 1, timeToBlockExpire: 0 });
+    expect(await storage.increment('fresh', 1000, 5, 1000, 'identity')).toMatchObject({ isBlocked: false, totalHits: 1, timeToBlockExpire: 0 });
   });
 });
