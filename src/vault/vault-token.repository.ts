@@ -1,4 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
+import { GroupCommit } from '../../plugins/contract';
 import { Database, Queryable } from '../storage/database';
 
 export interface VaultTokenRow {
@@ -24,6 +25,8 @@ export interface NewVaultToken {
   maxExpiresAt: Date;
 }
 
+const TOKEN_COLUMNS = 'id, hash, subject, issuer, claims, created_at, renewed_at, expires_at, max_expires_at, revoked_at';
+
 /** The SQL of Vault client tokens (the `vault_tokens` and `vault_token_leases` tables). */
 @Injectable()
 export class VaultTokenRepository {
@@ -40,10 +43,23 @@ export class VaultTokenRepository {
     );
   }
 
-  async get(id: string): Promise<VaultTokenRow | undefined> {
-    const { rows } = await this.db.query<VaultTokenRow>('SELECT * FROM vault_tokens WHERE id = $1', [id]);
-    return rows[0];
+  /**
+   * A token's row, read after the call (a revoke committed before it is seen). The reads of requests
+   * arriving together share one statement (group commit): a Vault client's every request reads its
+   * token, and one round trip each was a tenth of such a request's cost.
+   */
+  get(id: string): Promise<VaultTokenRow | undefined> {
+    return this.reads.submit(id);
   }
+
+  private readonly reads = new GroupCommit<string, VaultTokenRow | undefined>(
+    async (ids) => {
+      const { rows } = await this.db.query<VaultTokenRow>(`SELECT ${TOKEN_COLUMNS} FROM vault_tokens WHERE id = ANY($1::text[])`, [[...new Set(ids)]]);
+      const byId = new Map(rows.map((r) => [r.id, r]));
+      return ids.map((id) => byId.get(id));
+    },
+    { maxBatch: 64, inFlight: 2 },
+  );
 
   /** Moves the expiry of a live token; undefined when it was revoked or expired meanwhile. */
   async renew(id: string, expiresAt: Date): Promise<VaultTokenRow | undefined> {
