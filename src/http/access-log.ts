@@ -23,7 +23,8 @@ export function accessLog(logger: () => Logger) {
       const url = req.originalUrl ?? req.url;
       const q = url.indexOf('?');
       const path = (q < 0 ? url : url.slice(0, q)).slice(0, MAX_PATH);
-      const line = { req: { id: req.id, method: req.method, url: path }, res: { statusCode: res.statusCode }, responseTime: Math.round(performance.now() - started) };
+      // A request left before its answer began has no status (Node's default 200 would mislead).
+      const line = { req: { id: req.id, method: req.method, url: path }, res: { statusCode: res.headersSent ? res.statusCode : null }, responseTime: Math.round(performance.now() - started) };
       if (res.writableFinished) logger().info(line, 'request completed');
       else logger().info(line, 'request aborted');
     });

@@ -1,4 +1,4 @@
-import { BeforeApplicationShutdown, Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
+import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
 import { JobsOptions, Queue } from 'bullmq';
 import { GroupCommit } from '../../plugins/contract';
 import { Redis } from 'ioredis';
@@ -32,6 +32,13 @@ export const DEFER_MS = 25;
 export const DEFER_MIN_MS = 10_000;
 /** The most jobs one deferred addBulk carries. */
 const DEFER_BATCH = 500;
+/**
+ * The most jobs held back at once: past it (Redis slow or not answering), jobs are added at once and
+ * their callers wait for them, which slows issue down to what Redis takes instead of growing memory.
+ */
+const DEFER_MAX = 10_000;
+/** How long shutdown waits for the held-back jobs to reach Redis (ms). */
+const DEFER_SHUTDOWN_MS = 10_000;
 
 export interface PlannedJob {
   queue: QueueName;
@@ -104,10 +111,22 @@ export class JobProducer implements BeforeApplicationShutdown, OnApplicationShut
   private deferred: { name: JobName; payload: unknown; opts: EnqueueOptions<JobName>; done: (err?: unknown) => void }[] = [];
   private deferTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
+  /** Set when shutdown begins: from then on nothing is held back. */
+  private closing = false;
+  private readonly log = new Logger(JobProducer.name);
+
+  /**
+   * Whether a deferrable job due at runAt would be held back for a shared addBulk now. A caller that
+   * answers without waiting for such a job must wait for any other (a short lease's expiry, a job
+   * asked for during shutdown or while Redis is behind).
+   */
+  defers(opts: Pick<EnqueueOptions<JobName>, 'runAt' | 'reschedule'>): boolean {
+    return !this.closing && !opts.reschedule && !!opts.runAt && opts.runAt.getTime() - Date.now() >= DEFER_MIN_MS && this.deferred.length < DEFER_MAX;
+  }
 
   /** Enqueues one job; returns its id. Enqueuing work that is already queued changes nothing. */
   async enqueue<N extends JobName>(name: N, payload: JobPayloads[N], opts: EnqueueOptions<N> = {}): Promise<string> {
-    if (opts.deferrable && !opts.reschedule && opts.runAt && opts.runAt.getTime() - Date.now() >= DEFER_MIN_MS) {
+    if (opts.deferrable && this.defers(opts)) {
       const jobId = JOBS[name].id(payload, { queue: opts.queue ?? JOBS[name].queues[0], delayed: true });
       await new Promise<void>((resolve, reject) => {
         this.deferred.push({ name, payload, opts: opts as EnqueueOptions<JobName>, done: (err) => (err ? reject(err) : resolve()) });
@@ -148,7 +167,8 @@ export class JobProducer implements BeforeApplicationShutdown, OnApplicationShut
     this.deferTimer = undefined;
     const jobs = this.deferred;
     this.deferred = [];
-    this.flushing = this.flushing.then(async () => {
+    this.flushing = this.flushing
+      .then(async () => {
       const now = Date.now();
       const planned = jobs.flatMap((j) => {
         try {
@@ -168,13 +188,26 @@ export class JobProducer implements BeforeApplicationShutdown, OnApplicationShut
             .then(() => mine.forEach((c) => c.done()), (err: unknown) => mine.forEach((c) => c.done(err ?? new Error('addBulk failed'))));
         }
       }
-    });
+      })
+      // Each job's caller has its answer; a failure here must not stop the flushes after it.
+      .catch((err: Error) => {
+        jobs.forEach((j) => j.done(err));
+        this.log.warn(`held-back jobs could not be added (the reconciler will): ${err.message}`);
+      });
     return this.flushing;
   }
 
-  /** Deferred jobs still waiting go to Redis before any connection closes (at onApplicationShutdown). */
+  /**
+   * Shutdown begins: nothing is held back from now on (requests still in flight wait for their jobs
+   * before they answer, so before the HTTP server has closed), and the jobs held back go to Redis
+   * before any connection closes (at onApplicationShutdown), for at most DEFER_SHUTDOWN_MS.
+   */
   async beforeApplicationShutdown(): Promise<void> {
-    await this.flushDeferred();
+    this.closing = true;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, DEFER_SHUTDOWN_MS)));
+    await Promise.race([this.flushDeferred(), late]);
+    clearTimeout(timer);
   }
 
   async onApplicationShutdown(): Promise<void> {

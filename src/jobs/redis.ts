@@ -12,12 +12,14 @@ export class RedisConnections implements OnApplicationShutdown {
 
   /**
    * Producers fail fast while Redis is down (PostgreSQL holds the truth and the reconciler catches up);
-   * workers wait for Redis to come back, as BullMQ requires.
+   * workers wait for Redis to come back, as BullMQ requires. A producer's command that gets no answer
+   * fails after 5 s (a Redis that stops answering without closing the connection, a paused failover),
+   * so a caller waiting for a job is not held for as long as TCP takes to give up.
    */
   open(kind: 'producer' | 'worker'): Redis {
     const options: RedisOptions =
       kind === 'producer'
-        ? { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000 }
+        ? { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000, commandTimeout: 5000 }
         : { maxRetriesPerRequest: null, connectTimeout: 2000 };
     const conn = new IORedis(this.config.queue.redis_url, { ...options, lazyConnect: false });
     conn.on('error', () => undefined); // reconnects on its own; readiness reports the outage

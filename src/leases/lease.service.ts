@@ -125,9 +125,12 @@ export class LeaseService {
       }
       throw new DomainError('unavailable', 'issue_interrupted', 'the lease was revoked or timed out while it was being issued; try again');
     }
-    // The expiry job is added with those of the issues around this one, and the answer does not wait
-    // for it: the lease row is the record, and the reconciler enqueues any job that never reached Redis.
-    void this.scheduleExpiry(id, expiresAt, false, true);
+    // A far-off expiry's job is added with those of the issues around this one, and the answer does not
+    // wait for it: the lease row is the record, and the reconciler enqueues any job that never reached
+    // Redis. Any other (a short lease, shutdown begun, Redis behind) is in Redis before the answer.
+    const deferred = this.jobs.defers({ runAt: expiresAt });
+    const scheduled = this.scheduleExpiry(id, expiresAt, false, deferred);
+    if (!deferred) await scheduled;
     this.metrics.leasesIssued.inc({ role: role.name });
     issueTimer();
     return {

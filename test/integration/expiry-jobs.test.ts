@@ -1,4 +1,5 @@
 import { Queue } from 'bullmq';
+import { Client } from 'pg';
 import IORedis from 'ioredis';
 import { TestBroker, eventually, startBroker } from '../support/broker';
 import { REDIS_URL } from '../support/services';
@@ -47,9 +48,51 @@ describe('expiry jobs of issued leases', () => {
     expect(Math.abs((await runsAt(body.lease_id))! - Date.parse(body.expires_at))).toBeLessThan(100);
   });
 
+  it('a burst of leases due in seconds: each has its job when its answer arrives', async () => {
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, async () => {
+        const res = await issue(5);
+        return { res, at: await runsAt(res.body.lease_id) };
+      }),
+    );
+    for (const { res, at } of answers) {
+      expect(res.status).toBe(201);
+      expect(Math.abs(at! - Date.parse(res.body.expires_at))).toBeLessThan(100);
+    }
+  });
+
   it('shutting down right after an issue still adds its job', async () => {
     const { body } = await issue('10m');
     await broker.close();
     expect(await runsAt(body.lease_id)).toBeDefined();
+  });
+
+  it('an issue still in flight when shutdown begins has its job before the broker is down', async () => {
+    const other = await startBroker('expjobstop');
+    const otherQueue = new Queue('leases', { connection: redis, prefix: other.doc.queue.prefix });
+    const token = await other.token('ns/app/expjobstop');
+    // Every audit head held elsewhere: the issue waits at its activation while shutdown begins.
+    const holder = new Client({ connectionString: other.doc.storage.postgres_url });
+    await holder.connect();
+    let answer: Promise<{ status: number; body: any }> | undefined;
+    let closed: Promise<void> | undefined;
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT id FROM audit_head FOR UPDATE');
+      answer = other.api('POST', `/v1/creds/${other.role}`, { token, body: { ttl: '10m' } });
+      await new Promise((r) => setTimeout(r, 200));
+      closed = other.close();
+      await new Promise((r) => setTimeout(r, 200));
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      await holder.end();
+    }
+    const { status, body } = await answer!;
+    await closed;
+    expect(status).toBe(201);
+    const job = await otherQueue.getJob(`expiry-${body.lease_id}`);
+    await otherQueue.close();
+    expect(job).toBeDefined();
+    expect(Math.abs(job!.timestamp + (job!.opts.delay ?? 0) - Date.parse(body.expires_at))).toBeLessThan(100);
   });
 });

@@ -4,7 +4,7 @@ import { AuditDenials } from '../../../src/audit/audit-denials';
 import { AuditEvent } from '../../../src/audit/audit.log';
 import { TesseraConfig } from '../../../src/config/config.loader';
 import { Identity } from '../../../src/identity/identity';
-import { EnqueueOptions } from '../../../src/jobs/job.producer';
+import { DEFER_MIN_MS, EnqueueOptions } from '../../../src/jobs/job.producer';
 import { JobName, JobPayloads } from '../../../src/jobs/jobs';
 import { Metrics } from '../../../src/metrics/metrics';
 import { Clock } from '../../../src/common/clock';
@@ -290,6 +290,11 @@ export class FakeTarget {
 export class FakeJobs {
   readonly enqueued: { name: JobName; payload: unknown; opts: EnqueueOptions<JobName> }[] = [];
   down = false;
+
+  /** As the producer's: only far-off jobs are held back for a shared add. */
+  defers(opts: Pick<EnqueueOptions<JobName>, 'runAt' | 'reschedule'>): boolean {
+    return !opts.reschedule && !!opts.runAt && opts.runAt.getTime() - Date.now() >= DEFER_MIN_MS;
+  }
 
   async enqueue<N extends JobName>(name: N, payload: JobPayloads[N], opts: EnqueueOptions<N> = {}): Promise<string> {
     if (this.down) throw new Error('queue unavailable');
