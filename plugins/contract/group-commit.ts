@@ -1,8 +1,11 @@
 /**
  * Group commit: work submitted one item at a time, done in batches. Up to `inFlight` batches run at
- * once; items submitted while they run wait and form the next batch (at most `maxBatch` items). Nothing
- * waits on a timer, so a lone caller is served at once and latency only ever trades against a batch
- * already running; under load, N callers share one round trip (and one commit) instead of making N.
+ * once. A batch starts when the turn of the event loop in which its first item came is over, so what
+ * is asked within one turn (requests read together, the callers a batch just answered) goes together;
+ * items submitted while every slot is busy wait and form the next batch (at most `maxBatch` items).
+ * Nothing waits on a timer, so a lone caller is served at the end of its turn and latency only ever
+ * trades against a batch already running; under load, N callers share one round trip (and one
+ * commit) instead of making N.
  *
  * `run` answers every item of its batch, in order; an answer that is an ItemFailed rejects that item
  * alone. When `run` throws, every item of the batch gets the error, unless `alone` is given: then a
@@ -12,6 +15,8 @@
 export class GroupCommit<T, R> {
   private readonly waiting: { item: T; resolve: (r: R) => void; reject: (e: unknown) => void }[] = [];
   private running = 0;
+  /** A start is due at the end of this turn of the event loop. */
+  private starting = false;
 
   constructor(
     private readonly run: (items: T[]) => Promise<(R | ItemFailed)[]>,
@@ -21,7 +26,15 @@ export class GroupCommit<T, R> {
   submit(item: T): Promise<R> {
     return new Promise<R>((resolve, reject) => {
       this.waiting.push({ item, resolve, reject });
-      this.next();
+      // A free slot starts its batch once this turn of the event loop is done, so the callers that
+      // ask within it (requests read together, the items of a batch that answered) share it.
+      if (!this.starting && this.running < this.opts.inFlight) {
+        this.starting = true;
+        setImmediate(() => {
+          this.starting = false;
+          while (this.running < this.opts.inFlight && this.waiting.length > 0) this.next();
+        });
+      }
     });
   }
 

@@ -14,47 +14,65 @@ function gated() {
 const tick = () => new Promise((r) => setImmediate(r));
 
 describe('GroupCommit', () => {
-  it('serves a lone caller at once, in a batch of one', async () => {
+  it('serves a lone caller at the end of its turn, in a batch of one', async () => {
     const g = gated();
     const gc = new GroupCommit(g.run, { maxBatch: 10, inFlight: 1 });
     const p = gc.submit(1);
+    expect(g.batches).toEqual([]);
+    await tick();
     expect(g.batches).toEqual([[1]]);
     g.gates[0]();
     await expect(p).resolves.toBe(10);
   });
 
-  it('gathers what arrives while a batch runs into the next batch, up to maxBatch', async () => {
+  it('puts what is asked within one turn in one batch; what arrives while it runs forms the next, up to maxBatch', async () => {
     const g = gated();
     const gc = new GroupCommit(g.run, { maxBatch: 3, inFlight: 1 });
-    const all = [1, 2, 3, 4, 5, 6].map((i) => gc.submit(i));
-    expect(g.batches).toEqual([[1]]);
+    const first = [1, 2].map((i) => gc.submit(i));
+    await tick();
+    expect(g.batches).toEqual([[1, 2]]);
+    const later = [3, 4, 5, 6, 7].map((i) => gc.submit(i));
+    await tick();
+    expect(g.batches).toEqual([[1, 2]]);
     g.gates[0]();
     await tick();
-    expect(g.batches).toEqual([[1], [2, 3, 4]]);
+    expect(g.batches).toEqual([[1, 2], [3, 4, 5]]);
     g.gates[1]();
     await tick();
-    expect(g.batches).toEqual([[1], [2, 3, 4], [5, 6]]);
+    expect(g.batches).toEqual([[1, 2], [3, 4, 5], [6, 7]]);
     g.gates[2]();
-    await expect(Promise.all(all)).resolves.toEqual([10, 20, 30, 40, 50, 60]);
+    await expect(Promise.all([...first, ...later])).resolves.toEqual([10, 20, 30, 40, 50, 60, 70]);
   });
 
-  it('runs up to inFlight batches at once', () => {
+  it('runs up to inFlight batches at once, starting as many as are free at the end of a turn', async () => {
+    const g = gated();
+    const gc = new GroupCommit(g.run, { maxBatch: 2, inFlight: 2 });
+    [1, 2, 3, 4, 5].forEach((i) => void gc.submit(i));
+    await tick();
+    expect(g.batches).toEqual([[1, 2], [3, 4]]);
+    g.gates[0]();
+    await tick();
+    expect(g.batches).toEqual([[1, 2], [3, 4], [5]]);
+  });
+
+  it('a slot left free starts a batch for what comes in a later turn', async () => {
     const g = gated();
     const gc = new GroupCommit(g.run, { maxBatch: 10, inFlight: 2 });
-    [1, 2, 3].forEach((i) => void gc.submit(i));
-    expect(g.batches).toEqual([[1], [2]]);
+    void gc.submit(1);
+    await tick();
+    void gc.submit(2);
+    void gc.submit(3);
+    await tick();
+    expect(g.batches).toEqual([[1], [2, 3]]);
   });
 
   it('fails only the item whose answer is ItemFailed', async () => {
     const g = gated();
     const gc = new GroupCommit(g.run, { maxBatch: 10, inFlight: 1 });
-    const first = gc.submit(1);
-    const rest = [2, -3, 4].map((i) => gc.submit(i).then((v) => ({ v }), (e: Error) => ({ e: e.message })));
-    g.gates[0]();
-    await first;
+    const all = [2, -3, 4].map((i) => gc.submit(i).then((v) => ({ v }), (e: Error) => ({ e: e.message })));
     await tick();
-    g.gates[1]();
-    await expect(Promise.all(rest)).resolves.toEqual([{ v: 20 }, { e: 'bad -3' }, { v: 40 }]);
+    g.gates[0]();
+    await expect(Promise.all(all)).resolves.toEqual([{ v: 20 }, { e: 'bad -3' }, { v: 40 }]);
   });
 
   it('fails every item of a batch whose run throws, and goes on with the next', async () => {
@@ -64,10 +82,11 @@ describe('GroupCommit', () => {
       if (calls === 1) throw new Error('down');
       return items;
     }, { maxBatch: 10, inFlight: 1 });
-    const a = gc.submit(1);
-    const b = gc.submit(2);
-    await expect(a).rejects.toThrow('down');
-    await expect(b).resolves.toBe(2);
+    const failed = [1, 2].map((i) => expect(gc.submit(i)).rejects.toThrow('down'));
+    await tick();
+    const next = gc.submit(3);
+    await Promise.all(failed);
+    await expect(next).resolves.toBe(3);
   });
 
   it('refuses a run that answers the wrong number of items', async () => {
@@ -86,6 +105,7 @@ describe('GroupCommit', () => {
       { maxBatch: 10, inFlight: 1, alone: async (i) => (alone.push(i), i < 0 ? Promise.reject(new Error(`bad ${i}`)) : i * 10) },
     );
     const first = gc.submit(1);
+    await tick();
     const rest = [2, -3, 4].map((i) => gc.submit(i).then((v) => ({ v }), (e: Error) => ({ e: e.message })));
     await expect(first).resolves.toBe(10);
     await expect(Promise.all(rest)).resolves.toEqual([{ v: 20 }, { e: 'bad -3' }, { v: 40 }]);
