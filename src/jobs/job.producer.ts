@@ -84,7 +84,7 @@ export class JobProducer implements BeforeApplicationShutdown, OnApplicationShut
     @Inject(CONFIG) private readonly config: TesseraConfig,
     redis: RedisConnections,
   ) {
-    this.connection = redis.open('producer');
+    this.connection = redis.open('producer', () => this.drained());
     this.queues = new Map(
       Object.values(QueueName).map((name) => {
         const queue = new Queue(name, { connection: this.connection, prefix: config.queue.prefix });
@@ -111,25 +111,43 @@ export class JobProducer implements BeforeApplicationShutdown, OnApplicationShut
   private deferred: { name: JobName; payload: unknown; opts: EnqueueOptions<JobName>; done: (err?: unknown) => void }[] = [];
   private deferTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
+  /** Jobs held back and not yet answered: waiting, or in a flush that has not finished. */
+  private heldBack = 0;
   /** Set when shutdown begins: from then on nothing is held back. */
   private closing = false;
   private readonly log = new Logger(JobProducer.name);
 
   /**
-   * Whether a deferrable job due at runAt would be held back for a shared addBulk now. A caller that
-   * answers without waiting for such a job must wait for any other (a short lease's expiry, a job
-   * asked for during shutdown or while Redis is behind).
+   * Whether a job due at runAt would be held back for a shared addBulk now. A caller that answers
+   * without waiting for its job asks this first and passes `deferrable` only when it says yes; any
+   * other job (a short lease's expiry, one asked for during shutdown or while Redis is behind) it
+   * waits for.
    */
   defers(opts: Pick<EnqueueOptions<JobName>, 'runAt' | 'reschedule'>): boolean {
-    return !this.closing && !opts.reschedule && !!opts.runAt && opts.runAt.getTime() - Date.now() >= DEFER_MIN_MS && this.deferred.length < DEFER_MAX;
+    return this.canHoldBack() && !opts.reschedule && !!opts.runAt && opts.runAt.getTime() - Date.now() >= DEFER_MIN_MS;
+  }
+
+  private canHoldBack(): boolean {
+    return !this.closing && this.heldBack < DEFER_MAX;
   }
 
   /** Enqueues one job; returns its id. Enqueuing work that is already queued changes nothing. */
   async enqueue<N extends JobName>(name: N, payload: JobPayloads[N], opts: EnqueueOptions<N> = {}): Promise<string> {
-    if (opts.deferrable && this.defers(opts)) {
+    // `deferrable` is the caller's defers() of this same turn: only shutdown or the cap can have
+    // changed since, and neither can within a turn; the due time is not judged twice.
+    if (opts.deferrable && opts.runAt && !opts.reschedule && this.canHoldBack()) {
       const jobId = JOBS[name].id(payload, { queue: opts.queue ?? JOBS[name].queues[0], delayed: true });
+      this.heldBack++;
       await new Promise<void>((resolve, reject) => {
-        this.deferred.push({ name, payload, opts: opts as EnqueueOptions<JobName>, done: (err) => (err ? reject(err) : resolve()) });
+        let answered = false;
+        const done = (err?: unknown) => {
+          if (answered) return;
+          answered = true;
+          this.heldBack--;
+          if (err) reject(err);
+          else resolve();
+        };
+        this.deferred.push({ name, payload, opts: opts as EnqueueOptions<JobName>, done });
         this.deferTimer ??= setTimeout(() => void this.flushDeferred(), DEFER_MS);
       });
       return jobId;
@@ -145,7 +163,13 @@ export class JobProducer implements BeforeApplicationShutdown, OnApplicationShut
         return job.opts.jobId;
       }
     }
-    await this.adds.get(job.queue)!.submit(job);
+    await this.adds
+      .get(job.queue)!
+      .submit(job)
+      .catch((err: Error) => {
+        this.afterFailure(err);
+        throw err;
+      });
     return job.opts.jobId;
   }
 
@@ -178,40 +202,54 @@ export class JobProducer implements BeforeApplicationShutdown, OnApplicationShut
           return [];
         }
       });
+      // The first addBulk that fails fails the rest of this flush too: Redis is not taking them.
       for (let i = 0; i < planned.length; i += DEFER_BATCH) {
         const chunk = planned.slice(i, i + DEFER_BATCH);
         for (const queue of new Set(chunk.map((c) => c.plan.queue))) {
           const mine = chunk.filter((c) => c.plan.queue === queue);
-          await this.queues
-            .get(queue)!
-            .addBulk(mine.map(({ plan }) => ({ name: plan.name, data: plan.data, opts: plan.opts })))
-            .then(() => mine.forEach((c) => c.done()), (err: unknown) => mine.forEach((c) => c.done(err ?? new Error('addBulk failed'))));
+          await this.queues.get(queue)!.addBulk(mine.map(({ plan }) => ({ name: plan.name, data: plan.data, opts: plan.opts })));
+          mine.forEach((c) => c.done());
         }
       }
       })
-      // Each job's caller has its answer; a failure here must not stop the flushes after it.
-      .catch((err: Error) => {
-        jobs.forEach((j) => j.done(err));
-        this.log.warn(`held-back jobs could not be added (the reconciler will): ${err.message}`);
+      // Each job's caller gets its answer; a failure here must not stop the flushes after it.
+      .catch((err: unknown) => {
+        const error = err instanceof Error ? err : new Error('addBulk failed');
+        jobs.forEach((j) => j.done(error));
+        this.afterFailure(error);
+        this.log.warn(`${jobs.length} held-back jobs could not be added (the reconciler will): ${error.message}`);
       });
     return this.flushing;
   }
 
   /**
+   * ioredis's command timeout rejects the command but keeps the connection: one that stopped
+   * answering without closing (half-open) would cost every later command its 5 s. Start a new one.
+   */
+  private afterFailure(err: Error): void {
+    if (/timed out/i.test(err.message)) this.connection.disconnect(true);
+  }
+
+  /**
    * Shutdown begins: nothing is held back from now on (requests still in flight wait for their jobs
-   * before they answer, so before the HTTP server has closed), and the jobs held back go to Redis
-   * before any connection closes (at onApplicationShutdown), for at most DEFER_SHUTDOWN_MS.
+   * before they answer, so before the HTTP server has closed), and the jobs held back go to Redis,
+   * for at most DEFER_SHUTDOWN_MS. The connection closes only after the last flush (see drained).
    */
   async beforeApplicationShutdown(): Promise<void> {
     this.closing = true;
+    await this.drained();
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.drained();
+    await Promise.all([...this.queues.values()].map((q) => q.close().catch(() => undefined)));
+  }
+
+  /** The last flush, within DEFER_SHUTDOWN_MS; RedisConnections waits for it before it quits. */
+  private async drained(): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, DEFER_SHUTDOWN_MS)));
     await Promise.race([this.flushDeferred(), late]);
     clearTimeout(timer);
-  }
-
-  async onApplicationShutdown(): Promise<void> {
-    await this.flushDeferred();
-    await Promise.all([...this.queues.values()].map((q) => q.close().catch(() => undefined)));
   }
 }

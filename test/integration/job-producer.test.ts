@@ -38,7 +38,7 @@ describe('the job producer', () => {
 
   const inMinutes = (m: number) => new Date(Date.now() + m * 60_000);
 
-  it('holds back only far-off jobs, and none once shutdown has begun; each is in Redis when its promise settles', async () => {
+  it('holds back only far-off jobs; each is in Redis when its promise settles', async () => {
     expect(producer.defers({ runAt: inMinutes(10) })).toBe(true);
     expect(producer.defers({ runAt: new Date(Date.now() + 2000) })).toBe(false);
     expect(producer.defers({ runAt: inMinutes(10), reschedule: true })).toBe(false);
@@ -47,24 +47,44 @@ describe('the job producer', () => {
     const early = await producer.enqueue(JobName.EnforceLease, { leaseId: 'tsl_jobprod_early0' }, { runAt: inMinutes(10), deferrable: true });
     expect(await queue.getJob(early)).toBeDefined();
 
-    await producer.beforeApplicationShutdown();
-    expect(producer.defers({ runAt: inMinutes(10) })).toBe(false);
-    const late = await producer.enqueue(JobName.EnforceLease, { leaseId: 'tsl_jobprod_late00' }, { runAt: inMinutes(10), deferrable: true });
-    const job = await queue.getJob(late);
-    expect(job?.opts.delay).toBeGreaterThan(9 * 60_000);
   });
 
-  it('a Redis that stops answering fails the caller within seconds', async () => {
-    // Every client paused (this test's own too) for longer than a producer command may take.
-    await admin.call('CLIENT', 'PAUSE', '8000', 'ALL');
+  it('a Redis that stops answering fails the caller within seconds, and the next command gets a new connection', async () => {
+    // Writes paused (scripts included) for longer than a producer command may take.
+    await admin.call('CLIENT', 'PAUSE', '8000', 'WRITE');
     const started = Date.now();
     const outcome = await producer.enqueue(JobName.EnforceLease, { leaseId: 'tsl_jobprod_pause0' }, {}).then(
       () => 'added',
       (err: Error) => err.message,
     );
+    const waited = Date.now() - started;
+    await admin.call('CLIENT', 'UNPAUSE');
     expect(outcome).toMatch(/timed out/i);
     // It gave up before Redis answered again.
-    expect(Date.now() - started).toBeLessThan(7500);
+    expect(waited).toBeLessThan(7500);
+    const next = await eventually(() => producer.enqueue(JobName.EnforceLease, { leaseId: 'tsl_jobprod_after' }, {}).catch(() => undefined), 5000, 50);
+    expect(await queue.getJob(next!)).toBeDefined();
+  });
+
+  it('holds back at most 10,000 jobs: while that many wait for Redis, callers wait for their own', async () => {
+    await admin.call('CLIENT', 'PAUSE', '8000', 'WRITE');
+    const held = Array.from({ length: 10_000 }, (_, i) =>
+      producer.enqueue(JobName.EnforceLease, { leaseId: `tsl_jobprod_c${i}` }, { runAt: inMinutes(10), deferrable: true }).then(() => true, () => false),
+    );
+    // The flush has taken them from the waiting list and is stuck in Redis: they still count.
+    await new Promise((r) => setTimeout(r, 100));
+    const whileStuck = producer.defers({ runAt: inMinutes(10) });
     await admin.call('CLIENT', 'UNPAUSE');
+    expect(whileStuck).toBe(false);
+    expect((await Promise.all(held)).every(Boolean)).toBe(true);
+    expect(producer.defers({ runAt: inMinutes(10) })).toBe(true);
+  });
+
+  it('holds none back once shutdown has begun', async () => {
+    await producer.beforeApplicationShutdown();
+    expect(producer.defers({ runAt: inMinutes(10) })).toBe(false);
+    const late = await producer.enqueue(JobName.EnforceLease, { leaseId: 'tsl_jobprod_late00' }, { runAt: inMinutes(10) });
+    const job = await queue.getJob(late);
+    expect(job?.opts.delay).toBeGreaterThan(9 * 60_000);
   });
 });
