@@ -4,7 +4,7 @@ import { Client, Pool } from 'pg';
 import { planJob } from '../src/jobs/job.producer';
 import { JobName, QueueName } from '../src/jobs/jobs';
 import { newAccountName, newLeaseId } from '../src/leases/names';
-import { BENCH_DB, Identity, PG, Stats, TARGET_DB, admin, benchConfig, cpuSplit, dropRolesLike, flushQueue, load, post, recreateDatabase, startBroker } from './lib';
+import { BENCH_DB, Identity, PG, Stats, TARGET_DB, admin, benchConfig, cpuSplit, dropRolesLike, flushQueue, load, post, recreateDatabase, startBroker, vacuumRoleCatalogs } from './lib';
 
 export interface ExpiryResult {
   leases: number;
@@ -116,6 +116,7 @@ export async function expiryOf(id: Identity, n: number, seeded = false): Promise
   await recreateDatabase(BENCH_DB);
   await flushQueue();
   await dropRolesLike('tsr_bench_');
+  await admin(TARGET_DB, vacuumRoleCatalogs);
   const config = benchConfig(id, (doc) => {
     doc.connections.pg.scram_iterations = 1;
     doc.reconcile_every = '60s'; // expiry must come from the delayed jobs, not the reconciler
@@ -164,7 +165,9 @@ export async function expiryOf(id: Identity, n: number, seeded = false): Promise
   );
   const span = Math.max(Number(rows[0].span), 0.001);
 
-  // The raw operation: the same number of roles dropped by 16 connections.
+  // The raw operation: the same number of roles dropped by 16 connections, on catalogs vacuumed as
+  // Tessera's half found them.
+  await admin(TARGET_DB, vacuumRoleCatalogs);
   const pool = new Pool({ connectionString: `${PG}/${TARGET_DB}`, max: 16 });
   await pool.query(`DO $$ BEGIN FOR i IN 1..${n} LOOP EXECUTE format('CREATE ROLE bench_raw_drop_%s LOGIN', i); END LOOP; END $$`);
   const raw = await load(n, 16, async (i) => {

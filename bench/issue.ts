@@ -4,7 +4,7 @@ import mysql from 'mysql2/promise';
 import { Pool } from 'pg';
 import { scramSha256Verifier } from '../plugins/postgres/scram';
 import { IamTestServer } from '../test/support/iam-server';
-import { BENCH_DB, Identity, MYSQL, PG, Stats, TARGET_DB, admin, benchConfig, cpuSplit, dropRolesLike, flushQueue, load, post, request, recreateDatabase, startBroker } from './lib';
+import { BENCH_DB, Identity, MYSQL, PG, Stats, TARGET_DB, admin, benchConfig, cpuSplit, dropRolesLike, flushQueue, load, post, request, recreateDatabase, startBroker, vacuumRoleCatalogs } from './lib';
 
 export interface IssueRow {
   target: string;
@@ -85,6 +85,7 @@ export async function benchIssue(id: Identity, opts: { quick: boolean; iteration
       const broker = await startBroker(config);
       try {
         for (const [concurrency, n] of plan) {
+          await admin(TARGET_DB, vacuumRoleCatalogs);
           const cpuBefore = cpuSplit(broker.child.pid!);
           const tessera = await load(n, concurrency, async () => {
             const res = await post(`${broker.url}/v1/creds/bench-pg`, token, { ttl: '30m' });
@@ -94,6 +95,7 @@ export async function benchIssue(id: Identity, opts: { quick: boolean; iteration
           const cpuMs = Object.fromEntries(Object.entries(cpuAfter).map(([k, v]) => [k, ((v - cpuBefore[k as keyof typeof cpuBefore]) * 1000) / n]));
           const brokerCpuMs = cpuMs.broker;
           const raw = async (kind: string, password: (i: number) => Promise<string>) => {
+            await admin(TARGET_DB, vacuumRoleCatalogs);
             const pool = new Pool({ connectionString: `${PG}/${TARGET_DB}`, max: Math.min(concurrency, 20) });
             const stats = await load(n, concurrency, async (i) => {
               await pool.query(`CREATE ROLE bench_raw_${kind}_${concurrency}_${i} WITH LOGIN PASSWORD '${await password(i)}' VALID UNTIL '${until()}' IN ROLE bench_readers`);

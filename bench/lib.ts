@@ -66,8 +66,18 @@ export async function dropRolesLike(prefix: string): Promise<number> {
     for (let i = 0; i < rows.length; i += 500) {
       await c.query(rows.slice(i, i + 500).map((r) => `DROP ROLE IF EXISTS "${r.rolname}";`).join('\n'));
     }
+    if (rows.length) await vacuumRoleCatalogs(c);
     return rows.length;
   });
+}
+
+/**
+ * The catalogs every CREATE/ALTER/DROP ROLE writes, vacuumed: where autovacuum is off (as on some CI
+ * machines) their dead rows pile up across runs (pg_authid reached 121 MB for 148 live roles here)
+ * and every later loop, Tessera's or raw, runs on a larger catalog than the one before it.
+ */
+export async function vacuumRoleCatalogs(c: Client): Promise<void> {
+  await c.query('VACUUM pg_authid, pg_auth_members, pg_shdepend, pg_db_role_setting');
 }
 
 export interface Identity {

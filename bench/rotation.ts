@@ -1,7 +1,7 @@
 /** Emergency rotation of many static secrets on one connection, beside a bare ALTER ROLE loop. */
 import { Client, Pool } from 'pg';
 import { scramSha256Verifier } from '../plugins/postgres/scram';
-import { BENCH_DB, Identity, PG, Stats, TARGET_DB, admin, benchConfig, cpuSplit, flushQueue, load, post, recreateDatabase, startBroker } from './lib';
+import { BENCH_DB, Identity, PG, Stats, TARGET_DB, admin, benchConfig, cpuSplit, flushQueue, load, post, recreateDatabase, startBroker, vacuumRoleCatalogs } from './lib';
 
 export interface RotationResult {
   /** The connection's verify_logins. */
@@ -49,6 +49,7 @@ export async function benchRotation(
   const iterations = opts.iterations;
   await recreateDatabase(BENCH_DB);
   await flushQueue();
+  await admin(TARGET_DB, vacuumRoleCatalogs);
   await admin(TARGET_DB, (c) =>
     c.query(`DO $$ BEGIN FOR i IN 1..${n} LOOP
       EXECUTE format('DROP ROLE IF EXISTS bench_static_%s', i);
@@ -92,7 +93,9 @@ export async function benchRotation(
     await broker.stop();
   }
   // The raw operation over 16 connections: as a script would send it (plaintext; PostgreSQL makes the
-  // verifier with its own round count), and with a verifier of Tessera's round count made here.
+  // verifier with its own round count), and with a verifier of Tessera's round count made here; on
+  // catalogs vacuumed as Tessera's half found them.
+  await admin(TARGET_DB, vacuumRoleCatalogs);
   const pool = new Pool({ connectionString: `${PG}/${TARGET_DB}`, max: 16 });
   const raw = await load(n, 16, async (i) => {
     await pool.query(`ALTER ROLE bench_static_${i + 1} WITH PASSWORD 'pw-${Math.random()}'`);
