@@ -29,11 +29,13 @@ export interface ExpiryResult {
 const SAMPLE = 100;
 
 /**
- * Polls logins with the sampled credentials from just before their expiry until each is refused: 16
- * pollers share the sample, each taking the credential polled longest ago among those due within half
- * a second, each credential at most every 20 ms. (One poller per credential held a hundred connections
- * at once and pushed PostgreSQL past max_connections, failing the broker's own revocations with 53300.)
- * Every poll is a new backend: the CPU figures of the expiry rows include this polling.
+ * Polls logins with the sampled credentials from their expiry until each is refused: 16 pollers share
+ * the sample, each taking the credential polled longest ago among those due, each credential at most
+ * every 20 ms. (One poller per credential held a hundred connections at once and pushed PostgreSQL
+ * past max_connections, failing the broker's own revocations with 53300. Polling from half a second
+ * before expiry logged in with each credential about 25 times before it expired; where a backend
+ * costs ~20 ms of CPU, as on a machine with slow process creation, that took the cores the
+ * revocations needed.) Every poll is a new backend: the CPU figures of the expiry rows include it.
  */
 async function refusedLateness(sample: { creds: Record<string, any>; expiresAt: number }[]): Promise<number[]> {
   const lateness: (number | undefined)[] = sample.map(() => undefined);
@@ -44,7 +46,7 @@ async function refusedLateness(sample: { creds: Record<string, any>; expiresAt: 
       const now = Date.now();
       const ready = sample
         .map((s, i) => i)
-        .filter((i) => lateness[i] === undefined && !busy.has(i) && sample[i].expiresAt - 500 <= now && now - polledAt[i] >= 20)
+        .filter((i) => lateness[i] === undefined && !busy.has(i) && sample[i].expiresAt <= now && now - polledAt[i] >= 20)
         .sort((x, y) => polledAt[x] - polledAt[y]);
       if (!ready.length) {
         await new Promise((r) => setTimeout(r, 10));

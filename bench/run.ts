@@ -164,8 +164,10 @@ async function main(): Promise<void> {
   log(`Total bench time: ${round((Date.now() - started) / 1000, 0)} s. Reproduce: \`npm run bench${quick ? ' -- --quick' : ''}\`.`);
 
   mkdirSync('bench/results', { recursive: true });
-  const dated = `bench/results/${new Date().toISOString().slice(0, 10)}${quick ? '-quick' : ''}`;
-  writeFileSync('bench/results/latest.json', `${JSON.stringify(results, null, 2)}\n`);
+  // A run of some sections keeps its own files: it never replaces the day's full run, nor latest.json.
+  const part = onlyArg ? `-only-${[...only].join('-')}` : '';
+  const dated = `bench/results/${new Date().toISOString().slice(0, 10)}${quick ? '-quick' : ''}${part}`;
+  if (!part) writeFileSync('bench/results/latest.json', `${JSON.stringify(results, null, 2)}\n`);
   writeFileSync(`${dated}.json`, `${JSON.stringify(results, null, 2)}\n`);
   writeFileSync(`${dated}.md`, `${md.join('\n')}\n`);
 }
