@@ -5,6 +5,7 @@ import type { TesseraConfig } from '../config/config.loader';
 import { TokenBucket } from '../common/token-bucket';
 import { Metrics } from '../metrics/metrics';
 import { AuditLog } from './audit.log';
+import { addressKey } from '../common/client-address';
 
 export interface Denial {
   status: number;
@@ -41,7 +42,7 @@ export class AuditDenials {
 
   async denied(d: Denial): Promise<void> {
     this.metrics.deniedRequests.inc({ status: String(d.status) });
-    if (!d.identity && !this.perAddress.take(d.client ?? 'unknown')) {
+    if (!d.identity && !this.perAddress.take(addressKey(d.client ?? undefined))) {
       throw new DomainError('rate_limited', 'too_many_denied_requests', 'too many refused requests from this address; slow down');
     }
     await this.audit.append({

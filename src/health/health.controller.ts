@@ -12,6 +12,7 @@ import { Metrics } from '../metrics/metrics';
 import { PluginHost } from '../plugin-host/plugin-host';
 import { Database } from '../storage/database';
 import { TargetProbes, TargetsReport, withTimeout } from './target-probes';
+import { addressKey } from '../common/client-address';
 
 /** How long one answer about the state database and Redis is reused: a flood costs one check a second. */
 const DEPENDENCY_CACHE_MS = 1000;
@@ -90,7 +91,7 @@ export class HealthController implements OnApplicationBootstrap, OnApplicationSh
   @Get('ready')
   @HealthCheck()
   async ready(@Req() req: Request) {
-    if (!this.perAddress.take(req.ip ?? 'unknown')) {
+    if (!this.perAddress.take(addressKey(req.ip))) {
       throw new DomainError('rate_limited', 'too_many_readiness_checks', 'too many readiness checks from this address; slow down');
     }
     const [stateDb, queue] = await Promise.all([this.stateDb.get(), this.queue.get()]);

@@ -9,6 +9,7 @@ import { BROKER_ISSUER, BrokerKeys } from './broker-keys';
 import { BOOTSTRAP_ISSUER_NAME, Identity } from './identity';
 import { KeyResolver, KeysUnavailableError, RemoteKeySet, fetchJson, isAllowedKeyUrl, keySetFromFile } from './key-sets';
 import { parseSpiffeId } from './spiffe-id';
+import { addressKey } from '../common/client-address';
 
 /** Asymmetric algorithms only: the JWT-SVID spec's list. HS*, none and EdDSA are refused. */
 export const ALLOWED_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512'];
@@ -90,7 +91,7 @@ export class TokenVerifier {
     const running = this.inflight.get(token);
     if (running) return running;
     // Rate limited before any parsing or signature check: forged tokens cost the sender, not the broker.
-    if (!this.perAddress.take(client.ip ?? 'unknown')) {
+    if (!this.perAddress.take(addressKey(client.ip))) {
       throw new DomainError('rate_limited', 'too_many_verifications', 'too many new tokens from this address; slow down');
     }
     const verification = this.verifyAndCache(token).finally(() => this.inflight.delete(token));
