@@ -1,3 +1,5 @@
+import { addressKey } from '../common/client-address';
+
 /** One identity's (or address's) refused requests in the current window. */
 interface Window {
   started: number;
@@ -52,7 +54,7 @@ export class DenialSampler {
    * of the caller's previous window (if anything was suppressed in it) is returned for writing too.
    */
   admit(denial: Denial, now = Date.now()): { write: boolean; summary?: DenialSummary } {
-    let key = `${denial.issuer ?? ''}\u0000${denial.actor ?? `addr:${denial.client ?? 'unknown'}`}`;
+    let key = `${denial.issuer ?? ''}\u0000${denial.actor ?? `addr:${addressKey(denial.client ?? undefined)}`}`;
     if (!this.windows.has(key) && this.windows.size >= MAX_TRACKED) key = OVERFLOW;
     let window = this.windows.get(key);
     let summary: DenialSummary | undefined;

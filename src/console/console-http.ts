@@ -102,20 +102,3 @@ export function mayConfirm(req: Request): boolean {
   return site === undefined || site === 'same-origin';
 }
 
-/**
- * The key a client's sign-in starts are counted under: its IPv4 address, or the /64 of its IPv6
- * address (one host usually holds a whole /64, so counting addresses would not limit it).
- */
-export function clientKey(ip: string | undefined): string {
-  if (!ip) return 'unknown';
-  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(ip);
-  if (mapped) return mapped[1];
-  if (!ip.includes(':')) return ip;
-  const [head, tail = ''] = ip.toLowerCase().split('%')[0].split('::');
-  const left = head ? head.split(':') : [];
-  const right = ip.includes('::') && tail ? tail.split(':') : [];
-  // An embedded IPv4 tail (a.b.c.d) takes two groups; it never falls in the first four.
-  const width = (groups: string[]) => groups.reduce((n, g) => n + (g.includes('.') ? 2 : 1), 0);
-  const groups = ip.includes('::') ? [...left, ...Array(Math.max(0, 8 - width(left) - width(right))).fill('0'), ...right] : left;
-  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':')}::/64`;
-}

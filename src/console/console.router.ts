@@ -16,7 +16,8 @@ import { LeaseService } from '../leases/lease.service';
 import { RoleSessionsService } from '../roles/role-sessions.service';
 import { StaticService } from '../statics/static.service';
 import { ConsoleAuthService } from './console-auth.service';
-import { ConsoleCookies, ConsoleRequest, clientKey, crossSiteReason, isForm, securityHeaders } from './console-http';
+import { ConsoleCookies, ConsoleRequest, crossSiteReason, isForm, securityHeaders } from './console-http';
+import { addressKey } from '../common/client-address';
 import { ConsolePages } from './console-pages';
 import { sameText } from './oidc-client';
 import { errorPage, signInPage, signedInPage, signedOutPage } from './pages/errors.page';
@@ -188,7 +189,7 @@ export class ConsoleRoutes {
   }
 
   private async beginSignIn(req: ConsoleRequest, res: Response): Promise<void> {
-    if (!this.signIns.take(clientKey(req.ip))) throw new DomainError('rate_limited', 'too_many_sign_ins', 'too many sign-ins from this address; wait a moment');
+    if (!this.signIns.take(addressKey(req.ip))) throw new DomainError('rate_limited', 'too_many_sign_ins', 'too many sign-ins from this address; wait a moment');
     const { loginId, redirectTo, maxAgeSeconds } = await this.auth.beginSignIn();
     this.cookies.set(res, this.cookies.login, loginId, maxAgeSeconds, 'Lax');
     res.redirect(303, redirectTo);
