@@ -42,7 +42,7 @@ export class AuditDenials {
 
   async denied(d: Denial): Promise<void> {
     this.metrics.deniedRequests.inc({ status: String(d.status) });
-    if (!d.identity && !this.perAddress.take(addressKey(d.client ?? undefined))) {
+    if (!d.identity && !this.perAddress.take(addressKey(d.client))) {
       throw new DomainError('rate_limited', 'too_many_denied_requests', 'too many refused requests from this address; slow down');
     }
     await this.audit.append({

@@ -54,7 +54,7 @@ export class DenialSampler {
    * of the caller's previous window (if anything was suppressed in it) is returned for writing too.
    */
   admit(denial: Denial, now = Date.now()): { write: boolean; summary?: DenialSummary } {
-    let key = `${denial.issuer ?? ''}\u0000${denial.actor ?? `addr:${addressKey(denial.client ?? undefined)}`}`;
+    let key = `${denial.issuer ?? ''}\u0000${denial.actor ?? `addr:${addressKey(denial.client)}`}`;
     if (!this.windows.has(key) && this.windows.size >= MAX_TRACKED) key = OVERFLOW;
     let window = this.windows.get(key);
     let summary: DenialSummary | undefined;

@@ -13,7 +13,7 @@ const SIX_TO_FOUR = ipaddr.IPv6.parseCIDR('2002::/16');
  * client could take a fresh limit from each of its 2^64 addresses. What is not an address (no socket
  * address known) is counted together.
  */
-export function addressKey(ip: string | undefined): string {
+export function addressKey(ip: string | null | undefined): string {
   if (!ip) return 'unknown';
   const text = ip.replace(/%.*$/, '');
   let addr: ipaddr.IPv4 | ipaddr.IPv6;

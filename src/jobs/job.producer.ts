@@ -18,10 +18,10 @@ export interface EnqueueOptions<N extends JobName> {
    */
   reschedule?: boolean;
   /**
-   * With runAt at least DEFER_MIN_MS away: the job may be added together with the others asked for
-   * within DEFER_MS (one addBulk, one wake-up of the workers, instead of one each). The promise settles
-   * once it is in Redis; a caller whose work PostgreSQL holds need not wait for it (the reconcilers
-   * enqueue whatever never reached Redis).
+   * Held back and added together with the others asked for within DEFER_MS (one addBulk, one wake-up
+   * of the workers, instead of one each). Pass it only when JobProducer.defers() said yes in the same
+   * turn. The promise settles once the job is in Redis; a caller whose work PostgreSQL holds need not
+   * wait for it (the reconcilers enqueue whatever never reached Redis).
    */
   deferrable?: boolean;
 }
@@ -183,8 +183,8 @@ export class JobProducer implements BeforeApplicationShutdown, OnApplicationShut
   }
 
   /**
-   * Adds the deferred jobs, per queue in addBulks of up to DEFER_BATCH, each planned now (so its delay
-   * still ends at its runAt). One flush at a time; one that fails rejects its own jobs only.
+   * Takes the jobs held back so far and adds them after the flushes before (one flush at a time). A
+   * flush that fails answers its own jobs with the error and leaves the flushes after it to run.
    */
   private flushDeferred(): Promise<void> {
     clearTimeout(this.deferTimer);
@@ -192,27 +192,7 @@ export class JobProducer implements BeforeApplicationShutdown, OnApplicationShut
     const jobs = this.deferred;
     this.deferred = [];
     this.flushing = this.flushing
-      .then(async () => {
-      const now = Date.now();
-      const planned = jobs.flatMap((j) => {
-        try {
-          return [{ ...j, plan: planJob(this.config, j.name, j.payload as never, j.opts, now) }];
-        } catch (err) {
-          j.done(err);
-          return [];
-        }
-      });
-      // The first addBulk that fails fails the rest of this flush too: Redis is not taking them.
-      for (let i = 0; i < planned.length; i += DEFER_BATCH) {
-        const chunk = planned.slice(i, i + DEFER_BATCH);
-        for (const queue of new Set(chunk.map((c) => c.plan.queue))) {
-          const mine = chunk.filter((c) => c.plan.queue === queue);
-          await this.queues.get(queue)!.addBulk(mine.map(({ plan }) => ({ name: plan.name, data: plan.data, opts: plan.opts })));
-          mine.forEach((c) => c.done());
-        }
-      }
-      })
-      // Each job's caller gets its answer; a failure here must not stop the flushes after it.
+      .then(() => this.addHeldBack(jobs))
       .catch((err: unknown) => {
         const error = err instanceof Error ? err : new Error('addBulk failed');
         jobs.forEach((j) => j.done(error));
@@ -220,6 +200,30 @@ export class JobProducer implements BeforeApplicationShutdown, OnApplicationShut
         this.log.warn(`${jobs.length} held-back jobs could not be added (the reconciler will): ${error.message}`);
       });
     return this.flushing;
+  }
+
+  /**
+   * Per queue in addBulks of up to DEFER_BATCH, each job planned now (so its delay still ends at its
+   * runAt). The first addBulk that fails fails the rest too: Redis is not taking them.
+   */
+  private async addHeldBack(jobs: typeof this.deferred): Promise<void> {
+    const now = Date.now();
+    const planned = jobs.flatMap((j) => {
+      try {
+        return [{ ...j, plan: planJob(this.config, j.name, j.payload as never, j.opts, now) }];
+      } catch (err) {
+        j.done(err);
+        return [];
+      }
+    });
+    for (let i = 0; i < planned.length; i += DEFER_BATCH) {
+      const chunk = planned.slice(i, i + DEFER_BATCH);
+      for (const queue of new Set(chunk.map((c) => c.plan.queue))) {
+        const mine = chunk.filter((c) => c.plan.queue === queue);
+        await this.queues.get(queue)!.addBulk(mine.map(({ plan }) => ({ name: plan.name, data: plan.data, opts: plan.opts })));
+        mine.forEach((c) => c.done());
+      }
+    }
   }
 
   /**

@@ -15,7 +15,7 @@ import { IssuerSession } from './issuer-session';
 import { LeaseError } from './lease-errors';
 import { LeaseFilter, LeaseRow, LeaseState } from './lease.model';
 import { TRANSITIONS } from './lease-state';
-import { activateManySql, CLAIM_EXPIRED, COLUMNS, COUNT_LIVE, EXPIRY_STATUS, FIND_DUE, ISSUER_GONE, MatchChanged, NewLease, PendingInsert, from, insertPendingSql, revokeMatching, whereClause } from './lease.sql';
+import { activateManySql, CLAIM_EXPIRED, COLUMNS, COUNT_ACTIVE_BY_ROLE, COUNT_LIVE, COUNT_REVOKE_FAILED, EXPIRY_STATUS, FIND_DUE, ISSUER_GONE, MatchChanged, NewLease, PendingInsert, from, insertPendingSql, revokeMatching, whereClause } from './lease.sql';
 
 export type { NewLease };
 
@@ -26,6 +26,14 @@ export type InsertRefusal = 'role_limit' | 'owner_limit';
 @Injectable()
 export class LeaseRepository implements OnApplicationShutdown {
   private readonly issuerSession: IssuerSession;
+  /**
+   * Issue's two writes, group-committed one batch at a time; a batch that fails is redone lease by
+   * lease (GroupCommit's `alone`), so one lease's failure never fails its neighbours. One pending
+   * insert at a time also means each counts the leases the one before it wrote: the caps overshoot
+   * only across replicas.
+   */
+  private readonly activations: GroupCommit<{ id: string; event: AuditEvent }, boolean>;
+  private readonly pendings: GroupCommit<PendingInsert, InsertRefusal | undefined>;
 
   constructor(
     @Inject(Database) private readonly db: Database,
@@ -33,21 +41,13 @@ export class LeaseRepository implements OnApplicationShutdown {
     @Inject(AuditLog) private readonly audit: Pick<AuditLog, 'append' | 'appendMany' | 'firstShard'>,
   ) {
     this.issuerSession = new IssuerSession(config.storage.postgres_url);
-    // A few batches in flight keep the pool busy while one waits for its commit. Any batch that fails
-    // is redone lease by lease (GroupCommit's `alone`): one lease's failure never fails its neighbours.
-    const inFlight = 1;
-    this.activations = new GroupCommit((batch) => this.activateMany(batch), { maxBatch: 64, inFlight, alone: (b) => this.activateOne(b) });
-    // One pending-insert statement at a time: each counts the leases the one before it wrote, so the caps
-    // overshoot only across replicas. Statements still gather every insert that arrived meanwhile.
+    this.activations = new GroupCommit((batch) => this.activateMany(batch), { maxBatch: 64, inFlight: 1, alone: (b) => this.activateOne(b) });
     this.pendings = new GroupCommit((batch) => this.insertPendingStatement(batch), {
       maxBatch: 64,
       inFlight: 1,
       alone: async (b) => (await this.insertPendingStatement([b]))[0],
     });
   }
-
-  private readonly activations: GroupCommit<{ id: string; event: AuditEvent }, boolean>;
-  private readonly pendings: GroupCommit<PendingInsert, InsertRefusal | undefined>;
 
   async onApplicationShutdown(): Promise<void> {
     await this.issuerSession.close();
@@ -181,9 +181,7 @@ export class LeaseRepository implements OnApplicationShutdown {
 
   /** Active leases counted by role and plugin. */
   async countActiveByRole(): Promise<Array<{ role: string; plugin: string; count: number }>> {
-    const { rows } = await this.db.query<{ role: string; plugin: string; n: string }>(
-      `SELECT role, plugin, count(*) AS n FROM leases WHERE state = 'active' GROUP BY role, plugin ORDER BY role, plugin`,
-    );
+    const { rows } = await this.db.query<{ role: string; plugin: string; n: string }>(COUNT_ACTIVE_BY_ROLE);
     return rows.map((r) => ({ role: r.role, plugin: r.plugin, count: Number(r.n) }));
   }
 
@@ -314,9 +312,7 @@ export class LeaseRepository implements OnApplicationShutdown {
   }
 
   async countRevokeFailed(): Promise<number> {
-    const { rows } = await this.db.query<{ n: string }>(
-      `SELECT count(*) AS n FROM leases WHERE state = 'revoke_failed'`,
-    );
+    const { rows } = await this.db.query<{ n: string }>(COUNT_REVOKE_FAILED);
     return Number(rows[0].n);
   }
 

@@ -129,7 +129,7 @@ export class LeaseService {
     // wait for it: the lease row is the record, and the reconciler enqueues any job that never reached
     // Redis. Any other (a short lease, shutdown begun, Redis behind) is in Redis before the answer.
     const deferred = this.jobs.defers({ runAt: expiresAt });
-    const scheduled = this.scheduleExpiry(id, expiresAt, false, deferred); // decided and held back in this turn
+    const scheduled = this.scheduleExpiry(id, expiresAt, false, deferred);
     if (!deferred) await scheduled;
     this.metrics.leasesIssued.inc({ role: role.name });
     issueTimer();

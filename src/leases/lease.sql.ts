@@ -144,6 +144,12 @@ export const FIND_DUE = `(SELECT id FROM leases WHERE state = 'active' AND expir
    UNION ALL
    (SELECT id FROM leases WHERE state = 'pending' AND (created_at <= now() - make_interval(secs => $3) OR ${ISSUER_GONE}) LIMIT $4)`;
 
+/** Active leases by role and plugin (the lease summary). */
+export const COUNT_ACTIVE_BY_ROLE = `SELECT role, plugin, count(*) AS n FROM leases WHERE state = 'active' GROUP BY role, plugin ORDER BY role, plugin`;
+
+/** Leases whose revocation gave up (the tessera_leases_revoke_failed gauge). */
+export const COUNT_REVOKE_FAILED = `SELECT count(*) AS n FROM leases WHERE state = 'revoke_failed'`;
+
 /** See LeaseRepository.countLive. A lease's plugin comes from one of its role's leases in that state. */
 export const COUNT_LIVE = `WITH RECURSIVE roles(role) AS (
     (SELECT role FROM leases ORDER BY role LIMIT 1)
