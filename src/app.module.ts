@@ -47,6 +47,7 @@ import { EventSignatureRepository } from './events/event-signature.repository';
 import { EventsController } from './events/events.controller';
 import { EventsService } from './events/events.service';
 import { ExposureContainment } from './statics/exposure';
+import { LateLoginSweeps } from './statics/late-logins';
 import { RotationBatchRepository } from './statics/rotation-batch.repository';
 import { RotationBatchService } from './statics/rotation-batch.service';
 import { OwnershipService } from './statics/ownership.service';
@@ -90,8 +91,8 @@ class LeasesModule {}
 
 @Module({
   imports: [LeasesModule],
-  providers: [StaticRepository, { provide: ROTATION_TIMINGS, useValue: DEFAULT_ROTATION_TIMINGS }, RotationBatchRepository, ExposureContainment, RotationService, RotationBatchService, OwnershipService, StaticService],
-  exports: [StaticRepository, RotationService, OwnershipService, StaticService],
+  providers: [StaticRepository, { provide: ROTATION_TIMINGS, useValue: DEFAULT_ROTATION_TIMINGS }, RotationBatchRepository, LateLoginSweeps, ExposureContainment, RotationService, RotationBatchService, OwnershipService, StaticService],
+  exports: [StaticRepository, RotationService, OwnershipService, StaticService, LateLoginSweeps],
 })
 class StaticsModule {}
 

@@ -91,6 +91,35 @@ export interface StaticSecretResult {
   verify: VerifyRequest;
   /** Identifies this secret on the target where several coexist (IAM: the access key id). */
   handle?: string;
+  /** With `endSessions`: logins that may still finish with the password just replaced (see LateLogins). */
+  lateLogins?: LateLogins;
+}
+
+/**
+ * Logins that can still finish with a password after it was replaced and the account's sessions were
+ * ended. A target that reads the stored secret when a login begins checks the rest of that login
+ * against what it read (PostgreSQL reads the SCRAM verifier before the exchange, and the client may
+ * take up to `authentication_timeout` to finish it), so a login begun before the change can open a
+ * session after the sessions were ended. The caller ends those sessions once `withinMs` has passed,
+ * with `endSessionsStartedBefore(account, before)`, from a record kept in its own store (a restart in
+ * between must not forget it).
+ */
+export interface LateLogins {
+  /** When the sessions were ended, on the target's clock, as the plugin hands it back (opaque to callers). */
+  before: string;
+  /** How long after that a login begun earlier can still open a session. */
+  withinMs: number;
+}
+
+export interface EndSessionsStartedBeforeRequest {
+  account: string;
+  /** `LateLogins.before`. */
+  before: string;
+}
+
+export interface EndSessionsStartedBeforeResponse {
+  /** How many sessions were ended. */
+  ended: number;
 }
 
 /** Passwords to judge from what the target stores for each account, without logging in. */
@@ -130,7 +159,10 @@ export interface RevokeUsersResponse {
 /** Empty today; a response object lets a verb's answer grow without breaking callers. */
 export type RenewUserResponse = Record<string, never>;
 export type RevokeUserResponse = Record<string, never>;
-export type RetireStaticSecretResponse = Record<string, never>;
+export interface RetireStaticSecretResponse {
+  /** With `endSessions`: logins that may still finish with the password just replaced (see LateLogins). */
+  lateLogins?: LateLogins;
+}
 export type PingResponse = Record<string, never>;
 
 export interface VerifyResponse {
@@ -232,6 +264,12 @@ export interface CredentialPlugin {
    * Idempotent; an account that is gone is success.
    */
   retireStaticSecret(req: RetireStaticSecretRequest): Promise<RetireStaticSecretResponse>;
+  /**
+   * Optional, for plugins that answer with `lateLogins`: ends the account's sessions that started
+   * before `before` (the late logins of a replaced password; sessions opened since are left alone).
+   * Throws when the target cannot be reached.
+   */
+  endSessionsStartedBefore?(req: EndSessionsStartedBeforeRequest): Promise<EndSessionsStartedBeforeResponse>;
   /**
    * Optional: makes every credential of the role issued before `before` stop working, for credentials
    * that cannot be revoked one by one (STS sessions). Throws a non-retryable PluginError with code

@@ -1,6 +1,6 @@
 /** What the PostgreSQL plugin knows of the server: SQLSTATEs, error translation, dropping roles, ending their sessions (alone or in batches), reading stored passwords and logging in. */
 import { Client, DatabaseError, PoolClient, escapeIdentifier } from 'pg';
-import { GroupCommit, PluginError } from '../contract';
+import { GroupCommit, LateLogins, PluginError } from '../contract';
 
 /** SQLSTATE classes and codes after which trying again can help. */
 export const RETRYABLE_SQLSTATE = /^(08|53|57|58)|^(40001|40P01|55P03|55006|XX000)$/;
@@ -224,14 +224,50 @@ export function storedPasswordReads(run: <T>(fn: (client: PoolClient) => Promise
  * its role's error, if its sessions would not end. A role whose sessions will not end holds its batch
  * until endSessionsOf gives up on it (seconds), and its neighbours' answers wait as long.
  */
-export function sessionEndBatches(end: (accounts: string[]) => Promise<Map<string, PluginError>>): GroupCommit<string, PluginError | undefined> {
-  return new GroupCommit<string, PluginError | undefined>(
+export function sessionEndBatches(
+  plugin: string,
+  run: <T>(fn: (client: PoolClient) => Promise<T>) => Promise<T>,
+): GroupCommit<string, { error?: PluginError; late: LateLogins }> {
+  return new GroupCommit<string, { error?: PluginError; late: LateLogins }>(
     async (accounts) => {
-      const stuck = await end([...new Set(accounts)]);
-      return accounts.map((a) => stuck.get(a));
+      const { stuck, late } = await run(async (client) => {
+        const late = await lateLoginsNow(client);
+        return { stuck: await endSessionsOf(client, plugin, [...new Set(accounts)]), late };
+      });
+      return accounts.map((a) => ({ error: stuck.get(a), late }));
     },
     { maxBatch: 64, inFlight: 2 },
   );
+}
+
+/**
+ * Read just before a password change's sessions are ended (after the ALTER ROLE): the server's clock,
+ * and how long a login begun earlier can still take. PostgreSQL reads the role's verifier when the
+ * SCRAM exchange begins and gives the client `authentication_timeout` from then to finish it, and a
+ * backend in its exchange is not listed in pg_stat_activity (PostgreSQL 15), so the sessions of such
+ * logins open after the sweep. Each began (backend_start) before the ALTER, so before this clock
+ * reading; the margin covers the session's start after its exchange.
+ */
+export async function lateLoginsNow(client: PoolClient): Promise<LateLogins> {
+  const { rows } = await client.query<{ before: string; within_ms: number }>(
+    `SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint::text AS before,
+            (SELECT setting::int * 1000 FROM pg_settings WHERE name = 'authentication_timeout') + ${LATE_LOGIN_MARGIN_MS} AS within_ms`,
+  );
+  return { before: rows[0].before, withinMs: rows[0].within_ms };
+}
+
+const LATE_LOGIN_MARGIN_MS = 2000;
+
+/** Ends the role's sessions that started before `before` (µs on the server's clock); returns how many. */
+export async function endSessionsStartedBefore(client: PoolClient, account: string, before: string): Promise<number> {
+  const { rows } = await client.query<{ ended: number }>(
+    `SELECT count(*) FILTER (WHERE ended)::int AS ended FROM (
+       SELECT pg_terminate_backend(pid) AS ended FROM pg_stat_activity
+       WHERE usename = $1 AND (extract(epoch FROM backend_start) * 1000000)::bigint < $2::bigint AND pid <> pg_backend_pid()
+     ) s`,
+    [account, before],
+  );
+  return rows[0].ended;
 }
 
 /** DROP ROLE, with DROP OWNED first when the role owns objects or holds privileges here; gone is success. */

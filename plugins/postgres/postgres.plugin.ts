@@ -11,6 +11,9 @@ import {
   CreateUserRequest,
   CreateUserResponse,
   CredentialPlugin,
+  EndSessionsStartedBeforeRequest,
+  EndSessionsStartedBeforeResponse,
+  LateLogins,
   PluginError,
   PingResponse,
   PluginCapabilities,
@@ -37,11 +40,11 @@ import {
   postgresRoleSchema,
 } from './postgres.config';
 import {
-  DEPENDENT_OBJECTS,
   RETRYABLE_SQLSTATE,
   dropRole,
   UNDEFINED_OBJECT,
   endSessionsOf,
+  endSessionsStartedBefore,
   hbaDigestReader,
   observedLogin,
   sessionEndBatches,
@@ -66,13 +69,14 @@ export class PostgresPlugin implements CredentialPlugin {
   /** The pg_hba digest a verify login is read between. */
   private readonly hbaDigest = hbaDigestReader((fn) => this.run('verify', fn));
   /** Sessions of roles whose password changed together, ended in one query. */
-  private readonly sessionEnds = sessionEndBatches((accounts) => this.run('end sessions', (client) => endSessionsOf(client, this.name, accounts)));
+  private readonly sessionEnds: ReturnType<typeof sessionEndBatches>;
 
   constructor(
     private readonly name: string,
     private readonly config: PostgresConnectionConfig,
   ) {
     this.setVerifiers = new SetVerifiers(config.verify_logins);
+    this.sessionEnds = sessionEndBatches(name, (fn) => this.run('end sessions', fn));
     const url = new URL(config.url);
     this.target = {
       host: decodeURIComponent(url.hostname) || '127.0.0.1',
@@ -133,9 +137,7 @@ export class PostgresPlugin implements CredentialPlugin {
   async renewUser(req: RenewUserRequest): Promise<RenewUserResponse> {
     await this.run('renew', async (client) => {
       try {
-        await client.query(
-          `ALTER ROLE ${escapeIdentifier(req.username)} VALID UNTIL ${escapeLiteral(req.expiresAt.toISOString())}`,
-        );
+        await client.query(`ALTER ROLE ${escapeIdentifier(req.username)} VALID UNTIL ${escapeLiteral(req.expiresAt.toISOString())}`);
       } catch (err) {
         if (err instanceof DatabaseError && err.code === UNDEFINED_OBJECT) throw new AccountNotFoundError(req.username);
         throw err;
@@ -156,15 +158,8 @@ export class PostgresPlugin implements CredentialPlugin {
         for (const statement of role.revocation_statements ?? []) {
           await client.query(renderTemplate(statement, { name }));
         }
-        try {
-          await client.query(`DROP ROLE IF EXISTS ${name}`);
-        } catch (err) {
-          if (!(err instanceof DatabaseError) || err.code !== DEPENDENT_OBJECTS) throw err;
-          // The role owns objects or holds privileges here. DROP OWNED removes both (a third of the
-          // cost of a revocation, so only when needed). Ownership is never reassigned: objects a
-          // workload created must not end up owned, and runnable, by the broker's admin role.
-          await client.query(`DROP OWNED BY ${name}; DROP ROLE IF EXISTS ${name}`);
-        }
+        // DROP OWNED only when the role owns objects or holds privileges here (a third of the cost).
+        await dropRole(client, req.username);
       } catch (err) {
         // Gone at any step (another revoker got there first) is success.
         if (err instanceof DatabaseError && err.code === UNDEFINED_OBJECT) return;
@@ -238,21 +233,26 @@ export class PostgresPlugin implements CredentialPlugin {
   }
 
   async setStaticSecret(req: SetStaticSecretRequest): Promise<StaticSecretResult> {
+    let lateLogins: LateLogins | undefined;
     if (req.apply !== false) {
       await this.setPassword('rotate', req.account, req.password, { missingIsGone: false });
-      if (req.endSessions) await this.endSessions(req.account);
+      if (req.endSessions) lateLogins = await this.endSessions(req.account);
     }
     return {
       credentials: { username: req.account, password: req.password, host: this.target.host, port: this.target.port, database: this.target.database },
       verify: { username: req.account, password: req.password },
+      ...(lateLogins && { lateLogins }),
     };
   }
 
   /** A role has one password: retiring it means replacing it with one nobody knows, and ending its sessions. */
   async retireStaticSecret(req: RetireStaticSecretRequest): Promise<RetireStaticSecretResponse> {
     if (req.password !== undefined && !(await this.setPassword('retire', req.account, req.password, { missingIsGone: true }))) return {};
-    if (req.endSessions) await this.endSessions(req.account);
-    return {};
+    return req.endSessions ? { lateLogins: await this.endSessions(req.account) } : {};
+  }
+
+  async endSessionsStartedBefore(req: EndSessionsStartedBeforeRequest): Promise<EndSessionsStartedBeforeResponse> {
+    return { ended: await this.run('end late sessions', (client) => endSessionsStartedBefore(client, req.account, req.before)) };
   }
 
   /** ALTER ROLE with a verifier computed here (and remembered). False when the role is gone and that is acceptable. */
@@ -290,9 +290,11 @@ export class PostgresPlugin implements CredentialPlugin {
     return { results };
   }
 
-  /** Ends every session of the role and waits until they are gone (see endSessionsOf). */
-  private async endSessions(account: string): Promise<void> {
-    await this.sessionEnds.submit(account).then((err) => err && Promise.reject(err));
+  /** Ends every session of the role and waits until they are gone (see endSessionsOf); the late logins to end later. */
+  private async endSessions(account: string): Promise<LateLogins> {
+    const { error, late } = await this.sessionEnds.submit(account);
+    if (error) throw error;
+    return late;
   }
 
   async verifyLogin(req: VerifyRequest): Promise<VerifyResponse> {

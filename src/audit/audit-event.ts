@@ -21,6 +21,7 @@ export type AuditType =
   | 'bootstrap.used'
   | 'static.rotated'
   | 'static.exposure_contained'
+  | 'static.late_sessions_ended'
   | 'static.rotation_failed'
   | 'static.imported'
   | 'static.read'

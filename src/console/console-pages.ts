@@ -65,6 +65,7 @@ const AUDIT_TYPE_SET: Record<AuditType, true> = {
   'bootstrap.used': true,
   'static.rotated': true,
   'static.exposure_contained': true,
+  'static.late_sessions_ended': true,
   'static.rotation_failed': true,
   'static.imported': true,
   'static.read': true,

@@ -15,7 +15,7 @@ export type TargetPlugin = Omit<CredentialPlugin, 'close' | 'revokeUsers'> & {
 
 const VERBS = ['createUser', 'renewUser', 'revokeUser', 'setStaticSecret', 'retireStaticSecret', 'verifyLogin', 'ping'] as const;
 /** Verbs a plugin may leave out; the wrapped plugin has them only when the plugin does. */
-const OPTIONAL_VERBS = ['revokeSessions', 'checkStoredPasswords'] as const;
+const OPTIONAL_VERBS = ['revokeSessions', 'checkStoredPasswords', 'endSessionsStartedBefore'] as const;
 type Verb = (typeof VERBS)[number] | (typeof OPTIONAL_VERBS)[number];
 
 /** How many single revokes the fallback for plugins without the batch verb runs at once. */

@@ -4,6 +4,7 @@ import { AuditLog } from '../audit/audit.log';
 import { newPassword } from '../leases/names';
 import { PluginHost } from '../plugin-host/plugin-host';
 import { Database } from '../storage/database';
+import { EndedSessions, LateLoginSweeps } from './late-logins';
 import { RotationBatchRepository } from './rotation-batch.repository';
 import { ROTATION_TIMINGS, RotationTimings, Slots, pause } from './rotation.model';
 import { StaticSecretConfig } from './static-secrets';
@@ -29,7 +30,17 @@ export class ExposureContainment {
     @Inject(Database) private readonly db: Pick<Database, 'tx'>,
     @Inject(AuditLog) private readonly audit: Pick<AuditLog, 'append' | 'appendMany'>,
     @Inject(ROTATION_TIMINGS) private readonly timings: RotationTimings,
+    @Inject(LateLoginSweeps) private readonly lateLogins: Pick<LateLoginSweeps, 'record'>,
   ) {}
+
+  /**
+   * After a target ended an account's sessions as its password was replaced: the second sweep it asks
+   * for (a login begun before the change can still open a session; see LateLoginSweeps), recorded
+   * before the rotation goes on.
+   */
+  sessionsEnded(ended: EndedSessions[]): Promise<void> {
+    return this.lateLogins.record(ended);
+  }
 
   /**
    * No credential of the secret from before `current` keeps working. IAM: every key but the current
@@ -76,15 +87,19 @@ export class ExposureContainment {
   }
 
   /** The target's part of containing one secret; returns the accounts whose credentials it destroyed. */
-  private async destroyOthers({ secret, current, endCurrentSessions }: Containment): Promise<string[]> {
+  private async destroyOthers({ name, secret, current, endCurrentSessions }: Containment): Promise<string[]> {
     const plugin = this.plugins.for(secret.connection);
     if (plugin.capabilities.keyOverlap) {
       await plugin.retireStaticSecret({ account: current.account, keep: current.handle ? [current.handle] : [] });
       return [current.account];
     }
     const others = (secret.usernames ?? []).filter((a) => a !== current.account);
-    for (const account of others) await plugin.retireStaticSecret({ account, password: newPassword(), endSessions: true });
-    if (endCurrentSessions) await plugin.retireStaticSecret({ account: current.account, endSessions: true });
+    const ended = async (account: string, password?: string) => {
+      const { lateLogins } = await plugin.retireStaticSecret({ account, password, endSessions: true });
+      await this.sessionsEnded([{ name, connection: secret.connection, account, late: lateLogins }]);
+    };
+    for (const account of others) await ended(account, newPassword());
+    if (endCurrentSessions) await ended(current.account);
     return others;
   }
 

@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import type { VerifyRequest } from '../../plugins/contract';
+import type { LateLogins, VerifyRequest } from '../../plugins/contract';
 import { AuditLog } from '../audit/audit.log';
 import { Clock } from '../common/clock';
 import { CONFIG } from '../config/config.module';
@@ -33,7 +33,7 @@ interface Fresh extends BatchItem {
 }
 
 /** A secret whose new password is set on the target, with what its version seals. */
-type SetOnTarget = Fresh & { content: { password: string; credentials: Record<string, string | number>; verify: VerifyRequest } };
+type SetOnTarget = Fresh & { content: { password: string; credentials: Record<string, string | number>; verify: VerifyRequest }; lateLogins?: LateLogins };
 
 /**
  * An emergency on a whole connection rotates its secrets in batches: the steps of RotationService's
@@ -116,9 +116,10 @@ export class RotationBatchService {
         .for(f.secret.connection)
         .setStaticSecret({ account: f.pending.account, password: f.password, keep: [], endSessions: Boolean(f.exposedAt) })
         .catch((err: Error) => this.log.warn(`rotation of ${f.name}: ${err.message}`));
-      if (result) set.push({ ...f, content: { password: f.password, credentials: result.credentials, verify: result.verify } });
+      if (result) set.push({ ...f, content: { password: f.password, credentials: result.credentials, verify: result.verify }, lateLogins: result.lateLogins });
     });
     if (!set.length) return;
+    await this.exposure.sessionsEnded(set.map((s) => ({ name: s.name, connection: s.secret.connection, account: s.pending.account, late: s.lateLogins })));
     const recorded = await this.batch.updatePending(set.map((s) => ({ name: s.name, version: s.target, content: s.content })));
     // Step 3: verified, from what the target stores where it can vouch, else by logging in.
     const verified = await this.verify(set.flatMap((s) => (recorded.has(s.name) ? [{ ...s, pending: recorded.get(s.name)! }] : [])));

@@ -233,6 +233,7 @@ export class RotationService {
       return { credentials: intent.credentials, verify: intent.verify };
     }
     const result = await plugin.setStaticSecret({ account: pending.account, password: intent.password!, keep: current?.handle ? [current.handle] : [], endSessions });
+    await this.exposure.sessionsEnded([{ name, connection: secret.connection, account: pending.account, late: result.lateLogins }]);
     await this.statics.updatePending(pending.name, pending.version, { password: intent.password, credentials: result.credentials, verify: result.verify }, result.handle, 'set');
     return result;
   }
@@ -326,7 +327,8 @@ export class RotationService {
           if (plugin.capabilities.keyOverlap) {
             if (v.handle) await plugin.retireStaticSecret({ account: v.account, handle: v.handle });
           } else if (current && current.account !== v.account) {
-            await plugin.retireStaticSecret({ account: v.account, password: newPassword(), endSessions: true });
+            const { lateLogins } = await plugin.retireStaticSecret({ account: v.account, password: newPassword(), endSessions: true });
+            await this.exposure.sessionsEnded([{ name: v.name, connection: secret.connection, account: v.account, late: lateLogins }]);
           }
           await this.statics.markRetired(v.name, v.version);
         })

@@ -5,6 +5,7 @@ import { TesseraConfig } from '../config/config.loader';
 import { Ticker } from '../jobs/ticker';
 import { JobContext, JobOutcome, OnJob } from '../jobs/job-handler';
 import { JobName, JobPayloads } from '../jobs/jobs';
+import { LateLoginSweeps } from './late-logins';
 import { OwnershipService } from './ownership.service';
 import { RotationBusy } from './rotation.model';
 import { RotationService } from './rotation.service';
@@ -16,8 +17,8 @@ const LOCK_WAIT_MS = 1000;
 /**
  * Every `reconcile_every`, on every replica: registers newly configured static secrets (taking
  * ownership of each once), enqueues rotations that are due, failed last time, or never happened — with
- * deterministic job ids, so replicas ticking together rotate each secret once — and retires previous
- * versions whose grace is over.
+ * deterministic job ids, so replicas ticking together rotate each secret once — retires previous
+ * versions whose grace is over, and ends the late sessions of replaced passwords (LateLoginSweeps).
  */
 @Injectable()
 export class RotationSweeper implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -30,6 +31,7 @@ export class RotationSweeper implements OnApplicationBootstrap, OnApplicationShu
     private readonly statics: StaticRepository,
     private readonly rotations: RotationService,
     private readonly ownership: OwnershipService,
+    private readonly lateLogins: LateLoginSweeps,
   ) {
     this.ticker = new Ticker(scheduler, 'rotation-sweep', this.log);
   }
@@ -71,5 +73,6 @@ export class RotationSweeper implements OnApplicationBootstrap, OnApplicationShu
       await this.rotations.schedule(due.name, target, trigger, due.exposed);
     }
     await this.rotations.retireExpired();
+    await this.lateLogins.sweepDue().catch((err) => this.log.warn(`late login sweeps (tried again next tick): ${(err as Error).message}`));
   }
 }

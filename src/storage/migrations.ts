@@ -285,4 +285,22 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX leases_active_by_connection ON leases (connection, expires_at) WHERE state = 'active';
     `,
   },
+  {
+    version: 13,
+    name: 'late login sweeps',
+    sql: `
+      -- Sessions a replaced password can still open (a login begun before the change finishing after
+      -- the sessions were ended: see LateLogins in the plugin contract), to be ended once due_at has
+      -- passed. Written right after the target ended the sessions; before is the target's clock then.
+      CREATE TABLE late_login_sweeps (
+        id          bigserial PRIMARY KEY,
+        name        text NOT NULL,
+        connection  text NOT NULL,
+        account     text NOT NULL,
+        before      text NOT NULL,
+        due_at      timestamptz NOT NULL
+      );
+      CREATE INDEX late_login_sweeps_due ON late_login_sweeps (due_at);
+    `,
+  },
 ];

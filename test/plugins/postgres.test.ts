@@ -89,6 +89,37 @@ describe('postgres plugin specifics', () => {
     await batching.close();
   });
 
+  it('a password set with endSessions names its late logins; endSessionsStartedBefore ends only sessions begun before then', async () => {
+    const role = 'tess_late_plugin';
+    await createPgAccount(role, 'legacy-late-plugin');
+    const url = new URL(TARGET_URL);
+    const session = (password: string) => {
+      const c = new Client({ host: url.hostname, port: Number(url.port), database: url.pathname.slice(1), user: role, password });
+      c.on('error', () => undefined);
+      return c.connect().then(() => c);
+    };
+    const alive = (c: Client) => c.query('SELECT 1').then(() => true, () => false);
+    const old = await session('legacy-late-plugin');
+    const password = newPassword();
+    const { lateLogins } = await plugin.setStaticSecret({ account: role, password, endSessions: true });
+    const { rows } = await withAdmin('postgres', (c) => c.query<{ s: number }>(`SELECT setting::int AS s FROM pg_settings WHERE name = 'authentication_timeout'`));
+    expect(lateLogins).toEqual({ before: expect.stringMatching(/^\d{16}$/), withinMs: rows[0].s * 1000 + 2000 });
+    expect(await alive(old)).toBe(false);
+    // A session that started before the cutoff (here: opened before the password change, and still open
+    // because it was not ended) stands in for a late login; one opened after is left alone.
+    const before = await session(password);
+    await new Promise((r) => setTimeout(r, 5));
+    const { lateLogins: none } = await plugin.setStaticSecret({ account: role, password });
+    expect(none).toBeUndefined(); // no endSessions, no late logins
+    const { rows: now } = await withAdmin('postgres', (c) => c.query<{ t: string }>(`SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint::text AS t`));
+    const after = await session(password);
+    expect(await plugin.endSessionsStartedBefore({ account: role, before: now[0].t })).toEqual({ ended: 1 });
+    await new Promise((r) => setTimeout(r, 200));
+    expect([await alive(before), await alive(after)]).toEqual([false, true]);
+    expect(await plugin.endSessionsStartedBefore({ account: 'tess_no_such_role', before: now[0].t })).toEqual({ ended: 0 });
+    await Promise.all([old, before, after].map((c) => c.end().catch(() => undefined)));
+  });
+
   describe('checkStoredPasswords: judging passwords from pg_authid instead of logging in', () => {
     const role = 'tess_stored_check';
     beforeAll(() => createPgAccount(role, 'set-by-someone-else'));

@@ -190,7 +190,7 @@ describe('RotationService (in-memory fakes)', () => {
       const w = rotationWorld({ app: { username: 'app_user' } });
       w.target.account('app_user', 'legacy');
       await owned(w, 'app');
-      const sweeper = new RotationSweeper(w.config, {} as never, w.statics as never, w.rotations, w.ownership);
+      const sweeper = new RotationSweeper(w.config, {} as never, w.statics as never, w.rotations, w.ownership, {} as never);
       w.statics.locked.add('app');
       const before = Date.now();
       const outcome = await sweeper.rotate({ name: 'app', targetVersion: 2 }, jobContext(4, 4));

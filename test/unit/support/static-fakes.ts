@@ -5,6 +5,7 @@ import { Metrics } from '../../../src/metrics/metrics';
 import { PluginHost } from '../../../src/plugin-host/plugin-host';
 import { Database } from '../../../src/storage/database';
 import { ExposureContainment } from '../../../src/statics/exposure';
+import { EndedSessions } from '../../../src/statics/late-logins';
 import { OwnershipService } from '../../../src/statics/ownership.service';
 import { RotationBatchRepository } from '../../../src/statics/rotation-batch.repository';
 import { RotationService } from '../../../src/statics/rotation.service';
@@ -139,8 +140,10 @@ export function rotationWorld(secrets: Record<string, Record<string, unknown>>, 
       }
     },
   } as unknown as RotationBatchRepository;
-  const containment = new ExposureContainment(repo, batch, plugins, db, audit, timings);
+  // The second sweeps of replaced passwords asked for (none from the fake target, which has no late logins).
+  const lateSweeps: EndedSessions[] = [];
+  const containment = new ExposureContainment(repo, batch, plugins, db, audit, timings, { record: async (ended: EndedSessions[]) => void lateSweeps.push(...ended) });
   const rotations = new RotationService(config, db, repo, plugins, jobs, audit, metrics, clock, containment, timings);
   const ownership = new OwnershipService(config, db, repo, plugins, audit, rotations, clock);
-  return { clock, audit, statics, target, jobs, metrics, config, rotations, ownership };
+  return { clock, audit, statics, target, jobs, metrics, config, rotations, ownership, lateSweeps };
 }
