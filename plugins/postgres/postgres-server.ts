@@ -258,16 +258,26 @@ export async function lateLoginsNow(client: PoolClient): Promise<LateLogins> {
 
 const LATE_LOGIN_MARGIN_MS = 2000;
 
-/** Ends the role's sessions that started before `before` (µs on the server's clock); returns how many. */
-export async function endSessionsStartedBefore(client: PoolClient, account: string, before: string): Promise<number> {
-  const { rows } = await client.query<{ ended: number }>(
-    `SELECT count(*) FILTER (WHERE ended)::int AS ended FROM (
-       SELECT pg_terminate_backend(pid) AS ended FROM pg_stat_activity
-       WHERE usename = $1 AND (extract(epoch FROM backend_start) * 1000000)::bigint < $2::bigint AND pid <> pg_backend_pid()
+/**
+ * Ends the role's sessions that started before `before` (µs on the server's clock); returns how many.
+ * An admin that is neither superuser nor in pg_read_all_stats sees no backend_start for other roles'
+ * sessions: those cannot be judged, and it throws (after ending the ones it could) rather than
+ * report a sweep it did not make.
+ */
+export async function endSessionsStartedBefore(client: PoolClient, plugin: string, account: string, before: string): Promise<number> {
+  const { rows } = await client.query<{ ended: number; hidden: number }>(
+    `SELECT count(*) FILTER (WHERE ended)::int AS ended, count(*) FILTER (WHERE hidden)::int AS hidden FROM (
+       SELECT backend_start IS NULL AS hidden,
+              CASE WHEN (extract(epoch FROM backend_start) * 1000000)::bigint < $2::bigint THEN pg_terminate_backend(pid) END AS ended
+       FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()
      ) s`,
     [account, before],
   );
-  return rows[0].ended;
+  const { ended, hidden } = rows[0];
+  if (hidden > 0) {
+    throw new PluginError(`postgres ${plugin}: cannot see when ${hidden} session(s) of ${account} started (grant pg_read_all_stats to the admin role)`, true);
+  }
+  return ended;
 }
 
 /** DROP ROLE, with DROP OWNED first when the role owns objects or holds privileges here; gone is success. */

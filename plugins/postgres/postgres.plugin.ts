@@ -252,7 +252,7 @@ export class PostgresPlugin implements CredentialPlugin {
   }
 
   async endSessionsStartedBefore(req: EndSessionsStartedBeforeRequest): Promise<EndSessionsStartedBeforeResponse> {
-    return { ended: await this.run('end late sessions', (client) => endSessionsStartedBefore(client, req.account, req.before)) };
+    return { ended: await this.run('end late sessions', (client) => endSessionsStartedBefore(client, this.name, req.account, req.before)) };
   }
 
   /** ALTER ROLE with a verifier computed here (and remembered). False when the role is gone and that is acceptable. */

@@ -15,14 +15,21 @@ export interface EndedSessions {
 
 /** Sweeps taken per tick; the rest wait for the next. */
 const SWEEPS_PER_TICK = 200;
+/**
+ * How long the sweeps go on: at least PostgreSQL's largest authentication_timeout (600 s; a reload can
+ * lower the setting after a login began, so the window a target reports can be short), and logins
+ * that finished their exchange but wait for a lock before their session is listed.
+ */
+const SWEEP_FOR_MS = 600_000 + 30_000;
 
 /**
- * The second sweep of a replaced password's sessions. Ending an account's sessions when its password
+ * The later sweeps of a replaced password's sessions. Ending an account's sessions when its password
  * changes is not enough where a login begun before the change can finish after it (see LateLogins):
  * a client holding the old password could start logins ahead of an emergency rotation and finish one
- * after the sweep. Each such sweep is recorded in the state database as soon as the target answers,
- * and once the target's window has passed, every session of the account that started before the
- * first sweep is ended. Sessions opened since (with the new password) are left alone.
+ * after the sweep. Each such account is recorded in the state database as soon as the target answers;
+ * once the target's window has passed, and at every sweep after that until SWEEP_FOR_MS, each of its
+ * sessions that started before the first sweep is ended. Sessions opened since (with the new password)
+ * are never touched, so sweeping again is safe.
  *
  * A record is written after the target changed the password, so a broker that stops in between
  * leaves none: the rotation did not reach its promotion then, and the one that runs again (an
@@ -39,13 +46,13 @@ export class LateLoginSweeps {
     @Inject(AuditLog) private readonly audit: Pick<AuditLog, 'append'>,
   ) {}
 
-  /** Records the late sweeps the target asked for (those with `late`), due when its window has passed. */
+  /** Records the sweeps the target asked for (those with `late`), due when its window has passed. */
   async record(ended: EndedSessions[]): Promise<void> {
     const due = ended.filter((e): e is EndedSessions & { late: LateLogins } => e.late !== undefined);
     if (!due.length) return;
     await this.db.query(
-      `INSERT INTO late_login_sweeps (name, connection, account, before, due_at)
-       SELECT n, c, a, b, now() + w * interval '1 millisecond'
+      `INSERT INTO late_login_sweeps (name, connection, account, before, due_at, until_at)
+       SELECT n, c, a, b, now() + w * interval '1 millisecond', now() + greatest(w, ${SWEEP_FOR_MS}) * interval '1 millisecond'
        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[]) AS t(n, c, a, b, w)`,
       [due.map((e) => e.name), due.map((e) => e.connection), due.map((e) => e.account), due.map((e) => e.late.before), due.map((e) => e.late.withinMs)],
     );
@@ -53,29 +60,37 @@ export class LateLoginSweeps {
 
   /**
    * Runs the sweeps that are due. Each is claimed for a minute first (replicas ticking together take
-   * different ones; one whose target fails is tried again after that), then removed with an audit
-   * event when it ended sessions.
+   * different ones; one whose target fails is tried again after that), then due again at the next
+   * tick, or removed once past its until_at. Sessions ended are audited.
    */
   async sweepDue(): Promise<void> {
-    const { rows } = await this.db.query<{ id: string; name: string; connection: string; account: string; before: string }>(
+    const { rows } = await this.db.query<{ id: string; name: string; connection: string; account: string; before: string; last: boolean }>(
       `UPDATE late_login_sweeps SET due_at = now() + interval '1 minute'
        WHERE id IN (SELECT id FROM late_login_sweeps WHERE due_at <= now() ORDER BY due_at LIMIT ${SWEEPS_PER_TICK} FOR UPDATE SKIP LOCKED)
-       RETURNING id, name, connection, account, before`,
+       RETURNING id, name, connection, account, before, until_at <= now() AS last`,
     );
     for (const sweep of rows) {
       try {
-        // A connection no longer configured has nothing left to sweep from here.
-        const plugin = this.plugins.connectionNames().includes(sweep.connection) ? this.plugins.for(sweep.connection) : undefined;
-        const ended = plugin?.endSessionsStartedBefore ? (await plugin.endSessionsStartedBefore({ account: sweep.account, before: sweep.before })).ended : 0;
+        // A connection not configured here (a replica with an older config) is left to the others.
+        if (!this.plugins.connectionNames().includes(sweep.connection)) throw new Error(`connection ${sweep.connection} is not configured here`);
+        const plugin = this.plugins.for(sweep.connection);
+        const ended = plugin.endSessionsStartedBefore ? (await plugin.endSessionsStartedBefore({ account: sweep.account, before: sweep.before })).ended : 0;
         await this.db.tx(async (tx) => {
-          await tx.query('DELETE FROM late_login_sweeps WHERE id = $1', [sweep.id]);
+          if (sweep.last) await tx.query('DELETE FROM late_login_sweeps WHERE id = $1', [sweep.id]);
+          else await tx.query('UPDATE late_login_sweeps SET due_at = now() WHERE id = $1', [sweep.id]);
           if (ended > 0) {
             this.log.warn(`ended ${ended} session(s) of ${sweep.account} (${sweep.name}) opened by a login begun before its password was replaced`);
             await this.audit.append({ type: 'static.late_sessions_ended', actor: null, detail: { name: sweep.name, account: sweep.account, sessions: ended } }, tx);
           }
         });
       } catch (err) {
-        this.log.warn(`ending late sessions of ${sweep.account} (${sweep.name}; tried again in a minute): ${(err as Error).message}`);
+        const message = `ending late sessions of ${sweep.account} (${sweep.name})`;
+        if (!sweep.last) {
+          this.log.warn(`${message}, tried again in a minute: ${(err as Error).message}`);
+          continue;
+        }
+        this.log.error(`${message}, given up after ${SWEEP_FOR_MS / 60_000} minutes of trying: ${(err as Error).message}`);
+        await this.db.query('DELETE FROM late_login_sweeps WHERE id = $1', [sweep.id]).catch(() => undefined);
       }
     }
   }

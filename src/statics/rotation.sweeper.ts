@@ -59,6 +59,8 @@ export class RotationSweeper implements OnApplicationBootstrap, OnApplicationShu
   }
 
   async tick(): Promise<void> {
+    // First, and on its own: nothing that fails below holds back ending a leaked password's late sessions.
+    await this.lateLogins.sweepDue().catch((err) => this.log.warn(`late login sweeps (tried again next tick): ${(err as Error).message}`));
     const configured = Object.entries(this.config.static_secrets).map(([name, s]) => ({ name, connection: s.connection }));
     await this.statics.register(configured);
     for (const due of await this.statics.due(500)) {
@@ -73,6 +75,5 @@ export class RotationSweeper implements OnApplicationBootstrap, OnApplicationShu
       await this.rotations.schedule(due.name, target, trigger, due.exposed);
     }
     await this.rotations.retireExpired();
-    await this.lateLogins.sweepDue().catch((err) => this.log.warn(`late login sweeps (tried again next tick): ${(err as Error).message}`));
   }
 }

@@ -290,15 +290,17 @@ export const MIGRATIONS: readonly Migration[] = [
     name: 'late login sweeps',
     sql: `
       -- Sessions a replaced password can still open (a login begun before the change finishing after
-      -- the sessions were ended: see LateLogins in the plugin contract), to be ended once due_at has
-      -- passed. Written right after the target ended the sessions; before is the target's clock then.
+      -- the sessions were ended: see LateLogins in the plugin contract), ended from due_at on and
+      -- again at every sweep until until_at. Written right after the target ended the sessions;
+      -- before is the target's clock then.
       CREATE TABLE late_login_sweeps (
         id          bigserial PRIMARY KEY,
         name        text NOT NULL,
         connection  text NOT NULL,
         account     text NOT NULL,
         before      text NOT NULL,
-        due_at      timestamptz NOT NULL
+        due_at      timestamptz NOT NULL,
+        until_at    timestamptz NOT NULL
       );
       CREATE INDEX late_login_sweeps_due ON late_login_sweeps (due_at);
     `,

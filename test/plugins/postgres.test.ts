@@ -113,11 +113,22 @@ describe('postgres plugin specifics', () => {
     expect(none).toBeUndefined(); // no endSessions, no late logins
     const { rows: now } = await withAdmin('postgres', (c) => c.query<{ t: string }>(`SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint::text AS t`));
     const after = await session(password);
+    // An admin that may not see when other roles' sessions started cannot tell late from new: it refuses.
+    await withAdmin('postgres', (c) => c.query(`DROP ROLE IF EXISTS tess_plain_admin; CREATE ROLE tess_plain_admin LOGIN CREATEROLE PASSWORD 'plain-admin' IN ROLE pg_signal_backend`));
+    const adminUrl = new URL(TARGET_URL);
+    [adminUrl.username, adminUrl.password] = ['tess_plain_admin', 'plain-admin'];
+    const plain = new PostgresPlugin('pg-plain', postgresConnectionSchema.parse({ url: adminUrl.toString() }));
+    await expect(plain.endSessionsStartedBefore({ account: role, before: now[0].t })).rejects.toThrow(/cannot see when 2 session\(s\) of tess_late_plugin started.*pg_read_all_stats/);
+    expect([await alive(before), await alive(after)]).toEqual([true, true]);
+    await plain.close();
+
     expect(await plugin.endSessionsStartedBefore({ account: role, before: now[0].t })).toEqual({ ended: 1 });
-    await new Promise((r) => setTimeout(r, 200));
+    const deadline = Date.now() + 5000;
+    while ((await alive(before)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     expect([await alive(before), await alive(after)]).toEqual([false, true]);
     expect(await plugin.endSessionsStartedBefore({ account: 'tess_no_such_role', before: now[0].t })).toEqual({ ended: 0 });
     await Promise.all([old, before, after].map((c) => c.end().catch(() => undefined)));
+    await withAdmin('postgres', (c) => c.query('DROP ROLE tess_plain_admin'));
   });
 
   describe('checkStoredPasswords: judging passwords from pg_authid instead of logging in', () => {

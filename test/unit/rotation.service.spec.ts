@@ -290,6 +290,11 @@ describe('RotationService (in-memory fakes)', () => {
       expect(w.target.logsIn('alt_a', v1.password!)).toBe(false);
       expect(w.target.logsIn('alt_b', v2.password!)).toBe(true);
       expect([w.target.sessions.get('alt_a'), w.target.sessions.get('alt_b')]).toEqual([0, 0]);
+      // Both accounts' sessions were ended by containment: each gets its second sweep (late logins).
+      expect(w.lateSweeps.filter((s) => s.late).map((s) => [s.name, s.account])).toEqual([
+        ['alt', 'alt_a'],
+        ['alt', 'alt_b'],
+      ]);
       expect(w.statics.versions.map((v) => v.state)).toEqual(['retired', 'current']);
       expect((await w.statics.get('alt'))!.exposed_at).toBeNull();
       for (const id of [routine.rotation_id, report!.rotation_id]) {

@@ -1,4 +1,4 @@
-import { PluginCapabilities, PluginError, RetireStaticSecretRequest, SetStaticSecretRequest, StaticSecretResult, VerifyRequest } from '../../../plugins/contract';
+import { LateLogins, PluginCapabilities, PluginError, RetireStaticSecretRequest, RetireStaticSecretResponse, SetStaticSecretRequest, StaticSecretResult, VerifyRequest } from '../../../plugins/contract';
 import { TesseraConfig } from '../../../src/config/config.loader';
 import { staticSecretSchema } from '../../../src/config/config.schema';
 import { Metrics } from '../../../src/metrics/metrics';
@@ -12,6 +12,9 @@ import { RotationService } from '../../../src/statics/rotation.service';
 import { StaticRepository } from '../../../src/statics/static.repository';
 import { InMemoryStatics } from './in-memory-statics';
 import { FakeAudit, FakeClock, FakeJobs } from './lease-fakes';
+
+/** What the fake target answers when it ends an account's sessions for a replaced password. */
+export const FAKE_LATE_LOGINS: LateLogins = { before: '1000', withinMs: 1000 };
 
 type StaticVerb = 'setStaticSecret' | 'retireStaticSecret' | 'verifyLogin';
 
@@ -82,10 +85,11 @@ export class FakeStaticTarget {
       this.passwords.set(req.account, this.retainsPrevious && old[0] !== req.password ? [req.password, ...old.slice(0, 1)] : [req.password]);
       if (req.endSessions) this.sessions.set(req.account, 0);
     }
-    return { credentials: { username: req.account, password: req.password }, verify: { username: req.account, password: req.password } };
+    const lateLogins = req.apply !== false && req.endSessions ? FAKE_LATE_LOGINS : undefined;
+    return { credentials: { username: req.account, password: req.password }, verify: { username: req.account, password: req.password }, ...(lateLogins && { lateLogins }) };
   }
 
-  async retireStaticSecret(req: RetireStaticSecretRequest): Promise<Record<string, never>> {
+  async retireStaticSecret(req: RetireStaticSecretRequest): Promise<RetireStaticSecretResponse> {
     await this.enter('retireStaticSecret', req);
     if (this.capabilities.keyOverlap) {
       for (const id of this.keysOf(req.account)) if (id === req.handle || (req.keep && !req.keep.includes(id))) this.keys.delete(id);
@@ -93,7 +97,7 @@ export class FakeStaticTarget {
     }
     if (req.password) this.passwords.set(req.account, [req.password]);
     if (req.endSessions) this.sessions.set(req.account, 0);
-    return {};
+    return req.endSessions ? { lateLogins: FAKE_LATE_LOGINS } : {};
   }
 
   async verifyLogin(req: VerifyRequest): Promise<{ ok: boolean }> {
