@@ -181,7 +181,7 @@ export class RotationService {
 
   /**
    * Runs a rotation's steps; on failure records the error and either lets the job retry (after putting
-   * the current password back, for single) or, on the last attempt or a permanent error, gives up.
+   * the current password back, for single and not exposed) or, on the last attempt or a permanent error, gives up.
    */
   private async guarded(
     name: string,
@@ -206,7 +206,7 @@ export class RotationService {
       await this.statics.step(name, target, 'error', 'running', message);
       // single: readers still get the current password, so put it back on the target until the
       // next attempt (which sets the pending one again); the lock-out window is one attempt long.
-      if (pending) await this.restoreCurrent(secret, current, pending()).catch(() => undefined);
+      if (pending) await this.restoreCurrent(name, secret, current, pending()).catch(() => undefined);
       throw err;
     }
   }
@@ -260,11 +260,14 @@ export class RotationService {
   /**
    * single strategy: sets the current password back on the target after a failed attempt. Only for
    * password targets whose pending version rewrites the current account; key targets (IAM) keep the
-   * current key untouched by construction.
+   * current key untouched by construction. False (not undone) for an exposed secret.
    */
-  private async restoreCurrent(secret: StaticSecretConfig, current: VersionRow | undefined, pending: VersionRow | undefined): Promise<boolean> {
+  private async restoreCurrent(name: string, secret: StaticSecretConfig, current: VersionRow | undefined, pending: VersionRow | undefined): Promise<boolean> {
     const plugin = this.plugins.for(secret.connection);
     if (!current || !pending || current.account !== pending.account || plugin.capabilities.keyOverlap) return true;
+    // The current password of an exposed secret is the leaked one: it is never put back. Its readers
+    // cannot log in until a retry (which sets the pending password again) gets through.
+    if ((await this.statics.get(name))?.exposed_at) return false;
     const old = this.statics.open(current);
     if (!old.password) return true;
     await plugin.setStaticSecret({ account: current.account, password: old.password });
@@ -273,7 +276,7 @@ export class RotationService {
 
   /**
    * After the last attempt: undo what can be undone so the current version keeps working (single: the
-   * current password is set back; IAM: a new key that was recorded is deleted, and the current key is
+   * current password is set back, unless it is exposed; IAM: a new key that was recorded is deleted, and the current key is
    * never touched), mark the secret rotation_failed (retried after a pause), and say so in a metric and
    * the audit trail. What cannot be undone (target unreachable, or an IAM key whose id was never
    * recorded) stays pending: the next rotation resumes it.
@@ -286,7 +289,7 @@ export class RotationService {
       try {
         const plugin = this.plugins.for(secret.connection);
         if (!plugin.capabilities.keyOverlap) {
-          undone = await this.restoreCurrent(secret, current, pending);
+          undone = await this.restoreCurrent(name, secret, current, pending);
         } else if (pending.handle) {
           // A key made and recorded: delete it. One made but never recorded cannot be found; it stays
           // pending and the next rotation resumes it.

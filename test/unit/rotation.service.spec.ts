@@ -155,6 +155,31 @@ describe('RotationService (in-memory fakes)', () => {
       expect(await rotationsTotal(w, 'failed')).toBe(1);
     });
 
+    it('an exposed secret\'s password is never put back: not after a failed attempt, not when the last one gives up', async () => {
+      const w = rotationWorld({ app: { username: 'app_user' } });
+      w.target.account('app_user', 'legacy');
+      const leaked = await owned(w, 'app');
+      const from = w.target.calls.length;
+      const { rotation_id } = await w.rotations.request('app', 'event');
+      w.target.failWhen('verifyLogin', reset());
+      await rejection(w.rotations.rotate('app', 2, false));
+      expect(w.target.logsIn('app_user', leaked.password!)).toBe(false);
+      w.target.failWhen('verifyLogin', reset());
+      expect(await rejection(w.rotations.rotate('app', 2, true))).toBeInstanceOf(PermanentJobError);
+      expect(w.target.logsIn('app_user', leaked.password!)).toBe(false);
+      expect(w.target.calls.slice(from).filter((c) => c.verb === 'setStaticSecret').map((c) => c.req.password)).not.toContain(leaked.password);
+      // Not undone: the intent stays for the next rotation, which is still an exposure one, to resume.
+      expect(w.audit.ofType('static.rotation_failed').at(-1)!.detail).toMatchObject({ undone: false });
+      const pending = w.statics.open((await w.statics.version('app', 'pending'))!);
+      expect((await w.statics.get('app'))!.exposed_at).not.toBeNull();
+      expect(await w.statics.rotation(rotation_id)).toMatchObject({ status: 'failed' });
+      await w.rotations.rotate('app', 2, false);
+      expect((await creds(w, 'app')).password).toBe(pending.password);
+      expect(w.target.logsIn('app_user', pending.password!)).toBe(true);
+      expect(w.target.logsIn('app_user', leaked.password!)).toBe(false);
+      expect((await w.statics.get('app'))!.exposed_at).toBeNull();
+    });
+
     it('a permanent target error gives up at once; with key overlap the new key it recorded is deleted and the current key kept', async () => {
       const w = rotationWorld({ keys: { iam_user: 'deployer' } }, { keyOverlap: true });
       const v1 = await owned(w, 'keys');
