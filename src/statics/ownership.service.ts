@@ -33,8 +33,9 @@ export class OwnershipService {
     await this.statics.withLock(name, async () => {
       const row = await this.statics.get(name);
       if (!row || row.status !== 'unowned' || (await this.statics.version(name, 'pending'))) return;
-      if (secret.password === undefined) {
-        await this.rotations.schedule(name, 1, 'register', false);
+      // A configured password reported leaked is never imported: a rotation replaces it.
+      if (secret.password === undefined || row.exposed_at) {
+        await this.rotations.schedule(name, 1, row.exposed_at ? 'retry' : 'register', Boolean(row.exposed_at));
         return;
       }
       const account = nextAccount(secret, undefined);
@@ -47,10 +48,18 @@ export class OwnershipService {
       }
       const content = { password: secret.password, credentials: result.credentials, verify: result.verify };
       if (!(await this.statics.insertPending({ name, version: 1, account, content }))) return;
-      await this.db.tx(async (tx) => {
+      const imported = await this.db.tx(async (tx) => {
+        // Read under the row lock markExposed takes: a report that came in meanwhile is about this very
+        // password (promoted now, it would look like a version made after the report).
+        if (await this.statics.exposure(name, tx)) return false;
         await this.statics.promote(name, 1, secret.grace, nextRotation(secret, this.clock.now()), tx);
         await this.audit.append({ type: 'static.imported', actor: null, detail: { name, version: 1, account } }, tx);
+        return true;
       });
+      if (!imported) {
+        await this.statics.deletePending(name, 1);
+        await this.rotations.schedule(name, 1, 'retry', true);
+      }
     });
   }
 }

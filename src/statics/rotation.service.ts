@@ -271,7 +271,12 @@ export class RotationService {
     const old = this.statics.open(current);
     if (!old.password) return true;
     await plugin.setStaticSecret({ account: current.account, password: old.password });
-    return true;
+    // Reported leaked between the check and the write: the password just put back is the leaked one.
+    const next = this.statics.open(pending).password;
+    if (!(await this.statics.get(name))?.exposed_at || !next) return true;
+    const { lateLogins } = await plugin.setStaticSecret({ account: pending.account, password: next, endSessions: true });
+    await this.exposure.sessionsEnded([{ name, connection: secret.connection, account: pending.account, late: lateLogins }]);
+    return false;
   }
 
   /**

@@ -23,6 +23,36 @@ describe('OwnershipService (in-memory fakes)', () => {
     expect(w.statics.versions).toEqual([]);
   });
 
+  it('a configured password reported leaked is never imported: an exposure rotation to version 1 replaces it', async () => {
+    const w = rotationWorld({ app: { username: 'app_user', password: 'known' } });
+    w.target.account('app_user', 'known');
+    await w.statics.register([{ name: 'app', connection: 'target' }]);
+    await w.statics.markExposed(['app']);
+    await w.ownership.takeOwnership('app');
+    expect(w.statics.versions).toEqual([]);
+    expect(w.jobs.enqueued[0]).toEqual({ name: JobName.RotateStatic, payload: { name: 'app', targetVersion: 1 }, opts: { queue: QueueName.Emergency } });
+    await w.rotations.rotate('app', 1, false);
+    expect(w.target.logsIn('app_user', 'known')).toBe(false);
+    expect(w.target.logsIn('app_user', w.statics.open((await w.statics.version('app', 'current'))!).password!)).toBe(true);
+    expect((await w.statics.get('app'))!.exposed_at).toBeNull();
+    expect(w.audit.ofType('static.imported')).toEqual([]);
+  });
+
+  it('a report that comes in while the configured password is checked stops its import', async () => {
+    const w = rotationWorld({ app: { username: 'app_user', password: 'known' } });
+    w.target.account('app_user', 'known');
+    await w.statics.register([{ name: 'app', connection: 'target' }]);
+    w.target.before.verifyLogin = async () => void (await w.statics.markExposed(['app']));
+    await w.ownership.takeOwnership('app');
+    w.target.before.verifyLogin = undefined;
+    expect(await w.statics.version('app', 'pending')).toBeUndefined();
+    expect(await w.statics.version('app', 'current')).toBeUndefined();
+    expect(w.audit.ofType('static.imported')).toEqual([]);
+    await w.rotations.rotate('app', 1, false);
+    expect(w.target.logsIn('app_user', 'known')).toBe(false);
+    expect((await w.statics.get('app'))!.exposed_at).toBeNull();
+  });
+
   it('without a password it asks for one rotation to version 1, once, however often it is called', async () => {
     const w = rotationWorld({ app: { username: 'app_user' } });
     await w.statics.register([{ name: 'app', connection: 'target' }]);

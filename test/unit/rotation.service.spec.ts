@@ -180,6 +180,23 @@ describe('RotationService (in-memory fakes)', () => {
       expect((await w.statics.get('app'))!.exposed_at).toBeNull();
     });
 
+    it('a report that lands while the password is being put back makes it set the new one again, ending sessions', async () => {
+      const w = rotationWorld({ app: { username: 'app_user' } });
+      w.target.account('app_user', 'legacy');
+      const v1 = await owned(w, 'app');
+      await w.rotations.request('app', 'manual');
+      w.target.failWhen('verifyLogin', reset());
+      w.target.before.setStaticSecret = async (req: { password: string }) => {
+        if (req.password === v1.password) await w.statics.markExposed(['app']);
+      };
+      await rejection(w.rotations.rotate('app', 2, false));
+      const pending = w.statics.open((await w.statics.version('app', 'pending'))!);
+      expect(w.target.logsIn('app_user', v1.password!)).toBe(false);
+      expect(w.target.logsIn('app_user', pending.password!)).toBe(true);
+      expect(w.target.callsOf('setStaticSecret').at(-1)).toMatchObject({ password: pending.password, endSessions: true });
+      expect(w.lateSweeps.filter((s) => s.late).map((s) => s.account)).toEqual(['app_user']);
+    });
+
     it('a permanent target error gives up at once; with key overlap the new key it recorded is deleted and the current key kept', async () => {
       const w = rotationWorld({ keys: { iam_user: 'deployer' } }, { keyOverlap: true });
       const v1 = await owned(w, 'keys');
