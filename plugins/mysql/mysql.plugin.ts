@@ -81,7 +81,7 @@ export class MysqlPlugin implements CredentialPlugin {
   async createUser(req: CreateUserRequest): Promise<CreateUserResponse> {
     const role = req.role as MysqlRoleSettings;
     const account = this.account(req.username);
-    const one = { account, password: req.password };
+    const one = { account, password: req.password, grants: role.grants };
     if (role.creation_statements?.length) {
       await this.createOne({ ...one, statements: role.creation_statements.map((t) => renderTemplate(t, { name: account, password: mysql.escape(req.password) })) });
     } else {

@@ -1,7 +1,7 @@
 import { MysqlPlugin } from '../../plugins/mysql/mysql.plugin';
 import { mysqlConnectionSchema, mysqlRoleSchema } from '../../plugins/mysql/mysql.config';
 import { newAccountName, newPassword } from '../../src/leases/names';
-import { mysqlLogin, mysqlUsersLike, prepareMysqlTarget } from '../support/mysql';
+import { mysqlLogin, mysqlUsersLike, prepareMysqlTarget, withMysqlAdmin } from '../support/mysql';
 import { MYSQL_ADMIN_URL } from '../support/services';
 
 /** What only the mysql plugin does, beyond the shared conformance suite. */
@@ -28,7 +28,9 @@ describe('mysql plugin specifics', () => {
       const failed = outcomes.find((o) => o.status === 'rejected') as PromiseRejectedResult;
       expect(String(failed.reason.message)).toMatch(/table_that_does_not_exist/);
       for (const r of requests) expect(String(failed.reason.message)).not.toContain(r.password);
-      expect(queries.some((q) => (q.match(/CREATE USER/g) ?? []).length > 1)).toBe(true); // batched
+      // Batched: one CREATE USER naming several accounts, and one GRANT to several.
+      expect(queries.some((q) => /^CREATE USER [^;]* IDENTIFIED BY [^;]*, [^;]* IDENTIFIED BY /.test(q))).toBe(true);
+      expect(queries.some((q) => /\nGRANT SELECT ON test\.\* TO [^;\n]*, /.test(q))).toBe(true);
       for (const r of requests) {
         const exists = (await mysqlUsersLike(r.username)).includes(r.username);
         expect([r.username, exists]).toEqual([r.username, r.role === good]);
@@ -36,6 +38,25 @@ describe('mysql plugin specifics', () => {
           expect(await mysqlLogin(r.username, r.password)).toEqual({ ok: true, rows: 3 });
           await plugin.revokeUser({ username: r.username, role: good });
         }
+      }
+    } finally {
+      await plugin.close();
+    }
+  });
+
+  it('a batch of roles with different grants gives each account exactly its own', async () => {
+    const plugin = new MysqlPlugin('my', mysqlConnectionSchema.parse({ url: MYSQL_ADMIN_URL }));
+    const reader = mysqlRoleSchema.parse({ grants: ['SELECT ON test.*'] });
+    const writer = mysqlRoleSchema.parse({ grants: ['SELECT ON test.*', 'INSERT ON test.*'] });
+    const requests = Array.from({ length: 12 }, (_, i) => ({ username: newAccountName(`mg${i}`, 32), password: newPassword(), expiresAt: new Date(Date.now() + 60_000), role: i % 2 ? writer : reader }));
+    try {
+      await Promise.all(requests.map((r) => plugin.createUser(r)));
+      for (const r of requests) {
+        const grants = await withMysqlAdmin(async (c) => ((await c.query(`SHOW GRANTS FOR ${c.escape(r.username)}@'%'`))[0] as Record<string, string>[]).map((row) => Object.values(row)[0]).join('\n'));
+        expect([r.username, /GRANT SELECT, INSERT ON `test`/.test(grants)]).toEqual([r.username, r.role === writer]);
+        expect(grants).toMatch(/ON `test`\.\*/);
+        expect(await mysqlLogin(r.username, r.password)).toEqual({ ok: true, rows: 3 });
+        await plugin.revokeUser({ username: r.username, role: r.role });
       }
     } finally {
       await plugin.close();
