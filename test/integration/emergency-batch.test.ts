@@ -94,6 +94,11 @@ describe('emergency rotation of a connection, in batches', () => {
     const other = alt.username === 'tess_eb_alt_a' ? 'tess_eb_alt_b' : 'tess_eb_alt_a';
     expect(other).toBe(before.get('eb-alt').username);
     expect(await broker.state('SELECT name FROM static_secrets WHERE exposed_at IS NOT NULL')).toEqual([]);
+    // Every account whose sessions were ended for a replaced password has its late-login sweeps
+    // recorded: each secret's new account, and the alternating secret's other one.
+    const swept = await broker.state<{ name: string; account: string }>(`SELECT DISTINCT name, account FROM late_login_sweeps`);
+    for (const name of ALL) expect(swept.filter((s) => s.name === name).map((s) => s.account)).toContain((await creds(name)).username);
+    expect(swept.filter((s) => s.name === 'eb-alt').map((s) => s.account)).toContain(other);
     const auditAfter = await broker.state<{ type: string; n: number }>(`SELECT type, count(*)::int AS n FROM audit_events WHERE type LIKE 'static.%' GROUP BY type`);
     const added = (type: string) => (auditAfter.find((a) => a.type === type)?.n ?? 0) - (auditBefore.find((a) => a.type === type)?.n ?? 0);
     expect(added('static.rotated')).toBe(ALL.length);
