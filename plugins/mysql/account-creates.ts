@@ -61,13 +61,15 @@ export class AccountCreates {
     }
     try {
       const to = new Map<string, string[]>();
-      for (const b of batch) for (const g of b.grants) to.set(g, [...(to.get(g) ?? []), b.account]);
+      for (const b of batch) for (const g of new Set(b.grants)) to.set(g, [...(to.get(g) ?? []), b.account]);
       const statements = [
         `CREATE USER ${batch.map((b) => `${b.account} IDENTIFIED BY ${mysql.escape(b.password)}`).join(', ')}`,
         ...[...to].map(([g, accounts]) => `GRANT ${g} TO ${accounts.join(', ')}`),
       ];
-      const [results] = await conn.query(statements.join(';\n'));
+      const [answer] = await conn.query(statements.join(';\n'));
       // One result per statement, or the text did not split where it was joined: treat it as failed.
+      // (A query of one statement, a batch whose roles grant nothing, answers with that result alone.)
+      const results = statements.length === 1 && !Array.isArray(answer) ? [answer] : answer;
       if (!Array.isArray(results) || results.length !== statements.length) throw new Error(`a batch of ${statements.length} statements gave ${Array.isArray(results) ? results.length : 1} results`);
       conn.release();
     } catch (err) {

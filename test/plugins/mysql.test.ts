@@ -13,15 +13,7 @@ describe('mysql plugin specifics', () => {
     const good = mysqlRoleSchema.parse({ grants: ['SELECT ON test.*'] });
     const bad = mysqlRoleSchema.parse({ grants: ['SELECT ON test.table_that_does_not_exist'] });
     const requests = Array.from({ length: 24 }, (_, i) => ({ username: newAccountName(`mb${i}`, 32), password: newPassword(), expiresAt: new Date(Date.now() + 60_000), role: i % 5 === 2 ? bad : good }));
-    const queries: string[] = [];
-    const batchPool = (plugin as unknown as { creates: { pool: { getConnection: () => Promise<{ query: (...a: unknown[]) => unknown }> } } }).creates.pool;
-    const getConnection = batchPool.getConnection.bind(batchPool);
-    batchPool.getConnection = async () => {
-      const conn = await getConnection();
-      const query = conn.query.bind(conn);
-      conn.query = (text: unknown, ...rest: unknown[]) => (queries.push(String(text)), query(text, ...rest));
-      return conn;
-    };
+    const queries = batchQueries(plugin);
     try {
       const outcomes = await Promise.allSettled(requests.map((r) => plugin.createUser(r)));
       outcomes.forEach((o, i) => expect([i, o.status]).toEqual([i, requests[i].role === bad ? 'rejected' : 'fulfilled']));
@@ -38,6 +30,28 @@ describe('mysql plugin specifics', () => {
           expect(await mysqlLogin(r.username, r.password)).toEqual({ ok: true, rows: 3 });
           await plugin.revokeUser({ username: r.username, role: good });
         }
+      }
+    } finally {
+      await plugin.close();
+    }
+  });
+
+  it('a batch whose roles grant nothing is one CREATE USER that stands (not undone and redone alone)', async () => {
+    const plugin = new MysqlPlugin('my', mysqlConnectionSchema.parse({ url: MYSQL_ADMIN_URL }));
+    const bare = mysqlRoleSchema.parse({ grants: [] });
+    const twice = mysqlRoleSchema.parse({ grants: ['SELECT ON test.*', 'SELECT ON test.*'] });
+    const requests = Array.from({ length: 8 }, (_, i) => ({ username: newAccountName(`mn${i}`, 32), password: newPassword(), expiresAt: new Date(Date.now() + 60_000), role: i < 4 ? bare : twice }));
+    const queries = batchQueries(plugin);
+    try {
+      await Promise.all(requests.slice(0, 4).map((r) => plugin.createUser(r)));
+      // A role listing a grant twice: each account is named once in its GRANT.
+      await Promise.all(requests.slice(4).map((r) => plugin.createUser(r)));
+      expect(queries.filter((q) => q.startsWith('CREATE USER')).length).toBeGreaterThanOrEqual(2);
+      expect(queries.filter((q) => q.startsWith('DROP USER'))).toEqual([]);
+      for (const r of requests) {
+        expect(await mysqlLogin(r.username, r.password)).toEqual(r.role === bare ? { ok: false, code: 'ER_DBACCESS_DENIED_ERROR' } : { ok: true, rows: 3 }); // bare: the password is right, the database is not granted
+        expect((await mysqlUsersLike(r.username)).includes(r.username)).toBe(true);
+        await plugin.revokeUser({ username: r.username, role: r.role });
       }
     } finally {
       await plugin.close();
@@ -63,3 +77,17 @@ describe('mysql plugin specifics', () => {
     }
   });
 });
+
+/** The text of every query the plugin's batch pool sends from now on. */
+function batchQueries(plugin: MysqlPlugin): string[] {
+  const queries: string[] = [];
+  const batchPool = (plugin as unknown as { creates: { pool: { getConnection: () => Promise<{ query: (...a: unknown[]) => unknown }> } } }).creates.pool;
+  const getConnection = batchPool.getConnection.bind(batchPool);
+  batchPool.getConnection = async () => {
+    const conn = await getConnection();
+    const query = conn.query.bind(conn);
+    conn.query = (text: unknown, ...rest: unknown[]) => (queries.push(String(text)), query(text, ...rest));
+    return conn;
+  };
+  return queries;
+}
