@@ -24,7 +24,9 @@ export const MYSQL_REVOCATION_PLACEHOLDERS = ['name'] as const;
  */
 const grant = z
   .string()
-  .regex(/^[A-Za-z][A-Za-z ,_()`]* ON [A-Za-z0-9_`.*$-]+( [A-Za-z ]+)?$/, 'must look like "SELECT, INSERT ON db.*" (one grant, no ";" or quotes)')
+  // Nothing may follow the object: no clause goes between it and TO, and words there ("TO bob", "AS")
+  // could hand the privilege to another account.
+  .regex(/^[A-Za-z][A-Za-z ,_()`]* ON [A-Za-z0-9_`.*$-]+$/, 'must look like "SELECT, INSERT ON db.*" (one grant, no ";" or quotes)')
   .refine((g) => !/--|\/\*|#/.test(g), 'must not contain comments')
   // Issues are sent several statements to a query: an identifier left open would run into the next one.
   .refine((g) => (g.match(/`/g) ?? []).length % 2 === 0, 'must close every `quoted` identifier');

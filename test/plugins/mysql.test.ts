@@ -36,6 +36,13 @@ describe('mysql plugin specifics', () => {
     }
   });
 
+  it('a grant ends at its object: words after it (another grantee, an AS clause) are refused at config time', () => {
+    for (const g of ['SELECT ON test.* TO bob', 'SELECT ON test.* AS x', 'SELECT ON test.* WITH GRANT OPTION']) {
+      expect(() => mysqlRoleSchema.parse({ grants: [g] })).toThrow(/must look like/);
+    }
+    expect(mysqlRoleSchema.parse({ grants: ['SELECT, SHOW VIEW ON reporting.*', 'INSERT ON `app`.`t`'] }).grants).toHaveLength(2);
+  });
+
   it('a batch whose roles grant nothing is one CREATE USER that stands (not undone and redone alone)', async () => {
     const plugin = new MysqlPlugin('my', mysqlConnectionSchema.parse({ url: MYSQL_ADMIN_URL }));
     const bare = mysqlRoleSchema.parse({ grants: [] });

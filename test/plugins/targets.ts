@@ -104,6 +104,7 @@ const mysqlTarget: ConformanceTarget = {
     { settings: { grants: ['ALL ON *.* -- comment'] }, outcome: 'refused' },
     { settings: { grants: ['SELECT ON test.nonexistent_table'] }, outcome: 'refused' },
     { settings: { grants: ['SELECT ON `test'] }, outcome: 'refused' }, // would run into the next statement of a batch
+    { settings: { grants: ['SELECT ON test.* TO tessera_other'] }, outcome: 'refused' }, // words after the object
     { settings: { creation_statements: ["CREATE USER {{name}} IDENTIFIED BY '{{password}}'"] }, outcome: 'refused' },
   ],
   accountExists: async (username) => (await mysqlUsersLike(username)).includes(username),
