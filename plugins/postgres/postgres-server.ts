@@ -1,6 +1,35 @@
-/** What the PostgreSQL plugin knows of the server: SQLSTATEs, error translation, dropping roles, ending their sessions (alone or in batches), reading stored passwords and logging in. */
-import { Client, DatabaseError, PoolClient, escapeIdentifier } from 'pg';
+/** What the PostgreSQL plugin knows of the server: its admin pool, SQLSTATEs, error translation, dropping roles, ending their sessions (alone, in batches, or late ones), reading stored passwords and logging in. */
+import { Client, DatabaseError, Pool, PoolClient, escapeIdentifier } from 'pg';
 import { GroupCommit, LateLogins, PluginError } from '../contract';
+import type { PostgresConnectionConfig } from './postgres.config';
+
+/** The admin pool of a connection. */
+export function openPool(name: string, config: PostgresConnectionConfig): Pool {
+  const pool = new Pool({
+    connectionString: config.url,
+    max: config.pool_size,
+    connectionTimeoutMillis: config.connect_timeout * 1000,
+    statement_timeout: config.statement_timeout * 1000,
+    // A connection gone half-open must not hold a batch of issues until TCP gives up: the client gives
+    // up a little after the server would have, and keepalives notice a dead peer.
+    query_timeout: config.statement_timeout * 1000 + 5000,
+    keepAlive: true,
+    application_name: `tessera:${name}`,
+  });
+  // An idle client losing its connection must not crash the process; the next checkout reconnects.
+  pool.on('error', () => undefined);
+  return pool;
+}
+
+/** Where the credentials handed out connect to, from the connection's URL. */
+export function targetOf(connectionUrl: string): { host: string; port: number; database: string } {
+  const url = new URL(connectionUrl);
+  return {
+    host: decodeURIComponent(url.hostname) || '127.0.0.1',
+    port: Number(url.port || 5432),
+    database: decodeURIComponent(url.pathname.slice(1)) || 'postgres',
+  };
+}
 
 /** SQLSTATE classes and codes after which trying again can help. */
 export const RETRYABLE_SQLSTATE = /^(08|53|57|58)|^(40001|40P01|55P03|55006|XX000)$/;

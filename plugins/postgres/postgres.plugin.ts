@@ -47,9 +47,11 @@ import {
   endSessionsStartedBefore,
   hbaDigestReader,
   observedLogin,
+  openPool,
   sessionEndBatches,
   statementBatches,
   storedPasswordReads,
+  targetOf,
   translatePgError,
 } from './postgres-server';
 import { scramSha256Verifier } from './scram';
@@ -77,25 +79,8 @@ export class PostgresPlugin implements CredentialPlugin {
   ) {
     this.setVerifiers = new SetVerifiers(config.verify_logins);
     this.sessionEnds = sessionEndBatches(name, (fn) => this.run('end sessions', fn));
-    const url = new URL(config.url);
-    this.target = {
-      host: decodeURIComponent(url.hostname) || '127.0.0.1',
-      port: Number(url.port || 5432),
-      database: decodeURIComponent(url.pathname.slice(1)) || 'postgres',
-    };
-    this.pool = new Pool({
-      connectionString: config.url,
-      max: config.pool_size,
-      connectionTimeoutMillis: config.connect_timeout * 1000,
-      statement_timeout: config.statement_timeout * 1000,
-      // A connection gone half-open must not hold a batch of issues until TCP gives up: the client gives
-      // up a little after the server would have, and keepalives notice a dead peer.
-      query_timeout: config.statement_timeout * 1000 + 5000,
-      keepAlive: true,
-      application_name: `tessera:${name}`,
-    });
-    // An idle client losing its connection must not crash the process; the next checkout reconnects.
-    this.pool.on('error', () => undefined);
+    this.target = targetOf(config.url);
+    this.pool = openPool(name, config);
   }
 
   async createUser(req: CreateUserRequest): Promise<CreateUserResponse> {
