@@ -1,6 +1,6 @@
 /** What the PostgreSQL plugin knows of the server: its admin pool, SQLSTATEs, error translation, dropping roles, ending their sessions (alone, in batches, or late ones), reading stored passwords and logging in. */
 import { Client, DatabaseError, Pool, PoolClient, escapeIdentifier } from 'pg';
-import { GroupCommit, LateLogins, PluginError } from '../contract';
+import { GroupCommit, ItemFailed, LateLogins, PluginError } from '../contract';
 import type { PostgresConnectionConfig } from './postgres.config';
 
 /** The admin pool of a connection. */
@@ -288,25 +288,40 @@ export async function lateLoginsNow(client: PoolClient): Promise<LateLogins> {
 const LATE_LOGIN_MARGIN_MS = 2000;
 
 /**
- * Ends the role's sessions that started before `before` (µs on the server's clock); returns how many.
- * An admin that is neither superuser nor in pg_read_all_stats sees no backend_start for other roles'
- * sessions: those cannot be judged, and it throws (after ending the ones it could) rather than
- * report a sweep it did not make.
+ * Ends each role's sessions that started before its `before` (µs on the server's clock), for many
+ * sweeps in one scan of pg_stat_activity; answers how many each ended. An admin that is neither
+ * superuser nor in pg_read_all_stats sees no backend_start for other roles' sessions: those cannot be
+ * judged, and that sweep fails (after ending the ones it could) rather than report a sweep it did not
+ * make.
  */
-export async function endSessionsStartedBefore(client: PoolClient, plugin: string, account: string, before: string): Promise<number> {
-  const { rows } = await client.query<{ ended: number; hidden: number }>(
-    `SELECT count(*) FILTER (WHERE ended)::int AS ended, count(*) FILTER (WHERE hidden)::int AS hidden FROM (
-       SELECT backend_start IS NULL AS hidden,
-              CASE WHEN (extract(epoch FROM backend_start) * 1000000)::bigint < $2::bigint THEN pg_terminate_backend(pid) END AS ended
-       FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()
-     ) s`,
-    [account, before],
+export async function endSessionsStartedBefore(client: PoolClient, plugin: string, sweeps: readonly { account: string; before: string }[]): Promise<(number | ItemFailed)[]> {
+  const { rows } = await client.query<{ i: string; ended: number; hidden: number }>(
+    `WITH s AS (
+       SELECT usename, pid, backend_start, backend_start IS NULL AS hidden
+       FROM pg_stat_activity WHERE usename = ANY($1::text[]) AND pid <> pg_backend_pid()
+     )
+     SELECT t.i::text AS i,
+            count(*) FILTER (WHERE CASE WHEN (extract(epoch FROM s.backend_start) * 1000000)::bigint < t.before THEN pg_terminate_backend(s.pid) ELSE false END)::int AS ended,
+            count(*) FILTER (WHERE s.hidden)::int AS hidden
+     FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS t(account, before, i)
+     LEFT JOIN s ON s.usename = t.account
+     GROUP BY t.i`,
+    [sweeps.map((s) => s.account), sweeps.map((s) => s.before)],
   );
-  const { ended, hidden } = rows[0];
-  if (hidden > 0) {
-    throw new PluginError(`postgres ${plugin}: cannot see when ${hidden} session(s) of ${account} started (grant pg_read_all_stats to the admin role)`, true);
-  }
-  return ended;
+  const byItem = new Map(rows.map((r) => [Number(r.i) - 1, r]));
+  return sweeps.map(({ account }, i) => {
+    const { ended = 0, hidden = 0 } = byItem.get(i) ?? {};
+    if (hidden > 0) return new ItemFailed(new PluginError(`postgres ${plugin}: cannot see when ${hidden} session(s) of ${account} started (grant pg_read_all_stats to the admin role)`, true));
+    return ended;
+  });
+}
+
+/** The late-login sweeps asked for together, in one query (see endSessionsStartedBefore). */
+export function lateSessionSweeps(
+  plugin: string,
+  run: <T>(fn: (client: PoolClient) => Promise<T>) => Promise<T>,
+): GroupCommit<{ account: string; before: string }, number> {
+  return new GroupCommit((sweeps) => run((client) => endSessionsStartedBefore(client, plugin, sweeps)), { maxBatch: 500, inFlight: 1 });
 }
 
 /** DROP ROLE, with DROP OWNED first when the role owns objects or holds privileges here; gone is success. */

@@ -44,8 +44,8 @@ import {
   dropRole,
   UNDEFINED_OBJECT,
   endSessionsOf,
-  endSessionsStartedBefore,
   hbaDigestReader,
+  lateSessionSweeps,
   observedLogin,
   openPool,
   sessionEndBatches,
@@ -72,6 +72,8 @@ export class PostgresPlugin implements CredentialPlugin {
   private readonly hbaDigest = hbaDigestReader((fn) => this.run('verify', fn));
   /** Sessions of roles whose password changed together, ended in one query. */
   private readonly sessionEnds: ReturnType<typeof sessionEndBatches>;
+  /** Late-login sweeps due together, in one query. */
+  private readonly lateSweeps: ReturnType<typeof lateSessionSweeps>;
 
   constructor(
     private readonly name: string,
@@ -79,6 +81,7 @@ export class PostgresPlugin implements CredentialPlugin {
   ) {
     this.setVerifiers = new SetVerifiers(config.verify_logins);
     this.sessionEnds = sessionEndBatches(name, (fn) => this.run('end sessions', fn));
+    this.lateSweeps = lateSessionSweeps(name, (fn) => this.run('end late sessions', fn));
     this.target = targetOf(config.url);
     this.pool = openPool(name, config);
   }
@@ -237,7 +240,7 @@ export class PostgresPlugin implements CredentialPlugin {
   }
 
   async endSessionsStartedBefore(req: EndSessionsStartedBeforeRequest): Promise<EndSessionsStartedBeforeResponse> {
-    return { ended: await this.run('end late sessions', (client) => endSessionsStartedBefore(client, this.name, req.account, req.before)) };
+    return { ended: await this.lateSweeps.submit(req) };
   }
 
   /** ALTER ROLE with a verifier computed here (and remembered). False when the role is gone and that is acceptable. */

@@ -13,6 +13,16 @@ export interface EndedSessions {
   late: LateLogins | undefined;
 }
 
+interface Sweep {
+  id: string;
+  name: string;
+  connection: string;
+  account: string;
+  before: string;
+  /** Past its until_at: this is its last sweep. */
+  last: boolean;
+}
+
 /** Sweeps taken per tick; the rest wait for the next. */
 const SWEEPS_PER_TICK = 200;
 /**
@@ -43,7 +53,7 @@ export class LateLoginSweeps {
   constructor(
     @Inject(Database) private readonly db: Pick<Database, 'query' | 'tx'>,
     @Inject(PluginHost) private readonly plugins: Pick<PluginHost, 'for' | 'connectionNames'>,
-    @Inject(AuditLog) private readonly audit: Pick<AuditLog, 'append'>,
+    @Inject(AuditLog) private readonly audit: Pick<AuditLog, 'appendMany'>,
   ) {}
 
   /** Records the sweeps the target asked for (those with `late`), due when its window has passed. */
@@ -61,37 +71,54 @@ export class LateLoginSweeps {
   /**
    * Runs the sweeps that are due. Each is claimed for a minute first (replicas ticking together take
    * different ones; one whose target fails is tried again after that), then due again at the next
-   * tick, or removed once past its until_at. Sessions ended are audited.
+   * tick, or removed once past its until_at. The target's part of all of them is asked at once (a
+   * plugin answers sweeps asked together in one query), and their records are written in one
+   * transaction; sessions ended are audited.
    */
   async sweepDue(): Promise<void> {
-    const { rows } = await this.db.query<{ id: string; name: string; connection: string; account: string; before: string; last: boolean }>(
+    const { rows } = await this.db.query<Sweep>(
       `UPDATE late_login_sweeps SET due_at = now() + interval '1 minute'
        WHERE id IN (SELECT id FROM late_login_sweeps WHERE due_at <= now() ORDER BY due_at LIMIT ${SWEEPS_PER_TICK} FOR UPDATE SKIP LOCKED)
        RETURNING id, name, connection, account, before, until_at <= now() AS last`,
     );
-    for (const sweep of rows) {
-      try {
-        // A connection not configured here (a replica with an older config) is left to the others.
-        if (!this.plugins.connectionNames().includes(sweep.connection)) throw new Error(`connection ${sweep.connection} is not configured here`);
-        const plugin = this.plugins.for(sweep.connection);
-        const ended = plugin.endSessionsStartedBefore ? (await plugin.endSessionsStartedBefore({ account: sweep.account, before: sweep.before })).ended : 0;
-        await this.db.tx(async (tx) => {
-          if (sweep.last) await tx.query('DELETE FROM late_login_sweeps WHERE id = $1', [sweep.id]);
-          else await tx.query('UPDATE late_login_sweeps SET due_at = now() WHERE id = $1', [sweep.id]);
-          if (ended > 0) {
-            this.log.warn(`ended ${ended} session(s) of ${sweep.account} (${sweep.name}) opened by a login begun before its password was replaced`);
-            await this.audit.append({ type: 'static.late_sessions_ended', actor: null, detail: { name: sweep.name, account: sweep.account, sessions: ended } }, tx);
-          }
-        });
-      } catch (err) {
-        const message = `ending late sessions of ${sweep.account} (${sweep.name})`;
-        if (!sweep.last) {
-          this.log.warn(`${message}, tried again in a minute: ${(err as Error).message}`);
-          continue;
+    const outcomes = await Promise.all(rows.map((sweep) => this.sweep(sweep)));
+    const swept = outcomes.filter((o): o is { sweep: Sweep; ended: number } => 'ended' in o);
+    if (swept.length) {
+      await this.db.tx(async (tx) => {
+        const [last, again] = [swept.filter((o) => o.sweep.last), swept.filter((o) => !o.sweep.last)].map((os) => os.map((o) => o.sweep.id));
+        if (last.length) await tx.query('DELETE FROM late_login_sweeps WHERE id = ANY($1::bigint[])', [last]);
+        if (again.length) await tx.query('UPDATE late_login_sweeps SET due_at = now() WHERE id = ANY($1::bigint[])', [again]);
+        const ended = swept.filter((o) => o.ended > 0);
+        if (!ended.length) return;
+        for (const { sweep, ended: n } of ended) {
+          this.log.warn(`ended ${n} session(s) of ${sweep.account} (${sweep.name}) opened by a login begun before its password was replaced`);
         }
-        this.log.error(`${message}, given up after ${SWEEP_FOR_MS / 60_000} minutes of trying: ${(err as Error).message}`);
-        await this.db.query('DELETE FROM late_login_sweeps WHERE id = $1', [sweep.id]).catch(() => undefined);
-      }
+        await this.audit.appendMany(
+          ended.map(({ sweep, ended: n }) => ({ type: 'static.late_sessions_ended' as const, actor: null, detail: { name: sweep.name, account: sweep.account, sessions: n } })),
+          tx,
+        );
+      });
+    }
+    const given = outcomes.flatMap((o) => ('error' in o && o.sweep.last ? [o.sweep.id] : []));
+    for (const o of outcomes) {
+      if (!('error' in o)) continue;
+      const message = `ending late sessions of ${o.sweep.account} (${o.sweep.name})`;
+      if (o.sweep.last) this.log.error(`${message}, given up after ${SWEEP_FOR_MS / 60_000} minutes of trying: ${o.error.message}`);
+      else this.log.warn(`${message}, tried again in a minute: ${o.error.message}`);
+    }
+    if (given.length) await this.db.query('DELETE FROM late_login_sweeps WHERE id = ANY($1::bigint[])', [given]).catch(() => undefined);
+  }
+
+  /** The target's part of one sweep: how many sessions it ended, or why it could not. */
+  private async sweep(sweep: Sweep): Promise<{ sweep: Sweep; ended: number } | { sweep: Sweep; error: Error }> {
+    try {
+      // A connection not configured here (a replica with an older config) is left to the others.
+      if (!this.plugins.connectionNames().includes(sweep.connection)) throw new Error(`connection ${sweep.connection} is not configured here`);
+      const plugin = this.plugins.for(sweep.connection);
+      const ended = plugin.endSessionsStartedBefore ? (await plugin.endSessionsStartedBefore({ account: sweep.account, before: sweep.before })).ended : 0;
+      return { sweep, ended };
+    } catch (err) {
+      return { sweep, error: err as Error };
     }
   }
 }
