@@ -1,5 +1,5 @@
-/** What the PostgreSQL plugin knows of the server: its admin pool, SQLSTATEs, error translation, dropping roles, ending their sessions (alone, in batches, or late ones), reading stored passwords and logging in. */
-import { Client, DatabaseError, Pool, PoolClient, escapeIdentifier } from 'pg';
+/** What the PostgreSQL plugin knows of the server: its admin pool, SQLSTATEs, error translation, dropping roles, ending their sessions (alone, in batches, or late ones). Proofs from pg_authid and logins: proofs.ts. */
+import { DatabaseError, Pool, PoolClient, escapeIdentifier } from 'pg';
 import { GroupCommit, ItemFailed, LateLogins, PluginError } from '../contract';
 import type { PostgresConnectionConfig } from './postgres.config';
 
@@ -72,135 +72,6 @@ export function translatePgError(plugin: string, step: string, err: unknown): Pl
   return new PluginError(`postgres ${plugin}: ${step} failed: cannot reach the server (${code})`, true);
 }
 
-/** The server, as its sessions report it: postmaster start time, address and port (µs, text). */
-const SERVER = `(extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint::text || '@' || coalesce(host(inet_server_addr()), 'local') || ':' || coalesce(inet_server_port(), 0)`;
-/** A digest of the pg_hba rules as the server reads them now (superusers only). */
-const HBA_DIGEST = `(SELECT md5(coalesce(string_agg(r::text, E'\\n' ORDER BY r.line_number, r::text), '')) FROM pg_hba_file_rules r)`;
-
-export interface StoredPasswords {
-  roles: Map<string, { rolpassword: string | null; can_login: boolean; role_oid: string }>;
-  /** The server, its pg_hba rules, and when the reading session last loaded the configuration (µs). */
-  facts?: { server: string; hba: string; confLoadedAt: string };
-}
-
-/**
- * What pg_authid stores for these roles, whether each can log in now (LOGIN, not past VALID UNTIL) and
- * its oid, one query for all, with the facts SetVerifiers weighs. No roles when the admin may not read
- * pg_authid or pg_hba_file_rules (only superusers may).
- */
-export async function storedPasswordsOf(client: PoolClient, roles: string[], knownHba?: string): Promise<StoredPasswords> {
-  try {
-    const { rows } = await client.query<{ rolname: string; rolpassword: string | null; can_login: boolean; role_oid: string; conf: string; server: string; hba: string | null }>(
-      `SELECT rolname, rolpassword, oid::text AS role_oid, rolcanlogin AND (rolvaliduntil IS NULL OR rolvaliduntil > now()) AS can_login,
-              (extract(epoch FROM pg_conf_load_time()) * 1000000)::bigint::text AS conf, ${SERVER} AS server, ${knownHba === undefined ? HBA_DIGEST : 'NULL'} AS hba
-       FROM pg_authid WHERE rolname = ANY($1::text[])`,
-      [roles],
-    );
-    const facts = rows[0] && { server: rows[0].server, hba: rows[0].hba ?? knownHba!, confLoadedAt: rows[0].conf };
-    return { roles: new Map(rows.map((r) => [r.rolname, r])), facts };
-  } catch (err) {
-    // Not allowed to read pg_authid or pg_hba_file_rules (only superusers may), pg_hba.conf unreadable,
-    // a timeout: nothing is vouched for, and the caller logs in instead.
-    if (err instanceof DatabaseError) return { roles: new Map() };
-    throw err;
-  }
-}
-
-/** The digest of the pg_hba rules the server reads now; undefined when the admin may not read them. */
-export async function hbaDigestOf(client: PoolClient): Promise<string | undefined> {
-  try {
-    const { rows } = await client.query<{ hba: string }>(`SELECT ${HBA_DIGEST} AS hba`);
-    return rows[0]?.hba;
-  } catch (err) {
-    if (err instanceof DatabaseError) return undefined;
-    throw err;
-  }
-}
-
-/**
- * Reads the pg_hba digest as the admin. After a failure (an admin that is not superuser may not read
- * pg_hba_file_rules) it does not try again for ten minutes, so the server's log does not get the same
- * refusal at every login. Callers asking together share one read, which starts after each of them
- * asked (a group commit, one read at a time): a read asked for once a login is over is made after it.
- */
-export function hbaDigestReader(run: <T>(fn: (client: PoolClient) => Promise<T>) => Promise<T>): () => Promise<string | undefined> {
-  let failedAt = -Infinity;
-  const reads = new GroupCommit<void, string | undefined>(
-    async (callers) => {
-      const digest = await run(hbaDigestOf).catch(() => undefined);
-      return callers.map(() => digest);
-    },
-    { maxBatch: 10_000, inFlight: 1 },
-  );
-  return async () => {
-    if (Date.now() - failedAt < 600_000) return undefined;
-    const digest = await reads.submit();
-    if (digest === undefined) failedAt = Date.now();
-    return digest;
-  };
-}
-
-/**
- * A login (loginAs) between two reads of the pg_hba digest. `seen`: what SetVerifiers records of it,
- * when the server checked it by SCRAM and the rules read the same before and after (so they are the
- * rules that checked it). Throws what loginAs throws.
- */
-export async function observedLogin(
-  connectionUrl: string,
-  login: { username: string; password: string },
-  timeoutMs: number,
-  hba: () => Promise<string | undefined>,
-): Promise<{ ok: boolean; scram: boolean; seen?: { startedAt: bigint; roleOid: string; server: string; hba: string } }> {
-  const before = await hba();
-  const result = await loginAs(connectionUrl, login, timeoutMs);
-  if (!result.ok) return { ok: false, scram: false };
-  const after = result.scram && result.session && before !== undefined ? await hba() : undefined;
-  return { ok: true, scram: result.scram, seen: after !== undefined && after === before && result.session ? { ...result.session, hba: after } : undefined };
-}
-
-/**
- * Logs in as a role with a password over a new connection (the URL's TLS and options apply). `scram`:
- * the server sent its final SCRAM message, so the login was checked against the stored verifier;
- * `session`: when the server started the session (µs since the epoch, its clock), the role's oid and
- * the server. Throws what is not a refused login.
- */
-export async function loginAs(
-  connectionUrl: string,
-  login: { username: string; password: string },
-  timeoutMs: number,
-): Promise<{ ok: boolean; scram: boolean; session?: { startedAt: bigint; roleOid: string; server: string } }> {
-  const url = new URL(connectionUrl);
-  url.username = encodeURIComponent(login.username);
-  url.password = encodeURIComponent(login.password);
-  // The role logged in as may have set its own search_path (ALTER ROLE … SET search_path) to shadow
-  // the functions and operators of the query below and fake its answer; a client option outranks it.
-  const options = url.searchParams.get('options');
-  url.searchParams.set('options', `${options ? `${options} ` : ''}-c search_path=pg_catalog`);
-  const client = new Client({ connectionString: url.toString(), connectionTimeoutMillis: timeoutMs });
-  client.on('error', () => undefined);
-  let scram = false;
-  (client as unknown as { connection: NodeJS.EventEmitter }).connection.once('authenticationSASLFinal', () => (scram = true));
-  try {
-    await client.connect();
-    const { rows } = await client.query<{ started: string | null; role_oid: string; server: string }>(
-      // pg_stat_get_activity itself, not the pg_stat_activity view: in a backend this new every catalog
-      // entry a query names is looked up first, and the view (joined to pg_database and pg_authid) cost
-      // ~2 ms of server CPU per login here, this ~0.8 ms. usesysid is the session's role (logged in as).
-      `SELECT (extract(epoch FROM a.backend_start) * 1000000)::bigint::text AS started, a.usesysid::text AS role_oid, ${SERVER} AS server
-       FROM pg_stat_get_activity(pg_backend_pid()) a`,
-    );
-    // Where the session's role is not the one logged in as (ALTER ROLE … SET role), the row hides its
-    // start: no facts then, so no verdict from pg_authid either (callers log in instead).
-    const r = rows[0];
-    return { ok: true, scram, session: r && r.started !== null ? { startedAt: BigInt(r.started), roleOid: r.role_oid, server: r.server } : undefined };
-  } catch (err) {
-    if (err instanceof DatabaseError && AUTH_FAILED.has(err.code ?? '')) return { ok: false, scram: false };
-    throw err;
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
-
 /**
  * Statements group-committed: those arriving together go in one simple query (one round trip, one
  * implicit transaction, one commit). A failing batch is rolled back whole by PostgreSQL, and then each
@@ -215,36 +86,6 @@ export function statementBatches(run: (sql: string) => Promise<unknown>): GroupC
       return statements.map(() => undefined);
     },
     { maxBatch: 32, inFlight: 2, alone: async (statement) => void (await run(statement)) },
-  );
-}
-
-/** How long a digest of the pg_hba rules is reused by the reads that follow (ms). */
-const HBA_DIGEST_REUSE_MS = 1000;
-
-/**
- * pg_authid read once for the checks of callers arriving together (each looks up its own roles). The
- * pg_hba digest is read again at most every HBA_DIGEST_REUSE_MS: parsing pg_hba.conf on every read
- * costs the server more than the rest of the read.
- */
-export function storedPasswordReads(run: <T>(fn: (client: PoolClient) => Promise<T>) => Promise<T>): GroupCommit<string[], StoredPasswords> {
-  let hba: { digest: string; server: string; at: number } | undefined;
-  return new GroupCommit<string[], StoredPasswords>(
-    async (asks) => {
-      const roles = [...new Set(asks.flat())];
-      const stored = await run((client) => {
-        // Decided once a connection is in hand, so waiting for one does not stretch the reuse.
-        const known = hba && Date.now() - hba.at < HBA_DIGEST_REUSE_MS ? hba : undefined;
-        const started = Date.now();
-        return storedPasswordsOf(client, roles, known?.digest).then((r) => {
-          // A digest is reused only on the server it was read from.
-          if (known && r.facts && r.facts.server !== known.server) return storedPasswordsOf(client, roles);
-          if (!known && r.facts) hba = { digest: r.facts.hba, server: r.facts.server, at: started };
-          return r;
-        });
-      });
-      return asks.map(() => stored);
-    },
-    { maxBatch: 64, inFlight: 2 },
   );
 }
 

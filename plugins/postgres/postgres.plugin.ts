@@ -44,16 +44,14 @@ import {
   dropRole,
   UNDEFINED_OBJECT,
   endSessionsOf,
-  hbaDigestReader,
   lateSessionSweeps,
-  observedLogin,
   openPool,
   sessionEndBatches,
   statementBatches,
-  storedPasswordReads,
   targetOf,
   translatePgError,
 } from './postgres-server';
+import { hbaDigestReader, observedLogin, storedPasswordReads } from './proofs';
 import { scramSha256Verifier } from './scram';
 import { SetVerifiers } from './set-verifiers';
 

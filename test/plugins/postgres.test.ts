@@ -1,5 +1,5 @@
 import { Client } from 'pg';
-import { hbaDigestReader, loginAs } from '../../plugins/postgres/postgres-server';
+import { hbaDigestReader, loginAs } from '../../plugins/postgres/proofs';
 import { PostgresPlugin } from '../../plugins/postgres/postgres.plugin';
 import { postgresConnectionSchema, postgresRoleSchema } from '../../plugins/postgres/postgres.config';
 import { newAccountName, newPassword } from '../../src/leases/names';
