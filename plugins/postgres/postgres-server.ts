@@ -151,18 +151,33 @@ export async function endSessionsStartedBefore(client: PoolClient, plugin: strin
   );
   const byItem = new Map(rows.map((r) => [Number(r.i) - 1, r]));
   return sweeps.map(({ account }, i) => {
-    const { ended = 0, hidden = 0 } = byItem.get(i) ?? {};
+    const row = byItem.get(i);
+    if (!row) return new ItemFailed(new PluginError(`postgres ${plugin}: no answer for the sweep of ${account}`, true));
+    const { ended, hidden } = row;
     if (hidden > 0) return new ItemFailed(new PluginError(`postgres ${plugin}: cannot see when ${hidden} session(s) of ${account} started (grant pg_read_all_stats to the admin role)`, true));
     return ended;
   });
 }
 
-/** The late-login sweeps asked for together, in one query (see endSessionsStartedBefore). */
+/**
+ * The late-login sweeps asked for together, in one query (see endSessionsStartedBefore). When that
+ * query fails (a session the admin may not signal, a superuser's, makes pg_terminate_backend raise),
+ * each sweep is made on its own, so one account's failure never leaves another's late sessions alive.
+ */
 export function lateSessionSweeps(
   plugin: string,
   run: <T>(fn: (client: PoolClient) => Promise<T>) => Promise<T>,
 ): GroupCommit<{ account: string; before: string }, number> {
-  return new GroupCommit((sweeps) => run((client) => endSessionsStartedBefore(client, plugin, sweeps)), { maxBatch: 500, inFlight: 1 });
+  const sweep = (sweeps: { account: string; before: string }[]) => run((client) => endSessionsStartedBefore(client, plugin, sweeps));
+  return new GroupCommit(sweep, {
+    maxBatch: 500,
+    inFlight: 1,
+    alone: async (one) => {
+      const [answer] = await sweep([one]);
+      if (answer instanceof ItemFailed) throw answer.error;
+      return answer;
+    },
+  });
 }
 
 /** DROP ROLE, with DROP OWNED first when the role owns objects or holds privileges here; gone is success. */

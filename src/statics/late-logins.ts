@@ -23,6 +23,9 @@ interface Sweep {
   last: boolean;
 }
 
+/** Of two sweeps, the one with the later cutoff (`before` holds µs as decimal digits). */
+const later = (a: Sweep, b: Sweep): Sweep => ((b.before.length === a.before.length ? b.before > a.before : b.before.length > a.before.length) ? b : a);
+
 /** Sweeps taken per tick; the rest wait for the next. */
 const SWEEPS_PER_TICK = 200;
 /**
@@ -72,8 +75,8 @@ export class LateLoginSweeps {
    * Runs the sweeps that are due. Each is claimed for a minute first (replicas ticking together take
    * different ones; one whose target fails is tried again after that), then due again at the next
    * tick, or removed once past its until_at. The target's part of all of them is asked at once (a
-   * plugin answers sweeps asked together in one query), and their records are written in one
-   * transaction; sessions ended are audited.
+   * plugin answers sweeps asked together in one query), and the records of those made are written in
+   * one transaction; sessions ended are audited.
    */
   async sweepDue(): Promise<void> {
     const { rows } = await this.db.query<Sweep>(
@@ -81,32 +84,49 @@ export class LateLoginSweeps {
        WHERE id IN (SELECT id FROM late_login_sweeps WHERE due_at <= now() ORDER BY due_at LIMIT ${SWEEPS_PER_TICK} FOR UPDATE SKIP LOCKED)
        RETURNING id, name, connection, account, before, until_at <= now() AS last`,
     );
-    const outcomes = await Promise.all(rows.map((sweep) => this.sweep(sweep)));
+    // Sweeps of one account (from two rotations) are made once, with the latest cutoff: the sessions
+    // it ends include every one the earlier would. What it ended is credited to the first.
+    const byAccount = new Map<string, Sweep[]>();
+    for (const sweep of rows) byAccount.set(`${sweep.connection}\0${sweep.account}`, [...(byAccount.get(`${sweep.connection}\0${sweep.account}`) ?? []), sweep]);
+    const outcomes = (
+      await Promise.all(
+        [...byAccount.values()].map(async (same) => {
+          const outcome = await this.sweep(same.reduce(later));
+          return same.map((sweep, i) => ('error' in outcome ? { sweep, error: outcome.error } : { sweep, ended: i === 0 ? outcome.ended : 0 }));
+        }),
+      )
+    ).flat();
+    const failed = outcomes.filter((o): o is { sweep: Sweep; error: Error } => 'error' in o);
+    for (const { sweep, error } of failed) {
+      const message = `ending late sessions of ${sweep.account} (${sweep.name})`;
+      if (sweep.last) this.log.error(`${message}, given up after ${SWEEP_FOR_MS / 60_000} minutes of trying: ${error.message}`);
+      else this.log.warn(`${message}, tried again in a minute: ${error.message}`);
+    }
+    const given = failed.filter((o) => o.sweep.last).map((o) => o.sweep.id);
+    if (given.length) await this.db.query('DELETE FROM late_login_sweeps WHERE id = ANY($1::bigint[])', [given]).catch(() => undefined);
     const swept = outcomes.filter((o): o is { sweep: Sweep; ended: number } => 'ended' in o);
-    if (swept.length) {
-      await this.db.tx(async (tx) => {
-        const [last, again] = [swept.filter((o) => o.sweep.last), swept.filter((o) => !o.sweep.last)].map((os) => os.map((o) => o.sweep.id));
+    const ended = swept.filter((o) => o.ended > 0);
+    for (const { sweep, ended: n } of ended) {
+      this.log.warn(`ended ${n} session(s) of ${sweep.account} (${sweep.name}) opened by a login begun before its password was replaced`);
+    }
+    if (!swept.length) return;
+    const [last, again] = [swept.filter((o) => o.sweep.last), swept.filter((o) => !o.sweep.last)].map((os) => os.map((o) => o.sweep.id));
+    await this.db
+      .tx(async (tx) => {
         if (last.length) await tx.query('DELETE FROM late_login_sweeps WHERE id = ANY($1::bigint[])', [last]);
         if (again.length) await tx.query('UPDATE late_login_sweeps SET due_at = now() WHERE id = ANY($1::bigint[])', [again]);
-        const ended = swept.filter((o) => o.ended > 0);
-        if (!ended.length) return;
-        for (const { sweep, ended: n } of ended) {
-          this.log.warn(`ended ${n} session(s) of ${sweep.account} (${sweep.name}) opened by a login begun before its password was replaced`);
+        if (ended.length) {
+          await this.audit.appendMany(
+            ended.map(({ sweep, ended: n }) => ({ type: 'static.late_sessions_ended' as const, actor: null, detail: { name: sweep.name, account: sweep.account, sessions: n } })),
+            tx,
+          );
         }
-        await this.audit.appendMany(
-          ended.map(({ sweep, ended: n }) => ({ type: 'static.late_sessions_ended' as const, actor: null, detail: { name: sweep.name, account: sweep.account, sessions: n } })),
-          tx,
-        );
+      })
+      .catch((err: Error) => {
+        // The sessions are ended; their sweeps stay claimed and run again in a minute (finding none).
+        if (ended.length) this.log.error(`the audit events of ${ended.length} late-session sweep(s) that ended sessions (logged above) were not written: ${err.message}`);
+        throw err;
       });
-    }
-    const given = outcomes.flatMap((o) => ('error' in o && o.sweep.last ? [o.sweep.id] : []));
-    for (const o of outcomes) {
-      if (!('error' in o)) continue;
-      const message = `ending late sessions of ${o.sweep.account} (${o.sweep.name})`;
-      if (o.sweep.last) this.log.error(`${message}, given up after ${SWEEP_FOR_MS / 60_000} minutes of trying: ${o.error.message}`);
-      else this.log.warn(`${message}, tried again in a minute: ${o.error.message}`);
-    }
-    if (given.length) await this.db.query('DELETE FROM late_login_sweeps WHERE id = ANY($1::bigint[])', [given]).catch(() => undefined);
   }
 
   /** The target's part of one sweep: how many sessions it ended, or why it could not. */

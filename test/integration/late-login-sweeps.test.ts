@@ -46,16 +46,23 @@ describe('late-login sweeps due together', () => {
     await broker.close();
   });
 
-  const row = (account: string, last: boolean, connection = 'stand-in') =>
+  const row = (account: string, last: boolean, connection = 'stand-in', before = '1000', name = account) =>
     broker.state(
       `INSERT INTO late_login_sweeps (name, connection, account, before, due_at, until_at)
-       VALUES ($1, $2, $1, '1000', now() - interval '1 second', now() + $3 * interval '1 minute') RETURNING id`,
-      [account, connection, last ? -1 : 10],
+       VALUES ($4, $2, $1, $5, now() - interval '1 second', now() + $3 * interval '1 minute') RETURNING id`,
+      [account, connection, last ? -1 : 10, name, before],
     );
   const dueIn = async (account: string) => {
-    const rows = await broker.state<{ s: number }>(`SELECT extract(epoch FROM due_at - now())::float8 AS s FROM late_login_sweeps WHERE account = $1`, [account]);
+    const rows = await broker.state<{ s: number }>(`SELECT extract(epoch FROM due_at - now())::float8 AS s FROM late_login_sweeps WHERE name = $1`, [account]);
     return rows.length ? rows[0].s : undefined;
   };
+
+  beforeEach(async () => {
+    await broker.state('DELETE FROM late_login_sweeps');
+    asked.length = 0;
+    events.length = 0;
+    mostAtOnce = 0;
+  });
 
   it('asks the target for all at once, and keeps each outcome its own', async () => {
     for (const [account, last] of [['late-a', false], ['quiet-b', false], ['late-c', true], ['hidden-d', false], ['hidden-e', true]] as const) await row(account, last);
@@ -79,5 +86,16 @@ describe('late-login sweeps due together', () => {
         expect.objectContaining({ type: 'static.late_sessions_ended', detail: { name: 'late-c', account: 'late-c', sessions: 2 } }),
       ]),
     );
+  });
+
+  it('two sweeps of one account (two rotations) are made once, with the later cutoff, and their sessions counted once', async () => {
+    await row('late-g', false, 'stand-in', '5000', 'first-g');
+    await row('late-g', false, 'stand-in', '70000', 'second-g');
+    await sweeps.sweepDue();
+    expect(asked).toEqual([{ account: 'late-g', before: '70000' }]);
+    expect(await dueIn('first-g')).toBeLessThanOrEqual(0);
+    expect(await dueIn('second-g')).toBeLessThanOrEqual(0);
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({ detail: { account: 'late-g', sessions: 2 } });
   });
 });

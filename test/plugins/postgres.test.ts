@@ -143,6 +143,40 @@ describe('postgres plugin specifics', () => {
     await withAdmin('postgres', (c) => c.query('DROP ROLE tess_plain_admin'));
   });
 
+  it("late-login sweeps asked together: one account's sessions the admin may not end never keep another's alive", async () => {
+    const [a, b] = ['tess_sweep_a', 'tess_sweep_b'];
+    for (const role of [a, b]) await createPgAccount(role, `legacy-${role}`);
+    const url = new URL(TARGET_URL);
+    const session = async (role: string) => {
+      const c = new Client({ host: url.hostname, port: Number(url.port), database: url.pathname.slice(1), user: role, password: `legacy-${role}` });
+      c.on('error', () => undefined);
+      await c.connect();
+      return c;
+    };
+    const [sa, sb] = [await session(a), await session(b)];
+    // An admin that sees every session's start but may signal only b's (a member of b, not of pg_signal_backend).
+    await withAdmin('postgres', (c) =>
+      c.query(`DROP ROLE IF EXISTS tess_sweep_admin; CREATE ROLE tess_sweep_admin LOGIN CREATEROLE PASSWORD 'sweep-admin' IN ROLE pg_read_all_stats; GRANT ${b} TO tess_sweep_admin`),
+    );
+    const adminUrl = new URL(TARGET_URL);
+    [adminUrl.username, adminUrl.password] = ['tess_sweep_admin', 'sweep-admin'];
+    const limited = new PostgresPlugin('pg-limited', postgresConnectionSchema.parse({ url: adminUrl.toString() }));
+    try {
+      const { rows } = await withAdmin('postgres', (c) => c.query<{ t: string }>(`SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint::text AS t`));
+      const [ofA, ofB] = await Promise.allSettled([a, b].map((account) => limited.endSessionsStartedBefore({ account, before: rows[0].t })));
+      expect(ofA).toMatchObject({ status: 'rejected', reason: { message: expect.stringMatching(/must be a member of the role whose process is being terminated/) } });
+      expect(ofB).toEqual({ status: 'fulfilled', value: { ended: 1 } });
+      const alive = (c: Client) => c.query('SELECT 1').then(() => true, () => false);
+      const deadline = Date.now() + 5000;
+      while ((await alive(sb)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect([await alive(sa), await alive(sb)]).toEqual([true, false]);
+    } finally {
+      await limited.close();
+      await Promise.all([sa, sb].map((c) => c.end().catch(() => undefined)));
+      await withAdmin('postgres', (c) => c.query('DROP ROLE tess_sweep_admin'));
+    }
+  });
+
   describe('checkStoredPasswords: judging passwords from pg_authid instead of logging in', () => {
     const role = 'tess_stored_check';
     beforeAll(() => createPgAccount(role, 'set-by-someone-else'));
