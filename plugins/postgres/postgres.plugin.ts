@@ -51,7 +51,7 @@ import {
   targetOf,
   translatePgError,
 } from './postgres-server';
-import { hbaDigestReader, observedLogin, storedPasswordReads } from './proofs';
+import { hbaDigestReader, observedLogin, sessionFactsReads, storedPasswordReads } from './proofs';
 import { scramSha256Verifier } from './scram';
 import { SetVerifiers } from './set-verifiers';
 
@@ -68,6 +68,8 @@ export class PostgresPlugin implements CredentialPlugin {
   private readonly storedReads = storedPasswordReads((fn) => this.run('check passwords', fn));
   /** The pg_hba digest a verify login is read between. */
   private readonly hbaDigest = hbaDigestReader((fn) => this.run('verify', fn));
+  /** The session facts of verify logins, read by the admin while they are connected. */
+  private readonly sessionFacts = sessionFactsReads((fn) => this.run('verify', fn));
   /** Sessions of roles whose password changed together, ended in one query. */
   private readonly sessionEnds: ReturnType<typeof sessionEndBatches>;
   /** Late-login sweeps due together, in one query. */
@@ -286,7 +288,7 @@ export class PostgresPlugin implements CredentialPlugin {
   async verifyLogin(req: VerifyRequest): Promise<VerifyResponse> {
     let login: Awaited<ReturnType<typeof observedLogin>>;
     try {
-      login = await observedLogin(this.config.url, req, this.config.connect_timeout * 1000, this.hbaDigest);
+      login = await observedLogin(this.config.url, req, this.config.connect_timeout * 1000, this.hbaDigest, (peer) => this.sessionFacts.submit(peer));
     } catch (err) {
       throw this.translate('verify', err);
     }

@@ -1,5 +1,5 @@
 import { Client } from 'pg';
-import { hbaDigestReader, loginAs } from '../../plugins/postgres/proofs';
+import { hbaDigestReader, loginAs, sessionFactsReads } from '../../plugins/postgres/proofs';
 import { PostgresPlugin } from '../../plugins/postgres/postgres.plugin';
 import { postgresConnectionSchema, postgresRoleSchema } from '../../plugins/postgres/postgres.config';
 import { newAccountName, newPassword } from '../../src/leases/names';
@@ -252,17 +252,39 @@ describe('postgres plugin specifics', () => {
       expect(await check(plugin, pw)).toEqual(['unknown']);
     });
 
-    it('a role that logs in as another (ALTER ROLE … SET role) still verifies, and is never vouched for from pg_authid', async () => {
+    it('a role that logs in as another (ALTER ROLE … SET role) hides when its session started from itself; the admin reads it, and it is vouched for like any role', async () => {
       const setter = 'tess_set_role';
       await createPgAccount(setter, 'x');
       await withAdmin('postgres', (c) => c.query(`ALTER ROLE ${setter} SET role = tessera_test_readonly`));
       const pw = newPassword();
       await plugin.setStaticSecret({ account: setter, password: pw });
-      // Its session row hides when it started (the current role is another): no facts, no verdict.
+      // Its session row hides when it started (the current role is another): the session alone gives no facts.
       const login = await loginAs(TARGET_URL, { username: setter, password: pw }, 5000);
       expect(login).toMatchObject({ ok: true, session: undefined });
+      // The plugin's verify login has the admin read them while it is connected (logged in as: this role).
       expect((await plugin.verifyLogin({ username: setter, password: pw })).ok).toBe(true);
-      expect((await plugin.checkStoredPasswords({ checks: [{ account: setter, password: pw }] })).results).toEqual(['unknown']);
+      expect((await plugin.checkStoredPasswords({ checks: [{ account: setter, password: pw }, { account: setter, password: 'not-it' }] })).results).toEqual(['accepted', 'refused']);
+    });
+
+    it("the admin's read of a login still connected gives the facts its session reports of itself; a peer that is not that connection gets none", async () => {
+      const role = 'tess_facts_peer';
+      await createPgAccount(role, 'x');
+      const pw = newPassword();
+      await plugin.setStaticSecret({ account: role, password: pw });
+      const reads = sessionFactsReads((fn) => withAdmin('tessera_target', (c) => fn(c as never)));
+      const seen: { [k in 'right' | 'otherPort' | 'otherAddress' | 'otherPid']?: unknown } = {};
+      // A facts reader that answers nothing makes loginAs ask its own session: both readings of one backend.
+      const own = await loginAs(TARGET_URL, { username: role, password: pw }, 5000, async (peer) => {
+        [seen.right, seen.otherPort, seen.otherAddress, seen.otherPid] = await Promise.all([
+          reads.submit(peer),
+          reads.submit({ ...peer, port: peer.port === 65535 ? 1024 : peer.port + 1 }),
+          reads.submit({ ...peer, address: peer.address === '127.0.0.2' ? '127.0.0.3' : '127.0.0.2' }),
+          reads.submit({ ...peer, pid: peer.pid + 1 }),
+        ]);
+        return undefined;
+      });
+      expect(own.session).toEqual({ startedAt: expect.any(BigInt), roleOid: expect.stringMatching(/^\d+$/), server: expect.any(String) });
+      expect(seen).toEqual({ right: own.session, otherPort: undefined, otherAddress: undefined, otherPid: undefined });
     });
 
     it('a role that shadows the functions of the login\'s query on its own search_path cannot fake when its session started', async () => {
