@@ -58,6 +58,14 @@ export async function endSessionsOf(client: PoolClient, plugin: string, username
   }
 }
 
+/**
+ * `expr` (a timestamptz) as µs since the epoch, a bigint. The admin's queries run on its own
+ * search_path, where a role that may create objects in a schema on it (`public`, on many servers)
+ * could plant an operator matching `numeric * integer` exactly, which PostgreSQL would pick over the
+ * built-in one it reaches by a cast: so the operator is named with its schema.
+ */
+export const micros = (expr: string): string => `(extract(epoch FROM ${expr}) OPERATOR(pg_catalog.*) 1000000)::bigint`;
+
 /** Plugin errors carry the SQLSTATE and the server's message, never a statement or a value. */
 export function translatePgError(plugin: string, step: string, err: unknown): PluginError {
   if (err instanceof PluginError) return err;
@@ -120,7 +128,7 @@ export function sessionEndBatches(
  */
 export async function lateLoginsNow(client: PoolClient): Promise<LateLogins> {
   const { rows } = await client.query<{ before: string; within_ms: number }>(
-    `SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint::text AS before,
+    `SELECT ${micros('clock_timestamp()')}::text AS before,
             (SELECT setting::int * 1000 FROM pg_settings WHERE name = 'authentication_timeout') + ${LATE_LOGIN_MARGIN_MS} AS within_ms`,
   );
   return { before: rows[0].before, withinMs: rows[0].within_ms };
@@ -130,20 +138,25 @@ const LATE_LOGIN_MARGIN_MS = 2000;
 
 /**
  * Ends each role's sessions that started before its `before` (µs on the server's clock), for many
- * sweeps in one scan of pg_stat_activity; answers how many each ended. An admin that is neither
- * superuser nor in pg_read_all_stats sees no backend_start for other roles' sessions: those cannot be
- * judged, and that sweep fails (after ending the ones it could) rather than report a sweep it did not
- * make.
+ * sweeps in one scan of pg_stat_activity; answers how many each ended. A sweep fails (after ending the
+ * sessions it could) rather than report a sweep it did not make when the admin cannot see when some of
+ * the role's sessions started (neither superuser nor in pg_read_all_stats) or may not end some of the
+ * late ones (a superuser's; not a member of the role nor of pg_signal_backend): those are left alone,
+ * so pg_terminate_backend never raises for them and fails no other sweep.
  */
 export async function endSessionsStartedBefore(client: PoolClient, plugin: string, sweeps: readonly { account: string; before: string }[]): Promise<(number | ItemFailed)[]> {
-  const { rows } = await client.query<{ i: string; ended: number; hidden: number }>(
+  const { rows } = await client.query<{ i: string; ended: number; hidden: number; unsignalled: number }>(
     `WITH s AS (
-       SELECT usename, pid, backend_start, backend_start IS NULL AS hidden
-       FROM pg_stat_activity WHERE usename = ANY($1::text[]) AND pid <> pg_backend_pid()
+       SELECT a.usename, a.pid, a.backend_start IS NULL AS hidden, ${micros('a.backend_start')} AS started,
+              (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)
+                OR (NOT r.rolsuper AND (pg_catalog.pg_has_role(a.usesysid, 'USAGE') OR pg_catalog.pg_has_role('pg_signal_backend'::name, 'USAGE'))) AS may_signal
+       FROM pg_catalog.pg_stat_activity a JOIN pg_catalog.pg_roles r ON r.oid = a.usesysid
+       WHERE a.usename = ANY($1::text[]) AND a.pid <> pg_catalog.pg_backend_pid()
      )
      SELECT t.i::text AS i,
-            count(*) FILTER (WHERE CASE WHEN (extract(epoch FROM s.backend_start) * 1000000)::bigint < t.before THEN pg_terminate_backend(s.pid) ELSE false END)::int AS ended,
-            count(*) FILTER (WHERE s.hidden)::int AS hidden
+            count(*) FILTER (WHERE CASE WHEN s.started < t.before AND s.may_signal THEN pg_catalog.pg_terminate_backend(s.pid) ELSE false END)::int AS ended,
+            count(*) FILTER (WHERE s.hidden)::int AS hidden,
+            count(*) FILTER (WHERE s.started < t.before AND NOT s.may_signal)::int AS unsignalled
      FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS t(account, before, i)
      LEFT JOIN s ON s.usename = t.account
      GROUP BY t.i`,
@@ -153,31 +166,52 @@ export async function endSessionsStartedBefore(client: PoolClient, plugin: strin
   return sweeps.map(({ account }, i) => {
     const row = byItem.get(i);
     if (!row) return new ItemFailed(new PluginError(`postgres ${plugin}: no answer for the sweep of ${account}`, true));
-    const { ended, hidden } = row;
+    const { ended, hidden, unsignalled } = row;
     if (hidden > 0) return new ItemFailed(new PluginError(`postgres ${plugin}: cannot see when ${hidden} session(s) of ${account} started (grant pg_read_all_stats to the admin role)`, true));
+    if (unsignalled > 0) return new ItemFailed(new PluginError(`postgres ${plugin}: may not end ${unsignalled} late session(s) of ${account} (grant pg_signal_backend to the admin role; a superuser's sessions only a superuser may end)`, true));
     return ended;
   });
 }
 
 /**
  * The late-login sweeps asked for together, in one query (see endSessionsStartedBefore). When that
- * query fails (a session the admin may not signal, a superuser's, makes pg_terminate_backend raise),
- * each sweep is made on its own, so one account's failure never leaves another's late sessions alive.
+ * statement fails, each sweep is made on its own, so one account's trouble never leaves another's late
+ * sessions alive; when the server cannot be reached, all fail at once (tried again in a minute)
+ * instead of each waiting out its own timeout.
  */
 export function lateSessionSweeps(
   plugin: string,
   run: <T>(fn: (client: PoolClient) => Promise<T>) => Promise<T>,
 ): GroupCommit<{ account: string; before: string }, number> {
-  const sweep = (sweeps: { account: string; before: string }[]) => run((client) => endSessionsStartedBefore(client, plugin, sweeps));
-  return new GroupCommit(sweep, {
-    maxBatch: 500,
-    inFlight: 1,
-    alone: async (one) => {
-      const [answer] = await sweep([one]);
-      if (answer instanceof ItemFailed) throw answer.error;
-      return answer;
+  type Sweep = { account: string; before: string };
+  const sweep = (sweeps: Sweep[]) =>
+    run((client) =>
+      endSessionsStartedBefore(client, plugin, sweeps).catch((err: unknown) => {
+        if (err instanceof DatabaseError) return err; // the statement failed; the connection is fine
+        throw err;
+      }),
+    );
+  return new GroupCommit<Sweep, number>(
+    async (sweeps) => {
+      const answers = await sweep(sweeps);
+      if (!(answers instanceof DatabaseError)) return answers;
+      if (sweeps.length === 1) return [new ItemFailed(translatePgError(plugin, 'end late sessions', answers))];
+      const each: (number | ItemFailed)[] = [];
+      for (const one of sweeps) {
+        let answer: Awaited<ReturnType<typeof sweep>>;
+        try {
+          answer = await sweep([one]);
+        } catch (err) {
+          // The server is gone meanwhile: the rest fail with it.
+          while (each.length < sweeps.length) each.push(new ItemFailed(err));
+          break;
+        }
+        each.push(answer instanceof DatabaseError ? new ItemFailed(translatePgError(plugin, 'end late sessions', answer)) : answer[0]);
+      }
+      return each;
     },
-  });
+    { maxBatch: 500, inFlight: 1 },
+  );
 }
 
 /** DROP ROLE, with DROP OWNED first when the role owns objects or holds privileges here; gone is success. */

@@ -5,10 +5,10 @@
  */
 import { Client, DatabaseError, PoolClient } from 'pg';
 import { GroupCommit } from '../contract';
-import { AUTH_FAILED } from './postgres-server';
+import { AUTH_FAILED, micros } from './postgres-server';
 
 /** The server, as its sessions report it: postmaster start time, address and port (µs, text). */
-const SERVER = `(extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint::text || '@' || coalesce(host(inet_server_addr()), 'local') || ':' || coalesce(inet_server_port(), 0)`;
+const SERVER = `${micros('pg_catalog.pg_postmaster_start_time()')}::text || '@' || coalesce(pg_catalog.host(pg_catalog.inet_server_addr()), 'local') || ':' || coalesce(pg_catalog.inet_server_port(), 0)::text`;
 /** A digest of the pg_hba rules as the server reads them now (superusers only). */
 const HBA_DIGEST = `(SELECT md5(coalesce(string_agg(r::text, E'\\n' ORDER BY r.line_number, r::text), '')) FROM pg_hba_file_rules r)`;
 
@@ -27,7 +27,7 @@ export async function storedPasswordsOf(client: PoolClient, roles: string[], kno
   try {
     const { rows } = await client.query<{ rolname: string; rolpassword: string | null; can_login: boolean; role_oid: string; conf: string; server: string; hba: string | null }>(
       `SELECT rolname, rolpassword, oid::text AS role_oid, rolcanlogin AND (rolvaliduntil IS NULL OR rolvaliduntil > now()) AS can_login,
-              (extract(epoch FROM pg_conf_load_time()) * 1000000)::bigint::text AS conf, ${SERVER} AS server, ${knownHba === undefined ? HBA_DIGEST : 'NULL'} AS hba
+              ${micros('pg_catalog.pg_conf_load_time()')}::text AS conf, ${SERVER} AS server, ${knownHba === undefined ? HBA_DIGEST : 'NULL'} AS hba
        FROM pg_authid WHERE rolname = ANY($1::text[])`,
       [roles],
     );
@@ -101,18 +101,27 @@ export interface SessionFacts {
   server: string;
 }
 
-/** A login's connection as the server sees it: the pid of its backend, and the address and port it comes from. */
+/**
+ * A login's connection: the pid of its backend, the address and port it comes from (as the server
+ * sees them, where nothing translates addresses), and the address and port it went to.
+ */
 export interface LoginPeer {
   pid: number;
   address: string;
   port: number;
+  server: string;
 }
+
+type Socket = { localAddress?: string; localPort?: number; remoteAddress?: string; remotePort?: number };
+const socketOf = (client: Client | PoolClient): Socket => (client as unknown as { connection: { stream: Socket } }).connection.stream;
+const serverEnd = (socket: Socket): string | undefined => (socket.remoteAddress && socket.remotePort ? `${socket.remoteAddress}:${socket.remotePort}` : undefined);
 
 function peerOf(client: Client): LoginPeer | undefined {
   const pid = (client as unknown as { processID: unknown }).processID;
-  const socket = (client as unknown as { connection: { stream: { localAddress?: string; localPort?: number } } }).connection.stream;
-  if (typeof pid !== 'number' || !socket.localAddress || !socket.localPort) return undefined; // a Unix socket: no port to match
-  return { pid, address: socket.localAddress, port: socket.localPort };
+  const socket = socketOf(client);
+  const server = serverEnd(socket);
+  if (typeof pid !== 'number' || !socket.localAddress || !socket.localPort || !server) return undefined; // a Unix socket: no port to match
+  return { pid, address: socket.localAddress, port: socket.localPort, server };
 }
 
 /**
@@ -120,22 +129,26 @@ function peerOf(client: Client): LoginPeer | undefined {
  * backend's first query costs the server about 1.5 ms of CPU (a quarter of a whole login here), while
  * the admin's read costs a fraction of that per login. A row counts only if it is that very connection:
  * the pid the server gave the login, with the client address and port the login connects from (one
- * TCP connection's, while it is open). Anything else (a client seen through NAT or a proxy, a backend
- * of another server, an admin that may not see other roles' sessions) gives no facts, and the login
+ * TCP connection's, while it is open), and the login went to the address and port the admin's
+ * connection goes to. Anything else (a client seen through NAT or a proxy, a name that resolves to
+ * several servers, an admin that may not see other roles' sessions) gives no facts, and the login
  * asks its own session.
  */
 export function sessionFactsReads(run: <T>(fn: (client: PoolClient) => Promise<T>) => Promise<T>): GroupCommit<LoginPeer, SessionFacts | undefined> {
   return new GroupCommit<LoginPeer, SessionFacts | undefined>(
     async (peers) => {
-      const { rows } = await run((client) =>
-        client.query<{ pid: number; started: string | null; role_oid: string; address: string | null; port: number | null; server: string }>(
-          `SELECT a.pid, (extract(epoch FROM a.backend_start) * 1000000)::bigint::text AS started, a.usesysid::text AS role_oid,
-                  host(a.client_addr) AS address, a.client_port AS port, ${SERVER} AS server
-           FROM pg_stat_get_activity(NULL) a WHERE a.pid = ANY($1::int[])`,
+      const { rows, admin } = await run(async (client) => ({
+        admin: serverEnd(socketOf(client)),
+        rows: await client.query<{ pid: number; started: string | null; role_oid: string; address: string | null; port: number | null; server: string }>(
+          `SELECT a.pid, ${micros('a.backend_start')}::text AS started, a.usesysid::text AS role_oid,
+                  pg_catalog.host(a.client_addr) AS address, a.client_port AS port, ${SERVER} AS server
+           FROM pg_catalog.pg_stat_get_activity(NULL) a WHERE a.pid = ANY($1::int[])`,
           [peers.map((p) => p.pid)],
-        ),
-      );
+        ).then((r) => r.rows),
+      }));
       return peers.map((p) => {
+        // The login went where the admin's connection goes (the same address and port from here).
+        if (p.server !== admin) return undefined;
         const r = rows.find((row) => row.pid === p.pid && row.port === p.port && row.address === p.address);
         return r && r.started !== null ? { startedAt: BigInt(r.started), roleOid: r.role_oid, server: r.server } : undefined;
       });
@@ -178,7 +191,7 @@ export async function loginAs(
       // pg_stat_get_activity itself, not the pg_stat_activity view: in a backend this new every catalog
       // entry a query names is looked up first, and the view (joined to pg_database and pg_authid) cost
       // ~2 ms of server CPU per login here, this ~0.8 ms. usesysid is the session's role (logged in as).
-      `SELECT (extract(epoch FROM a.backend_start) * 1000000)::bigint::text AS started, a.usesysid::text AS role_oid, ${SERVER} AS server
+      `SELECT ${micros('a.backend_start')}::text AS started, a.usesysid::text AS role_oid, ${SERVER} AS server
        FROM pg_stat_get_activity(pg_backend_pid()) a`,
     );
     // Where the session's role is not the one logged in as (ALTER ROLE … SET role), the row hides its

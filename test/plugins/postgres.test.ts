@@ -164,7 +164,7 @@ describe('postgres plugin specifics', () => {
     try {
       const { rows } = await withAdmin('postgres', (c) => c.query<{ t: string }>(`SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint::text AS t`));
       const [ofA, ofB] = await Promise.allSettled([a, b].map((account) => limited.endSessionsStartedBefore({ account, before: rows[0].t })));
-      expect(ofA).toMatchObject({ status: 'rejected', reason: { message: expect.stringMatching(/must be a member of the role whose process is being terminated/) } });
+      expect(ofA).toMatchObject({ status: 'rejected', reason: { message: expect.stringMatching(/may not end 1 late session\(s\) of tess_sweep_a.*pg_signal_backend/) } });
       expect(ofB).toEqual({ status: 'fulfilled', value: { ended: 1 } });
       const alive = (c: Client) => c.query('SELECT 1').then(() => true, () => false);
       const deadline = Date.now() + 5000;
@@ -272,19 +272,53 @@ describe('postgres plugin specifics', () => {
       const pw = newPassword();
       await plugin.setStaticSecret({ account: role, password: pw });
       const reads = sessionFactsReads((fn) => withAdmin('tessera_target', (c) => fn(c as never)));
-      const seen: { [k in 'right' | 'otherPort' | 'otherAddress' | 'otherPid']?: unknown } = {};
+      const seen: { [k in 'right' | 'otherPort' | 'otherAddress' | 'otherPid' | 'otherServer']?: unknown } = {};
       // A facts reader that answers nothing makes loginAs ask its own session: both readings of one backend.
       const own = await loginAs(TARGET_URL, { username: role, password: pw }, 5000, async (peer) => {
-        [seen.right, seen.otherPort, seen.otherAddress, seen.otherPid] = await Promise.all([
+        [seen.right, seen.otherPort, seen.otherAddress, seen.otherPid, seen.otherServer] = await Promise.all([
           reads.submit(peer),
           reads.submit({ ...peer, port: peer.port === 65535 ? 1024 : peer.port + 1 }),
           reads.submit({ ...peer, address: peer.address === '127.0.0.2' ? '127.0.0.3' : '127.0.0.2' }),
           reads.submit({ ...peer, pid: peer.pid + 1 }),
+          reads.submit({ ...peer, server: '127.0.0.9:5432' }), // the login went elsewhere than the admin
         ]);
         return undefined;
       });
       expect(own.session).toEqual({ startedAt: expect.any(BigInt), roleOid: expect.stringMatching(/^\d+$/), server: expect.any(String) });
-      expect(seen).toEqual({ right: own.session, otherPort: undefined, otherAddress: undefined, otherPid: undefined });
+      expect(seen).toEqual({ right: own.session, otherPort: undefined, otherAddress: undefined, otherPid: undefined, otherServer: undefined });
+    });
+
+    it("operators a role could plant in the admin's search_path do not change what the proofs read", async () => {
+      await withAdmin('tessera_target', (c) =>
+        c.query(`
+          CREATE FUNCTION public.tess_forged_times(numeric, integer) RETURNS numeric LANGUAGE sql AS 'SELECT 42::numeric';
+          CREATE OPERATOR public.* (LEFTARG = numeric, RIGHTARG = integer, FUNCTION = public.tess_forged_times);
+          CREATE FUNCTION public.tess_forged_cat(text, integer) RETURNS text LANGUAGE sql AS $$SELECT 'forged'$$;
+          CREATE OPERATOR public.|| (LEFTARG = text, RIGHTARG = integer, FUNCTION = public.tess_forged_cat);`),
+      );
+      try {
+        // Unqualified SQL on the admin's default search_path picks them (exact matches beat built-ins reached by a cast).
+        const { rows } = await withAdmin('tessera_target', (c) => c.query(`SELECT (extract(epoch FROM now()) * 1000000)::bigint::text AS x, 'a'::text || 1 AS y`));
+        expect(rows[0]).toEqual({ x: '42', y: 'forged' });
+        const role = 'tess_forged_ops';
+        await createPgAccount(role, 'x');
+        const pw = newPassword();
+        const { lateLogins } = await plugin.setStaticSecret({ account: role, password: pw, endSessions: true });
+        expect(Math.abs(Number(BigInt(lateLogins!.before) / 1000n) - Date.now())).toBeLessThan(60_000);
+        const reads = sessionFactsReads((fn) => withAdmin('tessera_target', (c) => fn(c as never)));
+        let facts: unknown;
+        await loginAs(TARGET_URL, { username: role, password: pw }, 5000, async (peer) => (facts = await reads.submit(peer)) as never);
+        expect(facts).toEqual({ startedAt: expect.any(BigInt), roleOid: expect.any(String), server: expect.not.stringContaining('forged') });
+        expect(Math.abs(Number((facts as { startedAt: bigint }).startedAt / 1000n) - Date.now())).toBeLessThan(60_000);
+        // The whole proof still holds: the login's facts and the pg_authid read agree.
+        expect((await plugin.verifyLogin({ username: role, password: pw })).ok).toBe(true);
+        expect((await plugin.checkStoredPasswords({ checks: [{ account: role, password: pw }] })).results).toEqual(['accepted']);
+      } finally {
+        await withAdmin('tessera_target', (c) =>
+          c.query(`DROP OPERATOR public.* (numeric, integer); DROP OPERATOR public.|| (text, integer);
+                   DROP FUNCTION public.tess_forged_times(numeric, integer); DROP FUNCTION public.tess_forged_cat(text, integer)`),
+        );
+      }
     });
 
     it('a role that shadows the functions of the login\'s query on its own search_path cannot fake when its session started', async () => {
