@@ -145,31 +145,34 @@ const LATE_LOGIN_MARGIN_MS = 2000;
  * so pg_terminate_backend never raises for them and fails no other sweep.
  */
 export async function endSessionsStartedBefore(client: PoolClient, plugin: string, sweeps: readonly { account: string; before: string }[]): Promise<(number | ItemFailed)[]> {
-  const { rows } = await client.query<{ i: string; ended: number; hidden: number; unsignalled: number }>(
-    `WITH s AS (
+  // Sweeps of one role (from two rotations) are made once, with the latest cutoff: the sessions it
+  // ends include every one the earlier would. What it ended is credited to the first of them.
+  const { rows } = await client.query<{ first: string; ended: number; hidden: number; unsignalled: number }>(
+    `WITH t AS (SELECT account, max(before) AS before, min(i) AS first FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS u(account, before, i) GROUP BY account),
+     s AS (
        SELECT a.usename, a.pid, a.backend_start IS NULL AS hidden, ${micros('a.backend_start')} AS started,
               (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)
                 OR (NOT r.rolsuper AND (pg_catalog.pg_has_role(a.usesysid, 'USAGE') OR pg_catalog.pg_has_role('pg_signal_backend'::name, 'USAGE'))) AS may_signal
        FROM pg_catalog.pg_stat_activity a JOIN pg_catalog.pg_roles r ON r.oid = a.usesysid
        WHERE a.usename = ANY($1::text[]) AND a.pid <> pg_catalog.pg_backend_pid()
      )
-     SELECT t.i::text AS i,
+     SELECT t.first::text AS first,
             count(*) FILTER (WHERE CASE WHEN s.started < t.before AND s.may_signal THEN pg_catalog.pg_terminate_backend(s.pid) ELSE false END)::int AS ended,
             count(*) FILTER (WHERE s.hidden)::int AS hidden,
             count(*) FILTER (WHERE s.started < t.before AND NOT s.may_signal)::int AS unsignalled
-     FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS t(account, before, i)
-     LEFT JOIN s ON s.usename = t.account
-     GROUP BY t.i`,
+     FROM t LEFT JOIN s ON s.usename = t.account
+     GROUP BY t.first`,
     [sweeps.map((s) => s.account), sweeps.map((s) => s.before)],
   );
-  const byItem = new Map(rows.map((r) => [Number(r.i) - 1, r]));
+  const first = new Map(sweeps.map((s, i) => [s.account, i]).reverse() as [string, number][]);
+  const byFirst = new Map(rows.map((r) => [Number(r.first) - 1, r]));
   return sweeps.map(({ account }, i) => {
-    const row = byItem.get(i);
+    const row = byFirst.get(first.get(account)!);
     if (!row) return new ItemFailed(new PluginError(`postgres ${plugin}: no answer for the sweep of ${account}`, true));
     const { ended, hidden, unsignalled } = row;
     if (hidden > 0) return new ItemFailed(new PluginError(`postgres ${plugin}: cannot see when ${hidden} session(s) of ${account} started (grant pg_read_all_stats to the admin role)`, true));
     if (unsignalled > 0) return new ItemFailed(new PluginError(`postgres ${plugin}: may not end ${unsignalled} late session(s) of ${account} (grant pg_signal_backend to the admin role; a superuser's sessions only a superuser may end)`, true));
-    return ended;
+    return i === first.get(account) ? ended : 0;
   });
 }
 

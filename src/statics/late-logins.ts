@@ -23,9 +23,6 @@ interface Sweep {
   last: boolean;
 }
 
-/** Of two sweeps, the one with the later cutoff (`before` holds µs as decimal digits). */
-const later = (a: Sweep, b: Sweep): Sweep => ((b.before.length === a.before.length ? b.before > a.before : b.before.length > a.before.length) ? b : a);
-
 /** Sweeps taken per tick; the rest wait for the next. */
 const SWEEPS_PER_TICK = 200;
 /**
@@ -75,8 +72,8 @@ export class LateLoginSweeps {
    * Runs the sweeps that are due. Each is claimed for a minute first (replicas ticking together take
    * different ones; one whose target fails is tried again after that), then due again at the next
    * tick, or removed once past its until_at. The target's part of all of them is asked at once (a
-   * plugin answers sweeps asked together in one query), and the records of those made are written in
-   * one transaction; sessions ended are audited.
+   * plugin answers sweeps asked together in one query, and makes those of one account once), and the
+   * records of those made are written in one transaction; sessions ended are audited.
    */
   async sweepDue(): Promise<void> {
     const { rows } = await this.db.query<Sweep>(
@@ -84,18 +81,7 @@ export class LateLoginSweeps {
        WHERE id IN (SELECT id FROM late_login_sweeps WHERE due_at <= now() ORDER BY due_at LIMIT ${SWEEPS_PER_TICK} FOR UPDATE SKIP LOCKED)
        RETURNING id, name, connection, account, before, until_at <= now() AS last`,
     );
-    // Sweeps of one account (from two rotations) are made once, with the latest cutoff: the sessions
-    // it ends include every one the earlier would. What it ended is credited to the first.
-    const byAccount = new Map<string, Sweep[]>();
-    for (const sweep of rows) byAccount.set(`${sweep.connection}\0${sweep.account}`, [...(byAccount.get(`${sweep.connection}\0${sweep.account}`) ?? []), sweep]);
-    const outcomes = (
-      await Promise.all(
-        [...byAccount.values()].map(async (same) => {
-          const outcome = await this.sweep(same.reduce(later));
-          return same.map((sweep, i) => ('error' in outcome ? { sweep, error: outcome.error } : { sweep, ended: i === 0 ? outcome.ended : 0 }));
-        }),
-      )
-    ).flat();
+    const outcomes = await Promise.all(rows.map((sweep) => this.sweep(sweep)));
     const failed = outcomes.filter((o): o is { sweep: Sweep; error: Error } => 'error' in o);
     for (const { sweep, error } of failed) {
       const message = `ending late sessions of ${sweep.account} (${sweep.name})`;

@@ -87,15 +87,4 @@ describe('late-login sweeps due together', () => {
       ]),
     );
   });
-
-  it('two sweeps of one account (two rotations) are made once, with the later cutoff, and their sessions counted once', async () => {
-    await row('late-g', false, 'stand-in', '5000', 'first-g');
-    await row('late-g', false, 'stand-in', '70000', 'second-g');
-    await sweeps.sweepDue();
-    expect(asked).toEqual([{ account: 'late-g', before: '70000' }]);
-    expect(await dueIn('first-g')).toBeLessThanOrEqual(0);
-    expect(await dueIn('second-g')).toBeLessThanOrEqual(0);
-    expect(events).toHaveLength(1);
-    expect(events[0]).toMatchObject({ detail: { account: 'late-g', sessions: 2 } });
-  });
 });
