@@ -214,7 +214,7 @@ export function rssMb(pid: number): number {
  */
 const keepAlive = new Agent({ keepAlive: true, maxSockets: 256 });
 
-export function request(method: string, url: string, headers: Record<string, string>, body?: unknown): Promise<{ status: number; body: any }> {
+export function request(method: string, url: string, headers: Record<string, string>, body?: unknown, retried = false): Promise<{ status: number; body: any }> {
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {
     const req = httpRequest(url, { method, agent: keepAlive, headers: { ...headers, ...(payload && { 'content-type': 'application/json', 'content-length': String(payload.length) }) } }, (res) => {
@@ -230,7 +230,12 @@ export function request(method: string, url: string, headers: Record<string, str
       });
       res.on('error', reject);
     });
-    req.on('error', reject);
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      // A kept-alive socket the server closed for idleness just as this request went out (the
+      // server read nothing of it): sent again once on a new socket, as Node's documentation advises.
+      if (req.reusedSocket && err.code === 'ECONNRESET' && !retried) resolve(request(method, url, headers, body, true));
+      else reject(err);
+    });
     req.end(payload);
   });
 }
