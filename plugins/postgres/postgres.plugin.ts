@@ -69,7 +69,7 @@ export class PostgresPlugin implements CredentialPlugin {
   /** The pg_hba digest a verify login is read between. */
   private readonly hbaDigest = hbaDigestReader((fn) => this.run('verify', fn));
   /** The session facts of verify logins, read by the admin while they are connected. */
-  private readonly sessionFacts = sessionFactsReads((fn) => this.run('verify', fn));
+  private readonly sessionFacts = sessionFactsReads((fn) => this.run('verify', fn), this.hbaDigest);
   /** Sessions of roles whose password changed together, ended in one query. */
   private readonly sessionEnds: ReturnType<typeof sessionEndBatches>;
   /** Late-login sweeps due together, in one query. */

@@ -52,26 +52,53 @@ export async function hbaDigestOf(client: PoolClient): Promise<string | undefine
   }
 }
 
+/** The pg_hba digests verify logins are read between (hbaDigestReader). */
+export interface HbaDigests {
+  /** A digest whose read starts after this call. */
+  fresh(): Promise<string | undefined>;
+  /** A digest read less than HBA_DIGEST_REUSE_MS ago, or else a fresh one. */
+  recent(): Promise<string | undefined>;
+  /** Whether the admin is to read the rules (not after a refusal, for ten minutes). */
+  readable(): boolean;
+  /** A digest read with something else (the session facts), whose read started at `at` (ms). */
+  seen(digest: string, at: number): void;
+}
+
 /**
  * Reads the pg_hba digest as the admin. After a failure (an admin that is not superuser may not read
  * pg_hba_file_rules) it does not try again for ten minutes, so the server's log does not get the same
  * refusal at every login. Callers asking together share one read, which starts after each of them
  * asked (a group commit, one read at a time): a read asked for once a login is over is made after it.
+ * A digest read before a login may be one read up to HBA_DIGEST_REUSE_MS earlier (parsing pg_hba.conf
+ * for every login cost about a sixth of the login rate), as the pg_authid checks reuse theirs.
  */
-export function hbaDigestReader(run: <T>(fn: (client: PoolClient) => Promise<T>) => Promise<T>): () => Promise<string | undefined> {
+export function hbaDigestReader(run: <T>(fn: (client: PoolClient) => Promise<T>) => Promise<T>): HbaDigests {
   let failedAt = -Infinity;
+  let last: { digest: string; at: number } | undefined;
+  const seen = (digest: string, at: number) => {
+    if (!last || at >= last.at) last = { digest, at };
+  };
   const reads = new GroupCommit<void, string | undefined>(
     async (callers) => {
+      const at = Date.now();
       const digest = await run(hbaDigestOf).catch(() => undefined);
+      if (digest !== undefined) seen(digest, at);
       return callers.map(() => digest);
     },
     { maxBatch: 10_000, inFlight: 1 },
   );
-  return async () => {
-    if (Date.now() - failedAt < 600_000) return undefined;
+  const readable = () => Date.now() - failedAt >= 600_000;
+  const fresh = async () => {
+    if (!readable()) return undefined;
     const digest = await reads.submit();
     if (digest === undefined) failedAt = Date.now();
     return digest;
+  };
+  return {
+    fresh,
+    recent: async () => (readable() && last && Date.now() - last.at < HBA_DIGEST_REUSE_MS ? last.digest : fresh()),
+    readable,
+    seen,
   };
 }
 
@@ -84,14 +111,18 @@ export async function observedLogin(
   connectionUrl: string,
   login: { username: string; password: string },
   timeoutMs: number,
-  hba: () => Promise<string | undefined>,
-  facts?: (peer: LoginPeer) => Promise<SessionFacts | undefined>,
+  hba: HbaDigests,
+  facts?: (peer: LoginPeer) => Promise<(SessionFacts & { hba?: string }) | undefined>,
 ): Promise<{ ok: boolean; scram: boolean; seen?: SessionFacts & { hba: string } }> {
-  const before = await hba();
+  const before = await hba.recent();
   const result = await loginAs(connectionUrl, login, timeoutMs, facts);
   if (!result.ok) return { ok: false, scram: false };
-  const after = result.scram && result.session && before !== undefined ? await hba() : undefined;
-  return { ok: true, scram: result.scram, seen: after !== undefined && after === before && result.session ? { ...result.session, hba: after } : undefined };
+  if (!result.scram || !result.session || before === undefined) return { ok: true, scram: result.scram };
+  // The admin's read of the session facts, made while the login is connected (so after it was
+  // checked), reads the digest too where it may; otherwise a read of its own.
+  const { hba: readWithFacts, ...session } = result.session as SessionFacts & { hba?: string };
+  const after = readWithFacts ?? (await hba.fresh());
+  return { ok: true, scram: true, seen: after !== undefined && after === before ? { ...session, hba: after } : undefined };
 }
 
 /** When a login's session started (µs since the epoch, the server's clock), its role's oid, and the server (SERVER). */
@@ -134,23 +165,33 @@ function peerOf(client: Client): LoginPeer | undefined {
  * several servers, an admin that may not see other roles' sessions) gives no facts, and the login
  * asks its own session.
  */
-export function sessionFactsReads(run: <T>(fn: (client: PoolClient) => Promise<T>) => Promise<T>): GroupCommit<LoginPeer, SessionFacts | undefined> {
-  return new GroupCommit<LoginPeer, SessionFacts | undefined>(
+export function sessionFactsReads(
+  run: <T>(fn: (client: PoolClient) => Promise<T>) => Promise<T>,
+  hba?: HbaDigests,
+): GroupCommit<LoginPeer, (SessionFacts & { hba?: string }) | undefined> {
+  return new GroupCommit<LoginPeer, (SessionFacts & { hba?: string }) | undefined>(
     async (peers) => {
+      // The pg_hba digest comes along (one parse of pg_hba.conf for the logins read together), unless
+      // the admin was refused it lately.
+      const withHba = hba?.readable() ?? false;
+      const at = Date.now();
       const { rows, admin } = await run(async (client) => ({
         admin: serverEnd(socketOf(client)),
-        rows: await client.query<{ pid: number; started: string | null; role_oid: string; address: string | null; port: number | null; server: string }>(
-          `SELECT a.pid, ${micros('a.backend_start')}::text AS started, a.usesysid::text AS role_oid,
-                  pg_catalog.host(a.client_addr) AS address, a.client_port AS port, ${SERVER} AS server
-           FROM pg_catalog.pg_stat_get_activity(NULL) a WHERE a.pid = ANY($1::int[])`,
-          [peers.map((p) => p.pid)],
-        ).then((r) => r.rows),
+        rows: await client
+          .query<{ pid: number; started: string | null; role_oid: string; address: string | null; port: number | null; server: string; hba: string | null }>(
+            `SELECT a.pid, ${micros('a.backend_start')}::text AS started, a.usesysid::text AS role_oid,
+                    pg_catalog.host(a.client_addr) AS address, a.client_port AS port, ${SERVER} AS server, ${withHba ? HBA_DIGEST : 'NULL'} AS hba
+             FROM pg_catalog.pg_stat_get_activity(NULL) a WHERE a.pid = ANY($1::int[])`,
+            [peers.map((p) => p.pid)],
+          )
+          .then((r) => r.rows),
       }));
+      if (rows[0]?.hba) hba?.seen(rows[0].hba, at);
       return peers.map((p) => {
         // The login went where the admin's connection goes (the same address and port from here).
         if (p.server !== admin) return undefined;
         const r = rows.find((row) => row.pid === p.pid && row.port === p.port && row.address === p.address);
-        return r && r.started !== null ? { startedAt: BigInt(r.started), roleOid: r.role_oid, server: r.server } : undefined;
+        return r && r.started !== null ? { startedAt: BigInt(r.started), roleOid: r.role_oid, server: r.server, ...(r.hba !== null && { hba: r.hba }) } : undefined;
       });
     },
     { maxBatch: 256, inFlight: 1 },

@@ -354,9 +354,27 @@ describe('postgres plugin specifics', () => {
         reads++;
         throw new Error('permission denied for view pg_hba_file_rules');
       }) as never);
-      expect(await read()).toBeUndefined();
-      expect(await read()).toBeUndefined();
+      expect(await read.fresh()).toBeUndefined();
+      expect(await read.fresh()).toBeUndefined();
+      expect(await read.recent()).toBeUndefined();
+      expect(read.readable()).toBe(false);
       expect(reads).toBe(1);
+    });
+
+    it('a digest before a login may be one read up to a second earlier; one after it is always read after', async () => {
+      let reads = 0;
+      const read = hbaDigestReader((async () => `digest-${++reads}`) as never);
+      expect(await read.recent()).toBe('digest-1');
+      expect(await read.recent()).toBe('digest-1'); // reused
+      expect(await read.fresh()).toBe('digest-2'); // never reused
+      read.seen('digest-with-facts', Date.now());
+      expect(await read.recent()).toBe('digest-with-facts');
+      read.seen('older', Date.now() - 5000); // an older read never replaces a newer one
+      expect(await read.recent()).toBe('digest-with-facts');
+      read.seen('stale', Date.now() - 5000);
+      const late = hbaDigestReader((async () => 'now') as never);
+      late.seen('stale', Date.now() - 1500);
+      expect(await late.recent()).toBe('now'); // older than a second: read again
     });
 
     it('changed behind its back (even back to an older verifier of its own) is unknown; NOLOGIN makes accepted unknown', async () => {
