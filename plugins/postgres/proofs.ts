@@ -41,11 +41,17 @@ export async function storedPasswordsOf(client: PoolClient, roles: string[], kno
   }
 }
 
+/** A digest of the pg_hba rules, and the server (SERVER) whose rules they are. */
+export interface HbaDigest {
+  digest: string;
+  server: string;
+}
+
 /** The digest of the pg_hba rules the server reads now; undefined when the admin may not read them. */
-export async function hbaDigestOf(client: PoolClient): Promise<string | undefined> {
+export async function hbaDigestOf(client: PoolClient): Promise<HbaDigest | undefined> {
   try {
-    const { rows } = await client.query<{ hba: string }>(`SELECT ${HBA_DIGEST} AS hba`);
-    return rows[0]?.hba;
+    const { rows } = await client.query<{ hba: string; server: string }>(`SELECT ${HBA_DIGEST} AS hba, ${SERVER} AS server`);
+    return rows[0] && { digest: rows[0].hba, server: rows[0].server };
   } catch (err) {
     if (err instanceof DatabaseError) return undefined;
     throw err;
@@ -55,13 +61,13 @@ export async function hbaDigestOf(client: PoolClient): Promise<string | undefine
 /** The pg_hba digests verify logins are read between (hbaDigestReader). */
 export interface HbaDigests {
   /** A digest whose read starts after this call. */
-  fresh(): Promise<string | undefined>;
+  fresh(): Promise<HbaDigest | undefined>;
   /** A digest read less than HBA_DIGEST_REUSE_MS ago, or else a fresh one. */
-  recent(): Promise<string | undefined>;
-  /** Whether the admin is to read the rules (not after a refusal, for ten minutes). */
+  recent(): Promise<HbaDigest | undefined>;
+  /** Whether to read the rules along with something else: one read of them went through since the last refusal. */
   readable(): boolean;
-  /** A digest read with something else (the session facts), whose read started at `at` (ms). */
-  seen(digest: string, at: number): void;
+  /** A digest read with something else (the session facts), whose read started at `at` (performance.now()). */
+  seen(digest: HbaDigest, at: number): void;
 }
 
 /**
@@ -70,34 +76,38 @@ export interface HbaDigests {
  * refusal at every login. Callers asking together share one read, which starts after each of them
  * asked (a group commit, one read at a time): a read asked for once a login is over is made after it.
  * A digest read before a login may be one read up to HBA_DIGEST_REUSE_MS earlier (parsing pg_hba.conf
- * for every login cost about a sixth of the login rate), as the pg_authid checks reuse theirs.
+ * for every login cost about a sixth of the login rate), as the pg_authid checks reuse theirs. Ages
+ * are measured on a monotonic clock: a wall clock stepped back must not keep an old read fresh.
  */
 export function hbaDigestReader(run: <T>(fn: (client: PoolClient) => Promise<T>) => Promise<T>): HbaDigests {
   let failedAt = -Infinity;
-  let last: { digest: string; at: number } | undefined;
-  const seen = (digest: string, at: number) => {
-    if (!last || at >= last.at) last = { digest, at };
+  let last: (HbaDigest & { at: number }) | undefined;
+  const seen = (digest: HbaDigest, at: number) => {
+    if (!last || at >= last.at) last = { ...digest, at };
   };
-  const reads = new GroupCommit<void, string | undefined>(
+  const reads = new GroupCommit<void, HbaDigest | undefined>(
     async (callers) => {
-      const at = Date.now();
+      const at = performance.now();
       const digest = await run(hbaDigestOf).catch(() => undefined);
       if (digest !== undefined) seen(digest, at);
       return callers.map(() => digest);
     },
     { maxBatch: 10_000, inFlight: 1 },
   );
-  const readable = () => Date.now() - failedAt >= 600_000;
+  const backedOff = () => performance.now() - failedAt < 600_000;
   const fresh = async () => {
-    if (!readable()) return undefined;
+    if (backedOff()) return undefined;
     const digest = await reads.submit();
-    if (digest === undefined) failedAt = Date.now();
+    if (digest === undefined) {
+      failedAt = performance.now();
+      last = undefined;
+    }
     return digest;
   };
   return {
     fresh,
-    recent: async () => (readable() && last && Date.now() - last.at < HBA_DIGEST_REUSE_MS ? last.digest : fresh()),
-    readable,
+    recent: async () => (!backedOff() && last && performance.now() - last.at < HBA_DIGEST_REUSE_MS ? { digest: last.digest, server: last.server } : fresh()),
+    readable: () => !backedOff() && last !== undefined,
     seen,
   };
 }
@@ -121,8 +131,10 @@ export async function observedLogin(
   // The admin's read of the session facts, made while the login is connected (so after it was
   // checked), reads the digest too where it may; otherwise a read of its own.
   const { hba: readWithFacts, ...session } = result.session as SessionFacts & { hba?: string };
-  const after = readWithFacts ?? (await hba.fresh());
-  return { ok: true, scram: true, seen: after !== undefined && after === before ? { ...session, hba: after } : undefined };
+  const after = readWithFacts !== undefined ? { digest: readWithFacts, server: session.server } : await hba.fresh();
+  // Both digests are of the rules of the server the login reached.
+  const same = after !== undefined && after.digest === before.digest && after.server === session.server && before.server === session.server;
+  return { ok: true, scram: true, seen: same ? { ...session, hba: after.digest } : undefined };
 }
 
 /** When a login's session started (µs since the epoch, the server's clock), its role's oid, and the server (SERVER). */
@@ -174,7 +186,7 @@ export function sessionFactsReads(
       // The pg_hba digest comes along (one parse of pg_hba.conf for the logins read together), unless
       // the admin was refused it lately.
       const withHba = hba?.readable() ?? false;
-      const at = Date.now();
+      const at = performance.now();
       const { rows, admin } = await run(async (client) => ({
         admin: serverEnd(socketOf(client)),
         rows: await client
@@ -186,7 +198,7 @@ export function sessionFactsReads(
           )
           .then((r) => r.rows),
       }));
-      if (rows[0]?.hba) hba?.seen(rows[0].hba, at);
+      if (rows[0]?.hba) hba?.seen({ digest: rows[0].hba, server: rows[0].server }, at);
       return peers.map((p) => {
         // The login went where the admin's connection goes (the same address and port from here).
         if (p.server !== admin) return undefined;
@@ -262,8 +274,9 @@ export function storedPasswordReads(run: <T>(fn: (client: PoolClient) => Promise
       const roles = [...new Set(asks.flat())];
       const stored = await run((client) => {
         // Decided once a connection is in hand, so waiting for one does not stretch the reuse.
-        const known = hba && Date.now() - hba.at < HBA_DIGEST_REUSE_MS ? hba : undefined;
-        const started = Date.now();
+        // Ages on a monotonic clock (a wall clock stepped back must not keep an old digest fresh).
+        const known = hba && performance.now() - hba.at < HBA_DIGEST_REUSE_MS ? hba : undefined;
+        const started = performance.now();
         return storedPasswordsOf(client, roles, known?.digest).then((r) => {
           // A digest is reused only on the server it was read from.
           if (known && r.facts && r.facts.server !== known.server) return storedPasswordsOf(client, roles);

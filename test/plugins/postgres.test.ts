@@ -1,5 +1,5 @@
 import { Client } from 'pg';
-import { hbaDigestReader, loginAs, sessionFactsReads } from '../../plugins/postgres/proofs';
+import { hbaDigestReader, loginAs, observedLogin, sessionFactsReads } from '../../plugins/postgres/proofs';
 import { PostgresPlugin } from '../../plugins/postgres/postgres.plugin';
 import { postgresConnectionSchema, postgresRoleSchema } from '../../plugins/postgres/postgres.config';
 import { newAccountName, newPassword } from '../../src/leases/names';
@@ -363,18 +363,40 @@ describe('postgres plugin specifics', () => {
 
     it('a digest before a login may be one read up to a second earlier; one after it is always read after', async () => {
       let reads = 0;
-      const read = hbaDigestReader((async () => `digest-${++reads}`) as never);
-      expect(await read.recent()).toBe('digest-1');
-      expect(await read.recent()).toBe('digest-1'); // reused
-      expect(await read.fresh()).toBe('digest-2'); // never reused
-      read.seen('digest-with-facts', Date.now());
-      expect(await read.recent()).toBe('digest-with-facts');
-      read.seen('older', Date.now() - 5000); // an older read never replaces a newer one
-      expect(await read.recent()).toBe('digest-with-facts');
-      read.seen('stale', Date.now() - 5000);
-      const late = hbaDigestReader((async () => 'now') as never);
-      late.seen('stale', Date.now() - 1500);
-      expect(await late.recent()).toBe('now'); // older than a second: read again
+      const at = (digest: string, server = 'server-a') => ({ digest, server });
+      const read = hbaDigestReader((async () => at(`digest-${++reads}`)) as never);
+      expect(read.readable()).toBe(false); // nothing read yet: not asked along with the session facts
+      expect(await read.recent()).toEqual(at('digest-1'));
+      expect(read.readable()).toBe(true);
+      expect(await read.recent()).toEqual(at('digest-1')); // reused
+      expect(await read.fresh()).toEqual(at('digest-2')); // never reused
+      read.seen(at('digest-with-facts'), performance.now());
+      expect(await read.recent()).toEqual(at('digest-with-facts'));
+      read.seen(at('older'), performance.now() - 5000); // an older read never replaces a newer one
+      expect(await read.recent()).toEqual(at('digest-with-facts'));
+      const late = hbaDigestReader((async () => at('now')) as never);
+      late.seen(at('stale'), performance.now() - 1500);
+      expect(await late.recent()).toEqual(at('now')); // older than a second: read again
+    });
+
+    it('a login is recorded only between digests of the rules of the server it reached', async () => {
+      const role = 'tess_hba_server';
+      await createPgAccount(role, 'x');
+      const pw = newPassword();
+      await plugin.setStaticSecret({ account: role, password: pw });
+      const run = (fn: (c: never) => Promise<unknown>) => withAdmin('tessera_target', (c) => fn(c as never));
+      const real = hbaDigestReader(run as never);
+      const facts = sessionFactsReads(run as never, real);
+      const login = { username: role, password: pw };
+      const ok = await observedLogin(TARGET_URL, login, 5000, real, (p) => facts.submit(p));
+      expect(ok.seen).toEqual(expect.objectContaining({ hba: (await real.fresh())!.digest }));
+      // The same rules' digest, said to be another server's: nothing recorded.
+      const digest = (await real.fresh())!;
+      const elsewhere = { ...real, recent: async () => ({ ...digest, server: 'another-server' }) };
+      expect((await observedLogin(TARGET_URL, login, 5000, elsewhere, (p) => facts.submit(p))).seen).toBeUndefined();
+      // Rules that read differently after the login than before it: nothing recorded.
+      const changed = { ...real, recent: async () => ({ ...digest, digest: 'other-rules' }) };
+      expect((await observedLogin(TARGET_URL, login, 5000, changed, (p) => facts.submit(p))).seen).toBeUndefined();
     });
 
     it('changed behind its back (even back to an older verifier of its own) is unknown; NOLOGIN makes accepted unknown', async () => {
