@@ -47,16 +47,18 @@ export interface HbaDigest {
   server: string;
 }
 
-/** The digest of the pg_hba rules the server reads now; undefined when the admin may not read them. */
-export async function hbaDigestOf(client: PoolClient): Promise<HbaDigest | undefined> {
+/** The digest of the pg_hba rules the server reads now; `refused` when the admin may not read them (only superusers may). */
+export async function hbaDigestOf(client: PoolClient): Promise<HbaDigest | 'refused'> {
   try {
     const { rows } = await client.query<{ hba: string; server: string }>(`SELECT ${HBA_DIGEST} AS hba, ${SERVER} AS server`);
-    return rows[0] && { digest: rows[0].hba, server: rows[0].server };
+    return { digest: rows[0].hba, server: rows[0].server };
   } catch (err) {
-    if (err instanceof DatabaseError) return undefined;
+    if (err instanceof DatabaseError && err.code === INSUFFICIENT_PRIVILEGE) return 'refused';
     throw err;
   }
 }
+
+const INSUFFICIENT_PRIVILEGE = '42501';
 
 /** The pg_hba digests verify logins are read between (hbaDigestReader). */
 export interface HbaDigests {
@@ -83,27 +85,25 @@ export function hbaDigestReader(run: <T>(fn: (client: PoolClient) => Promise<T>)
   let failedAt = -Infinity;
   let last: (HbaDigest & { at: number }) | undefined;
   const seen = (digest: HbaDigest, at: number) => {
-    if (!last || at >= last.at) last = { ...digest, at };
+    // A read begun before a refusal does not make the rules readable again.
+    if (at > failedAt && (!last || at >= last.at)) last = { ...digest, at };
   };
   const reads = new GroupCommit<void, HbaDigest | undefined>(
     async (callers) => {
       const at = performance.now();
+      // Only a refusal pauses the reads; a read that failed otherwise (a timeout, a lost connection)
+      // gives no digest this time.
       const digest = await run(hbaDigestOf).catch(() => undefined);
-      if (digest !== undefined) seen(digest, at);
-      return callers.map(() => digest);
+      if (digest === 'refused') {
+        failedAt = performance.now();
+        last = undefined;
+      } else if (digest !== undefined) seen(digest, at);
+      return callers.map(() => (digest === 'refused' ? undefined : digest));
     },
     { maxBatch: 10_000, inFlight: 1 },
   );
   const backedOff = () => performance.now() - failedAt < 600_000;
-  const fresh = async () => {
-    if (backedOff()) return undefined;
-    const digest = await reads.submit();
-    if (digest === undefined) {
-      failedAt = performance.now();
-      last = undefined;
-    }
-    return digest;
-  };
+  const fresh = async () => (backedOff() ? undefined : reads.submit());
   return {
     fresh,
     recent: async () => (!backedOff() && last && performance.now() - last.at < HBA_DIGEST_REUSE_MS ? { digest: last.digest, server: last.server } : fresh()),

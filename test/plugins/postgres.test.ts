@@ -352,13 +352,28 @@ describe('postgres plugin specifics', () => {
       let reads = 0;
       const read = hbaDigestReader((async () => {
         reads++;
-        throw new Error('permission denied for view pg_hba_file_rules');
+        return 'refused'; // what hbaDigestOf answers for SQLSTATE 42501
       }) as never);
+      const begun = performance.now();
       expect(await read.fresh()).toBeUndefined();
       expect(await read.fresh()).toBeUndefined();
       expect(await read.recent()).toBeUndefined();
-      expect(read.readable()).toBe(false);
       expect(reads).toBe(1);
+      // A read begun before the refusal (the facts query's) does not make the rules readable again.
+      read.seen({ digest: 'from-before', server: 'server-a' }, begun);
+      expect(read.readable()).toBe(false);
+      expect(await read.recent()).toBeUndefined();
+    });
+
+    it('a digest read that fails otherwise (a timeout, a lost connection) gives nothing this time, and does not pause the reads', async () => {
+      let reads = 0;
+      const read = hbaDigestReader((async () => {
+        if (++reads === 1) throw new Error('Connection terminated unexpectedly');
+        return { digest: 'rules', server: 'server-a' };
+      }) as never);
+      expect(await read.fresh()).toBeUndefined();
+      expect(await read.fresh()).toEqual({ digest: 'rules', server: 'server-a' });
+      expect(reads).toBe(2);
     });
 
     it('a digest before a login may be one read up to a second earlier; one after it is always read after', async () => {
