@@ -77,7 +77,11 @@ export async function dropRolesLike(prefix: string): Promise<number> {
  * and every later loop, Tessera's or raw, runs on a larger catalog than the one before it.
  */
 export async function vacuumRoleCatalogs(c: Client): Promise<void> {
-  await c.query('VACUUM pg_authid, pg_auth_members, pg_shdepend, pg_db_role_setting');
+  // FULL: a plain VACUUM frees the dead rows but keeps the file, and scans of pg_authid (the
+  // pg_stat_activity view joins it) still read every page. After a day of runs here pg_authid was
+  // 22 MB for 158 roles, and a 10,000-lease expiry cost PostgreSQL 0.56-0.67 ms per lease instead of
+  // 0.26 ms once compacted.
+  await c.query('VACUUM FULL pg_authid, pg_auth_members, pg_shdepend, pg_db_role_setting');
 }
 
 export interface Identity {
