@@ -64,10 +64,10 @@ export class PostgresPlugin implements CredentialPlugin {
   private readonly creates = statementBatches((sql) => this.run('create', (client) => client.query(sql)));
   /** The verifiers set on static accounts, to prove from pg_authid which password they accept. */
   private readonly setVerifiers: SetVerifiers;
-  /** pg_authid read for the checks of rotations running together, in one query. */
-  private readonly storedReads = storedPasswordReads((fn) => this.run('check passwords', fn));
-  /** The pg_hba digest a verify login is read between. */
+  /** The pg_hba digests verify logins are read between (and the pg_authid checks reuse). */
   private readonly hbaDigest = hbaDigestReader((fn) => this.run('verify', fn));
+  /** pg_authid read for the checks of rotations running together, in one query. */
+  private readonly storedReads = storedPasswordReads((fn) => this.run('check passwords', fn), this.hbaDigest);
   /** The session facts of verify logins, read by the admin while they are connected. */
   private readonly sessionFacts = sessionFactsReads((fn) => this.run('verify', fn), this.hbaDigest);
   /** Sessions of roles whose password changed together, ended in one query. */

@@ -64,21 +64,23 @@ const INSUFFICIENT_PRIVILEGE = '42501';
 export interface HbaDigests {
   /** A digest whose read starts after this call. */
   fresh(): Promise<HbaDigest | undefined>;
-  /** A digest read less than HBA_DIGEST_REUSE_MS ago, or else a fresh one. */
+  /** A digest read less than HBA_DIGEST_REUSE_MS ago, if there is one. */
+  cached(): HbaDigest | undefined;
+  /** cached(), or else a fresh one. */
   recent(): Promise<HbaDigest | undefined>;
   /** Whether to read the rules along with something else: one read of them went through since the last refusal. */
   readable(): boolean;
-  /** A digest read with something else (the session facts), whose read started at `at` (performance.now()). */
+  /** A digest read with something else (session facts, pg_authid), whose read started at `at` (performance.now()). */
   seen(digest: HbaDigest, at: number): void;
 }
 
 /**
- * Reads the pg_hba digest as the admin. After a failure (an admin that is not superuser may not read
+ * Reads the pg_hba digest as the admin. After a refusal (an admin that is not superuser may not read
  * pg_hba_file_rules) it does not try again for ten minutes, so the server's log does not get the same
  * refusal at every login. Callers asking together share one read, which starts after each of them
  * asked (a group commit, one read at a time): a read asked for once a login is over is made after it.
  * A digest read before a login may be one read up to HBA_DIGEST_REUSE_MS earlier (parsing pg_hba.conf
- * for every login cost about a sixth of the login rate), as the pg_authid checks reuse theirs. Ages
+ * for every login cost about a sixth of the login rate); the pg_authid checks reuse them too. Ages
  * are measured on a monotonic clock: a wall clock stepped back must not keep an old read fresh.
  */
 export function hbaDigestReader(run: <T>(fn: (client: PoolClient) => Promise<T>) => Promise<T>): HbaDigests {
@@ -104,9 +106,11 @@ export function hbaDigestReader(run: <T>(fn: (client: PoolClient) => Promise<T>)
   );
   const backedOff = () => performance.now() - failedAt < 600_000;
   const fresh = async () => (backedOff() ? undefined : reads.submit());
+  const cached = () => (!backedOff() && last && performance.now() - last.at < HBA_DIGEST_REUSE_MS ? { digest: last.digest, server: last.server } : undefined);
   return {
     fresh,
-    recent: async () => (!backedOff() && last && performance.now() - last.at < HBA_DIGEST_REUSE_MS ? { digest: last.digest, server: last.server } : fresh()),
+    cached,
+    recent: async () => cached() ?? fresh(),
     readable: () => !backedOff() && last !== undefined,
     seen,
   };
@@ -122,7 +126,7 @@ export async function observedLogin(
   login: { username: string; password: string },
   timeoutMs: number,
   hba: HbaDigests,
-  facts?: (peer: LoginPeer) => Promise<(SessionFacts & { hba?: string }) | undefined>,
+  facts?: (peer: LoginPeer) => Promise<FactsRead | undefined>,
 ): Promise<{ ok: boolean; scram: boolean; seen?: SessionFacts & { hba: string } }> {
   const before = await hba.recent();
   const result = await loginAs(connectionUrl, login, timeoutMs, facts);
@@ -130,7 +134,7 @@ export async function observedLogin(
   if (!result.scram || !result.session || before === undefined) return { ok: true, scram: result.scram };
   // The admin's read of the session facts, made while the login is connected (so after it was
   // checked), reads the digest too where it may; otherwise a read of its own.
-  const { hba: readWithFacts, ...session } = result.session as SessionFacts & { hba?: string };
+  const { hba: readWithFacts, ...session } = result.session;
   const after = readWithFacts !== undefined ? { digest: readWithFacts, server: session.server } : await hba.fresh();
   // Both digests are of the rules of the server the login reached.
   const same = after !== undefined && after.digest === before.digest && after.server === session.server && before.server === session.server;
@@ -143,6 +147,9 @@ export interface SessionFacts {
   roleOid: string;
   server: string;
 }
+
+/** SessionFacts as the admin reads them, with the pg_hba digest where it was read along. */
+export type FactsRead = SessionFacts & { hba?: string };
 
 /**
  * A login's connection: the pid of its backend, the address and port it comes from (as the server
@@ -180,8 +187,8 @@ function peerOf(client: Client): LoginPeer | undefined {
 export function sessionFactsReads(
   run: <T>(fn: (client: PoolClient) => Promise<T>) => Promise<T>,
   hba?: HbaDigests,
-): GroupCommit<LoginPeer, (SessionFacts & { hba?: string }) | undefined> {
-  return new GroupCommit<LoginPeer, (SessionFacts & { hba?: string }) | undefined>(
+): GroupCommit<LoginPeer, FactsRead | undefined> {
+  return new GroupCommit<LoginPeer, FactsRead | undefined>(
     async (peers) => {
       // The pg_hba digest comes along (one parse of pg_hba.conf for the logins read together), unless
       // the admin was refused it lately.
@@ -220,8 +227,8 @@ export async function loginAs(
   connectionUrl: string,
   login: { username: string; password: string },
   timeoutMs: number,
-  facts?: (peer: LoginPeer) => Promise<SessionFacts | undefined>,
-): Promise<{ ok: boolean; scram: boolean; session?: SessionFacts }> {
+  facts?: (peer: LoginPeer) => Promise<FactsRead | undefined>,
+): Promise<{ ok: boolean; scram: boolean; session?: FactsRead }> {
   const url = new URL(connectionUrl);
   url.username = encodeURIComponent(login.username);
   url.password = encodeURIComponent(login.password);
@@ -264,23 +271,22 @@ const HBA_DIGEST_REUSE_MS = 1000;
 
 /**
  * pg_authid read once for the checks of callers arriving together (each looks up its own roles). The
- * pg_hba digest is read again at most every HBA_DIGEST_REUSE_MS: parsing pg_hba.conf on every read
- * costs the server more than the rest of the read.
+ * pg_hba digest is read along only when `hba` holds none from the last HBA_DIGEST_REUSE_MS (one the
+ * verify logins read, or an earlier check): parsing pg_hba.conf on every read costs the server more
+ * than the rest of the read.
  */
-export function storedPasswordReads(run: <T>(fn: (client: PoolClient) => Promise<T>) => Promise<T>): GroupCommit<string[], StoredPasswords> {
-  let hba: { digest: string; server: string; at: number } | undefined;
+export function storedPasswordReads(run: <T>(fn: (client: PoolClient) => Promise<T>) => Promise<T>, hba: HbaDigests): GroupCommit<string[], StoredPasswords> {
   return new GroupCommit<string[], StoredPasswords>(
     async (asks) => {
       const roles = [...new Set(asks.flat())];
       const stored = await run((client) => {
         // Decided once a connection is in hand, so waiting for one does not stretch the reuse.
-        // Ages on a monotonic clock (a wall clock stepped back must not keep an old digest fresh).
-        const known = hba && performance.now() - hba.at < HBA_DIGEST_REUSE_MS ? hba : undefined;
+        const known = hba.cached();
         const started = performance.now();
         return storedPasswordsOf(client, roles, known?.digest).then((r) => {
           // A digest is reused only on the server it was read from.
           if (known && r.facts && r.facts.server !== known.server) return storedPasswordsOf(client, roles);
-          if (!known && r.facts) hba = { digest: r.facts.hba, server: r.facts.server, at: started };
+          if (!known && r.facts) hba.seen({ digest: r.facts.hba, server: r.facts.server }, started);
           return r;
         });
       });
